@@ -25,6 +25,11 @@ pub const AFFINITY_MAX_ENTRIES: u32 = 65_536;
 /// the programs).
 pub const FRONTEND_NAMES_MAP: &str = "lb4_fe_names";
 
+/// Client ranges allowed to reach LoadBalancer frontends that set
+/// `loadBalancerSourceRanges` (LPM trie, pinned; written only by the agent).
+pub const SOURCE_RANGES_MAP: &str = "lb4_src_ranges";
+pub const SOURCE_RANGES_MAX_ENTRIES: u32 = 16_384;
+
 /// Default capacities; the agent may be configured with others later.
 pub const SERVICES_MAX_ENTRIES: u32 = 65_536;
 pub const BACKENDS_MAX_ENTRIES: u32 = 65_536;
@@ -61,13 +66,17 @@ pub struct ServiceValue {
     pub backend_id: u32,
     /// In the header: how many backend slots follow. 0 means "no endpoint".
     pub count: u16,
-    /// In the header: `SERVICE_FLAG_*` bits (none defined yet).
+    /// In the header: `SERVICE_FLAG_*` bits.
     pub flags: u16,
     /// In the header: the `rev_nat` entry that rewrites replies of this frontend.
     pub rev_nat_id: u32,
     /// In the header: ClientIP affinity timeout in seconds, 0 = no affinity.
     pub affinity_timeout_s: u32,
 }
+
+/// Header flag: only clients inside one of the frontend's `lb4_src_ranges`
+/// entries are served; the others are dropped.
+pub const SERVICE_FLAG_SOURCE_RANGES: u16 = 1;
 
 /// A backend state a new connection may pick.
 pub const BACKEND_STATE_ACTIVE: u8 = 0;
@@ -117,6 +126,25 @@ pub struct AffinityValue {
     /// `bpf_ktime_get_ns()` of the client's last new connection.
     pub last_used_ns: u64,
 }
+
+/// The data of an `lb4_src_ranges` key: the frontend, matched exactly, then
+/// the client address, matched on the range's prefix. The trie key's prefix
+/// length is `SOURCE_RANGE_EXACT_BITS` plus the range's own prefix length.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceRangeKey {
+    /// The frontend's reverse-NAT id.
+    pub rev_nat_id: u32,
+    /// `IPPROTO_TCP` or `IPPROTO_UDP`: both protocols of one address and port
+    /// may belong to different Services.
+    pub proto: u8,
+    pub _pad: [u8; 3],
+    /// Client IPv4 address (a range's first address), network byte order.
+    pub addr: u32,
+}
+
+/// Bits of `SourceRangeKey` before `addr`, always matched in full.
+pub const SOURCE_RANGE_EXACT_BITS: u32 = 64;
 
 /// "namespace/name:port", NUL-padded (cut at 63 bytes).
 #[repr(C)]
@@ -172,6 +200,7 @@ const _: () = assert!(core::mem::size_of::<CtEntry>() == 24);
 const _: () = assert!(core::mem::size_of::<FrontendName>() == 64);
 const _: () = assert!(core::mem::size_of::<AffinityKey>() == 8);
 const _: () = assert!(core::mem::size_of::<AffinityValue>() == 16);
+const _: () = assert!(core::mem::size_of::<SourceRangeKey>() == 12);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -186,5 +215,6 @@ mod pod {
     unsafe impl aya::Pod for super::FrontendName {}
     unsafe impl aya::Pod for super::AffinityKey {}
     unsafe impl aya::Pod for super::AffinityValue {}
+    unsafe impl aya::Pod for super::SourceRangeKey {}
     unsafe impl aya::Pod for crate::stats::Counter {}
 }

@@ -34,9 +34,11 @@ pub const DROP_NO_BACKEND: u32 = 9;
 pub const DROP_BAD_SLOT: u32 = 10;
 /// The kernel refused the rewrite or the conntrack insert: dropped.
 pub const DROP_REWRITE_FAILED: u32 = 11;
+/// A client outside a LoadBalancer frontend's `loadBalancerSourceRanges`: dropped.
+pub const DROP_SOURCE_RANGE: u32 = 12;
 
 /// Names by index, for metrics and the state dump.
-pub const REASON_NAMES: [&str; 12] = [
+pub const REASON_NAMES: [&str; 13] = [
     "forward_translated",
     "reply_translated",
     "pass_not_ipv4",
@@ -49,5 +51,6 @@ pub const REASON_NAMES: [&str; 12] = [
     "drop_no_backend",
     "drop_bad_slot",
     "drop_rewrite_failed",
+    "drop_source_range",
 ];
 pub const REASON_COUNT: u32 = REASON_NAMES.len() as u32;

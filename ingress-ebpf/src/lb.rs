@@ -7,6 +7,7 @@ use ingress_common::stats::*;
 
 use crate::affinity;
 use crate::conntrack;
+use crate::source_range;
 use crate::stats;
 use crate::maps::{BACKENDS, REV_NAT, SERVICES};
 use crate::nat::{Side, Translation};
@@ -66,6 +67,9 @@ pub fn forward(flow: &Flow, bytes: u64) -> Result<Translation, Outcome> {
         return Err(Outcome::Pass(PASS_NO_SERVICE));
     };
     stats::count_frontend(header.rev_nat_id, bytes);
+    if !source_range::allows(flow, &header) {
+        return Err(Outcome::Drop(DROP_SOURCE_RANGE));
+    }
 
     // An established flow keeps its backend for as long as that backend exists.
     if let Some(entry) = conntrack::forward(flow) {

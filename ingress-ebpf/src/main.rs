@@ -18,6 +18,7 @@ mod maps;
 mod nat;
 mod packet;
 mod parse;
+mod source_range;
 mod stats;
 
 use aya_ebpf::bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action};

@@ -2,7 +2,7 @@
 //! flowing while the agent restarts. Layouts live in `ingress_common::maps`.
 
 use aya_ebpf::macros::map;
-use aya_ebpf::maps::{HashMap, LruHashMap, PerCpuArray};
+use aya_ebpf::maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray};
 use ingress_common::maps::*;
 use ingress_common::stats::{Counter, REASON_COUNT};
 
@@ -37,3 +37,9 @@ pub static STATS: PerCpuArray<Counter> = PerCpuArray::pinned(REASON_COUNT, 0);
 /// (ids start at 1; slot 0 stays empty), per CPU.
 #[map(name = "lb4_fe_stats")]
 pub static FRONTEND_STATS: PerCpuArray<Counter> = PerCpuArray::pinned(REV_NAT_MAX_ENTRIES + 1, 0);
+
+/// (frontend, client prefix) of LoadBalancer frontends with source ranges.
+/// Written only by the agent; read only for frontends whose header has
+/// `SERVICE_FLAG_SOURCE_RANGES`.
+#[map(name = "lb4_src_ranges")]
+pub static SOURCE_RANGES: LpmTrie<SourceRangeKey, u32> = LpmTrie::pinned(SOURCE_RANGES_MAX_ENTRIES, 0);

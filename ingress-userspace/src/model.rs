@@ -84,7 +84,7 @@ pub struct Backend {
 }
 
 /// Where a frontend comes from, for logs and the state dump.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServicePortRef {
     pub namespace: String,
     pub name: String,
@@ -102,7 +102,32 @@ impl fmt::Display for ServicePortRef {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An IPv4 client range, `addr/prefix_len`, with the host bits cleared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceRange {
+    pub addr: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+impl SourceRange {
+    /// `None` for a prefix length over 32.
+    pub fn new(addr: Ipv4Addr, prefix_len: u8) -> Option<SourceRange> {
+        let host_bits = 32u32.checked_sub(u32::from(prefix_len))?;
+        let mask = u32::MAX.checked_shl(host_bits).unwrap_or(0);
+        Some(SourceRange {
+            addr: Ipv4Addr::from(u32::from(addr) & mask),
+            prefix_len,
+        })
+    }
+}
+
+impl fmt::Display for SourceRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FrontendState {
     pub service: ServicePortRef,
     /// Sorted, without duplicates: the order is the slot order in the map.
@@ -110,6 +135,9 @@ pub struct FrontendState {
     /// `sessionAffinity: ClientIP`: how long a client keeps its backend
     /// after its last new connection, in seconds; 0 = no affinity.
     pub affinity_timeout_s: u32,
+    /// `loadBalancerSourceRanges` of a LoadBalancer ingress IP: `None` serves
+    /// every client, `Some` only those inside a range (none if it is empty).
+    pub source_ranges: Option<Vec<SourceRange>>,
 }
 
 /// Everything the node should translate.

@@ -34,6 +34,8 @@ pub fn op_kind(op: &MapOp) -> &'static str {
         MapOp::DeleteService(..) => "delete_service",
         MapOp::DeleteBackend(..) => "delete_backend",
         MapOp::DeleteRevNat(..) => "delete_rev_nat",
+        MapOp::PutSourceRange(..) => "put_source_range",
+        MapOp::DeleteSourceRange(..) => "delete_source_range",
     }
 }
 
@@ -72,6 +74,8 @@ fn describe_op(op: &MapOp) -> String {
         MapOp::DeleteService(key) => format!("delete service {}", service(key)),
         MapOp::DeleteBackend(id) => format!("delete backend {id}"),
         MapOp::DeleteRevNat(id) => format!("delete rev-NAT {id}"),
+        MapOp::PutSourceRange(entry) => format!("put source range {}", abi::describe_source_range(entry)),
+        MapOp::DeleteSourceRange(entry) => format!("delete source range {}", abi::describe_source_range(entry)),
     }
 }
 

@@ -4,9 +4,10 @@
 
 use std::net::Ipv4Addr;
 
-use ingress_common::maps::{self, RevNat, SCOPE_EXTERNAL, ServiceKey};
+use ingress_common::maps::{self, RevNat, SCOPE_EXTERNAL, SOURCE_RANGE_EXACT_BITS, ServiceKey, SourceRangeKey};
 
-use crate::model::{Backend, BackendAddr, BackendState, Frontend, Protocol};
+use super::SourceRangeEntry;
+use crate::model::{Backend, BackendAddr, BackendState, Frontend, Protocol, SourceRange};
 
 pub fn addr_to_be(addr: Ipv4Addr) -> u32 {
     u32::from(addr).to_be()
@@ -34,6 +35,22 @@ pub fn frontend_of(key: &ServiceKey) -> Option<Frontend> {
         port: u16::from_be(key.port),
         protocol: Protocol::from_number(key.proto)?,
     })
+}
+
+pub fn source_range_entry(frontend: &Frontend, rev_nat_id: u32, range: &SourceRange) -> SourceRangeEntry {
+    let key = SourceRangeKey {
+        rev_nat_id,
+        proto: frontend.protocol.number(),
+        _pad: [0; 3],
+        addr: addr_to_be(range.addr),
+    };
+    (SOURCE_RANGE_EXACT_BITS + u32::from(range.prefix_len), key)
+}
+
+/// "client range for rev-NAT id / protocol", for logs.
+pub fn describe_source_range((prefix_len, key): &SourceRangeEntry) -> String {
+    let len = prefix_len.saturating_sub(SOURCE_RANGE_EXACT_BITS);
+    format!("{}/{len} for rev-NAT {} proto {}", addr_from_be(key.addr), key.rev_nat_id, key.proto)
 }
 
 pub fn backend_value(backend: &Backend) -> maps::Backend {

@@ -3,7 +3,8 @@
 //! Packets are forwarded while the writes happen, one at a time, so the order
 //! is chosen for every intermediate state to be usable: a backend exists
 //! before a slot names it, slots exist before a header counts them, and a
-//! header stops counting slots before they are deleted.
+//! header stops counting slots before they are deleted. A frontend's source
+//! ranges are written before its header asks for them and deleted after.
 
 use std::collections::BTreeMap;
 
@@ -28,6 +29,7 @@ pub fn diff(current: &MapContents, desired: &MapContents) -> Vec<MapOp> {
     let mut ops = Vec::new();
     ops.extend(changed(&current.backends, &desired.backends).map(|(id, value)| MapOp::PutBackend(*id, *value)));
     ops.extend(changed(&current.rev_nat, &desired.rev_nat).map(|(id, value)| MapOp::PutRevNat(*id, *value)));
+    ops.extend(desired.source_ranges.difference(&current.source_ranges).map(|entry| MapOp::PutSourceRange(*entry)));
     let services = || changed(&current.services, &desired.services);
     ops.extend(
         services()
@@ -44,6 +46,7 @@ pub fn diff(current: &MapContents, desired: &MapContents) -> Vec<MapOp> {
     ops.extend(gone().filter(|key| key.slot != 0).map(|key| MapOp::DeleteService(*key)));
     ops.extend(removed(&current.backends, &desired.backends).map(|id| MapOp::DeleteBackend(*id)));
     ops.extend(removed(&current.rev_nat, &desired.rev_nat).map(|id| MapOp::DeleteRevNat(*id)));
+    ops.extend(current.source_ranges.difference(&desired.source_ranges).map(|entry| MapOp::DeleteSourceRange(*entry)));
     ops
 }
 

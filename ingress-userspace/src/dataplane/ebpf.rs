@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use aya::maps::{HashMap, MapData, PerCpuArray};
+use aya::maps::{HashMap, LpmTrie, MapData, PerCpuArray, lpm_trie};
 use aya::programs::links::{FdLink, LinkError, PinnedLink};
 use aya::programs::{SchedClassifier, TcAttachType, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
@@ -225,6 +225,7 @@ pub struct PinnedMaps {
     stats: PerCpuArray<MapData, Counter>,
     frontend_stats: PerCpuArray<MapData, Counter>,
     frontend_names: HashMap<MapData, u32, FrontendName>,
+    source_ranges: LpmTrie<MapData, SourceRangeKey, u32>,
 }
 
 /// The names map is the agent's own (the programs never read it), so it is
@@ -259,6 +260,7 @@ impl PinnedMaps {
             stats: open_pinned(dir, STATS_MAP)?,
             frontend_stats: open_pinned(dir, FRONTEND_STATS_MAP)?,
             frontend_names: open_or_create_names(dir)?,
+            source_ranges: open_pinned(dir, SOURCE_RANGES_MAP)?,
         })
     }
 
@@ -319,6 +321,11 @@ impl MapWriter for PinnedMaps {
             services: self.services.iter().collect::<Result<_, _>>()?,
             backends: self.backends.iter().collect::<Result<_, _>>()?,
             rev_nat: self.rev_nat.iter().collect::<Result<_, _>>()?,
+            source_ranges: self
+                .source_ranges
+                .keys()
+                .map(|key| key.map(|key| (key.prefix_len(), key.data())))
+                .collect::<Result<_, _>>()?,
         })
     }
 
@@ -330,6 +337,9 @@ impl MapWriter for PinnedMaps {
             MapOp::DeleteService(k) => self.services.remove(k),
             MapOp::DeleteBackend(id) => self.backends.remove(id),
             MapOp::DeleteRevNat(id) => self.rev_nat.remove(id),
+            // The value is unused: a hit is what allows the client.
+            MapOp::PutSourceRange((len, data)) => self.source_ranges.insert(&lpm_trie::Key::new(*len, *data), 1, 0),
+            MapOp::DeleteSourceRange((len, data)) => self.source_ranges.remove(&lpm_trie::Key::new(*len, *data)),
         }
         .with_context(|| format!("{op:?}"))
     }

@@ -77,6 +77,8 @@ impl MapWriter for FakeMaps {
             MapOp::DeleteService(key) => maps.services.remove(key).map(drop).ok_or_else(missing)?,
             MapOp::DeleteBackend(id) => maps.backends.remove(id).map(drop).ok_or_else(missing)?,
             MapOp::DeleteRevNat(id) => maps.rev_nat.remove(id).map(drop).ok_or_else(missing)?,
+            MapOp::PutSourceRange(entry) => drop(maps.source_ranges.insert(*entry)),
+            MapOp::DeleteSourceRange(entry) => maps.source_ranges.remove(entry).then_some(()).ok_or_else(missing)?,
         }
         self.log.push(op.clone());
         Ok(())
@@ -132,7 +134,7 @@ pub(crate) fn desired_state(spec: Spec) -> crate::model::DesiredState {
             name: "test".into(),
             port_name: String::new(),
         };
-        desired.frontends.insert(frontend, FrontendState { service, backends, affinity_timeout_s: 0 });
+        desired.frontends.insert(frontend, FrontendState { service, backends, ..FrontendState::default() });
     }
     desired
 }

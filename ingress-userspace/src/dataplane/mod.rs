@@ -8,9 +8,12 @@ pub mod ebpf;
 pub mod fake;
 pub mod plan;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use ingress_common::maps::{Backend, RevNat, ServiceKey, ServiceValue};
+use ingress_common::maps::{Backend, RevNat, ServiceKey, ServiceValue, SourceRangeKey};
+
+/// An `lb4_src_ranges` entry: the trie prefix length and the key's data.
+pub type SourceRangeEntry = (u32, SourceRangeKey);
 
 /// The agent-owned maps' contents (conntrack and stats belong to the kernel side).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -18,6 +21,7 @@ pub struct MapContents {
     pub services: BTreeMap<ServiceKey, ServiceValue>,
     pub backends: BTreeMap<u32, Backend>,
     pub rev_nat: BTreeMap<u32, RevNat>,
+    pub source_ranges: BTreeSet<SourceRangeEntry>,
 }
 
 /// One map write. `diff` orders them so that no packet ever finds a slot
@@ -26,10 +30,12 @@ pub struct MapContents {
 pub enum MapOp {
     PutBackend(u32, Backend),
     PutRevNat(u32, RevNat),
+    PutSourceRange(SourceRangeEntry),
     PutService(ServiceKey, ServiceValue),
     DeleteService(ServiceKey),
     DeleteBackend(u32),
     DeleteRevNat(u32),
+    DeleteSourceRange(SourceRangeEntry),
 }
 
 /// Reads and writes the agent-owned maps: the pinned eBPF maps in the agent,

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::hash::Hash;
 
-use ingress_common::maps::{ServiceKey, ServiceValue};
+use ingress_common::maps::{SERVICE_FLAG_SOURCE_RANGES, ServiceKey, ServiceValue};
 
 use super::{MapContents, abi};
 use crate::model::{Backend, BackendState, DesiredState, Frontend};
@@ -81,8 +81,15 @@ pub fn plan(desired: &DesiredState, current: &MapContents) -> MapContents {
 
         // The header's count is a u16; no Service comes near 65535 endpoints.
         let count = u16::try_from(state.backends.len()).unwrap_or(u16::MAX);
+        let mut flags = 0;
+        if let Some(ranges) = &state.source_ranges {
+            flags |= SERVICE_FLAG_SOURCE_RANGES;
+            let entries = ranges.iter().map(|range| abi::source_range_entry(frontend, rev_nat_id, range));
+            planned.source_ranges.extend(entries);
+        }
         let header = ServiceValue {
             count,
+            flags,
             rev_nat_id,
             affinity_timeout_s: state.affinity_timeout_s,
             ..ServiceValue::default()

@@ -264,3 +264,60 @@ fn client_ip_affinity_timeouts() {
         assert_eq!(timeouts, [expected], "{name}");
     }
 }
+
+#[test]
+fn load_balancer_source_ranges_apply_to_ingress_ips_only() {
+    let lb = |ranges: &str| {
+        svc(
+            "lb",
+            &format!(
+                "spec: {{type: LoadBalancer, clusterIP: 10.96.0.7, externalIPs: [203.0.113.9], \
+                 ports: [{{port: 80, nodePort: 30007}}]{ranges}}}\n\
+                 status: {{loadBalancer: {{ingress: [{{ip: 203.0.113.1}}]}}}}"
+            ),
+        )
+    };
+    type Case = (&'static str, String, Option<&'static [&'static str]>, &'static [&'static str]);
+    let cases: Vec<Case> = vec![
+        ("unset: everyone", lb(""), None, &[]),
+        ("empty list: everyone", lb(", loadBalancerSourceRanges: []"), None, &[]),
+        (
+            "host bits cleared, sorted, deduplicated; a bare address is a /32",
+            lb(", loadBalancerSourceRanges: [192.0.2.77/24, 10.0.0.0/8, 192.0.2.0/24, 198.51.100.2]"),
+            Some(&["10.0.0.0/8", "192.0.2.0/24", "198.51.100.2/32"]),
+            &[],
+        ),
+        ("IPv6 ranges only: no IPv4 restriction", lb(", loadBalancerSourceRanges: [\"2001:db8::/32\"]"), None, &[]),
+        (
+            "a malformed range is reported and narrows the set",
+            lb(", loadBalancerSourceRanges: [10.0.0.0/33, 192.0.2.0/24]"),
+            Some(&["192.0.2.0/24"]),
+            &["spec.loadBalancerSourceRanges[0]"],
+        ),
+        (
+            "only malformed ranges: nobody (never silently open)",
+            lb(", loadBalancerSourceRanges: [not-a-cidr]"),
+            Some(&[]),
+            &["spec.loadBalancerSourceRanges[0]"],
+        ),
+    ];
+    for (name, yaml, expected, expected_fields) in cases {
+        let loaded = parse_documents("t.yaml", &yaml);
+        let (desired, problems) = translate(&loaded.snapshot, &node());
+        for (frontend, state) in &desired.frontends {
+            let ranges = state
+                .source_ranges
+                .as_ref()
+                .map(|ranges| ranges.iter().map(ToString::to_string).collect::<Vec<_>>());
+            let want = if frontend.addr == Ipv4Addr::new(203, 0, 113, 1) {
+                expected.map(|ranges| ranges.iter().map(ToString::to_string).collect())
+            } else {
+                None
+            };
+            assert_eq!(ranges, want, "{name}: {frontend}");
+        }
+        assert_eq!(desired.frontends.len(), 5, "{name}: ClusterIP, externalIP, LB IP, two NodePorts");
+        let fields: Vec<_> = problems.iter().map(|p| p.field.as_deref().unwrap_or("")).collect();
+        assert_eq!(fields, expected_fields, "{name}: {problems:#?}");
+    }
+}
