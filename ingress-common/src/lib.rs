@@ -14,3 +14,10 @@ pub mod stats;
 /// IANA protocol numbers the dataplane translates.
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
+
+/// The source address a pod's packet gets when its Service sends it back to
+/// that same pod (hairpin), as Cilium's `169.254.42.1`: link-local, so it is
+/// never a pod's or a node's address. See `ingress-ebpf/src/hairpin.rs`.
+pub const HAIRPIN_ADDR: [u8; 4] = [169, 254, 42, 1];
+/// `HAIRPIN_ADDR` as loaded from a packet (network byte order).
+pub const HAIRPIN_ADDR_BE: u32 = u32::from_ne_bytes(HAIRPIN_ADDR);

@@ -9,6 +9,9 @@ pub const BACKENDS_MAP: &str = "lb4_backends";
 pub const REV_NAT_MAP: &str = "lb4_rev_nat";
 /// Connection tracking (LRU hash map, pinned).
 pub const CONNTRACK_MAP: &str = "lb4_ct";
+/// Conntrack idle timeouts (array of one `CtTimeouts`, pinned; written by
+/// the agent, read by the programs).
+pub const CT_TIMEOUTS_MAP: &str = "lb4_ct_timeouts";
 /// Packet counters by reason (per-CPU array, pinned).
 pub const STATS_MAP: &str = "lb_stats";
 /// Packets and bytes sent to each frontend, indexed by its reverse-NAT id
@@ -186,12 +189,66 @@ pub struct CtEntry {
     pub rev_nat_id: u32,
     /// `bpf_ktime_get_ns()` of the last packet, for idle expiry.
     pub last_seen_ns: u64,
-    /// TCP flags seen in this direction, OR-ed together.
+    /// TCP flags seen in this direction, OR-ed together; a FIN or RST seen in
+    /// the other direction is OR-ed in too, so both directions close together.
     pub tcp_flags: u8,
     pub _pad: [u8; 7],
 }
 
+/// TCP flag bits as in the TCP header's flags byte.
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
+
+/// How long a conntrack entry may stay idle before the programs treat it as
+/// absent and the agent sweeps it out, in milliseconds; 0 = the default
+/// (`CtTimeouts::DEFAULT`), so a map the agent never wrote still works.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CtTimeouts {
+    /// A TCP direction that has seen ACK and no FIN or RST.
+    pub tcp_established_ms: u32,
+    /// A TCP direction that has seen FIN or RST (closing), or only a SYN so
+    /// far (half-open: the handshake never completed).
+    pub tcp_closing_ms: u32,
+    /// Any UDP flow.
+    pub udp_ms: u32,
+    pub _pad: u32,
+}
+
+impl CtTimeouts {
+    /// Modelled on kube-proxy's and Linux's conntrack defaults: kube-proxy's
+    /// `conntrack.tcpEstablishedTimeout` (24 h), Linux's
+    /// `nf_conntrack_tcp_timeout_{syn_sent,fin_wait,time_wait}` (120 s) and
+    /// `nf_conntrack_udp_timeout` (30 s).
+    pub const DEFAULT: CtTimeouts =
+        CtTimeouts { tcp_established_ms: 86_400_000, tcp_closing_ms: 120_000, udp_ms: 30_000, _pad: 0 };
+
+    /// The idle time after which an entry of `proto` that has seen
+    /// `tcp_flags` is dead, in nanoseconds (the unit of `bpf_ktime_get_ns`).
+    #[inline(always)]
+    pub fn idle_limit_ns(&self, proto: u8, tcp_flags: u8) -> u64 {
+        let or_default = |ms: u32, default: u32| if ms == 0 { default } else { ms };
+        let ms = if proto != crate::IPPROTO_TCP {
+            or_default(self.udp_ms, Self::DEFAULT.udp_ms)
+        } else if tcp_flags & (TCP_FIN | TCP_RST) != 0 || tcp_flags & TCP_ACK == 0 {
+            or_default(self.tcp_closing_ms, Self::DEFAULT.tcp_closing_ms)
+        } else {
+            or_default(self.tcp_established_ms, Self::DEFAULT.tcp_established_ms)
+        };
+        ms as u64 * 1_000_000
+    }
+
+    /// Whether the entry under `key` has been idle too long at `now_ns`.
+    #[inline(always)]
+    pub fn expired(&self, key: &CtKey, entry: &CtEntry, now_ns: u64) -> bool {
+        now_ns.saturating_sub(entry.last_seen_ns) > self.idle_limit_ns(key.proto, entry.tcp_flags)
+    }
+}
+
 const _: () = assert!(core::mem::size_of::<ServiceKey>() == 12);
+const _: () = assert!(core::mem::size_of::<CtTimeouts>() == 16);
 const _: () = assert!(core::mem::size_of::<ServiceValue>() == 16);
 const _: () = assert!(core::mem::size_of::<Backend>() == 8);
 const _: () = assert!(core::mem::size_of::<RevNat>() == 8);
@@ -212,9 +269,59 @@ mod pod {
     unsafe impl aya::Pod for super::RevNat {}
     unsafe impl aya::Pod for super::CtKey {}
     unsafe impl aya::Pod for super::CtEntry {}
+    unsafe impl aya::Pod for super::CtTimeouts {}
     unsafe impl aya::Pod for super::FrontendName {}
     unsafe impl aya::Pod for super::AffinityKey {}
     unsafe impl aya::Pod for super::AffinityValue {}
     unsafe impl aya::Pod for super::SourceRangeKey {}
     unsafe impl aya::Pod for crate::stats::Counter {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{IPPROTO_TCP, IPPROTO_UDP};
+
+    const S: u64 = 1_000_000_000;
+
+    fn key(proto: u8) -> CtKey {
+        CtKey { proto, ..CtKey::default() }
+    }
+
+    fn entry(tcp_flags: u8, last_seen_ns: u64) -> CtEntry {
+        CtEntry { tcp_flags, last_seen_ns, ..CtEntry::default() }
+    }
+
+    #[test]
+    fn the_timeout_follows_the_protocol_and_the_tcp_state() {
+        let set = CtTimeouts { tcp_established_ms: 3_000, tcp_closing_ms: 2_000, udp_ms: 1_000, _pad: 0 };
+        let cases: &[(&str, u8, u8, u64)] = &[
+            ("udp", IPPROTO_UDP, 0, S),
+            ("tcp SYN only: half-open", IPPROTO_TCP, TCP_SYN, 2 * S),
+            ("tcp SYN then ACK: established", IPPROTO_TCP, TCP_SYN | TCP_ACK, 3 * S),
+            ("tcp ACK only (picked up mid-flow): established", IPPROTO_TCP, TCP_ACK, 3 * S),
+            ("tcp FIN seen: closing", IPPROTO_TCP, TCP_SYN | TCP_ACK | TCP_FIN, 2 * S),
+            ("tcp RST seen: closing", IPPROTO_TCP, TCP_ACK | TCP_RST, 2 * S),
+        ];
+        for (name, proto, flags, limit) in cases {
+            assert_eq!(set.idle_limit_ns(*proto, *flags), *limit, "{name}");
+        }
+    }
+
+    #[test]
+    fn zero_means_the_default() {
+        let unset = CtTimeouts::default();
+        assert_eq!(unset.idle_limit_ns(IPPROTO_UDP, 0), 30 * S);
+        assert_eq!(unset.idle_limit_ns(IPPROTO_TCP, TCP_ACK), 86_400 * S);
+        assert_eq!(unset.idle_limit_ns(IPPROTO_TCP, TCP_ACK | TCP_FIN), 120 * S);
+    }
+
+    #[test]
+    fn an_entry_expires_only_after_its_idle_limit() {
+        let set = CtTimeouts { udp_ms: 1_000, ..CtTimeouts::default() };
+        let seen = entry(0, 10 * S);
+        assert!(!set.expired(&key(IPPROTO_UDP), &seen, 11 * S), "exactly at the limit it lives");
+        assert!(set.expired(&key(IPPROTO_UDP), &seen, 11 * S + 1));
+        assert!(!set.expired(&key(IPPROTO_UDP), &seen, 5 * S), "a clock behind the entry never expires it");
+    }
 }

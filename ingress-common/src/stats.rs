@@ -34,11 +34,16 @@ pub const DROP_NO_BACKEND: u32 = 9;
 pub const DROP_BAD_SLOT: u32 = 10;
 /// The kernel refused the rewrite or the conntrack insert: dropped.
 pub const DROP_REWRITE_FAILED: u32 = 11;
+/// A pod's packet to a frontend whose chosen backend is that pod: both
+/// addresses rewritten and the packet sent back out of the pod's veth.
+pub const HAIRPIN_TRANSLATED: u32 = 12;
+/// The pod's answer to a hairpinned packet, translated back the same way.
+pub const HAIRPIN_REPLY_TRANSLATED: u32 = 13;
 /// A client outside a LoadBalancer frontend's `loadBalancerSourceRanges`: dropped.
-pub const DROP_SOURCE_RANGE: u32 = 12;
+pub const DROP_SOURCE_RANGE: u32 = 14;
 
 /// Names by index, for metrics and the state dump.
-pub const REASON_NAMES: [&str; 13] = [
+pub const REASON_NAMES: [&str; 15] = [
     "forward_translated",
     "reply_translated",
     "pass_not_ipv4",
@@ -51,6 +56,8 @@ pub const REASON_NAMES: [&str; 13] = [
     "drop_no_backend",
     "drop_bad_slot",
     "drop_rewrite_failed",
+    "hairpin_translated",
+    "hairpin_reply_translated",
     "drop_source_range",
 ];
 pub const REASON_COUNT: u32 = REASON_NAMES.len() as u32;

@@ -1,11 +1,17 @@
 //! Connection tracking: a forward entry pins a flow to its backend, a reply
 //! entry (keyed as the backend's packets look on the wire) finds the frontend
 //! the reply must appear to come from.
+//!
+//! Lifecycle: an entry idle for longer than its timeout (`CtTimeouts`: TCP
+//! established, TCP closing or half-open, UDP) is treated as absent, so a new
+//! connection on reused ports gets a fresh choice; the agent sweeps such
+//! entries out of the map. A FIN or RST in either direction marks both
+//! entries of the flow, which moves them to the short closing timeout.
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
-use ingress_common::maps::{Backend, CT_FORWARD, CT_REPLY, CtEntry, CtKey};
+use ingress_common::maps::{Backend, CT_FORWARD, CT_REPLY, CtEntry, CtKey, CtTimeouts, TCP_FIN, TCP_RST};
 
-use crate::maps::{CONNTRACK, REV_NAT};
+use crate::maps::{BACKENDS, CONNTRACK, CT_TIMEOUTS, REV_NAT};
 use crate::parse::Flow;
 
 #[inline(always)]
@@ -21,29 +27,92 @@ fn key(flow: &Flow, direction: u8) -> CtKey {
     }
 }
 
-/// Marks an entry as used by this packet and returns it.
+/// The key of the other direction's entry: the reply entry of a forward
+/// flow as its backend will answer it.
+#[inline(always)]
+fn reply_key(flow: &Flow, backend: &Backend) -> CtKey {
+    CtKey {
+        saddr: backend.addr,
+        daddr: flow.saddr,
+        sport: backend.port,
+        dport: flow.sport,
+        proto: flow.proto,
+        direction: CT_REPLY,
+        _pad: [0; 2],
+    }
+}
+
+#[inline(always)]
+fn timeouts() -> CtTimeouts {
+    CT_TIMEOUTS.get(0).copied().unwrap_or_default()
+}
+
+/// Marks a live entry as used by this packet and returns it; an expired
+/// entry is left for the agent's sweep and reads as absent.
 #[inline(always)]
 fn touch(key: &CtKey, tcp_flags: u8) -> Option<CtEntry> {
     let entry = CONNTRACK.get_ptr_mut(key)?;
+    // SAFETY: a helper call without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
     // SAFETY: the pointer comes from a successful lookup; racing writers on
     // other CPUs only ever store timestamps and OR in flags.
     unsafe {
-        (*entry).last_seen_ns = bpf_ktime_get_ns();
+        if timeouts().expired(key, &*entry, now) {
+            return None;
+        }
+        (*entry).last_seen_ns = now;
         (*entry).tcp_flags |= tcp_flags;
         Some(*entry)
     }
 }
 
-/// The entry of a flow already going to a backend, if any.
+/// ORs a FIN or RST into the other direction's entry, so the whole flow
+/// takes the closing timeout whichever side ends it.
 #[inline(always)]
-pub fn forward(flow: &Flow) -> Option<CtEntry> {
-    touch(&key(flow, CT_FORWARD), flow.tcp_flags)
+fn close_other_direction(other: &CtKey, tcp_flags: u8) {
+    let closing = tcp_flags & (TCP_FIN | TCP_RST);
+    if closing == 0 {
+        return;
+    }
+    if let Some(entry) = CONNTRACK.get_ptr_mut(other) {
+        // SAFETY: as in `touch`.
+        unsafe { (*entry).tcp_flags |= closing };
+    }
 }
 
-/// The entry of a reply from a backend, if this packet is one.
+/// The entry of a flow already going to a backend, if any (and alive).
+#[inline(always)]
+pub fn forward(flow: &Flow) -> Option<CtEntry> {
+    let entry = touch(&key(flow, CT_FORWARD), flow.tcp_flags)?;
+    if flow.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+        // SAFETY: plain data, replaced whole by the agent.
+        if let Some(backend) = unsafe { BACKENDS.get(entry.backend_id) } {
+            close_other_direction(&reply_key(flow, backend), flow.tcp_flags);
+        }
+    }
+    Some(entry)
+}
+
+/// The entry of a reply from a backend, if this packet is one (and alive).
 #[inline(always)]
 pub fn reply(flow: &Flow) -> Option<CtEntry> {
-    touch(&key(flow, CT_REPLY), flow.tcp_flags)
+    let entry = touch(&key(flow, CT_REPLY), flow.tcp_flags)?;
+    if flow.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+        // SAFETY: plain data, replaced whole by the agent.
+        if let Some(frontend) = unsafe { REV_NAT.get(entry.rev_nat_id) } {
+            let forward = CtKey {
+                saddr: flow.daddr,
+                daddr: frontend.addr,
+                sport: flow.dport,
+                dport: frontend.port,
+                proto: flow.proto,
+                direction: CT_FORWARD,
+                _pad: [0; 2],
+            };
+            close_other_direction(&forward, flow.tcp_flags);
+        }
+    }
+    Some(entry)
 }
 
 /// Records both directions of a flow the moment it is given a backend.
@@ -57,17 +126,8 @@ pub fn create(flow: &Flow, backend_id: u32, backend: &Backend, rev_nat_id: u32) 
         tcp_flags: flow.tcp_flags,
         _pad: [0; 7],
     };
-    let reply = CtKey {
-        saddr: backend.addr,
-        daddr: flow.saddr,
-        sport: backend.port,
-        dport: flow.sport,
-        proto: flow.proto,
-        direction: CT_REPLY,
-        _pad: [0; 2],
-    };
     CONNTRACK.insert(&key(flow, CT_FORWARD), &entry, 0).map_err(|_| ())?;
-    CONNTRACK.insert(&reply, &entry, 0).map_err(|_| ())
+    CONNTRACK.insert(&reply_key(flow, backend), &entry, 0).map_err(|_| ())
 }
 
 /// Removes the translated flow whose replies look exactly like the replies

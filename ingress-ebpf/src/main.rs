@@ -13,6 +13,7 @@
 
 mod affinity;
 mod conntrack;
+mod hairpin;
 mod lb;
 mod maps;
 mod nat;
@@ -35,6 +36,9 @@ use packet::{Packet, TcPacket, XdpPacket};
 enum Way {
     /// Client -> frontend becomes client -> backend.
     In,
+    /// The same from a pod, which may be given itself as the backend
+    /// (hairpin, see `hairpin`).
+    FromPod,
     /// Backend -> client becomes frontend -> client.
     Out,
 }
@@ -53,7 +57,7 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
 
 #[classifier]
 pub fn lb_tc_in(ctx: TcContext) -> i32 {
-    tc(&ctx, Way::In)
+    tc(&ctx, Way::FromPod)
 }
 
 #[classifier]
@@ -72,6 +76,7 @@ fn tc(ctx: &TcContext, way: Way) -> i32 {
     stats::count(outcome.reason(), bytes);
     match outcome {
         Outcome::Drop(_) => TC_ACT_SHOT,
+        Outcome::Translated(reason) if hairpin::turns_around(reason) => hairpin::send_back(ctx),
         Outcome::Pass(_) | Outcome::Translated(_) => TC_ACT_OK,
     }
 }
@@ -82,12 +87,20 @@ fn run<P: Packet + Rewriter>(packet: &P, way: Way, bytes: u64) -> Outcome {
         Ok(flow) => flow,
         Err(pass_reason) => return Outcome::Pass(pass_reason),
     };
+    if matches!(way, Way::FromPod)
+        && let Some(outcome) = hairpin::answer(packet, &flow)
+    {
+        return outcome;
+    }
     let decision = match way {
-        Way::In => lb::forward(&flow, bytes),
+        Way::In | Way::FromPod => lb::forward(&flow, bytes),
         Way::Out => lb::reverse(&flow),
     };
     match decision {
         Ok(translation) => match packet.rewrite(&flow, &translation) {
+            Ok(()) if matches!(way, Way::FromPod) && hairpin::is_hairpin(&flow, &translation) => {
+                hairpin::turn(packet, &flow, &translation)
+            }
             Ok(()) => Outcome::Translated(translation.reason()),
             Err(()) => Outcome::Drop(DROP_REWRITE_FAILED),
         },

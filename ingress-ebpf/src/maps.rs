@@ -2,7 +2,7 @@
 //! flowing while the agent restarts. Layouts live in `ingress_common::maps`.
 
 use aya_ebpf::macros::map;
-use aya_ebpf::maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray};
+use aya_ebpf::maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray};
 use ingress_common::maps::*;
 use ingress_common::stats::{Counter, REASON_COUNT};
 
@@ -23,6 +23,11 @@ pub static REV_NAT: HashMap<u32, RevNat> = HashMap::pinned(REV_NAT_MAX_ENTRIES, 
 /// flows evicts the idle ones instead of failing inserts.
 #[map(name = "lb4_ct")]
 pub static CONNTRACK: LruHashMap<CtKey, CtEntry> = LruHashMap::pinned(CONNTRACK_MAX_ENTRIES, 0);
+
+/// Index 0: the conntrack idle timeouts. Written only by the agent; all
+/// zero (the defaults) until it does.
+#[map(name = "lb4_ct_timeouts")]
+pub static CT_TIMEOUTS: Array<CtTimeouts> = Array::pinned(1, 0);
 
 /// The backend each client of a ClientIP-affinity frontend last got. LRU:
 /// the oldest clients go first when it is full.

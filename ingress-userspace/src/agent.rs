@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use crate::admin;
 use crate::dataplane::MapWriter;
+use crate::dataplane::conntrack_gc::{self, ConntrackConfig, Sweeper};
 use crate::dataplane::plan::describe;
 use ingress_common::maps::{
     BACKENDS_MAP, BACKENDS_MAX_ENTRIES, REV_NAT_MAP, REV_NAT_MAX_ENTRIES, SERVICES_MAP, SERVICES_MAX_ENTRIES,
@@ -55,6 +56,8 @@ pub struct AgentConfig {
     pub admin: Option<SocketAddr>,
     /// The L7 proxy's listeners; none means no L7 proxy.
     pub l7: L7Config,
+    /// Conntrack idle timeouts and the sweep of expired entries.
+    pub conntrack: ConntrackConfig,
 }
 
 /// Runs until `shutdown` completes. The programs are detached on return; the
@@ -70,6 +73,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     tracing::info!(uplinks = ?config.uplinks, pod_veths = ?config.pod_veths, pin_dir = %config.pin_dir.display(), "dataplane attached");
     let mut maps = dataplane.maps()?;
     let metrics = Arc::new(Metrics::default());
+    conntrack_gc::write_timeouts(&config.pin_dir, &config.conntrack.timeouts)?;
+    let mut sweeper = Sweeper::open(&config.pin_dir, config.conntrack)?;
 
     let l7_metrics = config.l7.proxy.metrics.clone();
     let l7 = L7Server::start(config.l7).await?;
@@ -104,6 +109,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
 
     tokio::pin!(shutdown);
     let mut scan = tokio::time::interval(INTERFACE_SCAN);
+    let mut sweep = tokio::time::interval(config.conntrack.sweep_interval);
     let mut retry_pending = false;
     loop {
         tokio::select! {
@@ -116,6 +122,13 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             _ = tokio::time::sleep(RETRY_AFTER), if retry_pending => {}
             _ = scan.tick() => {
                 interfaces.attach_new(&mut dataplane);
+                continue;
+            }
+            _ = sweep.tick() => {
+                match sweeper.sweep() {
+                    Ok(done) => metrics.conntrack_swept(done.removed),
+                    Err(error) => tracing::warn!("sweeping expired conntrack entries failed: {error:#}"),
+                }
                 continue;
             }
         }
@@ -168,6 +181,7 @@ pub fn sync(loaded: &Loaded, node: &NodeInfo, maps: &mut dyn MapWriter, metrics:
     metrics.set_map_usage(SERVICES_MAP, planned.services.len(), SERVICES_MAX_ENTRIES);
     metrics.set_map_usage(BACKENDS_MAP, planned.backends.len(), BACKENDS_MAX_ENTRIES);
     metrics.set_map_usage(REV_NAT_MAP, planned.rev_nat.len(), REV_NAT_MAX_ENTRIES);
+    metrics.conntrack_udp_flushed(report.udp_flows_flushed);
     let map_writes: usize = report.ops.values().sum();
     metrics.sync_succeeded(map_writes, report.frontends, report.backends);
     tracing::info!(

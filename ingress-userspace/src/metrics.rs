@@ -19,6 +19,10 @@ pub struct Metrics {
     map_writes: AtomicU64,
     frontends: AtomicU64,
     backends: AtomicU64,
+    /// Expired conntrack entries the agent's sweep deleted.
+    conntrack_swept: AtomicU64,
+    /// Conntrack entries of UDP flows to removed backends, deleted.
+    conntrack_udp_flushed: AtomicU64,
     ready: AtomicBool,
     /// Seconds from a new snapshot to its maps written.
     sync_seconds: Mutex<Histogram>,
@@ -75,6 +79,14 @@ impl Metrics {
         self.map_usage.lock().unwrap().insert(map, (entries, capacity));
     }
 
+    pub fn conntrack_swept(&self, removed: usize) {
+        self.conntrack_swept.fetch_add(removed as u64, Relaxed);
+    }
+
+    pub fn conntrack_udp_flushed(&self, removed: usize) {
+        self.conntrack_udp_flushed.fetch_add(removed as u64, Relaxed);
+    }
+
     pub fn sync_failed(&self) {
         self.syncs_failed.fetch_add(1, Relaxed);
     }
@@ -111,6 +123,8 @@ impl Metrics {
             ("lb_map_writes_total", "counter", &self.map_writes),
             ("lb_frontends_programmed", "gauge", &self.frontends),
             ("lb_backends_programmed", "gauge", &self.backends),
+            ("lb_conntrack_swept_total", "counter", &self.conntrack_swept),
+            ("lb_conntrack_udp_flushed_total", "counter", &self.conntrack_udp_flushed),
         ];
         for (series, kind, value) in simple {
             let name = series.split('{').next().unwrap_or(series);

@@ -4,7 +4,7 @@
 //! The maps are the only state: after a failed write (a full map, say) the
 //! next pass reads the partial result and carries on from there.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context;
 use ingress_common::maps::ServiceKey;
@@ -23,6 +23,8 @@ pub struct ReconcileReport {
     pub backends: usize,
     /// What the maps hold now.
     pub planned: MapContents,
+    /// Conntrack entries of UDP flows to removed backends, deleted.
+    pub udp_flows_flushed: usize,
 }
 
 /// A stable label for metrics.
@@ -53,6 +55,16 @@ pub fn reconcile(writer: &mut dyn MapWriter, desired: &DesiredState) -> anyhow::
             .apply(op)
             .with_context(|| format!("map write {} of {} failed: {}", index + 1, ops.len(), describe_op(op)))?;
         *report.ops.entry(op_kind(op)).or_default() += 1;
+    }
+    let removed: BTreeSet<u32> =
+        ops.iter().filter_map(|op| if let MapOp::DeleteBackend(id) = op { Some(*id) } else { None }).collect();
+    if !removed.is_empty() {
+        // Not an error of the pass: the backends are gone either way, and a
+        // retry would not know which ones to flush. The sweep gets the rest.
+        match writer.flush_udp_flows(&removed) {
+            Ok(flushed) => report.udp_flows_flushed = flushed,
+            Err(error) => tracing::warn!("flushing the UDP flows of removed backends failed: {error:#}"),
+        }
     }
     report.planned = planned;
     Ok(report)

@@ -7,6 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{ArgGroup, Args};
 use ingress_userspace::agent::{AgentConfig, SourceConfig};
+use ingress_common::maps::CtTimeouts;
+use ingress_userspace::dataplane::conntrack_gc::ConntrackConfig;
 use ingress_userspace::dataplane::ebpf::DEFAULT_PIN_DIR;
 use ingress_userspace::l7::L7Options;
 use ingress_userspace::l7::proxy::ProxyOptions;
@@ -65,6 +67,19 @@ pub struct RunArgs {
     /// Close connections for hosts no rule serves instead of answering 404.
     #[arg(long)]
     close_unknown_hosts: bool,
+    /// Seconds an established TCP flow may be idle before its conntrack
+    /// entry expires (kube-proxy's conntrack.tcpEstablishedTimeout).
+    #[arg(long, default_value_t = CtTimeouts::DEFAULT.tcp_established_ms / 1000, value_parser = clap::value_parser!(u32).range(1..=4_000_000))]
+    ct_tcp_established_timeout: u32,
+    /// Seconds a closing (FIN or RST seen) or half-open TCP flow may be idle.
+    #[arg(long, default_value_t = CtTimeouts::DEFAULT.tcp_closing_ms / 1000, value_parser = clap::value_parser!(u32).range(1..=4_000_000))]
+    ct_tcp_closing_timeout: u32,
+    /// Seconds a UDP flow may be idle.
+    #[arg(long, default_value_t = CtTimeouts::DEFAULT.udp_ms / 1000, value_parser = clap::value_parser!(u32).range(1..=4_000_000))]
+    ct_udp_timeout: u32,
+    /// How often expired conntrack entries are swept out of the map, in seconds.
+    #[arg(long, default_value_t = ConntrackConfig::default().sweep_interval.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    ct_sweep_interval: u64,
 }
 
 impl RunArgs {
@@ -100,6 +115,16 @@ impl RunArgs {
                 https,
                 proxy: ProxyOptions { close_unknown_hosts: self.close_unknown_hosts, ..ProxyOptions::default() },
                 routes: L7Options::default(),
+            },
+            conntrack: ConntrackConfig {
+                timeouts: CtTimeouts {
+                    tcp_established_ms: self.ct_tcp_established_timeout * 1000,
+                    tcp_closing_ms: self.ct_tcp_closing_timeout * 1000,
+                    udp_ms: self.ct_udp_timeout * 1000,
+                    _pad: 0,
+                },
+                sweep_interval: Duration::from_secs(self.ct_sweep_interval),
+                ..ConntrackConfig::default()
             },
         })
     }

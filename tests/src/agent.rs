@@ -42,6 +42,7 @@ pub fn config(lab: &Lab, manifests: &Path, pins: &Path) -> AgentConfig {
             proxy: ProxyOptions::default(),
             routes: L7Options::default(),
         },
+        conntrack: Default::default(),
     }
 }
 

@@ -13,7 +13,7 @@ pub mod netns;
 pub mod agent;
 pub mod packet;
 pub mod pins;
-pub mod test_run;
+pub mod prog_run;
 pub mod traffic;
 pub mod bench;
 

@@ -8,7 +8,7 @@ use ingress_common::stats::{DROP_SOURCE_RANGE, FORWARD_TRANSLATED};
 use ingress_tests::is_root;
 use ingress_tests::packet::{self, Frame, SYN};
 use ingress_tests::pins::PinDir;
-use ingress_tests::test_run::{XDP_DROP, XDP_PASS, xdp};
+use ingress_tests::prog_run::{XDP_DROP, XDP_PASS, xdp};
 use ingress_userspace::dataplane::MapWriter;
 use ingress_userspace::dataplane::ebpf::{Dataplane, PinnedMaps};
 use ingress_userspace::manifests::parse_documents;

@@ -2,7 +2,7 @@
 //! pinned under one bpffs directory, attaches the programs, and implements
 //! `MapWriter` on the pinned maps.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -346,5 +346,11 @@ impl MapWriter for PinnedMaps {
 
     fn label_frontends(&mut self, names: &BTreeMap<u32, String>) -> anyhow::Result<()> {
         self.set_frontend_names(names)
+    }
+
+    fn flush_udp_flows(&mut self, removed_backends: &BTreeSet<u32>) -> anyhow::Result<usize> {
+        let doomed = super::conntrack_gc::udp_flows_to_flush(&self.conntrack()?, removed_backends);
+        // An entry gone meanwhile (evicted, expired) is as good as deleted.
+        Ok(doomed.iter().filter(|key| self.conntrack.remove(key).is_ok()).count())
     }
 }

@@ -3,6 +3,7 @@
 //! planning code and the kernel.
 
 pub mod abi;
+pub mod conntrack_gc;
 pub mod diff;
 pub mod ebpf;
 pub mod fake;
@@ -48,5 +49,11 @@ pub trait MapWriter {
     /// to, for people reading the maps; nothing to do where nobody does.
     fn label_frontends(&mut self, _names: &BTreeMap<u32, String>) -> anyhow::Result<()> {
         Ok(())
+    }
+
+    /// Deletes the conntrack entries of UDP flows pinned to these (just
+    /// removed) backends and says how many; nothing to do without conntrack.
+    fn flush_udp_flows(&mut self, _removed_backends: &BTreeSet<u32>) -> anyhow::Result<usize> {
+        Ok(0)
     }
 }

@@ -1,0 +1,266 @@
+//! Conntrack lifecycle in the kernel (BPF_PROG_TEST_RUN): idle timeouts read
+//! from the timeouts map, FIN/RST moving a flow to the short closing timeout,
+//! expired entries read as absent and swept out by the agent, and the UDP
+//! entries of a removed backend flushed by the agent's reconcile pass.
+//!
+//! Timeouts are set to fractions of a second through the map, so waiting
+//! past one takes a short sleep; no assertion is about how long anything took.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use ingress_common::maps::{CT_FORWARD, CtEntry, CtKey, CtTimeouts, TCP_FIN, TCP_RST};
+use ingress_common::stats::{PASS_NOT_A_REPLY, REPLY_TRANSLATED};
+use ingress_tests::is_root;
+use ingress_tests::packet::{self, ACK, Frame, SYN, TCP, UDP};
+use ingress_tests::pins::PinDir;
+use ingress_tests::prog_run::{self, TC_ACT_OK, XDP_PASS};
+use ingress_userspace::dataplane::MapWriter;
+use ingress_userspace::dataplane::conntrack_gc::{self, ConntrackConfig, Sweeper};
+use ingress_userspace::dataplane::ebpf::{Dataplane, PinnedMaps, TC_OUT_PROGRAM};
+use ingress_userspace::model::*;
+use ingress_userspace::reconcile::reconcile;
+
+const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+const PODS: [Ipv4Addr; 3] = [Ipv4Addr::new(10, 244, 1, 2), Ipv4Addr::new(10, 244, 2, 2), Ipv4Addr::new(10, 244, 3, 2)];
+const POD_PORT: u16 = 8080;
+/// Short enough to wait out, long enough that a test run on a busy machine
+/// does not cross it between two packets that must find a live entry.
+const SHORT: Duration = Duration::from_millis(400);
+const LONG: Duration = Duration::from_secs(60);
+
+/// VIP:80/TCP and VIP:53/UDP over `pods`.
+fn desired(pods: &[Ipv4Addr]) -> DesiredState {
+    let backends: Vec<Backend> = pods
+        .iter()
+        .map(|ip| Backend { addr: BackendAddr { addr: *ip, port: POD_PORT }, state: BackendState::Active, local: true })
+        .collect();
+    let mut state = DesiredState::default();
+    for (port, protocol, name) in [(80, Protocol::Tcp, "tcp"), (53, Protocol::Udp, "udp")] {
+        let service = ServicePortRef { namespace: "default".into(), name: "echo".into(), port_name: name.into() };
+        state
+            .frontends
+            .insert(Frontend { addr: VIP, port, protocol }, FrontendState { service, backends: backends.clone(), affinity_timeout_s: 0 });
+    }
+    state
+}
+
+fn timeouts(tcp_established: Duration, tcp_closing: Duration, udp: Duration) -> CtTimeouts {
+    let ms = |d: Duration| d.as_millis() as u32;
+    CtTimeouts { tcp_established_ms: ms(tcp_established), tcp_closing_ms: ms(tcp_closing), udp_ms: ms(udp), _pad: 0 }
+}
+
+struct Harness {
+    dataplane: Dataplane,
+    maps: PinnedMaps,
+    timeouts: CtTimeouts,
+    pins: PinDir,
+}
+
+impl Harness {
+    fn new(pods: &[Ipv4Addr], timeouts: CtTimeouts) -> Option<Harness> {
+        if !is_root() {
+            eprintln!("skipped: BPF_PROG_TEST_RUN needs root");
+            return None;
+        }
+        let pins = PinDir::unique("ct-life");
+        let dataplane = Dataplane::load(pins.path()).expect("loading the programs");
+        let mut maps = dataplane.maps().expect("opening the maps");
+        reconcile(&mut maps, &desired(pods)).expect("programming the maps");
+        conntrack_gc::write_timeouts(pins.path(), &timeouts).expect("writing the timeouts");
+        Some(Harness { dataplane, maps, timeouts, pins })
+    }
+
+    /// Sends a client packet to the frontend through XDP; returns the backend it went to.
+    fn send(&mut self, frame: Frame) -> Ipv4Addr {
+        let (verdict, out) = prog_run::xdp(&mut self.dataplane, &frame.build());
+        assert_eq!(verdict, XDP_PASS);
+        let seen = packet::read(&out);
+        assert!(seen.ip_checksum_ok && seen.l4_checksum_ok, "{seen:?}");
+        seen.dst
+    }
+
+    fn tcp(&mut self, sport: u16, flags: u8) -> Ipv4Addr {
+        self.send(Frame::tcp(CLIENT, sport, VIP, 80, flags))
+    }
+
+    fn udp(&mut self, sport: u16) -> Ipv4Addr {
+        self.send(Frame::udp(CLIENT, sport, VIP, 53).with_payload(b"q"))
+    }
+
+    /// A backend's reply through `lb_tc_out`: was it translated to the frontend?
+    fn reply_translated(&mut self, frame: Frame) -> bool {
+        let (verdict, out) = prog_run::tc(&mut self.dataplane, TC_OUT_PROGRAM, &frame.build());
+        assert_eq!(verdict, TC_ACT_OK);
+        packet::read(&out).src == VIP
+    }
+
+    fn packets(&self, reason: u32) -> u64 {
+        self.maps.stats().unwrap()[reason as usize].packets
+    }
+
+    fn entries(&self) -> Vec<(CtKey, CtEntry)> {
+        self.maps.conntrack().unwrap()
+    }
+
+    fn sweeper(&self) -> Sweeper {
+        let config = ConntrackConfig { timeouts: self.timeouts, ..ConntrackConfig::default() };
+        Sweeper::open(self.pins.path(), config).unwrap()
+    }
+
+    /// The backend the slots give a new flow from `sport`, by hashing alone.
+    fn hashed_backend(&self, proto: u8, frontend_port: u16, sport: u16) -> Ipv4Addr {
+        let contents = self.maps.read().unwrap();
+        let key = |slot| ingress_common::maps::ServiceKey {
+            addr: u32::from(VIP).to_be(),
+            port: frontend_port.to_be(),
+            proto,
+            scope: 0,
+            slot,
+            _pad: [0; 2],
+        };
+        let count = contents.services[&key(0)].count as u32;
+        let hash = ingress_common::hash::flow_hash(
+            u32::from(CLIENT).to_be(),
+            u32::from(VIP).to_be(),
+            sport.to_be(),
+            frontend_port.to_be(),
+            proto,
+        );
+        let id = contents.services[&key((hash % count) as u16 + 1)].backend_id;
+        Ipv4Addr::from(u32::from_be(contents.backends[&id].addr))
+    }
+}
+
+/// The client ports of `entries`, forward direction only.
+fn forward_ports(entries: &[(CtKey, CtEntry)]) -> BTreeSet<u16> {
+    entries.iter().filter(|(k, _)| k.direction == CT_FORWARD).map(|(k, _)| u16::from_be(k.sport)).collect()
+}
+
+#[test]
+fn fin_and_rst_shorten_a_flows_life_in_both_directions() {
+    let Some(mut h) = Harness::new(&PODS, timeouts(LONG, SHORT, LONG)) else { return };
+    let (open, client_fin, backend_rst) = (45000, 45001, 45002);
+    let mut backends = Vec::new();
+    for sport in [open, client_fin, backend_rst] {
+        let backend = h.tcp(sport, SYN);
+        assert!(h.reply_translated(Frame::tcp(backend, POD_PORT, CLIENT, sport, SYN | ACK)));
+        assert_eq!(h.tcp(sport, ACK), backend);
+        backends.push(backend);
+    }
+    // The client closes one flow; the backend resets another (seen on its way out).
+    assert_eq!(h.tcp(client_fin, ACK | TCP_FIN), backends[1]);
+    assert!(h.reply_translated(Frame::tcp(backends[2], POD_PORT, CLIENT, backend_rst, ACK | TCP_RST)));
+    let closing: Vec<u8> = h.entries().iter().map(|(_, e)| e.tcp_flags & (TCP_FIN | TCP_RST)).collect();
+    assert_eq!(closing.iter().filter(|f| **f != 0).count(), 4, "both directions of both flows are marked closing");
+
+    std::thread::sleep(SHORT * 2);
+    // Still in the map, but expired: the programs treat them as absent.
+    assert_eq!(h.entries().len(), 6);
+    let translated_before = h.packets(REPLY_TRANSLATED);
+    assert!(h.reply_translated(Frame::tcp(backends[0], POD_PORT, CLIENT, open, ACK)), "the open flow lives on");
+    assert!(!h.reply_translated(Frame::tcp(backends[1], POD_PORT, CLIENT, client_fin, ACK)), "closed by the client");
+    assert!(!h.reply_translated(Frame::tcp(backends[2], POD_PORT, CLIENT, backend_rst, ACK)), "reset by the backend");
+    assert_eq!(h.packets(REPLY_TRANSLATED), translated_before + 1);
+    assert_eq!(h.packets(PASS_NOT_A_REPLY), 2);
+
+    // The agent's sweep deletes exactly the four expired entries.
+    let sweep = h.sweeper().sweep().unwrap();
+    assert_eq!((sweep.examined, sweep.removed), (6, 4));
+    assert_eq!(forward_ports(&h.entries()), BTreeSet::from([open]));
+    assert_eq!(h.entries().len(), 2);
+}
+
+#[test]
+fn a_flow_keeps_its_backend_while_it_is_used_and_gets_a_fresh_choice_after_idling_out() {
+    let Some(mut h) = Harness::new(&PODS[..1], timeouts(SHORT, SHORT, SHORT)) else { return };
+    // With one backend every flow lands on it; then two more are added.
+    let ports: Vec<u16> = (46000..46040).collect();
+    for &sport in &ports {
+        assert_eq!(h.tcp(sport, SYN), PODS[0]);
+        assert_eq!(h.tcp(sport, ACK), PODS[0]);
+        assert_eq!(h.udp(sport), PODS[0]);
+    }
+    reconcile(&mut h.maps, &desired(&PODS)).unwrap();
+    let tcp_moves: Vec<u16> = ports.iter().copied().filter(|p| h.hashed_backend(TCP, 80, *p) != PODS[0]).collect();
+    let udp_moves: Vec<u16> = ports.iter().copied().filter(|p| h.hashed_backend(UDP, 53, *p) != PODS[0]).collect();
+    assert!(!tcp_moves.is_empty() && !udp_moves.is_empty(), "40 flows over 3 backends: some hash elsewhere");
+
+    // Used more often than the timeout, for longer than it: they stay.
+    for round in 0..4 {
+        for &sport in &tcp_moves {
+            assert_eq!(h.tcp(sport, ACK), PODS[0], "TCP flow {sport} moved in round {round}");
+        }
+        for &sport in &udp_moves {
+            assert_eq!(h.udp(sport), PODS[0], "UDP flow {sport} moved in round {round}");
+        }
+        std::thread::sleep(SHORT / 4);
+    }
+
+    // Idle past the timeout: the same ports are new flows, balanced afresh.
+    std::thread::sleep(SHORT * 2);
+    for &sport in &tcp_moves {
+        assert_eq!(h.tcp(sport, SYN), h.hashed_backend(TCP, 80, sport), "TCP flow {sport}");
+    }
+    for &sport in &udp_moves {
+        assert_eq!(h.udp(sport), h.hashed_backend(UDP, 53, sport), "UDP flow {sport}");
+    }
+}
+
+#[test]
+fn the_sweep_looks_at_a_bounded_number_of_entries_and_carries_on_where_it_stopped() {
+    let Some(mut h) = Harness::new(&PODS, timeouts(LONG, LONG, SHORT)) else { return };
+    for sport in 47000..47050 {
+        h.udp(sport);
+    }
+    assert_eq!(h.entries().len(), 100);
+    std::thread::sleep(SHORT * 2);
+    let config = ConntrackConfig { timeouts: h.timeouts, sweep_budget: 30, ..ConntrackConfig::default() };
+    let mut sweeper = Sweeper::open(h.pins.path(), config).unwrap();
+    let mut removed = 0;
+    for sweep in 1..=4 {
+        let done = sweeper.sweep().unwrap();
+        assert!(done.examined <= 30, "sweep {sweep} looked at {} entries", done.examined);
+        removed += done.removed;
+    }
+    assert_eq!(removed, 100, "four sweeps of 30 cover the 100 expired entries");
+    assert!(h.entries().is_empty());
+}
+
+#[test]
+fn removing_a_backend_flushes_its_udp_flows_at_once() {
+    let Some(mut h) = Harness::new(&PODS, timeouts(LONG, LONG, LONG)) else { return };
+    let ports: Vec<u16> = (48000..48030).collect();
+    let first: Vec<Ipv4Addr> = ports.iter().map(|p| h.udp(*p)).collect();
+    let removed = PODS[0];
+    let pinned: BTreeSet<u16> = ports.iter().zip(&first).filter(|(_, b)| **b == removed).map(|(p, _)| *p).collect();
+    assert!(!pinned.is_empty(), "30 flows over 3 pods use every pod");
+    // A TCP flow to the same backend is not the flush's business.
+    let tcp_port = (48100..48200).find(|p| h.hashed_backend(TCP, 80, *p) == removed).unwrap();
+    assert_eq!(h.tcp(tcp_port, SYN), removed);
+    let contents = h.maps.read().unwrap();
+    let removed_id = *contents.backends.iter().find(|(_, b)| b.addr == u32::from(removed).to_be()).unwrap().0;
+    let of_removed = |entries: &[(CtKey, CtEntry)], proto| {
+        entries.iter().filter(|(k, e)| k.proto == proto && e.backend_id == removed_id).count()
+    };
+    assert_eq!(of_removed(&h.entries(), UDP), 2 * pinned.len());
+
+    // The agent's path: a reconcile pass without that endpoint.
+    let report = reconcile(&mut h.maps, &desired(&PODS[1..])).unwrap();
+    assert_eq!(report.udp_flows_flushed, 2 * pinned.len(), "both directions of each flow");
+    let entries = h.entries();
+    assert_eq!(of_removed(&entries, UDP), 0, "UDP entries of the removed backend remain");
+    assert_eq!(of_removed(&entries, TCP), 2, "the TCP flow's entries are left to the programs");
+    assert_eq!(forward_ports(&entries).intersection(&pinned).count(), 0);
+
+    for sport in &pinned {
+        let now = h.udp(*sport);
+        assert_ne!(now, removed, "flow {sport} still reaches the removed backend");
+        assert!(PODS[1..].contains(&now));
+    }
+    for (sport, backend) in ports.iter().zip(&first).filter(|(_, b)| **b != removed) {
+        assert_eq!(h.udp(*sport), *backend, "flow {sport} moved although its backend stayed");
+    }
+}
