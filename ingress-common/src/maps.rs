@@ -9,8 +9,9 @@ pub const BACKENDS_MAP: &str = "lb4_backends";
 pub const REV_NAT_MAP: &str = "lb4_rev_nat";
 /// Connection tracking (LRU hash map, pinned).
 pub const CONNTRACK_MAP: &str = "lb4_ct";
-/// Packet counters by reason (per-CPU array, pinned).
-pub const STATS_MAP: &str = "lb_stats";
+/// Packet counters by reason (per-CPU array, pinned). `_v2`: one slot per
+/// reason, and `reject_no_backend` made it 13 slots.
+pub const STATS_MAP: &str = "lb_stats_v2";
 /// Packets and bytes sent to each frontend, indexed by its reverse-NAT id
 /// (per-CPU array, pinned).
 pub const FRONTEND_STATS_MAP: &str = "lb4_fe_stats";

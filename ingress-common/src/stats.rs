@@ -1,7 +1,7 @@
 //! Why a packet got its verdict. Each reason is an index into the per-CPU
-//! `lb_stats` array; the agent exports them as metrics by name.
+//! `lb_stats_v2` array; the agent exports them as metrics by name.
 
-/// One slot of `lb_stats`.
+/// One slot of `lb_stats_v2`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counter {
@@ -28,15 +28,19 @@ pub const PASS_OTHER_PROTOCOL: u32 = 6;
 pub const PASS_NO_SERVICE: u32 = 7;
 /// Leaving the node but no reply of a translated flow: passed untouched.
 pub const PASS_NOT_A_REPLY: u32 = 8;
-/// A frontend with no endpoint: dropped.
+/// A frontend with no endpoint, and a packet that must not be answered (a
+/// TCP RST, a source that is not one host): dropped.
 pub const DROP_NO_BACKEND: u32 = 9;
 /// The frontend's slots are inconsistent (mid-update): dropped.
 pub const DROP_BAD_SLOT: u32 = 10;
 /// The kernel refused the rewrite or the conntrack insert: dropped.
 pub const DROP_REWRITE_FAILED: u32 = 11;
+/// A frontend with no endpoint: answered with a TCP RST or an ICMP port
+/// unreachable, as kube-proxy does, so the client fails at once.
+pub const REJECT_NO_BACKEND: u32 = 12;
 
 /// Names by index, for metrics and the state dump.
-pub const REASON_NAMES: [&str; 12] = [
+pub const REASON_NAMES: [&str; 13] = [
     "forward_translated",
     "reply_translated",
     "pass_not_ipv4",
@@ -49,5 +53,6 @@ pub const REASON_NAMES: [&str; 12] = [
     "drop_no_backend",
     "drop_bad_slot",
     "drop_rewrite_failed",
+    "reject_no_backend",
 ];
 pub const REASON_COUNT: u32 = REASON_NAMES.len() as u32;
