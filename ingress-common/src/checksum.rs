@@ -1,8 +1,10 @@
-//! Incremental Internet checksum update (RFC 1624, eqn. 3: HC' = ~(~HC + ~m + m')).
+//! Internet checksums: incremental updates (RFC 1624, eqn. 3: HC' = ~(~HC + ~m + m'))
+//! for rewritten packets, and full sums (RFC 1071) for the ones built anew.
 //!
 //! The one's-complement sum does not depend on byte order as long as every
-//! operand is read the same way, so callers pass fields exactly as loaded
-//! from the packet and store the result back the same way.
+//! operand is read the same way, so callers of the incremental updates pass
+//! fields exactly as loaded from the packet and store the result back the
+//! same way. The full sums read big-endian words, as on the wire.
 
 #[inline(always)]
 fn fold(mut sum: u32) -> u16 {
@@ -27,6 +29,30 @@ pub fn replace32(check: u16, from: u32, to: u32) -> u16 {
         + (to >> 16)
         + (to & 0xffff);
     !fold(sum)
+}
+
+/// The unfolded one's-complement sum of `bytes` as big-endian 16-bit words
+/// (an odd last byte is padded with zero). Sums of parts add up, so a
+/// pseudo-header and a segment can be summed apart.
+#[inline(always)]
+pub fn sum(bytes: &[u8]) -> u32 {
+    let mut total: u32 = 0;
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        total += u16::from_be_bytes([bytes[i], bytes[i + 1]]) as u32;
+        i += 2;
+    }
+    if i < bytes.len() {
+        total += (bytes[i] as u32) << 8;
+    }
+    total
+}
+
+/// The checksum field, big-endian, for a `sum` over everything it covers
+/// (with the field itself zero).
+#[inline(always)]
+pub fn finish(sum: u32) -> [u8; 2] {
+    (!fold(sum)).to_be_bytes()
 }
 
 /// The UDP checksum after an update: 0 means "no checksum" in UDP and stays
@@ -88,6 +114,22 @@ mod tests {
             let from = 0xac10_0a0cu32;
             assert_eq!(replace32(before, from, to), full(&changed), "to {to:#x}");
         }
+    }
+
+    #[test]
+    fn full_sum_matches_rfc1071_and_splits_into_parts() {
+        // The IPv4 header of RFC 1071's companion examples: checksum 0xb861.
+        let header = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8, 0x00, 0x01, 0xc0,
+            0xa8, 0x00, 0xc7,
+        ];
+        assert_eq!(finish(sum(&header)), [0xb8, 0x61]);
+        let mut filled = header;
+        filled[10..12].copy_from_slice(&finish(sum(&header)));
+        assert_eq!(finish(sum(&filled)), [0, 0], "a header with its checksum sums to all ones");
+        assert_eq!(sum(&header[..8]) + sum(&header[8..]), sum(&header));
+        assert_eq!(sum(&[0x12, 0x34, 0x56]), 0x1234 + 0x5600, "odd byte padded on the right");
+        assert_eq!(sum(&[]), 0);
     }
 
     #[test]

@@ -12,8 +12,10 @@ pub const CONNTRACK_MAP: &str = "lb4_ct";
 /// Conntrack idle timeouts (array of one `CtTimeouts`, pinned; written by
 /// the agent, read by the programs).
 pub const CT_TIMEOUTS_MAP: &str = "lb4_ct_timeouts";
-/// Packet counters by reason (per-CPU array, pinned).
-pub const STATS_MAP: &str = "lb_stats";
+/// Packet counters by reason (per-CPU array, pinned). `_v2`: the array grew
+/// with the reasons added after the first release (hairpin, reject, source
+/// ranges), and an old pinned array would be too short.
+pub const STATS_MAP: &str = "lb_stats_v2";
 /// Packets and bytes sent to each frontend, indexed by its reverse-NAT id
 /// (per-CPU array, pinned).
 pub const FRONTEND_STATS_MAP: &str = "lb4_fe_stats";

@@ -1,7 +1,7 @@
 //! Why a packet got its verdict. Each reason is an index into the per-CPU
-//! `lb_stats` array; the agent exports them as metrics by name.
+//! `lb_stats_v2` array; the agent exports them as metrics by name.
 
-/// One slot of `lb_stats`.
+/// One slot of `lb_stats_v2`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counter {
@@ -28,7 +28,8 @@ pub const PASS_OTHER_PROTOCOL: u32 = 6;
 pub const PASS_NO_SERVICE: u32 = 7;
 /// Leaving the node but no reply of a translated flow: passed untouched.
 pub const PASS_NOT_A_REPLY: u32 = 8;
-/// A frontend with no endpoint: dropped.
+/// A frontend with no endpoint, and a packet that must not be answered (a
+/// TCP RST, a source that is not one host): dropped.
 pub const DROP_NO_BACKEND: u32 = 9;
 /// The frontend's slots are inconsistent (mid-update): dropped.
 pub const DROP_BAD_SLOT: u32 = 10;
@@ -41,9 +42,12 @@ pub const HAIRPIN_TRANSLATED: u32 = 12;
 pub const HAIRPIN_REPLY_TRANSLATED: u32 = 13;
 /// A client outside a LoadBalancer frontend's `loadBalancerSourceRanges`: dropped.
 pub const DROP_SOURCE_RANGE: u32 = 14;
+/// A frontend with no endpoint: answered with a TCP RST or an ICMP port
+/// unreachable, as kube-proxy does, so the client fails at once.
+pub const REJECT_NO_BACKEND: u32 = 15;
 
 /// Names by index, for metrics and the state dump.
-pub const REASON_NAMES: [&str; 15] = [
+pub const REASON_NAMES: [&str; 16] = [
     "forward_translated",
     "reply_translated",
     "pass_not_ipv4",
@@ -59,5 +63,6 @@ pub const REASON_NAMES: [&str; 15] = [
     "hairpin_translated",
     "hairpin_reply_translated",
     "drop_source_range",
+    "reject_no_backend",
 ];
 pub const REASON_COUNT: u32 = REASON_NAMES.len() as u32;

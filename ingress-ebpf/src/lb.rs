@@ -7,6 +7,7 @@ use ingress_common::stats::*;
 
 use crate::affinity;
 use crate::conntrack;
+use crate::reject;
 use crate::source_range;
 use crate::stats;
 use crate::maps::{BACKENDS, REV_NAT, SERVICES};
@@ -19,13 +20,15 @@ pub enum Outcome {
     Translated(u32),
     Pass(u32),
     Drop(u32),
+    /// Answered with a reject sent back to the client (see `reject`).
+    Reject(u32),
 }
 
 impl Outcome {
     #[inline(always)]
     pub fn reason(&self) -> u32 {
         match self {
-            Outcome::Translated(r) | Outcome::Pass(r) | Outcome::Drop(r) => *r,
+            Outcome::Translated(r) | Outcome::Pass(r) | Outcome::Drop(r) | Outcome::Reject(r) => *r,
         }
     }
 }
@@ -84,7 +87,7 @@ pub fn forward(flow: &Flow, bytes: u64) -> Result<Translation, Outcome> {
     }
 
     if header.count == 0 {
-        return Err(Outcome::Drop(DROP_NO_BACKEND));
+        return Err(reject::no_backend(flow));
     }
     let (backend_id, backend) = match affinity::remembered(flow, &header) {
         Some(chosen) => chosen,

@@ -6,8 +6,10 @@
 //! Replies are translated back where packets leave it, after routing:
 //! `lb_tc_out` on the egress of the uplink and of every pod veth. All share
 //! one parse and one lookup path (`lb`); XDP and TC differ only in how a
-//! rewrite is written into the packet (`nat`). This file is the single place
-//! where an outcome becomes a verdict and is counted.
+//! rewrite is written into the packet (`nat`). A packet to a frontend without
+//! endpoints is turned into a reject (`reject`) and sent back the way it came:
+//! XDP_TX on the uplink, a redirect to the pod veth's egress in TC. This file
+//! is the single place where an outcome becomes a verdict and is counted.
 #![no_std]
 #![no_main]
 
@@ -19,6 +21,7 @@ mod maps;
 mod nat;
 mod packet;
 mod parse;
+mod reject;
 mod source_range;
 mod stats;
 
@@ -29,7 +32,7 @@ use ingress_common::stats::DROP_REWRITE_FAILED;
 
 use lb::Outcome;
 use nat::Rewriter;
-use packet::{Packet, TcPacket, XdpPacket};
+use packet::{Packet, Reshape, TcPacket, XdpPacket};
 
 /// Which way a program translates.
 #[derive(Clone, Copy)]
@@ -52,6 +55,8 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
     match outcome {
         Outcome::Drop(_) => xdp_action::XDP_DROP,
         Outcome::Pass(_) | Outcome::Translated(_) => xdp_action::XDP_PASS,
+        // Back out of the uplink it came in on.
+        Outcome::Reject(_) => xdp_action::XDP_TX,
     }
 }
 
@@ -78,11 +83,12 @@ fn tc(ctx: &TcContext, way: Way) -> i32 {
         Outcome::Drop(_) => TC_ACT_SHOT,
         Outcome::Translated(reason) if hairpin::turns_around(reason) => hairpin::send_back(ctx),
         Outcome::Pass(_) | Outcome::Translated(_) => TC_ACT_OK,
+        Outcome::Reject(_) => packet.redirect_back(),
     }
 }
 
 #[inline(always)]
-fn run<P: Packet + Rewriter>(packet: &P, way: Way, bytes: u64) -> Outcome {
+fn run<P: Packet + Rewriter + Reshape>(packet: &P, way: Way, bytes: u64) -> Outcome {
     let flow = match parse::flow(packet) {
         Ok(flow) => flow,
         Err(pass_reason) => return Outcome::Pass(pass_reason),
@@ -102,6 +108,11 @@ fn run<P: Packet + Rewriter>(packet: &P, way: Way, bytes: u64) -> Outcome {
                 hairpin::turn(packet, &flow, &translation)
             }
             Ok(()) => Outcome::Translated(translation.reason()),
+            Err(()) => Outcome::Drop(DROP_REWRITE_FAILED),
+        },
+        Err(Outcome::Reject(reason)) => match reject::answer(packet, &flow) {
+            Ok(()) => Outcome::Reject(reason),
+            // Possibly half reshaped: only dropping is safe.
             Err(()) => Outcome::Drop(DROP_REWRITE_FAILED),
         },
         Err(outcome) => outcome,

@@ -35,7 +35,7 @@ pub static CT_TIMEOUTS: Array<CtTimeouts> = Array::pinned(1, 0);
 pub static AFFINITY: LruHashMap<AffinityKey, AffinityValue> = LruHashMap::pinned(AFFINITY_MAX_ENTRIES, 0);
 
 /// Packets and bytes by `ingress_common::stats` reason, per CPU.
-#[map(name = "lb_stats")]
+#[map(name = "lb_stats_v2")]
 pub static STATS: PerCpuArray<Counter> = PerCpuArray::pinned(REASON_COUNT, 0);
 
 /// Packets and bytes addressed to each frontend, by its reverse-NAT id

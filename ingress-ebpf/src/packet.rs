@@ -1,9 +1,15 @@
-//! Bounds-checked access to packet bytes, the same for XDP and TC.
+//! Bounds-checked access to packet bytes, the same for XDP and TC, and
+//! reshaping a packet into a reply to its sender.
 
+use aya_ebpf::bindings::bpf_adj_room_mode::BPF_ADJ_ROOM_MAC;
+use aya_ebpf::helpers::{bpf_redirect, bpf_skb_change_tail, bpf_xdp_adjust_head, bpf_xdp_adjust_tail};
 use aya_ebpf::programs::{TcContext, XdpContext};
 
 /// The largest Ethernet + IPv4 (with options) + TCP header the parser reads.
 const MAX_HEADERS: u32 = 14 + 60 + 20;
+/// The most 16-bit words `sum_words` adds: an IPv4 header with options and
+/// 8 bytes after it, what an ICMP error quotes.
+pub const MAX_SUM_WORDS: usize = (60 + 8) / 2;
 
 pub trait Packet {
     fn start(&self) -> usize;
@@ -37,6 +43,22 @@ pub trait Packet {
         // SAFETY: ptr_from checked that the bytes are inside the packet.
         self.ptr_from::<T>(base, offset)
             .map(|ptr| unsafe { core::ptr::read_unaligned(ptr) })
+    }
+
+    /// The unfolded one's-complement sum of `words` big-endian 16-bit words
+    /// from `offset` (at most `MAX_SUM_WORDS`), for a checksum over bytes
+    /// that stay in the packet.
+    #[inline(always)]
+    fn sum_words(&self, offset: usize, words: usize) -> Option<u32> {
+        let mut sum = 0u32;
+        for i in 0..MAX_SUM_WORDS {
+            if i >= words {
+                break;
+            }
+            let word: [u8; 2] = self.read(offset + 2 * i)?;
+            sum += u16::from_be_bytes(word) as u32;
+        }
+        Some(sum)
     }
 
     /// The address of a header that starts at a variable offset (after IPv4
@@ -86,5 +108,79 @@ impl TcPacket<'_> {
             self.0.pull_data(want).map_err(|_| ())?;
         }
         Ok(())
+    }
+}
+
+/// Turning a packet into a reply in place: every helper here may move the
+/// packet, so callers take no pointer across a call.
+pub trait Reshape {
+    /// Keeps only the first `len` bytes.
+    fn truncate(&self, len: u32) -> Result<(), ()>;
+    /// Makes `len` more bytes of room within the first `ETH_HLEN + len`
+    /// bytes, in front of the IP header; the caller rewrites all of them.
+    fn grow_front(&self, len: u32) -> Result<(), ()>;
+    /// Overwrites the first `N` bytes.
+    fn write_front<const N: usize>(&self, bytes: &[u8; N]) -> Result<(), ()>;
+}
+
+impl Reshape for XdpPacket<'_> {
+    #[inline(always)]
+    fn truncate(&self, len: u32) -> Result<(), ()> {
+        let delta = len as i32 - (self.end() - self.start()) as i32;
+        // SAFETY: a helper call on the program's own context.
+        match unsafe { bpf_xdp_adjust_tail(self.0.ctx, delta) } {
+            0 => Ok(()),
+            _ => Err(()),
+        }
+    }
+
+    #[inline(always)]
+    fn grow_front(&self, len: u32) -> Result<(), ()> {
+        // SAFETY: as above; XDP keeps headroom in front of every frame.
+        match unsafe { bpf_xdp_adjust_head(self.0.ctx, -(len as i32)) } {
+            0 => Ok(()),
+            _ => Err(()),
+        }
+    }
+
+    #[inline(always)]
+    fn write_front<const N: usize>(&self, bytes: &[u8; N]) -> Result<(), ()> {
+        let ptr = self.ptr_at::<[u8; N]>(0).ok_or(())?;
+        // SAFETY: ptr_at checked the bounds.
+        unsafe { core::ptr::write_unaligned(ptr, *bytes) };
+        Ok(())
+    }
+}
+
+impl Reshape for TcPacket<'_> {
+    #[inline(always)]
+    fn truncate(&self, len: u32) -> Result<(), ()> {
+        // SAFETY: a helper call on the program's own skb.
+        match unsafe { bpf_skb_change_tail(self.0.skb.skb, len, 0) } {
+            0 => Ok(()),
+            _ => Err(()),
+        }
+    }
+
+    #[inline(always)]
+    fn grow_front(&self, len: u32) -> Result<(), ()> {
+        // Room between the Ethernet and the IP header: the skb's header
+        // offsets then still describe the packet.
+        self.0.adjust_room(len as i32, BPF_ADJ_ROOM_MAC, 0).map_err(|_| ())
+    }
+
+    #[inline(always)]
+    fn write_front<const N: usize>(&self, bytes: &[u8; N]) -> Result<(), ()> {
+        self.0.store(0, bytes, 0).map_err(|_| ())
+    }
+}
+
+impl TcPacket<'_> {
+    /// The verdict that sends the packet back out of the interface it came
+    /// in on (its egress: towards the pod that sent it).
+    #[inline(always)]
+    pub fn redirect_back(&self) -> i32 {
+        // SAFETY: reads the context and calls a helper without pointers.
+        unsafe { bpf_redirect((*self.0.skb.skb).ifindex, 0) as i32 }
     }
 }

@@ -10,8 +10,14 @@ pub const ETHERTYPE_IPV6: u16 = 0x86dd;
 pub const TCP: u8 = 6;
 pub const UDP: u8 = 17;
 pub const ICMP: u8 = 1;
+pub const FIN: u8 = 0x01;
 pub const SYN: u8 = 0x02;
+pub const RST: u8 = 0x04;
+pub const PSH: u8 = 0x08;
 pub const ACK: u8 = 0x10;
+/// The MAC addresses `ethernet` writes.
+pub const DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+pub const SRC_MAC: [u8; 6] = [0x02, 0x02, 0, 0, 0, 0x01];
 
 /// A frame to build. `Default` is a TCP SYN without payload.
 #[derive(Clone, Debug)]
@@ -22,6 +28,9 @@ pub struct Frame {
     pub dport: u16,
     pub proto: u8,
     pub tcp_flags: u8,
+    /// TCP sequence and acknowledgment numbers.
+    pub seq: u32,
+    pub ack: u32,
     pub payload: Vec<u8>,
     /// IPv4 options, a multiple of 4 bytes.
     pub ip_options: Vec<u8>,
@@ -40,6 +49,8 @@ impl Default for Frame {
             dport: 0,
             proto: TCP,
             tcp_flags: SYN,
+            seq: 1000,
+            ack: 0,
             payload: Vec::new(),
             ip_options: Vec::new(),
             frag: 0x4000, // don't fragment
@@ -87,7 +98,8 @@ impl Frame {
                 let mut h = vec![0u8; 20];
                 h[0..2].copy_from_slice(&self.sport.to_be_bytes());
                 h[2..4].copy_from_slice(&self.dport.to_be_bytes());
-                h[4..8].copy_from_slice(&1000u32.to_be_bytes());
+                h[4..8].copy_from_slice(&self.seq.to_be_bytes());
+                h[8..12].copy_from_slice(&self.ack.to_be_bytes());
                 h[12] = 5 << 4;
                 h[13] = self.tcp_flags;
                 h[14..16].copy_from_slice(&64240u16.to_be_bytes());
@@ -133,11 +145,83 @@ impl Frame {
     }
 }
 
-/// A 14-byte Ethernet header with fixed MACs.
+/// A 14-byte Ethernet header from `SRC_MAC` to `DST_MAC`.
 pub fn ethernet(ethertype: u16) -> Vec<u8> {
-    let mut h = vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01];
+    let mut h = DST_MAC.to_vec();
+    h.extend_from_slice(&SRC_MAC);
     h.extend_from_slice(&ethertype.to_be_bytes());
     h
+}
+
+/// A frame's Ethernet header: (destination, source, EtherType).
+pub fn ethernet_of(frame: &[u8]) -> ([u8; 6], [u8; 6], u16) {
+    (
+        frame[..6].try_into().unwrap(),
+        frame[6..12].try_into().unwrap(),
+        u16::from_be_bytes([frame[12], frame[13]]),
+    )
+}
+
+/// The TCP fields of a frame that `read` leaves out.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TcpSeen {
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+    /// Header length in bytes.
+    pub header_len: usize,
+    pub window: u16,
+}
+
+pub fn read_tcp(frame: &[u8]) -> TcpSeen {
+    let ip = &frame[14..];
+    let tcp = &ip[((ip[0] & 0x0f) as usize) * 4..];
+    let word = |at: usize| u32::from_be_bytes(tcp[at..at + 4].try_into().unwrap());
+    TcpSeen {
+        seq: word(4),
+        ack: word(8),
+        flags: tcp[13],
+        header_len: (tcp[12] >> 4) as usize * 4,
+        window: u16::from_be_bytes([tcp[14], tcp[15]]),
+    }
+}
+
+/// An ICMP message as the receiving host would read it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct IcmpSeen {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub proto: u8,
+    /// The IPv4 header's length field, against the frame's own length.
+    pub ip_total_len: usize,
+    pub ip_checksum_ok: bool,
+    pub kind: u8,
+    pub code: u8,
+    pub checksum_ok: bool,
+    /// The 4 bytes after type, code and checksum (unused for unreachables).
+    pub rest: [u8; 4],
+    /// What the message quotes: the offending IP header and what followed it.
+    pub quoted: Vec<u8>,
+}
+
+pub fn read_icmp(frame: &[u8]) -> IcmpSeen {
+    let ip = &frame[14..];
+    let ihl = ((ip[0] & 0x0f) as usize) * 4;
+    let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
+    let icmp = &ip[ihl..total.min(ip.len())];
+    IcmpSeen {
+        src: <[u8; 4]>::try_from(&ip[12..16]).unwrap().into(),
+        dst: <[u8; 4]>::try_from(&ip[16..20]).unwrap().into(),
+        proto: ip[9],
+        ip_total_len: total,
+        ip_checksum_ok: finish(sum16(&ip[..ihl])) == 0,
+        kind: icmp[0],
+        code: icmp[1],
+        // ICMP's checksum covers the message alone, no pseudo-header.
+        checksum_ok: finish(sum16(icmp)) == 0,
+        rest: icmp[4..8].try_into().unwrap(),
+        quoted: icmp[8..].to_vec(),
+    }
 }
 
 /// What a frame says, as the receiving host would read it.

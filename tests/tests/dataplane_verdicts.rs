@@ -15,10 +15,10 @@ use ingress_userspace::dataplane::ebpf::{Dataplane, PinnedMaps, TC_IN_PROGRAM, T
 use ingress_userspace::model::*;
 use ingress_userspace::reconcile::reconcile;
 
-const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
 const TC_ACT_OK: u32 = 0;
-const TC_ACT_SHOT: u32 = 2;
+const TC_ACT_REDIRECT: u32 = 7;
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
@@ -225,12 +225,14 @@ fn traffic_to_no_frontend_is_untouched() {
 }
 
 #[test]
-fn a_frontend_without_endpoints_drops_and_counts() {
+fn a_frontend_without_endpoints_rejects_and_counts() {
     let Some(mut h) = Harness::new() else { return };
     let syn = Frame::tcp(CLIENT, 40004, EMPTY_VIP, 80, SYN).build();
-    assert_eq!(h.xdp(&syn).0, XDP_DROP);
-    assert_eq!(h.tc_in(&syn).0, TC_ACT_SHOT);
-    assert_eq!(h.packets(DROP_NO_BACKEND), 2);
+    // Sent back as a RST (the bytes are checked in tests/reject.rs).
+    assert_eq!(h.xdp(&syn).0, XDP_TX);
+    assert_eq!(h.tc_in(&syn).0, TC_ACT_REDIRECT);
+    assert_eq!(h.packets(REJECT_NO_BACKEND), 2);
+    assert_eq!(h.packets(DROP_NO_BACKEND), 0);
 }
 
 #[test]

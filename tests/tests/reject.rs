@@ -1,0 +1,351 @@
+//! A Service without endpoints rejects, as kube-proxy does: TCP gets a RST,
+//! UDP an ICMP port unreachable, sent back where the packet came from, so a
+//! client fails at once instead of waiting for a timeout.
+//!
+//! First the programs on crafted frames (BPF_PROG_TEST_RUN): exact verdicts
+//! and bytes, checksums verified here from scratch. Then end to end in the
+//! lab: real sockets get ECONNREFUSED and the agent counts the rejects.
+
+use std::io::ErrorKind;
+use std::net::{Ipv4Addr, SocketAddrV4, TcpStream, UdpSocket};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aya::programs::{TestRun, TestRunOptions};
+use ingress_common::stats::*;
+use ingress_tests::agent::{InProcessAgent, ManifestDir, admin_get};
+use ingress_tests::packet::{self, ACK, DST_MAC, FIN, Frame, PSH, RST, SRC_MAC, SYN};
+use ingress_tests::pins::PinDir;
+use ingress_tests::{Lab, LabSpec, NetNs, is_root};
+use ingress_userspace::dataplane::ebpf::{Dataplane, PinnedMaps, TC_IN_PROGRAM};
+use ingress_userspace::model::*;
+use ingress_userspace::reconcile::reconcile;
+
+const TC_ACT_OK: u32 = 0;
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+const TC_ACT_SHOT: u32 = 2;
+const TC_ACT_REDIRECT: u32 = 7;
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ICMP_DEST_UNREACH: u8 = 3;
+const ICMP_PORT_UNREACH: u8 = 3;
+
+const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+/// A frontend with no endpoint, on 80/TCP and 53/UDP.
+const EMPTY_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 99);
+
+/// Where a frame enters the node: what the program answers a reject with.
+#[derive(Clone, Copy, Debug)]
+enum Entry {
+    /// XDP on the uplink: XDP_TX.
+    Uplink,
+    /// TC on a pod veth's ingress: a redirect to that veth's egress.
+    PodVeth,
+}
+
+const ENTRIES: [(Entry, u32); 2] = [(Entry::Uplink, XDP_TX), (Entry::PodVeth, TC_ACT_REDIRECT)];
+
+struct Programs {
+    dataplane: Dataplane,
+    maps: PinnedMaps,
+    _pins: PinDir,
+}
+
+impl Programs {
+    fn load() -> Option<Programs> {
+        if !is_root() {
+            eprintln!("skipped: BPF_PROG_TEST_RUN needs root");
+            return None;
+        }
+        let pins = PinDir::unique("reject");
+        let dataplane = Dataplane::load(pins.path()).expect("loading the programs");
+        let mut maps = dataplane.maps().expect("opening the maps");
+        let mut state = DesiredState::default();
+        for (port, protocol, name) in [(80, Protocol::Tcp, "tcp"), (53, Protocol::Udp, "udp")] {
+            let service = ServicePortRef { namespace: "default".into(), name: "nothing".into(), port_name: name.into() };
+            state.frontends.insert(
+                Frontend { addr: EMPTY_VIP, port, protocol },
+                FrontendState { service, backends: vec![], affinity_timeout_s: 0 },
+            );
+        }
+        reconcile(&mut maps, &state).expect("programming the maps");
+        Some(Programs { dataplane, maps, _pins: pins })
+    }
+
+    /// The verdict and the frame as it leaves the program.
+    fn run(&mut self, entry: Entry, frame: &[u8]) -> (u32, Vec<u8>) {
+        // Room for the 28 bytes an ICMP error adds in front.
+        let mut out = vec![0u8; frame.len() + 64];
+        let options = TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..Default::default() };
+        let result = match entry {
+            Entry::Uplink => self.dataplane.xdp().unwrap().test_run(options),
+            Entry::PodVeth => self.dataplane.tc(TC_IN_PROGRAM).unwrap().test_run(options),
+        }
+        .unwrap_or_else(|e| panic!("{entry:?} test run on {} bytes: {e}", frame.len()));
+        out.truncate(result.data_size_out as usize);
+        (result.return_value, out)
+    }
+
+    fn packets(&self, reason: u32) -> u64 {
+        self.maps.stats().unwrap()[reason as usize].packets
+    }
+}
+
+/// The RST a frame gets, checked field by field against what it answers.
+fn assert_reset_answers(out: &[u8], to: &Frame, seq: u32, ack: u32, what: &str) {
+    assert_eq!(out.len(), 14 + 20 + 20, "{what}: a bare RST, payload and options trimmed");
+    assert_eq!(packet::ethernet_of(out), (SRC_MAC, DST_MAC, ETHERTYPE_IPV4), "{what}: MACs swapped");
+    let seen = packet::read(out);
+    assert_eq!((seen.src, seen.sport, seen.dst, seen.dport), (to.dst, to.dport, to.src, to.sport), "{what}: addresses");
+    assert!(seen.ip_checksum_ok && seen.l4_checksum_ok, "{what}: checksums wrong: {seen:?}");
+    assert!(seen.payload.is_empty(), "{what}");
+    let tcp = packet::read_tcp(out);
+    assert_eq!((tcp.flags, tcp.seq, tcp.ack, tcp.header_len), (RST | ACK, seq, ack, 20), "{what}: {tcp:?}");
+    assert_eq!(out[14], 0x45, "{what}: IPv4 without options");
+}
+
+#[test]
+fn a_syn_to_a_frontend_without_endpoints_gets_a_rst_back() {
+    let Some(mut p) = Programs::load() else { return };
+    let syn = Frame { seq: 0x1234_5678, ..Frame::tcp(CLIENT, 40000, EMPTY_VIP, 80, SYN) };
+    for (entry, verdict) in ENTRIES {
+        let (got, out) = p.run(entry, &syn.build());
+        assert_eq!(got, verdict, "{entry:?}");
+        // No ACK in a SYN: the RST's sequence number is 0, and it acknowledges the SYN.
+        assert_reset_answers(&out, &syn, 0, 0x1234_5679, &format!("{entry:?}"));
+    }
+    assert_eq!(p.packets(REJECT_NO_BACKEND), 2);
+    assert_eq!(p.packets(DROP_NO_BACKEND), 0);
+}
+
+#[test]
+fn a_rst_acknowledges_all_a_segment_carried_and_takes_its_ack_as_sequence() {
+    let Some(mut p) = Programs::load() else { return };
+    let tcp = |flags, seq, ack| Frame { seq, ack, ..Frame::tcp(CLIENT, 40001, EMPTY_VIP, 80, flags) };
+    let cases = [
+        ("payload-less ACK", tcp(ACK, 100, 200), 200, 100),
+        ("ACK with 11 bytes", tcp(ACK | PSH, 5000, 777).with_payload(b"hello world"), 777, 5011),
+        ("FIN", tcp(FIN | ACK, 9, 10), 10, 10),
+        ("SYN at the end of the sequence space", tcp(SYN, u32::MAX, 0), 0, 0),
+        (
+            "SYN with data and IPv4 options",
+            Frame { ip_options: vec![1, 1, 1, 0], ..tcp(SYN, 41, 0).with_payload(b"fast open") },
+            0,
+            51,
+        ),
+    ];
+    for (name, frame, seq, ack) in &cases {
+        for (entry, verdict) in ENTRIES {
+            let (got, out) = p.run(entry, &frame.build());
+            assert_eq!(got, verdict, "{name}, {entry:?}");
+            assert_reset_answers(&out, frame, *seq, *ack, &format!("{name}, {entry:?}"));
+        }
+    }
+    assert_eq!(p.packets(REJECT_NO_BACKEND), 2 * cases.len() as u64);
+}
+
+/// The ICMP error a frame gets, checked against the frame it quotes.
+fn assert_port_unreachable_quotes(out: &[u8], to: &Frame, what: &str) {
+    let original = to.build();
+    let quoted_len = 20 + to.ip_options.len() + 8;
+    assert_eq!(out.len(), 14 + 20 + 8 + quoted_len, "{what}: IP header + 8 bytes quoted, nothing more");
+    assert_eq!(packet::ethernet_of(out), (SRC_MAC, DST_MAC, ETHERTYPE_IPV4), "{what}: MACs swapped");
+    let icmp = packet::read_icmp(out);
+    assert_eq!((icmp.src, icmp.dst, icmp.proto), (to.dst, to.src, packet::ICMP), "{what}: from the frontend");
+    assert_eq!(icmp.ip_total_len, out.len() - 14, "{what}: IPv4 total length");
+    assert!(icmp.ip_checksum_ok && icmp.checksum_ok, "{what}: checksums wrong: {icmp:?}");
+    assert_eq!((icmp.kind, icmp.code, icmp.rest), (ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, [0; 4]), "{what}");
+    assert_eq!(icmp.quoted, original[14..14 + quoted_len], "{what}: quoted bytes");
+}
+
+#[test]
+fn a_udp_datagram_gets_an_icmp_port_unreachable_quoting_its_headers() {
+    let Some(mut p) = Programs::load() else { return };
+    let udp = Frame::udp(CLIENT, 5353, EMPTY_VIP, 53);
+    let cases = [
+        ("datagram with a payload", udp.clone().with_payload(b"a query longer than eight bytes")),
+        ("empty datagram", udp.clone()),
+        ("odd-length payload", udp.clone().with_payload(b"odd")),
+        ("no UDP checksum", Frame { udp_no_checksum: true, ..udp.clone().with_payload(b"q") }),
+        ("IPv4 options", Frame { ip_options: vec![0x94, 0x04, 0, 0, 1, 1, 1, 0], ..udp.with_payload(b"q") }),
+    ];
+    for (name, frame) in &cases {
+        for (entry, verdict) in ENTRIES {
+            let (got, out) = p.run(entry, &frame.build());
+            assert_eq!(got, verdict, "{name}, {entry:?}");
+            assert_port_unreachable_quotes(&out, frame, &format!("{name}, {entry:?}"));
+        }
+    }
+    assert_eq!(p.packets(REJECT_NO_BACKEND), 2 * cases.len() as u64);
+}
+
+#[test]
+fn a_reset_and_a_packet_from_no_single_host_are_dropped_not_answered() {
+    let Some(mut p) = Programs::load() else { return };
+    let multicast = Ipv4Addr::new(224, 0, 0, 5);
+    for frame in [
+        Frame::tcp(CLIENT, 40002, EMPTY_VIP, 80, RST),
+        Frame::tcp(CLIENT, 40002, EMPTY_VIP, 80, RST | ACK),
+        Frame::udp(multicast, 5000, EMPTY_VIP, 53),
+        Frame::udp(Ipv4Addr::UNSPECIFIED, 68, EMPTY_VIP, 53),
+    ] {
+        let bytes = frame.build();
+        assert_eq!(p.run(Entry::Uplink, &bytes), (XDP_DROP, bytes.clone()), "{frame:?}");
+        assert_eq!(p.run(Entry::PodVeth, &bytes).0, TC_ACT_SHOT, "{frame:?}");
+    }
+    assert_eq!(p.packets(DROP_NO_BACKEND), 8);
+    assert_eq!(p.packets(REJECT_NO_BACKEND), 0);
+}
+
+#[test]
+fn truncated_or_inconsistent_packets_to_an_empty_frontend_get_a_sane_verdict() {
+    let Some(mut p) = Programs::load() else { return };
+    let syn = Frame { seq: 7, ..Frame::tcp(CLIENT, 40003, EMPTY_VIP, 80, SYN) };
+    // Cut inside the L4 header: nothing to answer from, passed for the stack.
+    for frame in [syn.build()[..14 + 20 + 10].to_vec(), Frame::udp(CLIENT, 1, EMPTY_VIP, 53).build()[..14 + 20 + 4].to_vec()] {
+        for (entry, pass) in [(Entry::Uplink, XDP_PASS), (Entry::PodVeth, TC_ACT_OK)] {
+            assert_eq!(p.run(entry, &frame), (pass, frame.clone()), "{entry:?}: a truncated frame passes untouched");
+        }
+    }
+    assert_eq!(p.packets(PASS_TRUNCATED), 4);
+
+    // Lengths that disagree with the frame: the RST counts no payload
+    // rather than a negative one, and still goes out well-formed.
+    let mut short_total = syn.build();
+    short_total[14 + 2..14 + 4].copy_from_slice(&20u16.to_be_bytes());
+    let mut long_data_offset = syn.build();
+    long_data_offset[14 + 20 + 12] = 0xf0;
+    for (name, frame) in [("IPv4 total length below the headers", short_total), ("TCP data offset past the end", long_data_offset)] {
+        for (entry, verdict) in ENTRIES {
+            let (got, out) = p.run(entry, &frame);
+            assert_eq!(got, verdict, "{name}, {entry:?}");
+            assert_reset_answers(&out, &syn, 0, 8, &format!("{name}, {entry:?}"));
+        }
+    }
+}
+
+// ---- end to end ----------------------------------------------------------
+
+const NOTHING_CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 30);
+const NOTHING_TCP_NODEPORT: u16 = 30090;
+const NOTHING_UDP_NODEPORT: u16 = 30091;
+/// Long enough that a dropped SYN or datagram would show as a timeout,
+/// never as a refusal.
+const PATIENCE: Duration = Duration::from_secs(5);
+
+/// A Service whose selector matches no pod: no EndpointSlice at all.
+const NOTHING: &str = "apiVersion: v1
+kind: Service
+metadata: {name: nothing, namespace: default}
+spec:
+  type: NodePort
+  clusterIP: 10.96.0.30
+  clusterIPs: [10.96.0.30]
+  selector: {app: nothing}
+  ports:
+    - {name: tcp, protocol: TCP, port: 80, targetPort: 8080, nodePort: 30090}
+    - {name: udp, protocol: UDP, port: 53, targetPort: 8080, nodePort: 30091}
+";
+
+fn rejects_counted(lab: &Lab) -> u64 {
+    let metrics = admin_get(lab.node(), "/metrics").unwrap();
+    let line = format!("lb_dataplane_packets_total{{reason=\"{}\"}} ", REASON_NAMES[REJECT_NO_BACKEND as usize]);
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(line.as_str()))
+        .unwrap_or_else(|| panic!("no {line:?} in the metrics:\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A TCP connect from inside `ns`: its error kind and how long it took.
+fn connect(ns: &NetNs, to: SocketAddrV4) -> (Option<ErrorKind>, Duration) {
+    ns.run(move || {
+        let start = Instant::now();
+        let result = TcpStream::connect_timeout(&to.into(), PATIENCE);
+        (result.err().map(|e| e.kind()), start.elapsed())
+    })
+    .unwrap()
+}
+
+/// One datagram on a connected UDP socket, then a receive: its error kind.
+fn udp_exchange(ns: &NetNs, to: SocketAddrV4) -> Option<ErrorKind> {
+    let socket = ns
+        .run(move || -> std::io::Result<UdpSocket> {
+            let socket = UdpSocket::bind("0.0.0.0:0")?;
+            socket.connect(to)?;
+            Ok(socket)
+        })
+        .unwrap()
+        .unwrap();
+    socket.set_read_timeout(Some(PATIENCE)).unwrap();
+    socket.send(b"hello").unwrap();
+    socket.recv(&mut [0u8; 64]).err().map(|e| e.kind())
+}
+
+/// The lab with the agent on the examples plus the Service `nothing`.
+struct NothingLab {
+    // Dropped in this order: the programs before their pins and their lab.
+    _agent: InProcessAgent,
+    _manifests: ManifestDir,
+    _client_xdp: Dataplane,
+    _client_pins: PinDir,
+    lab: Lab,
+}
+
+fn nothing_lab() -> Option<NothingLab> {
+    if !is_root() {
+        eprintln!("skipped: network namespaces and eBPF need root");
+        return None;
+    }
+    let lab = Lab::build(LabSpec { pods: ["pod-a", "pod-b", "pod-c", "toolbox"].map(String::from).to_vec() }).unwrap();
+    // A frame sent back with XDP_TX on a veth is only picked up by the peer
+    // when the peer has an XDP program of its own (veth kicks no one else's
+    // receive queue); a NIC's transmit ring needs nothing of the kind. The
+    // dataplane itself does, on maps of its own without any Service: in the
+    // client it passes everything.
+    let client_pins = PinDir::unique("reject-client");
+    let mut client_xdp = Dataplane::load(client_pins.path()).unwrap();
+    let client_xdp = lab.client().run(move || client_xdp.attach_uplink("eth0").map(|()| client_xdp)).unwrap().unwrap();
+    let manifests = ManifestDir::copy_of(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples")).unwrap();
+    manifests.write("zz-nothing.yaml", NOTHING).unwrap();
+    let agent = InProcessAgent::start(&lab, manifests.path()).unwrap();
+    Some(NothingLab { _agent: agent, _manifests: manifests, _client_xdp: client_xdp, _client_pins: client_pins, lab })
+}
+
+/// A TCP connect and a UDP exchange from `from` are refused at once, and
+/// the agent counts one reject for each.
+fn assert_refused(lab: &Lab, name: &str, from: &NetNs, tcp: SocketAddrV4, udp: SocketAddrV4) {
+    let before = rejects_counted(lab);
+    let (error, took) = connect(from, tcp);
+    assert_eq!(error, Some(ErrorKind::ConnectionRefused), "TCP {name}: refused, not timed out (took {took:?})");
+    assert!(took < Duration::from_secs(1), "TCP {name}: the refusal took {took:?}");
+    assert_eq!(udp_exchange(from, udp), Some(ErrorKind::ConnectionRefused), "UDP {name}");
+    assert_eq!(rejects_counted(lab) - before, 2, "{name}: one reject per SYN and per datagram");
+}
+
+#[test]
+fn a_service_without_endpoints_refuses_a_pod_at_once_through_tc() {
+    let Some(nothing) = nothing_lab() else { return };
+    let lab = &nothing.lab;
+    let toolbox = &lab.pod("toolbox").unwrap().ns;
+    let (tcp, udp) = (SocketAddrV4::new(NOTHING_CLUSTER_IP, 80), SocketAddrV4::new(NOTHING_CLUSTER_IP, 53));
+    assert_refused(lab, "ClusterIP from a pod", toolbox, tcp, udp);
+
+    // The Service with endpoints beside it is untouched.
+    let reply = ingress_tests::tcp_request(toolbox, SocketAddrV4::new(Ipv4Addr::new(10, 96, 0, 10), 80)).unwrap();
+    assert!(["pod-a", "pod-b", "pod-c"].contains(&reply.pod.as_str()), "{reply:?}");
+}
+
+#[test]
+fn a_service_without_endpoints_refuses_an_outside_client_at_once_through_xdp() {
+    let Some(nothing) = nothing_lab() else { return };
+    let lab = &nothing.lab;
+    let (tcp, udp) = (
+        SocketAddrV4::new(lab.node_ip(), NOTHING_TCP_NODEPORT),
+        SocketAddrV4::new(lab.node_ip(), NOTHING_UDP_NODEPORT),
+    );
+    assert_refused(lab, "NodePort from outside", lab.client(), tcp, udp);
+}
