@@ -153,6 +153,18 @@ pub struct AgentProcess {
 
 impl AgentProcess {
     pub fn spawn(binary: &Path, lab: &Lab, manifests: &Path, pins: &Path) -> Result<AgentProcess> {
+        AgentProcess::spawn_with(binary, lab, manifests, pins, |_| {})
+    }
+
+    /// [`AgentProcess::spawn`], letting `configure` add flags for `run` (e.g.
+    /// `--poll-ms`) or environment to the command.
+    pub fn spawn_with(
+        binary: &Path,
+        lab: &Lab,
+        manifests: &Path,
+        pins: &Path,
+        configure: impl FnOnce(&mut Command),
+    ) -> Result<AgentProcess> {
         let config = config(lab, manifests, pins);
         let mut command = Command::new("nsenter");
         command
@@ -169,6 +181,7 @@ impl AgentProcess {
             .arg(&config.pin_dir)
             .args(["--admin", &ADMIN.to_string()])
             .args(["--http-port", &HTTP_PORT.to_string()]);
+        configure(&mut command);
         let child = command.spawn().with_context(|| format!("starting {}", binary.display()))?;
         let mut process = AgentProcess { child };
         if let Err(error) = wait_ready(lab.node(), Duration::from_secs(15)) {

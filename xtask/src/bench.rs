@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::bail;
 use clap::ValueEnum;
 
 use crate::build;
@@ -21,7 +20,7 @@ pub enum Suite {
 
 pub fn run(suite: Suite, quick: bool, out: Option<PathBuf>, extra: &[String]) -> anyhow::Result<()> {
     if let Suite::L7 = suite {
-        bail!("the L7 benchmark is not implemented yet: it needs the L7 proxy, which is still being built; `cargo xtask bench l4` works");
+        return l7(quick, out, extra);
     }
     install::require_root("the benchmark (network namespaces, eBPF, iptables)")?;
     build::all()?;
@@ -50,4 +49,27 @@ pub fn run(suite: Suite, quick: bool, out: Option<PathBuf>, extra: &[String]) ->
         bench.env("RUST_LOG", "warn");
     }
     check(&mut bench, "the benchmark")
+}
+
+/// `cargo xtask bench l7`: builds (which installs nginx, HAProxy and wrk if
+/// missing), then runs the L7 benchmark binary.
+fn l7(quick: bool, out: Option<PathBuf>, extra: &[String]) -> anyhow::Result<()> {
+    install::require_root("the benchmark (network namespaces, eBPF)")?;
+    build::all()?;
+    step("running the L7 benchmark");
+    let quick_flag = quick.then_some("--quick");
+    let said: Vec<&str> = ["cargo xtask bench l7"].into_iter().chain(quick_flag).chain(extra.iter().map(String::as_str)).collect();
+    check(
+        Command::new(workspace_root().join("target/release/bench_l7"))
+            .arg("--agent")
+            .arg(build::agent_binary())
+            .arg("--out")
+            .arg(out.unwrap_or_else(|| workspace_root().join("results")))
+            .args(quick_flag)
+            .args(extra)
+            .env("BENCH_COMMAND", said.join(" "))
+            // The agent logs to stdout, which carries the table.
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into())),
+        "the L7 benchmark",
+    )
 }

@@ -8,7 +8,7 @@ use crate::run::{check, step};
 
 /// Debian packages: LLVM 22 for bpf-linker (the same major as nightly rustc's
 /// LLVM), iproute2/ethtool/util-linux (nsenter) for the lab, iptables for
-/// the kube-proxy comparison.
+/// the kube-proxy comparison, nginx/haproxy/wrk for the L7 comparison.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -20,7 +20,14 @@ const APT_PACKAGES: &[&str] = &[
     "util-linux",
     // The font the benchmark plots are labelled with.
     "fonts-dejavu-core",
+    // The L7 benchmark's contenders and load generator.
+    "nginx",
+    "haproxy",
+    "wrk",
 ];
+/// Packages whose install may start a system service: the benchmark runs its
+/// own instances inside the lab, so the system ones are stopped and disabled.
+const SERVICES: &[&str] = &["nginx", "haproxy"];
 pub const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
 
 pub fn all() -> anyhow::Result<()> {
@@ -77,7 +84,27 @@ fn apt_packages() -> anyhow::Result<()> {
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
         "apt-get install",
-    )
+    )?;
+    for service in SERVICES.iter().filter(|s| missing.contains(s)) {
+        stop_service(service);
+    }
+    Ok(())
+}
+
+/// Stops and disables a service its package just started (systemd or
+/// sysvinit); best effort, since where the package could not start it (a
+/// container's policy-rc.d) there is nothing to stop.
+fn stop_service(service: &str) {
+    step(&format!("stopping and disabling the system's {service} service (the benchmark runs its own)"));
+    let quiet = |command: &mut Command| {
+        let _ = command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status();
+    };
+    if std::path::Path::new("/run/systemd/system").exists() {
+        quiet(Command::new("systemctl").args(["disable", "--now", service]));
+    } else {
+        quiet(Command::new("service").args([service, "stop"]));
+        quiet(Command::new("update-rc.d").args([service, "disable"]));
+    }
 }
 
 fn rust_src() -> anyhow::Result<()> {

@@ -9,6 +9,7 @@
 //! the client namespace to a pod IP through the same node.
 
 mod iptables;
+pub mod l7;
 mod manifests;
 mod plot;
 mod report;

@@ -13,7 +13,7 @@ use super::report::{Cell, Contender, Figures};
 /// Debian's fonts-dejavu-core (installed by `cargo xtask install`).
 const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
-fn load_font() -> Result<()> {
+pub(super) fn load_font() -> Result<()> {
     static LOADED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     LOADED
         .get_or_init(|| {
