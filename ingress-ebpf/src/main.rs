@@ -25,15 +25,15 @@ use aya_ebpf::macros::{classifier, xdp};
 use aya_ebpf::programs::{TcContext, XdpContext};
 use ingress_common::stats::DROP_REWRITE_FAILED;
 
-use lb::Outcome;
+use lb::{Origin, Outcome};
 use nat::Rewriter;
 use packet::{Packet, TcPacket, XdpPacket};
 
 /// Which way a program translates.
 #[derive(Clone, Copy)]
 enum Way {
-    /// Client -> frontend becomes client -> backend.
-    In,
+    /// Client -> frontend becomes client -> backend; the client came in there.
+    In(Origin),
     /// Backend -> client becomes frontend -> client.
     Out,
 }
@@ -42,7 +42,7 @@ enum Way {
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
     let packet = XdpPacket(&ctx);
     let bytes = (packet.end() - packet.start()) as u64;
-    let outcome = run(&packet, Way::In, bytes);
+    let outcome = run(&packet, Way::In(Origin::Uplink), bytes);
     stats::count(outcome.reason(), bytes);
     match outcome {
         Outcome::Drop(_) => xdp_action::XDP_DROP,
@@ -52,7 +52,7 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
 
 #[classifier]
 pub fn lb_tc_in(ctx: TcContext) -> i32 {
-    tc(&ctx, Way::In)
+    tc(&ctx, Way::In(Origin::Pod))
 }
 
 #[classifier]
@@ -82,7 +82,7 @@ fn run<P: Packet + Rewriter>(packet: &P, way: Way, bytes: u64) -> Outcome {
         Err(pass_reason) => return Outcome::Pass(pass_reason),
     };
     let decision = match way {
-        Way::In => lb::forward(&flow, bytes),
+        Way::In(origin) => lb::forward(&flow, bytes, origin),
         Way::Out => lb::reverse(&flow),
     };
     match decision {

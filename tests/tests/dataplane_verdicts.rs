@@ -46,12 +46,12 @@ fn desired(pods: &[Ipv4Addr]) -> DesiredState {
     for (port, protocol, name) in [(80, Protocol::Tcp, "tcp"), (53, Protocol::Udp, "udp")] {
         state.frontends.insert(
             Frontend { addr: VIP, port, protocol },
-            FrontendState { service: service(name), backends: backends.clone(), affinity_timeout_s: 0 },
+            FrontendState { service: service(name), backends: backends.clone(), affinity_timeout_s: 0, local_only: LocalOnly::Nobody },
         );
     }
     state.frontends.insert(
         Frontend { addr: EMPTY_VIP, port: 80, protocol: Protocol::Tcp },
-        FrontendState { service: service("empty"), backends: vec![], affinity_timeout_s: 0 },
+        FrontendState { service: service("empty"), backends: vec![], affinity_timeout_s: 0, local_only: LocalOnly::Nobody },
     );
     state.frontends.insert(
         Frontend { addr: STICKY_VIP, port: 80, protocol: Protocol::Tcp },
@@ -59,6 +59,7 @@ fn desired(pods: &[Ipv4Addr]) -> DesiredState {
             service: service("sticky"),
             backends,
             affinity_timeout_s: STICKY_TIMEOUT.as_secs() as u32,
+            local_only: LocalOnly::Nobody,
         },
     );
     state

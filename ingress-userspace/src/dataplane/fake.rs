@@ -132,7 +132,8 @@ pub(crate) fn desired_state(spec: Spec) -> crate::model::DesiredState {
             name: "test".into(),
             port_name: String::new(),
         };
-        desired.frontends.insert(frontend, FrontendState { service, backends, affinity_timeout_s: 0 });
+        let state = FrontendState { service, backends, affinity_timeout_s: 0, local_only: LocalOnly::Nobody };
+        desired.frontends.insert(frontend, state);
     }
     desired
 }
