@@ -41,9 +41,19 @@ pub const BACKENDS_MAX_ENTRIES: u32 = 65_536;
 pub const REV_NAT_MAX_ENTRIES: u32 = 65_536;
 pub const CONNTRACK_MAX_ENTRIES: u32 = 262_144;
 
-/// `ServiceKey::scope` of a frontend reachable from anywhere. (A second scope
-/// for node-local-only backends arrives with the traffic policies.)
+/// `ServiceKey::scope` of a frontend's header and slots over all its backends.
 pub const SCOPE_EXTERNAL: u8 = 0;
+/// `ServiceKey::scope` of a second header and slots over only the backends on
+/// this node, present when the `SCOPE_EXTERNAL` header has a `SERVICE_FLAG_LOCAL_*`
+/// bit (a Local traffic policy).
+pub const SCOPE_LOCAL: u8 = 1;
+
+/// `ServiceValue::flags` bit: clients arriving on an uplink (externalTrafficPolicy:
+/// Local) get only the `SCOPE_LOCAL` backends, and no endpoint when there is none.
+pub const SERVICE_FLAG_LOCAL_EXTERNAL: u16 = 1;
+/// `ServiceValue::flags` bit: clients in pods of this node (internalTrafficPolicy:
+/// Local) get only the `SCOPE_LOCAL` backends.
+pub const SERVICE_FLAG_LOCAL_INTERNAL: u16 = 2;
 
 /// One frontend (VIP, port, protocol) and one of its slots. Slot 0 holds the
 /// service header; slots `1..=count` hold backend ids, in a stable order.
@@ -56,7 +66,7 @@ pub struct ServiceKey {
     pub port: u16,
     /// `IPPROTO_TCP` or `IPPROTO_UDP`.
     pub proto: u8,
-    /// `SCOPE_EXTERNAL` for now.
+    /// `SCOPE_EXTERNAL` (all backends) or `SCOPE_LOCAL` (this node's only).
     pub scope: u8,
     /// 0 = header, 1..=count = backend slot.
     pub slot: u16,
@@ -71,7 +81,7 @@ pub struct ServiceValue {
     pub backend_id: u32,
     /// In the header: how many backend slots follow. 0 means "no endpoint".
     pub count: u16,
-    /// In the header: `SERVICE_FLAG_*` bits.
+    /// In the header: `SERVICE_FLAG_*` bits (set in the `SCOPE_EXTERNAL` header only).
     pub flags: u16,
     /// In the header: the `rev_nat` entry that rewrites replies of this frontend.
     pub rev_nat_id: u32,

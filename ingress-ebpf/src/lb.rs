@@ -2,7 +2,10 @@
 //! frontend to send to a backend, or neither?
 
 use ingress_common::hash::flow_hash;
-use ingress_common::maps::{Backend, SCOPE_EXTERNAL, ServiceKey};
+use ingress_common::maps::{
+    Backend, SCOPE_EXTERNAL, SCOPE_LOCAL, SERVICE_FLAG_LOCAL_EXTERNAL, SERVICE_FLAG_LOCAL_INTERNAL, ServiceKey,
+    ServiceValue,
+};
 use ingress_common::stats::*;
 
 use crate::affinity;
@@ -44,24 +47,58 @@ pub fn reverse(flow: &Flow) -> Result<Translation, Outcome> {
     Ok(Translation { side: Side::Source, addr: frontend.addr, port: frontend.port })
 }
 
+/// Where a client's packet entered the node: it decides which of a
+/// frontend's traffic policies applies.
+#[derive(Clone, Copy)]
+pub enum Origin {
+    /// An uplink: an external client (externalTrafficPolicy).
+    Uplink,
+    /// A pod veth: a pod of this node (internalTrafficPolicy).
+    Pod,
+}
+
+impl Origin {
+    #[inline(always)]
+    fn local_flag(self) -> u16 {
+        match self {
+            Origin::Uplink => SERVICE_FLAG_LOCAL_EXTERNAL,
+            Origin::Pod => SERVICE_FLAG_LOCAL_INTERNAL,
+        }
+    }
+}
+
 #[inline(always)]
-fn slot_key(flow: &Flow, slot: u16) -> ServiceKey {
+fn slot_key(flow: &Flow, scope: u8, slot: u16) -> ServiceKey {
     ServiceKey {
         addr: flow.daddr,
         port: flow.dport,
         proto: flow.proto,
-        scope: SCOPE_EXTERNAL,
+        scope,
         slot,
         _pad: [0; 2],
     }
 }
 
+/// The scope a new connection picks its backend in, and that scope's header:
+/// the node-local slots when the frontend's Local policy covers this client,
+/// else all of them. A local header not written yet (mid-update) counts as
+/// no local endpoint: sending the client elsewhere would break the policy.
+#[inline(always)]
+fn scoped(flow: &Flow, header: ServiceValue, origin: Origin) -> (u8, ServiceValue) {
+    if header.flags & origin.local_flag() == 0 {
+        return (SCOPE_EXTERNAL, header);
+    }
+    // SAFETY: plain data, replaced whole by the agent.
+    let local = unsafe { SERVICES.get(slot_key(flow, SCOPE_LOCAL, 0)) }.copied();
+    (SCOPE_LOCAL, local.unwrap_or(ServiceValue { count: 0, ..header }))
+}
+
 /// A packet to a frontend: its destination becomes a backend. Runs where
 /// packets enter the node (before routing, which then follows the backend).
 #[inline(always)]
-pub fn forward(flow: &Flow, bytes: u64) -> Result<Translation, Outcome> {
+pub fn forward(flow: &Flow, bytes: u64, origin: Origin) -> Result<Translation, Outcome> {
     // SAFETY (all map reads below): plain data, replaced whole by the agent.
-    let Some(header) = (unsafe { SERVICES.get(slot_key(flow, 0)) }).copied() else {
+    let Some(header) = (unsafe { SERVICES.get(slot_key(flow, SCOPE_EXTERNAL, 0)) }).copied() else {
         if flow.opens_connection() {
             // A new connection straight to a backend may reuse the ports of
             // an old translated one; its replies must not be rewritten.
@@ -86,6 +123,7 @@ pub fn forward(flow: &Flow, bytes: u64) -> Result<Translation, Outcome> {
         }
     }
 
+    let (scope, header) = scoped(flow, header, origin);
     if header.count == 0 {
         return Err(reject::no_backend(flow));
     }
@@ -94,7 +132,7 @@ pub fn forward(flow: &Flow, bytes: u64) -> Result<Translation, Outcome> {
         None => {
             let hash = flow_hash(flow.saddr, flow.daddr, flow.sport, flow.dport, flow.proto);
             let slot = (hash % header.count as u32) as u16 + 1;
-            let backend_id = unsafe { SERVICES.get(slot_key(flow, slot)) }
+            let backend_id = unsafe { SERVICES.get(slot_key(flow, scope, slot)) }
                 .ok_or(Outcome::Drop(DROP_BAD_SLOT))?
                 .backend_id;
             let backend: Backend = *unsafe { BACKENDS.get(backend_id) }.ok_or(Outcome::Drop(DROP_BAD_SLOT))?;

@@ -30,18 +30,17 @@ use aya_ebpf::macros::{classifier, xdp};
 use aya_ebpf::programs::{TcContext, XdpContext};
 use ingress_common::stats::DROP_REWRITE_FAILED;
 
-use lb::Outcome;
+use lb::{Origin, Outcome};
 use nat::Rewriter;
 use packet::{Packet, Reshape, TcPacket, XdpPacket};
 
 /// Which way a program translates.
 #[derive(Clone, Copy)]
 enum Way {
-    /// Client -> frontend becomes client -> backend.
-    In,
-    /// The same from a pod, which may be given itself as the backend
-    /// (hairpin, see `hairpin`).
-    FromPod,
+    /// Client -> frontend becomes client -> backend; the client came in there.
+    /// From a pod, the client may be given itself as the backend (hairpin,
+    /// see `hairpin`).
+    In(Origin),
     /// Backend -> client becomes frontend -> client.
     Out,
 }
@@ -50,7 +49,7 @@ enum Way {
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
     let packet = XdpPacket(&ctx);
     let bytes = (packet.end() - packet.start()) as u64;
-    let outcome = run(&packet, Way::In, bytes);
+    let outcome = run(&packet, Way::In(Origin::Uplink), bytes);
     stats::count(outcome.reason(), bytes);
     match outcome {
         Outcome::Drop(_) => xdp_action::XDP_DROP,
@@ -62,7 +61,7 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
 
 #[classifier]
 pub fn lb_tc_in(ctx: TcContext) -> i32 {
-    tc(&ctx, Way::FromPod)
+    tc(&ctx, Way::In(Origin::Pod))
 }
 
 #[classifier]
@@ -93,18 +92,18 @@ fn run<P: Packet + Rewriter + Reshape>(packet: &P, way: Way, bytes: u64) -> Outc
         Ok(flow) => flow,
         Err(pass_reason) => return Outcome::Pass(pass_reason),
     };
-    if matches!(way, Way::FromPod)
+    if matches!(way, Way::In(Origin::Pod))
         && let Some(outcome) = hairpin::answer(packet, &flow)
     {
         return outcome;
     }
     let decision = match way {
-        Way::In | Way::FromPod => lb::forward(&flow, bytes),
+        Way::In(origin) => lb::forward(&flow, bytes, origin),
         Way::Out => lb::reverse(&flow),
     };
     match decision {
         Ok(translation) => match packet.rewrite(&flow, &translation) {
-            Ok(()) if matches!(way, Way::FromPod) && hairpin::is_hairpin(&flow, &translation) => {
+            Ok(()) if matches!(way, Way::In(Origin::Pod)) && hairpin::is_hairpin(&flow, &translation) => {
                 hairpin::turn(packet, &flow, &translation)
             }
             Ok(()) => Outcome::Translated(translation.reason()),

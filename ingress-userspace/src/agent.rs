@@ -1,6 +1,7 @@
 //! The agent's main loop: take snapshots from a source, translate, reconcile
 //! the pinned maps, keep pod veths attached, serve the admin endpoints.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,13 +19,14 @@ use ingress_common::maps::{
     BACKENDS_MAP, BACKENDS_MAX_ENTRIES, REV_NAT_MAP, REV_NAT_MAX_ENTRIES, SERVICES_MAP, SERVICES_MAX_ENTRIES,
 };
 use crate::dataplane::ebpf::Dataplane;
+use crate::health_check::HealthChecks;
 use crate::interfaces::Interfaces;
 use crate::k8s;
 use crate::l7::server::{L7Config, L7Server};
 use crate::l7::table::is_served;
 use crate::manifests::Loaded;
 use crate::metrics::Metrics;
-use crate::model::NodeInfo;
+use crate::model::{HealthCheck, NodeInfo};
 use crate::problem::{Problem, Severity};
 use crate::reconcile::reconcile;
 use crate::source;
@@ -107,6 +109,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         }
     };
 
+    // Dropped on return, which stops the servers.
+    let mut health_checks = HealthChecks::default();
     tokio::pin!(shutdown);
     let mut scan = tokio::time::interval(INTERFACE_SCAN);
     let mut sweep = tokio::time::interval(config.conntrack.sweep_interval);
@@ -139,7 +143,10 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             report(problem, &metrics);
         }
         retry_pending = match sync(&loaded, &node, &mut maps, &metrics) {
-            Ok(mut problems) => {
+            Ok(Synced { mut problems, health_checks: wanted }) => {
+                for _ in health_checks.update(&wanted) {
+                    metrics.count_problem("health_check_port_unavailable");
+                }
                 problems.extend(route_problems);
                 if let Some((client, events)) = &mut cluster {
                     events.publish(&loaded.snapshot, &problems);
@@ -162,9 +169,16 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     Ok(())
 }
 
-/// One pass from a snapshot to the maps; returns the problems found, all
-/// logged and counted already.
-pub fn sync(loaded: &Loaded, node: &NodeInfo, maps: &mut dyn MapWriter, metrics: &Metrics) -> anyhow::Result<Vec<Problem>> {
+/// What one pass programmed, for the parts of the agent outside the maps.
+pub struct Synced {
+    /// The problems found, all logged and counted already.
+    pub problems: Vec<Problem>,
+    /// The `healthCheckNodePort`s to answer.
+    pub health_checks: BTreeMap<u16, HealthCheck>,
+}
+
+/// One pass from a snapshot to the maps.
+pub fn sync(loaded: &Loaded, node: &NodeInfo, maps: &mut dyn MapWriter, metrics: &Metrics) -> anyhow::Result<Synced> {
     let (desired, translation_problems) = translate(&loaded.snapshot, node);
     let problems: Vec<Problem> = loaded.problems.iter().chain(&translation_problems).cloned().collect();
     for problem in &problems {
@@ -192,7 +206,7 @@ pub fn sync(loaded: &Loaded, node: &NodeInfo, maps: &mut dyn MapWriter, metrics:
         problems = problems.len(),
         "dataplane programmed"
     );
-    Ok(problems)
+    Ok(Synced { problems, health_checks: desired.health_checks })
 }
 
 fn report(problem: &Problem, metrics: &Metrics) {

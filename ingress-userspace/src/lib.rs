@@ -7,6 +7,7 @@ pub mod reconcile;
 pub mod admin;
 pub mod agent;
 pub mod metrics;
+pub mod health_check;
 pub mod interfaces;
 pub mod k8s;
 pub mod source;

@@ -127,6 +127,21 @@ impl fmt::Display for SourceRange {
     }
 }
 
+/// Which clients of a frontend reach only endpoints on this node (a Local
+/// traffic policy), keeping their source address and never taking a second hop.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LocalOnly {
+    /// Every client may reach every endpoint (policy Cluster).
+    #[default]
+    Nobody,
+    /// Clients from outside the node: `externalTrafficPolicy: Local` on a
+    /// NodePort, LoadBalancer IP or external IP. Pods of the node still reach
+    /// every endpoint, as with kube-proxy.
+    ExternalClients,
+    /// Every client: `internalTrafficPolicy: Local` on a ClusterIP.
+    AllClients,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FrontendState {
     pub service: ServicePortRef,
@@ -138,12 +153,25 @@ pub struct FrontendState {
     /// `loadBalancerSourceRanges` of a LoadBalancer ingress IP: `None` serves
     /// every client, `Some` only those inside a range (none if it is empty).
     pub source_ranges: Option<Vec<SourceRange>>,
+    /// The traffic policy that applies to this frontend.
+    pub local_only: LocalOnly,
+}
+
+/// What a `healthCheckNodePort` answers for: a Service and how many ready
+/// endpoints it has on this node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub namespace: String,
+    pub name: String,
+    pub local_endpoints: usize,
 }
 
 /// Everything the node should translate.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DesiredState {
     pub frontends: BTreeMap<Frontend, FrontendState>,
+    /// `healthCheckNodePort` -> its Service (externalTrafficPolicy: Local only).
+    pub health_checks: BTreeMap<u16, HealthCheck>,
 }
 
 /// What this node is, for NodePorts and for "local" endpoints.

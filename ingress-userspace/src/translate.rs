@@ -10,8 +10,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::manifests::Snapshot;
 use crate::model::{
-    Backend, BackendAddr, BackendState, DesiredState, Frontend, FrontendState, NodeInfo, Protocol, ServicePortRef,
-    SourceRange,
+    Backend, BackendAddr, BackendState, DesiredState, Frontend, FrontendState, HealthCheck, LocalOnly, NodeInfo,
+    Protocol, ServicePortRef, SourceRange,
 };
 use crate::problem::{Location, Problem, ProblemKind};
 
@@ -183,23 +183,26 @@ fn translate_service(
     let node_ports = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
     let affinity_timeout_s = affinity_timeout(spec);
     let source_ranges = source_ranges(spec, &location, problems);
+    let (internal_policy, external_policy) = traffic_policies(spec);
 
     let (namespace, name) = name_of(service);
+    if external_policy == LocalOnly::ExternalClients {
+        health_check(spec, slices, (namespace, name), &location, desired, problems);
+    }
     for (index, port) in spec.ports.iter().flatten().enumerate() {
         let field = format!("spec.ports[{index}]");
         let Some((protocol, number)) = port_of(port, &location, &field, problems) else {
             continue;
         };
-        let mut frontends: Vec<(Ipv4Addr, u16)> = cluster_ips
-            .iter()
-            .chain(&external_ips)
-            .chain(&ingress_ips)
-            .map(|addr| (*addr, number))
-            .collect();
+        let internal = cluster_ips.iter().map(|addr| (*addr, number, internal_policy));
+        let external = external_ips.iter().chain(&ingress_ips).map(|addr| (*addr, number, external_policy));
+        let mut frontends: Vec<(Ipv4Addr, u16, LocalOnly)> = internal.chain(external).collect();
         // nodePort 0 is how the API spells "not allocated".
         if let Some(node_port) = port.node_port.filter(|node_port| node_ports && *node_port != 0) {
             match valid_port(node_port) {
-                Some(node_port) => frontends.extend(node.addresses.iter().map(|addr| (*addr, node_port))),
+                Some(node_port) => {
+                    frontends.extend(node.addresses.iter().map(|addr| (*addr, node_port, external_policy)))
+                }
                 None => problems.push(invalid_port(&location, format!("{field}.nodePort"), node_port)),
             }
         }
@@ -210,7 +213,7 @@ fn translate_service(
             port_name,
         };
         let backends = backends(slices, &service_ref.port_name, protocol);
-        for (addr, port) in frontends {
+        for (addr, port, local_only) in frontends {
             let frontend = Frontend { addr, port, protocol };
             match desired.frontends.get(&frontend) {
                 // The same address listed twice by one port (an externalIP equal to the ingress IP).
@@ -228,12 +231,61 @@ fn translate_service(
                         backends: backends.clone(),
                         affinity_timeout_s,
                         source_ranges,
+                        local_only,
                     };
                     desired.frontends.insert(frontend, state);
                 }
             }
         }
     }
+}
+
+/// The Service's `healthCheckNodePort`, answered with its number of ready
+/// endpoints on this node (kube-proxy counts those, whatever their ports).
+fn health_check(
+    spec: &k8s_openapi::api::core::v1::ServiceSpec,
+    slices: &[Slice],
+    (namespace, name): ServiceName,
+    location: &Location,
+    desired: &mut DesiredState,
+    problems: &mut Vec<Problem>,
+) {
+    let field = "spec.healthCheckNodePort";
+    // Unset (not allocated yet) or 0: nothing to serve.
+    let Some(number) = spec.health_check_node_port.filter(|port| *port != 0) else { return };
+    let Some(port) = valid_port(number) else {
+        problems.push(invalid_port(location, field.into(), number));
+        return;
+    };
+    let local: BTreeSet<Ipv4Addr> = slices
+        .iter()
+        .flat_map(|slice| &slice.endpoints)
+        .filter(|endpoint| endpoint.local && endpoint.ready)
+        .map(|endpoint| endpoint.addr)
+        .collect();
+    let check = HealthCheck { namespace: namespace.into(), name: name.into(), local_endpoints: local.len() };
+    if let Some(existing) = desired.health_checks.get(&port) {
+        let message = format!("health check port {port} already belongs to {}/{}, skipped", existing.namespace, existing.name);
+        problems.push(Problem::error(ProblemKind::DuplicateFrontend, location.clone(), message).at(field));
+        return;
+    }
+    desired.health_checks.insert(port, check);
+}
+
+/// The policies of the Service's ClusterIP frontends and of its external ones
+/// (NodePorts, LoadBalancer IPs, external IPs). As in kube-proxy,
+/// `externalTrafficPolicy` counts only for NodePort and LoadBalancer Services.
+fn traffic_policies(spec: &k8s_openapi::api::core::v1::ServiceSpec) -> (LocalOnly, LocalOnly) {
+    let internal = match spec.internal_traffic_policy.as_deref() {
+        Some("Local") => LocalOnly::AllClients,
+        _ => LocalOnly::Nobody,
+    };
+    let external_type = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
+    let external = match spec.external_traffic_policy.as_deref() {
+        Some("Local") if external_type => LocalOnly::ExternalClients,
+        _ => LocalOnly::Nobody,
+    };
+    (internal, external)
 }
 
 /// kube-proxy's default ClientIP affinity timeout (3 hours).

@@ -59,7 +59,7 @@ impl Agent {
         let loaded = self.updates.borrow_and_update().clone().expect("sources publish complete snapshots only");
         let configured = NodeInfo { name: NODE.into(), addresses: Vec::new() };
         let node = node::node_info(&configured, &loaded.snapshot);
-        self.problems = agent::sync(&loaded, &node, &mut self.maps, &self.metrics).unwrap();
+        self.problems = agent::sync(&loaded, &node, &mut self.maps, &self.metrics).unwrap().problems;
         self.last = Some(loaded);
     }
 

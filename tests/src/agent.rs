@@ -17,7 +17,7 @@ use ingress_userspace::l7::proxy::ProxyOptions;
 use ingress_userspace::l7::server::L7Config;
 use ingress_userspace::model::NodeInfo;
 
-use crate::lab::{Lab, NODE_IP};
+use crate::lab::{Lab, LabNode, NODE_IP};
 use crate::netns::NetNs;
 use crate::pins::PinDir;
 
@@ -28,11 +28,23 @@ pub const HTTP_PORT: u16 = 80;
 pub const ADMIN: SocketAddrV4 = SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 9901);
 
 pub fn config(lab: &Lab, manifests: &Path, pins: &Path) -> AgentConfig {
+    let node = NodeInfo { name: NODE_NAME.into(), addresses: vec![NODE_IP] };
+    config_with(node, lab.uplink_iface(), &lab.pod_ifaces(), manifests, pins)
+}
+
+/// The configuration of the agent of one node of a two-node lab: its own
+/// node name (which decides what "local" means), address, interfaces and pins.
+pub fn node_config(node: &LabNode, manifests: &Path, pins: &Path) -> AgentConfig {
+    let info = NodeInfo { name: node.name().into(), addresses: vec![node.ip()] };
+    config_with(info, node.uplink_iface(), &node.pod_ifaces(), manifests, pins)
+}
+
+fn config_with(node: NodeInfo, uplink: &str, pod_ifaces: &[&str], manifests: &Path, pins: &Path) -> AgentConfig {
     AgentConfig {
         source: SourceConfig::Directory { path: manifests.to_owned(), poll_interval: Duration::from_millis(100) },
-        node: NodeInfo { name: NODE_NAME.into(), addresses: vec![NODE_IP] },
-        uplinks: vec![lab.uplink_iface().to_owned()],
-        pod_veths: lab.pod_ifaces().into_iter().map(String::from).collect(),
+        node,
+        uplinks: vec![uplink.to_owned()],
+        pod_veths: pod_ifaces.iter().map(|iface| String::from(*iface)).collect(),
         pod_veth_prefixes: Vec::new(),
         pin_dir: pins.to_owned(),
         admin: Some(SocketAddr::V4(ADMIN)),
@@ -102,15 +114,26 @@ impl InProcessAgent {
     pub fn start(lab: &Lab, manifests: &Path) -> Result<InProcessAgent> {
         let pins = PinDir::unique("agent");
         let config = config(lab, manifests, pins.path());
+        Self::launch(lab.node(), config, pins)
+    }
+
+    /// The agent of one node of a two-node lab, with a pin directory of its own.
+    pub fn start_on(node: &LabNode, manifests: &Path) -> Result<InProcessAgent> {
+        let pins = PinDir::unique(node.name());
+        let config = node_config(node, manifests, pins.path());
+        Self::launch(node.ns(), config, pins)
+    }
+
+    fn launch(ns: &NetNs, config: AgentConfig, pins: PinDir) -> Result<InProcessAgent> {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = lab.node().spawn(move || -> Result<()> {
+        let thread = ns.spawn(move || -> Result<()> {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(agent::run(config, async {
                 let _ = rx.await;
             }))
         })?;
         let agent = InProcessAgent { shutdown: Some(tx), thread: Some(thread), pins };
-        if let Err(error) = wait_ready(lab.node(), Duration::from_secs(10)) {
+        if let Err(error) = wait_ready(ns, Duration::from_secs(10)) {
             return Err(agent.stop().err().unwrap_or(error));
         }
         Ok(agent)
@@ -240,14 +263,19 @@ pub struct ManifestDir {
 }
 
 impl ManifestDir {
-    pub fn copy_of(source: &Path) -> Result<ManifestDir> {
+    /// An empty directory, for tests that write their own manifests.
+    pub fn empty() -> Result<ManifestDir> {
         let dir = std::env::temp_dir().join(format!(
             "lb-manifests-{}-{}",
             std::process::id(),
             crate::pins::next_id()
         ));
         std::fs::create_dir_all(&dir)?;
-        let guard = ManifestDir { dir };
+        Ok(ManifestDir { dir })
+    }
+
+    pub fn copy_of(source: &Path) -> Result<ManifestDir> {
+        let guard = ManifestDir::empty()?;
         for entry in std::fs::read_dir(source).with_context(|| format!("reading {}", source.display()))? {
             let entry = entry?;
             std::fs::copy(entry.path(), guard.dir.join(entry.file_name()))?;

@@ -7,6 +7,15 @@
 //! ```
 //!
 //! Every pod runs an [`EchoServer`] on [`ECHO_PORT`] (TCP and UDP).
+//!
+//! [`TwoNodeLab`] wires two such nodes to one segment, for the traffic
+//! policies and the second hop:
+//!
+//! ```text
+//!  client ns: br0 198.51.100.2, ports eth-a and eth-b
+//!    eth-a ─veth─ node-a uplink0 198.51.100.1, pods 10.244.i.2, route 10.245.0.0/16 via node-b
+//!    eth-b ─veth─ node-b uplink0 198.51.100.3, pods 10.245.i.2, route 10.244.0.0/16 via node-a
+//! ```
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -18,6 +27,17 @@ use crate::netns::{NetNs, run_command};
 
 pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 pub const NODE_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+/// The second node of a [`TwoNodeLab`] (the first one has [`NODE_IP`]).
+pub const NODE_B_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 3);
+/// The Kubernetes node names of a [`TwoNodeLab`]'s nodes, for `nodeName`.
+pub const NODE_A_NAME: &str = "node-a";
+pub const NODE_B_NAME: &str = "node-b";
+/// Second octet of the pod addresses of the single node and of node A
+/// (10.244.0.0/16), and of node B (10.245.0.0/16).
+const POD_NET_A: u8 = 244;
+const POD_NET_B: u8 = 245;
+/// The bridge in the client namespace that joins the nodes' uplinks.
+const SEGMENT_BRIDGE: &str = "br0";
 pub const UPLINK_IFACE: &str = "uplink0";
 pub const ECHO_PORT: u16 = 8080;
 
@@ -40,23 +60,24 @@ impl Default for LabSpec {
 
 impl LabSpec {
     fn validate(&self) -> Result<()> {
-        // Pod i gets 10.244.i.0/24, so at most 254 pods fit.
-        ensure!(
-            (1..=254).contains(&self.pods.len()),
-            "a lab needs 1 to 254 pods, got {}",
-            self.pods.len()
-        );
-        let mut seen = HashSet::new();
-        for pod in &self.pods {
-            ensure!(seen.insert(pod), "pod name {pod:?} is used twice");
-            ensure!(
-                HOST_IFACE_PREFIX.len() + pod.len() <= MAX_IFACE_LEN,
-                "pod name {pod:?} is too long: at most {} characters",
-                MAX_IFACE_LEN - HOST_IFACE_PREFIX.len()
-            );
-        }
-        Ok(())
+        validate_pods(&self.pods, &mut HashSet::new())
     }
+}
+
+/// One node's pods: 1 to 254 (pod i gets 10.<net>.i.0/24), names unique (also
+/// across nodes, as `seen` collects them) and short enough for the host-side
+/// interface name.
+fn validate_pods<'a>(pods: &'a [String], seen: &mut HashSet<&'a String>) -> Result<()> {
+    ensure!((1..=254).contains(&pods.len()), "a node needs 1 to 254 pods, got {}", pods.len());
+    for pod in pods {
+        ensure!(seen.insert(pod), "pod name {pod:?} is used twice");
+        ensure!(
+            HOST_IFACE_PREFIX.len() + pod.len() <= MAX_IFACE_LEN,
+            "pod name {pod:?} is too long: at most {} characters",
+            MAX_IFACE_LEN - HOST_IFACE_PREFIX.len()
+        );
+    }
+    Ok(())
 }
 
 #[derive(Debug)]
@@ -92,14 +113,8 @@ impl Lab {
         let node = NetNs::create("node")?;
         configure_node(&node)?;
         connect_client(&client, &node)?;
-        let mut pods = Vec::with_capacity(spec.pods.len());
-        for (i, name) in (1..=254u8).zip(&spec.pods) {
-            pods.push(add_pod(&node, i, name).with_context(|| format!("setting up pod {name}"))?);
-        }
-        let echo = pods
-            .iter()
-            .map(|pod| EchoServer::spawn(&pod.ns, &pod.name, ECHO_PORT))
-            .collect::<Result<Vec<_>>>()?;
+        let pods = add_pods(&node, POD_NET_A, &spec.pods)?;
+        let echo = spawn_echo(&pods)?;
         Ok(Lab {
             _echo: echo,
             pods,
@@ -151,6 +166,146 @@ impl Lab {
     }
 }
 
+/// The pods of each node of a [`TwoNodeLab`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TwoNodeSpec {
+    pub node_a: Vec<String>,
+    pub node_b: Vec<String>,
+}
+
+impl Default for TwoNodeSpec {
+    fn default() -> Self {
+        TwoNodeSpec {
+            node_a: ["a-1", "a-2"].map(String::from).to_vec(),
+            node_b: ["b-1", "b-2"].map(String::from).to_vec(),
+        }
+    }
+}
+
+impl TwoNodeSpec {
+    fn validate(&self) -> Result<()> {
+        let mut seen = HashSet::new();
+        validate_pods(&self.node_a, &mut seen)?;
+        validate_pods(&self.node_b, &mut seen)
+    }
+}
+
+/// One node of a [`TwoNodeLab`]: its namespace, its Kubernetes name and
+/// address, and its pods.
+#[derive(Debug)]
+pub struct LabNode {
+    // Pods first: their namespaces (and veths) go before the node's.
+    pods: Vec<Pod>,
+    ns: NetNs,
+    name: &'static str,
+    ip: Ipv4Addr,
+}
+
+impl LabNode {
+    pub fn ns(&self) -> &NetNs {
+        &self.ns
+    }
+
+    /// The `nodeName` of its endpoints.
+    pub fn name(&self) -> &str {
+        self.name
+    }
+
+    pub fn ip(&self) -> Ipv4Addr {
+        self.ip
+    }
+
+    pub fn uplink_iface(&self) -> &str {
+        UPLINK_IFACE
+    }
+
+    pub fn pods(&self) -> &[Pod] {
+        &self.pods
+    }
+
+    /// The node-side interfaces of its pods, in pod order.
+    pub fn pod_ifaces(&self) -> Vec<&str> {
+        self.pods.iter().map(|p| p.host_iface.as_str()).collect()
+    }
+}
+
+/// Two nodes on one segment with the client; each routes the other's pod
+/// network via the other's address, as a cluster's pod network would.
+pub struct TwoNodeLab {
+    // Echo servers first: their sockets close before their namespaces go.
+    _echo: Vec<EchoServer>,
+    a: LabNode,
+    b: LabNode,
+    // Last: the bridge and the client ends of the uplinks go with it.
+    client: NetNs,
+}
+
+impl TwoNodeLab {
+    /// Builds the whole topology; on error everything created so far is removed.
+    pub fn build(spec: TwoNodeSpec) -> Result<TwoNodeLab> {
+        spec.validate()?;
+        let client = NetNs::create("client")?;
+        client.ip(&["link", "add", SEGMENT_BRIDGE, "type", "bridge"])?;
+        configure_client(&client, SEGMENT_BRIDGE)?;
+        let a = add_node(&client, NODE_A_NAME, NODE_IP, POD_NET_A, &spec.node_a, "eth-a")?;
+        let b = add_node(&client, NODE_B_NAME, NODE_B_IP, POD_NET_B, &spec.node_b, "eth-b")?;
+        for (from, to, net) in [(&a, &b, POD_NET_B), (&b, &a, POD_NET_A)] {
+            from.ns.ip(&["route", "add", &format!("10.{net}.0.0/16"), "via", &to.ip.to_string()])?;
+        }
+        let echo = spawn_echo(a.pods.iter().chain(&b.pods))?;
+        Ok(TwoNodeLab { _echo: echo, a, b, client })
+    }
+
+    pub fn client(&self) -> &NetNs {
+        &self.client
+    }
+
+    pub fn client_ip(&self) -> Ipv4Addr {
+        CLIENT_IP
+    }
+
+    pub fn node_a(&self) -> &LabNode {
+        &self.a
+    }
+
+    pub fn node_b(&self) -> &LabNode {
+        &self.b
+    }
+
+    pub fn nodes(&self) -> [&LabNode; 2] {
+        [&self.a, &self.b]
+    }
+
+    pub fn pod(&self, name: &str) -> Option<&Pod> {
+        self.a.pods.iter().chain(&self.b.pods).find(|p| p.name == name)
+    }
+
+    /// Names of all namespaces of the lab, e.g. to print for manual inspection.
+    pub fn namespaces(&self) -> Vec<&str> {
+        let nodes = [&self.a, &self.b];
+        let pods = nodes.into_iter().flat_map(|node| node.pods.iter().map(|p| &p.ns));
+        [&self.client, &self.a.ns, &self.b.ns].into_iter().chain(pods).map(NetNs::name).collect()
+    }
+}
+
+/// A node namespace with its uplink plugged into the client's bridge as
+/// `client_port`, and its pods on `10.<net>.0.0/16`.
+fn add_node(
+    client: &NetNs,
+    name: &'static str,
+    ip: Ipv4Addr,
+    net: u8,
+    pods: &[String],
+    client_port: &str,
+) -> Result<LabNode> {
+    let ns = NetNs::create(name)?;
+    configure_node(&ns)?;
+    add_uplink(client, &ns, ip, client_port)?;
+    client.ip(&["link", "set", client_port, "master", SEGMENT_BRIDGE, "up"])?;
+    let pods = add_pods(&ns, net, pods).with_context(|| format!("setting up the pods of {name}"))?;
+    Ok(LabNode { pods, ns, name, ip })
+}
+
 fn configure_node(node: &NetNs) -> Result<()> {
     node.ip(&["link", "set", "lo", "up"])?;
     node.sysctl("net.ipv4.ip_forward", "1")?;
@@ -160,39 +315,50 @@ fn configure_node(node: &NetNs) -> Result<()> {
     node.sysctl("net.ipv4.conf.default.rp_filter", "0")
 }
 
-fn connect_client(client: &NetNs, node: &NetNs) -> Result<()> {
-    // Created directly between the two namespaces: nothing appears on the host.
-    node.ip(&[
-        "link",
-        "add",
-        UPLINK_IFACE,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        client.name(),
-    ])?;
-    node.ip(&["addr", "add", &format!("{NODE_IP}/24"), "dev", UPLINK_IFACE])?;
-    node.ip(&["link", "set", UPLINK_IFACE, "up"])?;
+/// The node's uplink with `node_ip`, its peer `client_port` in the client
+/// namespace (created directly between the two: nothing appears on the host).
+fn add_uplink(client: &NetNs, node: &NetNs, node_ip: Ipv4Addr, client_port: &str) -> Result<()> {
+    node.ip(&["link", "add", UPLINK_IFACE, "type", "veth", "peer", "name", client_port, "netns", client.name()])?;
+    node.ip(&["addr", "add", &format!("{node_ip}/24"), "dev", UPLINK_IFACE])?;
+    node.ip(&["link", "set", UPLINK_IFACE, "up"])
+}
 
+/// The client's address on `iface`, a default route via the (first) node.
+fn configure_client(client: &NetNs, iface: &str) -> Result<()> {
     client.ip(&["link", "set", "lo", "up"])?;
-    client.ip(&["addr", "add", &format!("{CLIENT_IP}/24"), "dev", "eth0"])?;
-    client.ip(&["link", "set", "eth0", "up"])?;
+    client.ip(&["addr", "add", &format!("{CLIENT_IP}/24"), "dev", iface])?;
+    client.ip(&["link", "set", iface, "up"])?;
     client.ip(&["route", "add", "default", "via", &NODE_IP.to_string()])?;
     // A veth would otherwise hand over packets with partial checksums; the
     // XDP program on the uplink needs complete ones, as a real wire carries.
-    run_command(&mut client.exec("ethtool", &["-K", "eth0", "tx", "off"]))
+    run_command(&mut client.exec("ethtool", &["-K", iface, "tx", "off"]))
         .context("disabling TX checksum offload in the client (is ethtool installed?)")?;
     Ok(())
 }
 
-fn add_pod(node: &NetNs, index: u8, name: &str) -> Result<Pod> {
+fn connect_client(client: &NetNs, node: &NetNs) -> Result<()> {
+    add_uplink(client, node, NODE_IP, "eth0")?;
+    configure_client(client, "eth0")
+}
+
+/// Pods `1..` of a node, addressed `10.<net>.<i>.2/24`.
+fn add_pods(node: &NetNs, net: u8, names: &[String]) -> Result<Vec<Pod>> {
+    let mut pods = Vec::with_capacity(names.len());
+    for (i, name) in (1..=254u8).zip(names) {
+        pods.push(add_pod(node, net, i, name).with_context(|| format!("setting up pod {name}"))?);
+    }
+    Ok(pods)
+}
+
+fn spawn_echo<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Result<Vec<EchoServer>> {
+    pods.into_iter().map(|pod| EchoServer::spawn(&pod.ns, &pod.name, ECHO_PORT)).collect()
+}
+
+fn add_pod(node: &NetNs, net: u8, index: u8, name: &str) -> Result<Pod> {
     let ns = NetNs::create(name)?;
     let host_iface = format!("{HOST_IFACE_PREFIX}{name}");
-    let ip = Ipv4Addr::new(10, 244, index, 2);
-    let gateway = Ipv4Addr::new(10, 244, index, 1);
+    let ip = Ipv4Addr::new(10, net, index, 2);
+    let gateway = Ipv4Addr::new(10, net, index, 1);
 
     ns.ip(&[
         "link",
@@ -238,5 +404,15 @@ mod tests {
         assert!(spec(&["pod-a", "pod-a"]).validate().is_err());
         assert!(spec(&["pod-abcdef"]).validate().is_ok());
         assert!(spec(&["eleven-char"]).validate().is_err());
+    }
+
+    #[test]
+    fn two_node_spec_validation() {
+        let names = |pods: &[&str]| pods.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+        let two = |a: &[&str], b: &[&str]| TwoNodeSpec { node_a: names(a), node_b: names(b) };
+        assert!(TwoNodeSpec::default().validate().is_ok());
+        assert!(two(&["x"], &["x"]).validate().is_err(), "a name on both nodes");
+        assert!(two(&["x"], &[]).validate().is_err(), "a node without pods");
+        assert!(two(&["x"], &["eleven-char"]).validate().is_err());
     }
 }

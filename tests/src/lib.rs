@@ -18,6 +18,6 @@ pub mod traffic;
 pub mod bench;
 
 pub use echo::EchoServer;
-pub use lab::{ECHO_PORT, Lab, LabSpec, Pod};
+pub use lab::{ECHO_PORT, Lab, LabNode, LabSpec, Pod, TwoNodeLab, TwoNodeSpec};
 pub use netns::{NetNs, is_root};
 pub use traffic::{Reply, Tally, TcpSession, UdpSession, tcp_request, udp_request};

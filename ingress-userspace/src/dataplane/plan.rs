@@ -8,10 +8,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::hash::Hash;
 
-use ingress_common::maps::{SERVICE_FLAG_SOURCE_RANGES, ServiceKey, ServiceValue};
+use ingress_common::maps::{
+    SCOPE_EXTERNAL, SCOPE_LOCAL, SERVICE_FLAG_LOCAL_EXTERNAL, SERVICE_FLAG_LOCAL_INTERNAL, SERVICE_FLAG_SOURCE_RANGES,
+    ServiceKey, ServiceValue,
+};
 
 use super::{MapContents, abi};
-use crate::model::{Backend, BackendState, DesiredState, Frontend};
+use crate::model::{Backend, BackendAddr, BackendState, DesiredState, Frontend, FrontendState, LocalOnly};
 
 /// Hands out ids: the one an object already has, else the smallest id >= 1
 /// that neither the current maps nor this plan use. An id being removed is not
@@ -81,7 +84,7 @@ pub fn plan(desired: &DesiredState, current: &MapContents) -> MapContents {
 
         // The header's count is a u16; no Service comes near 65535 endpoints.
         let count = u16::try_from(state.backends.len()).unwrap_or(u16::MAX);
-        let mut flags = 0;
+        let mut flags = local_flags(state.local_only);
         if let Some(ranges) = &state.source_ranges {
             flags |= SERVICE_FLAG_SOURCE_RANGES;
             let entries = ranges.iter().map(|range| abi::source_range_entry(frontend, rev_nat_id, range));
@@ -110,11 +113,47 @@ pub fn plan(desired: &DesiredState, current: &MapContents) -> MapContents {
                 .or_insert(*backend);
         }
     }
+    for (frontend, state) in &desired.frontends {
+        plan_local_scope(frontend, state, &mut backend_ids, &mut planned);
+    }
     planned.backends = backends
         .iter()
         .map(|(id, backend)| (*id, abi::backend_value(backend)))
         .collect();
     planned
+}
+
+/// The header bits telling the programs which clients use the local scope.
+fn local_flags(local_only: LocalOnly) -> u16 {
+    match local_only {
+        LocalOnly::Nobody => 0,
+        LocalOnly::ExternalClients => SERVICE_FLAG_LOCAL_EXTERNAL,
+        LocalOnly::AllClients => SERVICE_FLAG_LOCAL_EXTERNAL | SERVICE_FLAG_LOCAL_INTERNAL,
+    }
+}
+
+/// A frontend with a Local policy also gets `SCOPE_LOCAL` slots over only
+/// this node's backends, under a header of their own (same rev-NAT id and
+/// affinity as the `SCOPE_EXTERNAL` one, the local count). Those backends are
+/// a subset of the frontend's, so they already have their ids.
+fn plan_local_scope(
+    frontend: &Frontend,
+    state: &FrontendState,
+    backend_ids: &mut Ids<BackendAddr>,
+    planned: &mut MapContents,
+) {
+    if state.local_only == LocalOnly::Nobody {
+        return;
+    }
+    let local_key = |slot| ServiceKey { scope: SCOPE_LOCAL, ..abi::service_key(frontend, slot) };
+    let Some(&all) = planned.services.get(&abi::service_key(frontend, 0)) else { return };
+    let local: Vec<u32> = state.backends.iter().filter(|b| b.local).map(|b| backend_ids.get(b.addr)).collect();
+    let count = u16::try_from(local.len()).unwrap_or(u16::MAX);
+    planned.services.insert(local_key(0), ServiceValue { count, flags: 0, ..all });
+    for (slot, backend_id) in (1..=count).zip(local) {
+        let value = ServiceValue { backend_id, ..ServiceValue::default() };
+        planned.services.insert(local_key(slot), value);
+    }
 }
 
 /// One programmed frontend as read back from the maps.
@@ -132,7 +171,7 @@ pub fn describe(contents: &MapContents) -> Vec<ProgrammedFrontend> {
     let mut frontends: Vec<_> = contents
         .services
         .iter()
-        .filter(|(key, _)| key.slot == 0)
+        .filter(|(key, _)| key.slot == 0 && key.scope == SCOPE_EXTERNAL)
         .filter_map(|(key, header)| {
             let backends = (1..=header.count)
                 .map(|slot| {
@@ -279,5 +318,48 @@ mod tests {
         let mut broken = planned;
         broken.backends.remove(&2);
         assert_eq!(describe(&broken)[0].backends[1], (2, None));
+    }
+
+    #[test]
+    fn a_local_policy_adds_slots_over_the_local_backends_only() {
+        let mut desired = desired_state(&[
+            ("10.0.0.1:80/TCP", &["10.1.0.1:80*", "10.1.0.2:80", "10.1.0.3:80*"]),
+            ("10.0.0.2:80/TCP", &["10.1.0.2:80"]),
+            ("10.0.0.3:80/TCP", &["10.1.0.1:80*"]),
+        ]);
+        let policies = [LocalOnly::ExternalClients, LocalOnly::AllClients, LocalOnly::Nobody];
+        for (state, policy) in desired.frontends.values_mut().zip(policies) {
+            state.local_only = policy;
+        }
+        let planned = plan(&desired, &MapContents::default());
+        // "frontend scope: flags count [backends]" for every header.
+        let scopes: Vec<String> = planned
+            .services
+            .iter()
+            .filter(|(key, _)| key.slot == 0)
+            .map(|(key, header)| {
+                let backends: Vec<String> = (1..=header.count)
+                    .map(|slot| {
+                        let id = planned.services[&ServiceKey { slot, ..*key }].backend_id;
+                        abi::backend_addr_of(&planned.backends[&id]).to_string()
+                    })
+                    .collect();
+                let frontend = abi::frontend_of(key).unwrap();
+                let rev_nat = header.rev_nat_id;
+                format!("{frontend} s{} f{} r{rev_nat} [{}]", key.scope, header.flags, backends.join(" "))
+            })
+            .collect();
+        assert_eq!(
+            scopes,
+            [
+                "10.0.0.1:80/TCP s0 f1 r1 [10.1.0.1:80 10.1.0.2:80 10.1.0.3:80]",
+                "10.0.0.1:80/TCP s1 f0 r1 [10.1.0.1:80 10.1.0.3:80]",
+                "10.0.0.2:80/TCP s0 f3 r2 [10.1.0.2:80]",
+                "10.0.0.2:80/TCP s1 f0 r2 []",
+                "10.0.0.3:80/TCP s0 f0 r3 [10.1.0.1:80]",
+            ]
+        );
+        // People see each frontend once.
+        assert_eq!(describe(&planned).len(), 3);
     }
 }

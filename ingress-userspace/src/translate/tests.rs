@@ -321,3 +321,124 @@ fn load_balancer_source_ranges_apply_to_ingress_ips_only() {
         assert_eq!(fields, expected_fields, "{name}: {problems:#?}");
     }
 }
+
+#[test]
+fn traffic_policies_per_frontend_kind() {
+    let with = |extra: &str| {
+        svc(
+            "pol",
+            &format!(
+                "spec: {{clusterIP: 10.96.0.5, externalIPs: [198.51.100.9], ports: [{{port: 80, nodePort: 30080}}]{extra}}}\n\
+                 status: {{loadBalancer: {{ingress: [{{ip: 203.0.113.5}}]}}}}"
+            ),
+        )
+    };
+    let all = |cluster_ip: &str, external: &str| {
+        vec![
+            format!("10.96.0.5:80/TCP {cluster_ip}"),
+            format!("192.168.1.10:30080/TCP {external}"),
+            format!("192.168.1.11:30080/TCP {external}"),
+            format!("198.51.100.9:80/TCP {external}"),
+            format!("203.0.113.5:80/TCP {external}"),
+        ]
+    };
+    let cases = [
+        ("defaults are Cluster", with(", type: LoadBalancer"), all("Nobody", "Nobody")),
+        (
+            "externalTrafficPolicy Local: every external frontend, not the ClusterIP",
+            with(", type: LoadBalancer, externalTrafficPolicy: Local"),
+            all("Nobody", "ExternalClients"),
+        ),
+        (
+            "internalTrafficPolicy Local: the ClusterIP only",
+            with(", type: NodePort, internalTrafficPolicy: Local"),
+            all("AllClients", "Nobody"),
+        ),
+        (
+            "both Local",
+            with(", type: NodePort, internalTrafficPolicy: Local, externalTrafficPolicy: Local"),
+            all("AllClients", "ExternalClients"),
+        ),
+        (
+            "explicit Cluster",
+            with(", type: NodePort, internalTrafficPolicy: Cluster, externalTrafficPolicy: Cluster"),
+            all("Nobody", "Nobody"),
+        ),
+        (
+            // As kube-proxy: only NodePort and LoadBalancer Services have an
+            // external policy, even for their external IPs.
+            "externalTrafficPolicy on a ClusterIP Service has no effect",
+            with(", type: ClusterIP, externalTrafficPolicy: Local"),
+            ["10.96.0.5:80/TCP Nobody", "198.51.100.9:80/TCP Nobody", "203.0.113.5:80/TCP Nobody"]
+                .map(String::from)
+                .to_vec(),
+        ),
+    ];
+    for (name, yaml, expected) in cases {
+        let loaded = parse_documents("t.yaml", &yaml);
+        assert!(loaded.problems.is_empty(), "{name}: {:?}", loaded.problems);
+        let (desired, problems) = translate(&loaded.snapshot, &node());
+        assert_eq!(problems, [], "{name}");
+        let found: Vec<String> = desired
+            .frontends
+            .iter()
+            .map(|(frontend, state)| format!("{frontend} {:?}", state.local_only))
+            .collect();
+        assert_eq!(found, expected, "{name}");
+    }
+}
+
+#[test]
+fn health_check_node_ports_count_ready_local_endpoints() {
+    let local_policy = "type: LoadBalancer, externalTrafficPolicy: Local, clusterIP: 10.96.0.6, ports: [{port: 80, nodePort: 30080}]";
+    let endpoints = "ports: [{port: 8080}]\nendpoints: [{addresses: [10.1.0.1], nodeName: lab-node}, \
+                     {addresses: [10.1.0.2], nodeName: lab-node, conditions: {ready: false}}, \
+                     {addresses: [10.1.0.3], nodeName: b}]";
+    let cases = [
+        (
+            "one ready local endpoint (not ready and remote ones do not count)",
+            svc("hc", &format!("spec: {{{local_policy}, healthCheckNodePort: 32000}}")) + &slice("hc-1", "hc", endpoints),
+            vec!["32000 default/hc 1"],
+            vec![],
+        ),
+        (
+            "no local endpoint: still served (it answers 503)",
+            svc("hc", &format!("spec: {{{local_policy}, healthCheckNodePort: 32000}}")),
+            vec!["32000 default/hc 0"],
+            vec![],
+        ),
+        (
+            "Cluster policy: no health check",
+            svc("hc", "spec: {type: LoadBalancer, clusterIP: 10.96.0.6, ports: [{port: 80}], healthCheckNodePort: 32000}"),
+            vec![],
+            vec![],
+        ),
+        (
+            "a port used twice and an invalid one are reported",
+            svc("hc", &format!("spec: {{{local_policy}, healthCheckNodePort: 32000}}"))
+                + &svc(
+                    "hd",
+                    "spec: {type: NodePort, externalTrafficPolicy: Local, clusterIP: 10.96.0.7, ports: [{port: 80}], healthCheckNodePort: 32000}",
+                )
+                + &svc(
+                    "he",
+                    "spec: {type: NodePort, externalTrafficPolicy: Local, clusterIP: 10.96.0.8, ports: [{port: 80}], healthCheckNodePort: 70000}",
+                ),
+            vec!["32000 default/hc 0"],
+            vec![("duplicate_frontend", "spec.healthCheckNodePort"), ("invalid_port", "spec.healthCheckNodePort")],
+        ),
+    ];
+    for (name, yaml, expected, expected_problems) in cases {
+        let loaded = parse_documents("t.yaml", &yaml);
+        assert!(loaded.problems.is_empty(), "{name}: {:?}", loaded.problems);
+        let (desired, problems) = translate(&loaded.snapshot, &node());
+        let found: Vec<String> = desired
+            .health_checks
+            .iter()
+            .map(|(port, check)| format!("{port} {}/{} {}", check.namespace, check.name, check.local_endpoints))
+            .collect();
+        assert_eq!(found, expected, "{name}");
+        let problems: Vec<_> = problems.iter().map(|p| (p.kind.label(), p.field.as_deref().unwrap_or(""))).collect();
+        assert_eq!(problems, expected_problems, "{name}");
+    }
+}
