@@ -38,7 +38,8 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 const INTERFACE_SCAN: Duration = Duration::from_secs(1);
 
 pub enum SourceConfig {
-    /// Standalone: a directory of manifests, checked every `poll_interval`.
+    /// Standalone: a directory of manifests, watched with inotify and
+    /// checked every `poll_interval` besides.
     Directory { path: PathBuf, poll_interval: Duration },
     /// The API server (in-cluster, or as KUBECONFIG says), watched for
     /// everything and for this node's (`AgentConfig::node.name`) Node object.

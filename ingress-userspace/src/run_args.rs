@@ -48,8 +48,9 @@ pub struct RunArgs {
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long)]
     admin: Option<SocketAddr>,
-    /// How often the manifest directory is checked for changes, in milliseconds.
-    #[arg(long, default_value_t = 200)]
+    /// How often the manifest directory is checked for changes, in
+    /// milliseconds, besides inotify (which sees them at once where available).
+    #[arg(long, default_value_t = 1000)]
     poll_ms: u64,
     /// Serve L7 routes (Ingresses, annotated pods) over HTTP on this port of
     /// every node address.

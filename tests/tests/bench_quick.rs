@@ -8,8 +8,6 @@ use ingress_tests::bench::{Config, run_l4};
 use ingress_tests::is_root;
 
 #[test]
-#[ignore = "the iptables contender's connections are sometimes reset (cause not found yet, see the README's \
-            Benchmarks section); run with `cargo test --release -p ingress-tests --test bench_quick -- --ignored`"]
 fn quick_l4_benchmark_writes_table_json_and_plot() {
     if !is_root() {
         eprintln!("skipped: network namespaces and eBPF need root");

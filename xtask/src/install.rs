@@ -15,6 +15,9 @@ const APT_PACKAGES: &[&str] = &[
     "libzstd-dev",
     "iproute2",
     "iptables",
+    // `nft delete table`: the benchmark removes the iptables contender's
+    // tables (iptables-nft cannot delete a table, only flush it).
+    "nftables",
     "iputils-ping",
     "ethtool",
     "util-linux",

@@ -1,6 +1,6 @@
 //! The `iptables` contender: the same Services as kube-proxy's iptables mode
-//! writes them (nat table only), loaded into the node namespace with
-//! `iptables-restore`.
+//! writes them (the nat table, and its forwarding rules in the filter table),
+//! loaded into the node namespace with `iptables-restore`.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -75,9 +75,20 @@ pub fn ruleset(services: &[Service]) -> String {
          -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS\n",
     );
     format!(
-        "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n{chains}{rules}{nodeports}COMMIT\n"
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n{chains}{rules}{nodeports}COMMIT\n{FILTER}"
     )
 }
+
+/// kube-proxy's forwarding rules (filter table), which every forwarded
+/// packet walks: it drops what conntrack finds INVALID (unless
+/// `--conntrack-tcp-be-liberal` is given), because such a packet would skip
+/// the NAT and reach the pod or the client untranslated.
+const FILTER: &str = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:KUBE-FORWARD - [0:0]\n\
+    -A FORWARD -m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD\n\
+    -A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP\n\
+    -A KUBE-FORWARD -m comment --comment \"kubernetes forwarding rules\" -m mark --mark 0x4000/0x4000 -j ACCEPT\n\
+    -A KUBE-FORWARD -m comment --comment \"kubernetes forwarding conntrack rule\" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+    COMMIT\n";
 
 /// A stable 16-character chain suffix, like kube-proxy's (which takes the
 /// first 16 base32 characters of a SHA-256; any stable id walks the same).
@@ -88,8 +99,8 @@ fn chain_hash(parts: &[&str]) -> String {
     format!("{hash:016X}")
 }
 
-/// The nat rules in the node namespace, removed on drop so that they are
-/// never active beside the eBPF dataplane.
+/// The rules in the node namespace, removed by [`NatRules::remove`] (or at
+/// the latest on drop) so that they are never active beside the eBPF dataplane.
 pub struct NatRules<'a> {
     node: &'a NetNs,
 }
@@ -121,14 +132,30 @@ impl<'a> NatRules<'a> {
         }
         Ok(took)
     }
+
+    /// Deletes the tables; an error here means the next contender would run
+    /// beside these rules, so the caller stops.
+    pub fn remove(self) -> Result<()> {
+        let result = delete_tables(self.node);
+        std::mem::forget(self);
+        result
+    }
+}
+
+/// Deleting the tables (not only flushing them) also unhooks NAT and
+/// conntrack, so the next contender does not pay for netfilter's lookups.
+fn delete_tables(node: &NetNs) -> Result<()> {
+    for table in ["nat", "filter"] {
+        run_command(&mut node.exec("nft", &["delete", "table", "ip", table]))
+            .with_context(|| format!("removing the iptables {table} table (is nftables installed?)"))?;
+    }
+    Ok(())
 }
 
 impl Drop for NatRules<'_> {
     fn drop(&mut self) {
-        // Deleting the table (not only flushing it) also unhooks NAT, so the
-        // next contender does not pay for netfilter's NAT lookups.
-        if let Err(error) = run_command(&mut self.node.exec("nft", &["delete", "table", "ip", "nat"])) {
-            eprintln!("warning: removing the iptables nat table: {error:#}");
+        if let Err(error) = delete_tables(self.node) {
+            eprintln!("warning: {error:#}");
         }
     }
 }
@@ -153,6 +180,7 @@ mod tests {
         assert!(rules.contains("-j DNAT --to-destination 10.244.3.2:8080"));
         assert!(rules.contains("--dport 32767 -j KUBE-EXT-"));
         assert!(rules.starts_with("*nat\n") && rules.ends_with("COMMIT\n"));
+        assert!(rules.contains("*filter\n") && rules.contains("-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP\n"));
         assert_ne!(chain_hash(&["a"]), chain_hash(&["b"]));
         assert_eq!(chain_hash(&["default/svc-0:tcp", "tcp"]).len(), 16);
     }

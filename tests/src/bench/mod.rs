@@ -8,6 +8,7 @@
 //! and `iptables` walks KUBE-SERVICES to KUBE-NODEPORTS. `direct` goes from
 //! the client namespace to a pod IP through the same node.
 
+mod detach;
 mod iptables;
 pub mod l7;
 mod manifests;
@@ -40,7 +41,9 @@ const ECHO_PODS: [&str; 3] = ["pod-a", "pod-b", "pod-c"];
 const NEW_ENDPOINT_POD: &str = "toolbox";
 /// Bounds of single steps, whatever the configuration says.
 const PROGRAMMING_LIMIT: Duration = Duration::from_secs(60);
-const ENDPOINT_CHANGE_LIMIT: Duration = Duration::from_secs(20);
+/// Includes, for `iptables`, a whole `iptables-restore` of N Services.
+const ENDPOINT_CHANGE_LIMIT: Duration = Duration::from_secs(90);
+const DETACH_LIMIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -113,15 +116,6 @@ pub fn run_l4(config: &Config, stop: &AtomicBool) -> Result<Outputs> {
     }
     let spec = LabSpec { pods: ECHO_PODS.iter().chain([&NEW_ENDPOINT_POD]).map(|p| p.to_string()).collect() };
     let lab = Lab::build(spec).context("building the lab")?;
-    // Netfilter keeps tracking in the node namespace once iptables has run.
-    // Loose pickup would turn the eBPF dataplane's translated replies (which
-    // netfilter sees without their SYN) into entries that later hide reused
-    // client ports from the iptables contender's NAT rules.
-    lab.node().sysctl("net.netfilter.nf_conntrack_tcp_loose", "0")?;
-    // What kube-proxy's --conntrack-tcp-be-liberal sets: without it, replies
-    // netfilter judges out of window skip the reverse NAT and reset the
-    // connection (seen here on persistent connections through the rules).
-    lab.node().sysctl("net.netfilter.nf_conntrack_tcp_be_liberal", "1")?;
     let start = Instant::now();
     let mut cells = Vec::new();
     let largest = config.sizes.iter().copied().max().unwrap_or(0);
@@ -202,6 +196,7 @@ impl<'a> SizeBench<'a> {
                 // The agent detaches its links when its pins go: stop it, then remove them.
                 drop(agent);
                 drop(pins);
+                detach::wait_programs_detached(self.lab, DETACH_LIMIT)?;
                 Ok(figures)
             }
             Contender::Iptables => {
@@ -214,6 +209,7 @@ impl<'a> SizeBench<'a> {
                     let took = workload::first_answer_from(self.lab.client(), node_port, NEW_ENDPOINT_POD, since, self.bounds(ENDPOINT_CHANGE_LIMIT))?;
                     figures.endpoint_change_ms = Some(ms(took));
                 }
+                rules.remove()?;
                 Ok(figures)
             }
         }
