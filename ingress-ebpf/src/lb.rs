@@ -1,12 +1,12 @@
 //! The decision: is this packet a reply to reverse-translate, a packet to a
 //! frontend to send to a backend, or neither?
 
-use ingress_common::hash::flow_hash;
 use ingress_common::maps::{Backend, SCOPE_EXTERNAL, ServiceKey};
 use ingress_common::stats::*;
 
 use crate::affinity;
 use crate::conntrack;
+use crate::maglev;
 use crate::stats;
 use crate::maps::{BACKENDS, REV_NAT, SERVICES};
 use crate::nat::{Side, Translation};
@@ -41,7 +41,7 @@ pub fn reverse(flow: &Flow) -> Result<Translation, Outcome> {
 }
 
 #[inline(always)]
-fn slot_key(flow: &Flow, slot: u16) -> ServiceKey {
+pub fn slot_key(flow: &Flow, slot: u16) -> ServiceKey {
     ServiceKey {
         addr: flow.daddr,
         port: flow.dport,
@@ -84,15 +84,7 @@ pub fn forward(flow: &Flow, bytes: u64) -> Result<Translation, Outcome> {
     }
     let (backend_id, backend) = match affinity::remembered(flow, &header) {
         Some(chosen) => chosen,
-        None => {
-            let hash = flow_hash(flow.saddr, flow.daddr, flow.sport, flow.dport, flow.proto);
-            let slot = (hash % header.count as u32) as u16 + 1;
-            let backend_id = unsafe { SERVICES.get(slot_key(flow, slot)) }
-                .ok_or(Outcome::Drop(DROP_BAD_SLOT))?
-                .backend_id;
-            let backend: Backend = *unsafe { BACKENDS.get(backend_id) }.ok_or(Outcome::Drop(DROP_BAD_SLOT))?;
-            (backend_id, backend)
-        }
+        None => maglev::choose(flow, &header)?,
     };
     affinity::remember(flow, &header, backend_id);
     // Terminating backends are only in the slots when nothing is ready

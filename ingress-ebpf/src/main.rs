@@ -14,6 +14,7 @@
 mod affinity;
 mod conntrack;
 mod lb;
+mod maglev;
 mod maps;
 mod nat;
 mod packet;

@@ -13,6 +13,7 @@ pub mod netns;
 pub mod agent;
 pub mod packet;
 pub mod pins;
+pub mod testrun;
 pub mod traffic;
 pub mod bench;
 

@@ -6,11 +6,16 @@ pub mod abi;
 pub mod diff;
 pub mod ebpf;
 pub mod fake;
+pub mod maglev;
 pub mod plan;
+pub mod rollback;
+pub mod sizes;
 
 use std::collections::BTreeMap;
 
-use ingress_common::maps::{Backend, RevNat, ServiceKey, ServiceValue};
+use ingress_common::maps::{Backend, MaglevKey, MaglevRow, RevNat, ServiceKey, ServiceValue};
+
+use sizes::MapSizes;
 
 /// The agent-owned maps' contents (conntrack and stats belong to the kernel side).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -18,6 +23,18 @@ pub struct MapContents {
     pub services: BTreeMap<ServiceKey, ServiceValue>,
     pub backends: BTreeMap<u32, Backend>,
     pub rev_nat: BTreeMap<u32, RevNat>,
+    /// The rows of every Maglev table a header names.
+    pub maglev: BTreeMap<MaglevKey, MaglevRow>,
+}
+
+impl MapContents {
+    /// Adds or replaces every entry of `other`.
+    pub fn overlay(&mut self, other: &MapContents) {
+        self.services.extend(&other.services);
+        self.backends.extend(&other.backends);
+        self.rev_nat.extend(&other.rev_nat);
+        self.maglev.extend(&other.maglev);
+    }
 }
 
 /// One map write. `diff` orders them so that no packet ever finds a slot
@@ -30,12 +47,17 @@ pub enum MapOp {
     DeleteService(ServiceKey),
     DeleteBackend(u32),
     DeleteRevNat(u32),
+    /// Boxed: a row is 1 KiB, every other op a few bytes.
+    PutMaglevRow(MaglevKey, Box<MaglevRow>),
+    DeleteMaglevRow(MaglevKey),
 }
 
 /// Reads and writes the agent-owned maps: the pinned eBPF maps in the agent,
 /// an in-memory fake in tests.
 pub trait MapWriter {
     fn read(&self) -> anyhow::Result<MapContents>;
+    /// The capacities and Maglev table size the maps were loaded with.
+    fn sizes(&self) -> MapSizes;
     fn apply(&mut self, op: &MapOp) -> anyhow::Result<()>;
 
     /// Records which Service port each frontend (by reverse-NAT id) belongs
