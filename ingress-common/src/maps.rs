@@ -35,11 +35,44 @@ pub const FRONTEND_NAMES_MAP: &str = "lb4_fe_names";
 pub const SOURCE_RANGES_MAP: &str = "lb4_src_ranges";
 pub const SOURCE_RANGES_MAX_ENTRIES: u32 = 16_384;
 
-/// Default capacities; the agent may be configured with others later.
-pub const SERVICES_MAX_ENTRIES: u32 = 65_536;
-pub const BACKENDS_MAX_ENTRIES: u32 = 65_536;
+/// Default capacities, overridden by the agent's flags at load time. Sized
+/// for 10,000 Services of 10 endpoints each: 110,000 service entries (a
+/// header and 10 slots per frontend) and 100,000 distinct backends.
+pub const SERVICES_MAX_ENTRIES: u32 = 262_144;
+pub const BACKENDS_MAX_ENTRIES: u32 = 131_072;
 pub const REV_NAT_MAX_ENTRIES: u32 = 65_536;
 pub const CONNTRACK_MAX_ENTRIES: u32 = 262_144;
+
+/// (Maglev table, row) -> a row of that table's backend ids (hash map
+/// without preallocation, so only programmed tables take kernel memory;
+/// pinned; written by the agent).
+pub const MAGLEV_MAP: &str = "lb4_maglev";
+/// Backend ids per `MaglevRow`. A table of M entries takes ceil(M / 256)
+/// rows: one map write per 256 entries instead of one per entry.
+pub const MAGLEV_ROW_LEN: usize = 256;
+/// Default number of Maglev tables (one per frontend that has endpoints).
+pub const MAGLEV_MAX_TABLES: u32 = 16_384;
+/// The programs' global holding M, the Maglev table size (set at load).
+pub const MAGLEV_TABLE_SIZE_GLOBAL: &str = "MAGLEV_TABLE_SIZE";
+/// Default M. Maglev needs M prime and well above the backend count: with
+/// M >= 100 x N the busiest backend gets at most ~1% more than its share.
+/// 1021 keeps that for 10 backends while 10,000 tables take 4 rows of
+/// 1 KiB each (~40 MiB); Cilium's 16381 would take 16 times that.
+pub const DEFAULT_MAGLEV_TABLE_SIZE: u32 = 1021;
+
+/// Rows a table of `table_size` entries takes.
+pub const fn maglev_rows(table_size: u32) -> u32 {
+    table_size.div_ceil(MAGLEV_ROW_LEN as u32)
+}
+
+/// Default capacity of the Maglev map, in rows.
+pub const MAGLEV_MAX_ENTRIES: u32 = MAGLEV_MAX_TABLES * maglev_rows(DEFAULT_MAGLEV_TABLE_SIZE);
+
+/// Where entry `index` of a Maglev table lives: (row, column in the row).
+#[inline(always)]
+pub fn maglev_position(index: u32) -> (u32, usize) {
+    (index / MAGLEV_ROW_LEN as u32, index as usize % MAGLEV_ROW_LEN)
+}
 
 /// `ServiceKey::scope` of a frontend's header and slots over all its backends.
 pub const SCOPE_EXTERNAL: u8 = 0;
@@ -77,7 +110,8 @@ pub struct ServiceKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ServiceValue {
-    /// In backend slots: the backend to use. 0 in the header.
+    /// In backend slots: the backend to use. In the header: the frontend's
+    /// Maglev table (`MaglevKey::table`), 0 = none (choose by slot).
     pub backend_id: u32,
     /// In the header: how many backend slots follow. 0 means "no endpoint".
     pub count: u16,
@@ -91,7 +125,7 @@ pub struct ServiceValue {
 
 /// Header flag: only clients inside one of the frontend's `lb4_src_ranges`
 /// entries are served; the others are dropped.
-pub const SERVICE_FLAG_SOURCE_RANGES: u16 = 1;
+pub const SERVICE_FLAG_SOURCE_RANGES: u16 = 4;
 
 /// A backend state a new connection may pick.
 pub const BACKEND_STATE_ACTIVE: u8 = 0;
@@ -160,6 +194,24 @@ pub struct SourceRangeKey {
 
 /// Bits of `SourceRangeKey` before `addr`, always matched in full.
 pub const SOURCE_RANGE_EXACT_BITS: u32 = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MaglevKey {
+    /// The table id a frontend's header names (>= 1).
+    pub table: u32,
+    /// Row of the table: entries `row * MAGLEV_ROW_LEN ..`.
+    pub row: u32,
+}
+
+/// `MAGLEV_ROW_LEN` consecutive entries of a Maglev table; entries past the
+/// table's end (in its last row) are 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MaglevRow {
+    /// Backend ids.
+    pub backend_ids: [u32; MAGLEV_ROW_LEN],
+}
 
 /// "namespace/name:port", NUL-padded (cut at 63 bytes).
 #[repr(C)]
@@ -270,6 +322,8 @@ const _: () = assert!(core::mem::size_of::<FrontendName>() == 64);
 const _: () = assert!(core::mem::size_of::<AffinityKey>() == 8);
 const _: () = assert!(core::mem::size_of::<AffinityValue>() == 16);
 const _: () = assert!(core::mem::size_of::<SourceRangeKey>() == 12);
+const _: () = assert!(core::mem::size_of::<MaglevKey>() == 8);
+const _: () = assert!(core::mem::size_of::<MaglevRow>() == 4 * MAGLEV_ROW_LEN);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -286,6 +340,8 @@ mod pod {
     unsafe impl aya::Pod for super::AffinityKey {}
     unsafe impl aya::Pod for super::AffinityValue {}
     unsafe impl aya::Pod for super::SourceRangeKey {}
+    unsafe impl aya::Pod for super::MaglevKey {}
+    unsafe impl aya::Pod for super::MaglevRow {}
     unsafe impl aya::Pod for crate::stats::Counter {}
 }
 

@@ -1,7 +1,6 @@
 //! The decision: is this packet a reply to reverse-translate, a packet to a
 //! frontend to send to a backend, or neither?
 
-use ingress_common::hash::flow_hash;
 use ingress_common::maps::{
     Backend, SCOPE_EXTERNAL, SCOPE_LOCAL, SERVICE_FLAG_LOCAL_EXTERNAL, SERVICE_FLAG_LOCAL_INTERNAL, ServiceKey,
     ServiceValue,
@@ -10,6 +9,7 @@ use ingress_common::stats::*;
 
 use crate::affinity;
 use crate::conntrack;
+use crate::maglev;
 use crate::reject;
 use crate::source_range;
 use crate::stats;
@@ -68,7 +68,7 @@ impl Origin {
 }
 
 #[inline(always)]
-fn slot_key(flow: &Flow, scope: u8, slot: u16) -> ServiceKey {
+pub fn slot_key(flow: &Flow, scope: u8, slot: u16) -> ServiceKey {
     ServiceKey {
         addr: flow.daddr,
         port: flow.dport,
@@ -129,15 +129,7 @@ pub fn forward(flow: &Flow, bytes: u64, origin: Origin) -> Result<Translation, O
     }
     let (backend_id, backend) = match affinity::remembered(flow, &header) {
         Some(chosen) => chosen,
-        None => {
-            let hash = flow_hash(flow.saddr, flow.daddr, flow.sport, flow.dport, flow.proto);
-            let slot = (hash % header.count as u32) as u16 + 1;
-            let backend_id = unsafe { SERVICES.get(slot_key(flow, scope, slot)) }
-                .ok_or(Outcome::Drop(DROP_BAD_SLOT))?
-                .backend_id;
-            let backend: Backend = *unsafe { BACKENDS.get(backend_id) }.ok_or(Outcome::Drop(DROP_BAD_SLOT))?;
-            (backend_id, backend)
-        }
+        None => maglev::choose(flow, scope, &header)?,
     };
     affinity::remember(flow, &header, backend_id);
     // Terminating backends are only in the slots when nothing is ready

@@ -17,6 +17,7 @@ mod affinity;
 mod conntrack;
 mod hairpin;
 mod lb;
+mod maglev;
 mod maps;
 mod nat;
 mod packet;

@@ -34,6 +34,12 @@ pub static CT_TIMEOUTS: Array<CtTimeouts> = Array::pinned(1, 0);
 #[map(name = "lb4_affinity")]
 pub static AFFINITY: LruHashMap<AffinityKey, AffinityValue> = LruHashMap::pinned(AFFINITY_MAX_ENTRIES, 0);
 
+/// (Maglev table, row) -> backend ids. Written only by the agent. Not
+/// preallocated: a capacity for many tables costs nothing until used.
+#[map(name = "lb4_maglev")]
+pub static MAGLEV: HashMap<MaglevKey, MaglevRow> =
+    HashMap::pinned(MAGLEV_MAX_ENTRIES, aya_ebpf::bindings::BPF_F_NO_PREALLOC as u32);
+
 /// Packets and bytes by `ingress_common::stats` reason, per CPU.
 #[map(name = "lb_stats_v2")]
 pub static STATS: PerCpuArray<Counter> = PerCpuArray::pinned(REASON_COUNT, 0);

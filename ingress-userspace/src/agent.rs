@@ -15,9 +15,8 @@ use crate::admin;
 use crate::dataplane::MapWriter;
 use crate::dataplane::conntrack_gc::{self, ConntrackConfig, Sweeper};
 use crate::dataplane::plan::describe;
-use ingress_common::maps::{
-    BACKENDS_MAP, BACKENDS_MAX_ENTRIES, REV_NAT_MAP, REV_NAT_MAX_ENTRIES, SERVICES_MAP, SERVICES_MAX_ENTRIES,
-};
+use crate::dataplane::sizes::MapSizes;
+use ingress_common::maps::{BACKENDS_MAP, MAGLEV_MAP, REV_NAT_MAP, SERVICES_MAP};
 use crate::dataplane::ebpf::Dataplane;
 use crate::health_check::HealthChecks;
 use crate::interfaces::Interfaces;
@@ -56,6 +55,8 @@ pub struct AgentConfig {
     /// Name prefixes of pod veths to attach to as they appear (e.g. "veth").
     pub pod_veth_prefixes: Vec<String>,
     pub pin_dir: PathBuf,
+    /// Map capacities and the Maglev table size.
+    pub map_sizes: MapSizes,
     pub admin: Option<SocketAddr>,
     /// The L7 proxy's listeners; none means no L7 proxy.
     pub l7: L7Config,
@@ -66,7 +67,7 @@ pub struct AgentConfig {
 /// Runs until `shutdown` completes. The programs are detached on return; the
 /// pinned maps stay, so the next start picks the programmed state up.
 pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let mut dataplane = Dataplane::load(&config.pin_dir)?;
+    let mut dataplane = Dataplane::load_sized(&config.pin_dir, &config.map_sizes)?;
     for uplink in &config.uplinks {
         dataplane.attach_uplink(uplink)?;
     }
@@ -192,16 +193,21 @@ pub fn sync(loaded: &Loaded, node: &NodeInfo, maps: &mut dyn MapWriter, metrics:
         tracing::warn!("labelling frontends for `state` failed: {error:#}");
     }
     metrics.observe_sync(started.elapsed());
-    let planned = &report.planned;
-    metrics.set_map_usage(SERVICES_MAP, planned.services.len(), SERVICES_MAX_ENTRIES);
-    metrics.set_map_usage(BACKENDS_MAP, planned.backends.len(), BACKENDS_MAX_ENTRIES);
-    metrics.set_map_usage(REV_NAT_MAP, planned.rev_nat.len(), REV_NAT_MAX_ENTRIES);
+    for left_out in &report.left_out {
+        metrics.count_map_full(left_out.map);
+    }
+    let (planned, sizes) = (&report.planned, maps.sizes());
+    metrics.set_map_usage(SERVICES_MAP, planned.services.len(), sizes.services);
+    metrics.set_map_usage(BACKENDS_MAP, planned.backends.len(), sizes.backends);
+    metrics.set_map_usage(REV_NAT_MAP, planned.rev_nat.len(), sizes.rev_nat);
+    metrics.set_map_usage(MAGLEV_MAP, planned.maglev.len(), sizes.maglev_rows());
     metrics.conntrack_udp_flushed(report.udp_flows_flushed);
     let map_writes: usize = report.ops.values().sum();
     metrics.sync_succeeded(map_writes, report.frontends, report.backends);
     tracing::info!(
         frontends = report.frontends,
         backends = report.backends,
+        left_out = report.left_out.len(),
         map_writes,
         ignored = loaded.ignored,
         problems = problems.len(),

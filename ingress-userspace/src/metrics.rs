@@ -28,6 +28,8 @@ pub struct Metrics {
     sync_seconds: Mutex<Histogram>,
     /// (entries, capacity) of each agent-written map.
     map_usage: Mutex<BTreeMap<&'static str, (usize, u32)>>,
+    /// Service ports left out of a pass because this map was full.
+    map_full: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// A Prometheus histogram with fixed buckets.
@@ -85,6 +87,14 @@ impl Metrics {
 
     pub fn conntrack_udp_flushed(&self, removed: usize) {
         self.conntrack_udp_flushed.fetch_add(removed as u64, Relaxed);
+    }
+
+    pub fn count_map_full(&self, map: &'static str) {
+        *self.map_full.lock().unwrap().entry(map).or_default() += 1;
+    }
+
+    pub fn map_full(&self, map: &str) -> u64 {
+        self.map_full.lock().unwrap().get(map).copied().unwrap_or(0)
     }
 
     pub fn sync_failed(&self) {
@@ -150,6 +160,10 @@ impl Metrics {
         for (map, (_, capacity)) in usage.iter() {
             let _ = writeln!(out, "lb_map_capacity{{map=\"{map}\"}} {capacity}");
         }
+        family(&mut out, "lb_map_full_total", "counter", "Service ports left out of a sync whole because this map was full.");
+        for (map, n) in self.map_full.lock().unwrap().iter() {
+            let _ = writeln!(out, "lb_map_full_total{{map=\"{map}\"}} {n}");
+        }
         let _ = writeln!(out, "# HELP lb_dataplane_packets_total Packets seen by the eBPF programs, by verdict reason.");
         let _ = writeln!(out, "# TYPE lb_dataplane_packets_total counter");
         for (name, counter) in REASON_NAMES.iter().zip(dataplane) {
@@ -175,6 +189,8 @@ mod tests {
         metrics.sync_succeeded(7, 3, 4);
         metrics.observe_sync(std::time::Duration::from_millis(3));
         metrics.set_map_usage("lb4_services", 12, 65_536);
+        metrics.count_map_full("lb4_backends");
+        metrics.count_map_full("lb4_backends");
         let mut dataplane = vec![Counter::default(); REASON_NAMES.len()];
         dataplane[0] = Counter { packets: 5, bytes: 500 };
         let text = metrics.render(&dataplane);
@@ -188,6 +204,7 @@ mod tests {
             "lb_sync_duration_seconds_count 1",
             "lb_map_entries{map=\"lb4_services\"} 12",
             "lb_map_capacity{map=\"lb4_services\"} 65536",
+            "lb_map_full_total{map=\"lb4_backends\"} 2",
             "lb_dataplane_packets_total{reason=\"forward_translated\"} 5",
             "lb_dataplane_bytes_total{reason=\"forward_translated\"} 500",
         ] {

@@ -9,7 +9,9 @@ use clap::{ArgGroup, Args};
 use ingress_userspace::agent::{AgentConfig, SourceConfig};
 use ingress_common::maps::CtTimeouts;
 use ingress_userspace::dataplane::conntrack_gc::ConntrackConfig;
+use ingress_common::maps;
 use ingress_userspace::dataplane::ebpf::DEFAULT_PIN_DIR;
+use ingress_userspace::dataplane::sizes::MapSizes;
 use ingress_userspace::l7::L7Options;
 use ingress_userspace::l7::proxy::ProxyOptions;
 use ingress_userspace::l7::server::L7Config;
@@ -81,6 +83,52 @@ pub struct RunArgs {
     /// How often expired conntrack entries are swept out of the map, in seconds.
     #[arg(long, default_value_t = ConntrackConfig::default().sweep_interval.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     ct_sweep_interval: u64,
+    #[command(flatten)]
+    map_sizes: MapSizeArgs,
+}
+
+/// Map capacities. A pinned map of another size is recreated at start (a
+/// warning says so). A Service port that does not fit is left out whole.
+#[derive(Args)]
+struct MapSizeArgs {
+    /// Entries of the services map: per frontend, a header and one per endpoint.
+    #[arg(long, default_value_t = maps::SERVICES_MAX_ENTRIES)]
+    services_map_size: u32,
+    /// Distinct endpoints (pod address and port).
+    #[arg(long, default_value_t = maps::BACKENDS_MAX_ENTRIES)]
+    backends_map_size: u32,
+    /// Distinct frontend addresses and ports.
+    #[arg(long, default_value_t = maps::REV_NAT_MAX_ENTRIES)]
+    rev_nat_map_size: u32,
+    /// Tracked flows (both directions; the least recently used go first).
+    #[arg(long, default_value_t = maps::CONNTRACK_MAX_ENTRIES)]
+    conntrack_map_size: u32,
+    /// ClientIP affinity entries (the least recently used go first).
+    #[arg(long, default_value_t = maps::AFFINITY_MAX_ENTRIES)]
+    affinity_map_size: u32,
+    /// Maglev tables: one per frontend with endpoints.
+    #[arg(long, default_value_t = maps::MAGLEV_MAX_TABLES)]
+    maglev_tables: u32,
+    /// Entries per Maglev table (a prime; see DEFAULT_MAGLEV_TABLE_SIZE for
+    /// why 1021). More entries spread more evenly and cost 4 bytes each.
+    #[arg(long, default_value_t = maps::DEFAULT_MAGLEV_TABLE_SIZE)]
+    maglev_table_size: u32,
+}
+
+impl MapSizeArgs {
+    fn sizes(&self) -> anyhow::Result<MapSizes> {
+        let sizes = MapSizes {
+            services: self.services_map_size,
+            backends: self.backends_map_size,
+            rev_nat: self.rev_nat_map_size,
+            conntrack: self.conntrack_map_size,
+            affinity: self.affinity_map_size,
+            maglev_tables: self.maglev_tables,
+            maglev_table_size: self.maglev_table_size,
+        };
+        sizes.validate().context("--maglev-table-size or a --*-map-size flag")?;
+        Ok(sizes)
+    }
 }
 
 impl RunArgs {
@@ -103,6 +151,7 @@ impl RunArgs {
             }
             _ => None,
         };
+        let map_sizes = self.map_sizes.sizes()?;
         Ok(AgentConfig {
             source,
             node: NodeInfo { name: self.node_name, addresses: self.node_ips },
@@ -110,6 +159,7 @@ impl RunArgs {
             pod_veths: self.pod_veths,
             pod_veth_prefixes: self.pod_veth_prefixes,
             pin_dir: self.pin_dir,
+            map_sizes,
             admin: self.admin,
             l7: L7Config {
                 http: self.http_port.map(any),

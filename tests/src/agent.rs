@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use ingress_userspace::agent::{self, AgentConfig, SourceConfig};
 use ingress_userspace::dataplane::MapWriter;
 use ingress_userspace::dataplane::ebpf::PinnedMaps;
+use ingress_userspace::dataplane::sizes::MapSizes;
 use ingress_userspace::l7::L7Options;
 use ingress_userspace::l7::proxy::ProxyOptions;
 use ingress_userspace::l7::server::L7Config;
@@ -47,6 +48,7 @@ fn config_with(node: NodeInfo, uplink: &str, pod_ifaces: &[&str], manifests: &Pa
         pod_veths: pod_ifaces.iter().map(|iface| String::from(*iface)).collect(),
         pod_veth_prefixes: Vec::new(),
         pin_dir: pins.to_owned(),
+        map_sizes: MapSizes::default(),
         admin: Some(SocketAddr::V4(ADMIN)),
         l7: L7Config {
             http: Some(SocketAddr::from(([0, 0, 0, 0], HTTP_PORT))),

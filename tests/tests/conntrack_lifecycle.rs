@@ -42,7 +42,7 @@ fn desired(pods: &[Ipv4Addr]) -> DesiredState {
         let service = ServicePortRef { namespace: "default".into(), name: "echo".into(), port_name: name.into() };
         state
             .frontends
-            .insert(Frontend { addr: VIP, port, protocol }, FrontendState { service, backends: backends.clone(), affinity_timeout_s: 0 });
+            .insert(Frontend { addr: VIP, port, protocol }, FrontendState { service, backends: backends.clone(), ..FrontendState::default() });
     }
     state
 }

@@ -46,7 +46,7 @@ impl Harness {
             let service = ServicePortRef { namespace: "default".into(), name: "self-a".into(), port_name: name.into() };
             desired.frontends.insert(
                 Frontend { addr: SELF_VIP, port, protocol },
-                FrontendState { service, backends: backends.clone(), affinity_timeout_s: 0 },
+                FrontendState { service, backends: backends.clone(), ..FrontendState::default() },
             );
         }
         reconcile(&mut maps, &desired).expect("programming the maps");
@@ -54,7 +54,7 @@ impl Harness {
     }
 
     /// Runs `lb_tc_in` (what a pod sends, at the host side of its veth).
-    fn from_pod(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
+    fn run_from_pod(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
         prog_run::tc(&mut self.dataplane, TC_IN_PROGRAM, frame)
     }
 
@@ -76,7 +76,7 @@ fn assert_checksums(seen: &packet::Seen) {
 fn a_pods_tcp_to_its_own_service_is_rewritten_both_ways_and_sent_back() {
     let Some(mut h) = Harness::new() else { return };
     let syn = Frame::tcp(POD_A, 40000, SELF_VIP, 80, SYN).build();
-    let (verdict, out) = h.from_pod(&syn);
+    let (verdict, out) = h.run_from_pod(&syn);
     assert_eq!(verdict, TC_ACT_REDIRECT);
     assert_turned_around(&syn, &out);
     let seen = packet::read(&out);
@@ -84,7 +84,7 @@ fn a_pods_tcp_to_its_own_service_is_rewritten_both_ways_and_sent_back() {
     assert_checksums(&seen);
 
     let answer = Frame::tcp(POD_A, 8080, HAIRPIN, 40000, SYN | ACK).with_payload(b"pod-a\n").build();
-    let (verdict, out) = h.from_pod(&answer);
+    let (verdict, out) = h.run_from_pod(&answer);
     assert_eq!(verdict, TC_ACT_REDIRECT);
     assert_turned_around(&answer, &out);
     let seen = packet::read(&out);
@@ -94,7 +94,7 @@ fn a_pods_tcp_to_its_own_service_is_rewritten_both_ways_and_sent_back() {
 
     // The rest of the connection takes the same way in both directions.
     let data = Frame::tcp(POD_A, 40000, SELF_VIP, 80, ACK).with_payload(b"hello\n").build();
-    let seen = packet::read(&h.from_pod(&data).1);
+    let seen = packet::read(&h.run_from_pod(&data).1);
     assert_eq!((seen.src, seen.dst, seen.dport, seen.payload.as_slice()), (HAIRPIN, POD_A, 8080, &b"hello\n"[..]));
     assert_checksums(&seen);
     assert_eq!((h.packets(HAIRPIN_TRANSLATED), h.packets(HAIRPIN_REPLY_TRANSLATED)), (2, 1));
@@ -105,7 +105,7 @@ fn a_pods_udp_to_its_own_service_keeps_valid_or_absent_checksums() {
     let Some(mut h) = Harness::new() else { return };
     for (sport, no_checksum) in [(5300, false), (5301, true)] {
         let query = Frame { udp_no_checksum: no_checksum, ..Frame::udp(POD_A, sport, SELF_VIP, 53).with_payload(b"q") }.build();
-        let (verdict, out) = h.from_pod(&query);
+        let (verdict, out) = h.run_from_pod(&query);
         assert_eq!(verdict, TC_ACT_REDIRECT);
         let seen = packet::read(&out);
         assert_eq!((seen.src, seen.sport, seen.dst, seen.dport), (HAIRPIN, sport, POD_A, 8080));
@@ -113,7 +113,7 @@ fn a_pods_udp_to_its_own_service_keeps_valid_or_absent_checksums() {
         assert_eq!(seen.l4_checksum == 0, no_checksum, "an absent UDP checksum stays absent, a present one present");
 
         let answer = Frame { udp_no_checksum: no_checksum, ..Frame::udp(POD_A, 8080, HAIRPIN, sport).with_payload(b"a") }.build();
-        let (verdict, out) = h.from_pod(&answer);
+        let (verdict, out) = h.run_from_pod(&answer);
         assert_eq!(verdict, TC_ACT_REDIRECT);
         let seen = packet::read(&out);
         assert_eq!((seen.src, seen.sport, seen.dst, seen.dport), (SELF_VIP, 53, POD_A, sport));
@@ -126,14 +126,14 @@ fn a_pods_udp_to_its_own_service_keeps_valid_or_absent_checksums() {
 fn another_pod_is_translated_as_usual_and_a_stray_packet_to_the_hairpin_address_is_left_alone() {
     let Some(mut h) = Harness::new() else { return };
     let syn = Frame::tcp(POD_B, 40001, SELF_VIP, 80, SYN).build();
-    let (verdict, out) = h.from_pod(&syn);
+    let (verdict, out) = h.run_from_pod(&syn);
     assert_eq!(verdict, TC_ACT_OK, "not a hairpin: routed by the node");
     let seen = packet::read(&out);
     assert_eq!((seen.src, seen.dst, seen.dport), (POD_B, POD_A, 8080));
     assert_eq!(h.packets(FORWARD_TRANSLATED), 1);
 
     let stray = Frame::tcp(POD_A, 8080, HAIRPIN, 40999, SYN | ACK).build();
-    assert_eq!(h.from_pod(&stray), (TC_ACT_OK, stray.clone()));
+    assert_eq!(h.run_from_pod(&stray), (TC_ACT_OK, stray.clone()));
     assert_eq!(h.packets(PASS_NOT_A_REPLY), 1);
     assert_eq!(h.packets(HAIRPIN_TRANSLATED) + h.packets(HAIRPIN_REPLY_TRANSLATED), 0);
 }

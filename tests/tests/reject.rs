@@ -66,7 +66,7 @@ impl Programs {
             let service = ServicePortRef { namespace: "default".into(), name: "nothing".into(), port_name: name.into() };
             state.frontends.insert(
                 Frontend { addr: EMPTY_VIP, port, protocol },
-                FrontendState { service, backends: vec![], affinity_timeout_s: 0 },
+                FrontendState { service, backends: vec![], ..FrontendState::default() },
             );
         }
         reconcile(&mut maps, &state).expect("programming the maps");

@@ -2,9 +2,10 @@
 //!
 //! Packets are forwarded while the writes happen, one at a time, so the order
 //! is chosen for every intermediate state to be usable: a backend exists
-//! before a slot names it, slots exist before a header counts them, and a
-//! header stops counting slots before they are deleted. A frontend's source
-//! ranges are written before its header asks for them and deleted after.
+//! before a slot or a Maglev row names it, slots and rows exist before a
+//! header counts or names them, and a header stops counting slots (or names
+//! another table) before they are deleted. A frontend's source ranges are
+//! written before its header asks for them and deleted after.
 
 use std::collections::BTreeMap;
 
@@ -37,6 +38,9 @@ pub fn diff(current: &MapContents, desired: &MapContents) -> Vec<MapOp> {
             .map(|(key, value)| MapOp::PutService(*key, *value)),
     );
     ops.extend(
+        changed(&current.maglev, &desired.maglev).map(|(key, row)| MapOp::PutMaglevRow(*key, Box::new(*row))),
+    );
+    ops.extend(
         services()
             .filter(|(key, _)| key.slot == 0)
             .map(|(key, value)| MapOp::PutService(*key, *value)),
@@ -44,6 +48,7 @@ pub fn diff(current: &MapContents, desired: &MapContents) -> Vec<MapOp> {
     let gone = || removed(&current.services, &desired.services);
     ops.extend(gone().filter(|key| key.slot == 0).map(|key| MapOp::DeleteService(*key)));
     ops.extend(gone().filter(|key| key.slot != 0).map(|key| MapOp::DeleteService(*key)));
+    ops.extend(removed(&current.maglev, &desired.maglev).map(|key| MapOp::DeleteMaglevRow(*key)));
     ops.extend(removed(&current.backends, &desired.backends).map(|id| MapOp::DeleteBackend(*id)));
     ops.extend(removed(&current.rev_nat, &desired.rev_nat).map(|id| MapOp::DeleteRevNat(*id)));
     ops.extend(current.source_ranges.difference(&desired.source_ranges).map(|entry| MapOp::DeleteSourceRange(*entry)));
@@ -53,9 +58,10 @@ pub fn diff(current: &MapContents, desired: &MapContents) -> Vec<MapOp> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataplane::fake::{FakeMaps, Spec, desired_state};
-    use crate::dataplane::plan::plan;
+    use crate::dataplane::fake::{FakeMaps, Spec, planned};
+    use crate::dataplane::sizes::MapSizes;
     use crate::dataplane::{MapWriter, abi};
+    use ingress_common::maps::MaglevKey;
 
     /// Applies the diff from `from` to `to` one op at a time, checking after
     /// each op what a packet could see, and that the end state is `to`.
@@ -120,8 +126,8 @@ mod tests {
             ),
         ];
         for (name, from, to) in cases {
-            let from = plan(&desired_state(from), &MapContents::default());
-            let to = plan(&desired_state(to), &from);
+            let from = planned(from, &MapContents::default());
+            let to = planned(to, &from);
             assert!(!apply_checked(&from, &to).is_empty(), "{name}");
             apply_checked(&to, &MapContents::default());
             assert!(diff(&to, &to).is_empty(), "{name}: equal contents give an empty diff");
@@ -130,14 +136,8 @@ mod tests {
 
     #[test]
     fn slot_puts_follow_the_backend_puts_they_name() {
-        let from = plan(
-            &desired_state(&[("10.0.0.1:80/TCP", &["10.1.0.1:80"])]),
-            &MapContents::default(),
-        );
-        let to = plan(
-            &desired_state(&[("10.0.0.1:80/TCP", &["10.1.0.2:80", "10.1.0.3:80"])]),
-            &from,
-        );
+        let from = planned(&[("10.0.0.1:80/TCP", &["10.1.0.1:80"])], &MapContents::default());
+        let to = planned(&[("10.0.0.1:80/TCP", &["10.1.0.2:80", "10.1.0.3:80"])], &from);
         let ops = diff(&from, &to);
         for (index, op) in ops.iter().enumerate() {
             if let MapOp::PutService(key, value) = op
@@ -152,24 +152,32 @@ mod tests {
                 );
             }
         }
+        // Rows are rewritten after the new backends exist, before the header.
+        let last_backend_put = ops.iter().rposition(|op| matches!(op, MapOp::PutBackend(..)));
+        let header_put = ops.iter().position(|op| matches!(op, MapOp::PutService(key, _) if key.slot == 0));
+        let rows: Vec<_> = (0..ops.len()).filter(|&i| matches!(ops[i], MapOp::PutMaglevRow(..))).collect();
+        assert_eq!(rows.len(), MapSizes::default().rows_per_table() as usize, "{ops:#?}");
+        assert!(rows.iter().all(|&row| Some(row) > last_backend_put && Some(row) < header_put), "{ops:#?}");
         // The old backend goes last, once no slot names it any more.
         assert!(matches!(ops.last(), Some(MapOp::DeleteBackend(1))), "{ops:#?}");
     }
 
     #[test]
     fn removed_frontend_loses_its_header_first() {
-        let from = plan(
-            &desired_state(&[("10.0.0.1:80/TCP", &["10.1.0.1:80", "10.1.0.2:80"])]),
-            &MapContents::default(),
-        );
+        let from = planned(&[("10.0.0.1:80/TCP", &["10.1.0.1:80", "10.1.0.2:80"])], &MapContents::default());
         let ops = diff(&from, &MapContents::default());
         let header = abi::service_key(&abi::frontend_of(from.services.keys().next().unwrap()).unwrap(), 0);
         assert_eq!(ops[0], MapOp::DeleteService(header));
         let kinds: Vec<_> = ops.iter().map(std::mem::discriminant).collect();
+        let row = MapOp::DeleteMaglevRow(MaglevKey::default());
         let expected = [
             MapOp::DeleteService(header),
             MapOp::DeleteService(header),
             MapOp::DeleteService(header),
+            row.clone(),
+            row.clone(),
+            row.clone(),
+            row,
             MapOp::DeleteBackend(0),
             MapOp::DeleteBackend(0),
             MapOp::DeleteRevNat(0),

@@ -13,6 +13,7 @@ use aya::{Ebpf, EbpfLoader};
 use ingress_common::maps::*;
 use ingress_common::stats::{Counter, REASON_COUNT};
 
+use super::sizes::MapSizes;
 use super::{MapContents, MapOp, MapWriter};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ingress-ebpf.o"));
@@ -30,12 +31,21 @@ const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 pub struct Dataplane {
     ebpf: Ebpf,
     pin_dir: PathBuf,
+    sizes: MapSizes,
 }
 
 impl Dataplane {
-    /// Loads the programs. Maps already pinned in `pin_dir` (by an earlier run
-    /// of the agent) are reused, so flows and state survive a restart.
+    /// Loads the programs with the default map sizes.
     pub fn load(pin_dir: &Path) -> anyhow::Result<Self> {
+        Self::load_sized(pin_dir, &MapSizes::default())
+    }
+
+    /// Loads the programs with maps of `sizes`. Maps already pinned in
+    /// `pin_dir` (by an earlier run of the agent) are reused, so flows and
+    /// state survive a restart, unless their size differs (see
+    /// `drop_resized_pins`).
+    pub fn load_sized(pin_dir: &Path, sizes: &MapSizes) -> anyhow::Result<Self> {
+        sizes.validate()?;
         if OBJECT.is_empty() {
             bail!(
                 "this binary was built with INGRESS_EBPF_STUB and has no eBPF object; \
@@ -45,11 +55,17 @@ impl Dataplane {
         ensure_bpffs(pin_dir)?;
         std::fs::create_dir_all(pin_dir)
             .with_context(|| format!("creating the pin directory {}", pin_dir.display()))?;
-        let ebpf = EbpfLoader::new()
-            .default_map_pin_directory(pin_dir)
+        drop_resized_pins(pin_dir, sizes)?;
+        let mut loader = EbpfLoader::new();
+        loader.default_map_pin_directory(pin_dir);
+        for (name, max_entries) in sizes.max_entries() {
+            loader.map_max_entries(name, max_entries);
+        }
+        let ebpf = loader
+            .override_global(MAGLEV_TABLE_SIZE_GLOBAL, &sizes.maglev_table_size, true)
             .load(OBJECT)
             .with_context(|| format!("loading the eBPF object with maps pinned in {}", pin_dir.display()))?;
-        let mut dataplane = Dataplane { ebpf, pin_dir: pin_dir.to_owned() };
+        let mut dataplane = Dataplane { ebpf, pin_dir: pin_dir.to_owned(), sizes: *sizes };
         dataplane.xdp()?.load().context("the verifier rejected lb_xdp")?;
         for name in [TC_IN_PROGRAM, TC_OUT_PROGRAM] {
             dataplane.tc(name)?.load().with_context(|| format!("the verifier rejected {name}"))?;
@@ -100,7 +116,7 @@ impl Dataplane {
     /// Opens the pinned maps for reading and writing, independently of the
     /// programs (what a second process, e.g. the state dump, also does).
     pub fn maps(&self) -> anyhow::Result<PinnedMaps> {
-        PinnedMaps::open(&self.pin_dir)
+        Ok(PinnedMaps::open(&self.pin_dir)?.with_sizes(self.sizes))
     }
 }
 
@@ -178,6 +194,32 @@ fn attach_pinned(program: &mut impl LinkedProgram, interface: &str, hook: Hook, 
     Ok(())
 }
 
+/// The kernel cannot resize a map, and the loader would silently reuse a
+/// pinned one of the old size. A size flag that differs from the pinned map
+/// is an explicit request for another size, so the pin is removed and the
+/// map created anew, with a warning: the agent rewrites its own maps on its
+/// first pass, and the flows the old conntrack held mostly land on the same
+/// backend again through Maglev. Failing instead would leave the DaemonSet
+/// crash-looping until someone removed the pins by hand.
+fn drop_resized_pins(pin_dir: &Path, sizes: &MapSizes) -> anyhow::Result<()> {
+    for (name, wanted) in sizes.max_entries() {
+        let pin = pin_dir.join(name);
+        let Ok(map) = MapData::from_pin(&pin) else { continue };
+        let pinned = map.info().with_context(|| format!("reading the size of {}", pin.display()))?.max_entries();
+        if pinned != wanted {
+            tracing::warn!(
+                map = name,
+                pinned,
+                wanted,
+                "the pinned map {name} has {pinned} entries, the flags ask for {wanted}: recreating it \
+                 (its current entries are lost; the agent reprograms its own maps)"
+            );
+            std::fs::remove_file(&pin).with_context(|| format!("removing {}", pin.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Pins need a bpffs. Like Cilium's agent, mount the standard one when the
 /// host has not (a DaemonSet gets the host's mount through a hostPath).
 fn ensure_bpffs(pin_dir: &Path) -> anyhow::Result<()> {
@@ -226,16 +268,19 @@ pub struct PinnedMaps {
     frontend_stats: PerCpuArray<MapData, Counter>,
     frontend_names: HashMap<MapData, u32, FrontendName>,
     source_ranges: LpmTrie<MapData, SourceRangeKey, u32>,
+    maglev: HashMap<MapData, MaglevKey, MaglevRow>,
+    sizes: MapSizes,
 }
 
 /// The names map is the agent's own (the programs never read it), so it is
-/// created here rather than in the object, and pinned beside the others.
-fn open_or_create_names(dir: &Path) -> anyhow::Result<HashMap<MapData, u32, FrontendName>> {
+/// created here rather than in the object, and pinned beside the others,
+/// with one entry per possible rev-NAT id.
+fn open_or_create_names(dir: &Path, capacity: u32) -> anyhow::Result<HashMap<MapData, u32, FrontendName>> {
     let path = dir.join(FRONTEND_NAMES_MAP);
     if path.exists() {
         return open_pinned(dir, FRONTEND_NAMES_MAP);
     }
-    let map: HashMap<MapData, u32, FrontendName> = HashMap::create(REV_NAT_MAX_ENTRIES, 0)?;
+    let map: HashMap<MapData, u32, FrontendName> = HashMap::create(capacity, 0)?;
     map.pin(&path).with_context(|| format!("pinning {}", path.display()))?;
     open_pinned(dir, FRONTEND_NAMES_MAP)
 }
@@ -251,7 +296,14 @@ where
 }
 
 impl PinnedMaps {
+    /// The maps pinned in `dir`, planned for with the default sizes (see
+    /// `with_sizes`).
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
+        let rev_nat_pin = dir.join(REV_NAT_MAP);
+        let rev_nat_capacity = MapData::from_pin(&rev_nat_pin)
+            .and_then(|map| map.info())
+            .with_context(|| format!("reading the size of {}", rev_nat_pin.display()))?
+            .max_entries();
         Ok(PinnedMaps {
             services: open_pinned(dir, SERVICES_MAP)?,
             backends: open_pinned(dir, BACKENDS_MAP)?,
@@ -259,9 +311,17 @@ impl PinnedMaps {
             conntrack: open_pinned(dir, CONNTRACK_MAP)?,
             stats: open_pinned(dir, STATS_MAP)?,
             frontend_stats: open_pinned(dir, FRONTEND_STATS_MAP)?,
-            frontend_names: open_or_create_names(dir)?,
+            frontend_names: open_or_create_names(dir, rev_nat_capacity)?,
             source_ranges: open_pinned(dir, SOURCE_RANGES_MAP)?,
+            maglev: open_pinned(dir, MAGLEV_MAP)?,
+            sizes: MapSizes::default(),
         })
+    }
+
+    /// Plans writes for programs loaded with `sizes` (their Maglev table
+    /// size and capacities).
+    pub fn with_sizes(self, sizes: MapSizes) -> Self {
+        PinnedMaps { sizes, ..self }
     }
 
     /// Packets and bytes addressed to the frontend with this reverse-NAT id.
@@ -326,7 +386,12 @@ impl MapWriter for PinnedMaps {
                 .keys()
                 .map(|key| key.map(|key| (key.prefix_len(), key.data())))
                 .collect::<Result<_, _>>()?,
+            maglev: self.maglev.iter().collect::<Result<_, _>>()?,
         })
+    }
+
+    fn sizes(&self) -> MapSizes {
+        self.sizes
     }
 
     fn apply(&mut self, op: &MapOp) -> anyhow::Result<()> {
@@ -340,6 +405,8 @@ impl MapWriter for PinnedMaps {
             // The value is unused: a hit is what allows the client.
             MapOp::PutSourceRange((len, data)) => self.source_ranges.insert(&lpm_trie::Key::new(*len, *data), 1, 0),
             MapOp::DeleteSourceRange((len, data)) => self.source_ranges.remove(&lpm_trie::Key::new(*len, *data)),
+            MapOp::PutMaglevRow(key, row) => self.maglev.insert(key, **row, 0),
+            MapOp::DeleteMaglevRow(key) => self.maglev.remove(key),
         }
         .with_context(|| format!("{op:?}"))
     }

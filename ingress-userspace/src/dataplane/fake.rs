@@ -2,33 +2,51 @@
 //! the planning code: bounded capacity and errors on deleting missing keys.
 
 use anyhow::{anyhow, bail};
-use ingress_common::maps::ServiceKey;
+use ingress_common::maps::{MaglevKey, ServiceKey, maglev_rows};
 
+use super::sizes::MapSizes;
 use super::{MapContents, MapOp, MapWriter};
 
-/// Maximum entries per map; `None` is unbounded.
+/// Maximum entries per map; `None` is unbounded. Independent of `sizes`,
+/// so a test can make a write fail that the plan expected to fit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Capacity {
     pub services: Option<usize>,
     pub backends: Option<usize>,
     pub rev_nat: Option<usize>,
+    /// In rows.
+    pub maglev: Option<usize>,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct FakeMaps {
     pub contents: MapContents,
     pub capacity: Capacity,
+    /// What the plan is told.
+    pub sizes: MapSizes,
     /// Every op applied successfully, in order.
     pub log: Vec<MapOp>,
 }
 
 impl FakeMaps {
     /// Checks what a packet could observe at this instant: every header's
-    /// slots exist, every existing slot names an existing backend, and every
-    /// header's rev-NAT entry exists.
+    /// slots exist, every existing slot names an existing backend, every
+    /// header's rev-NAT entry exists, and so do the rows of its Maglev table
+    /// and the backends they name.
     pub fn check_consistent(&self) -> Result<(), String> {
         let maps = &self.contents;
         for (key, value) in &maps.services {
+            if key.slot == 0 && value.backend_id != 0 {
+                for row in 0..maglev_rows(self.sizes.maglev_table_size) {
+                    let row_key = MaglevKey { table: value.backend_id, row };
+                    let Some(entries) = maps.maglev.get(&row_key) else {
+                        return Err(format!("header {key:?} names table {} without {row_key:?}", value.backend_id));
+                    };
+                    if let Some(id) = entries.backend_ids.iter().find(|id| **id != 0 && !maps.backends.contains_key(id)) {
+                        return Err(format!("{row_key:?} names missing backend {id}"));
+                    }
+                }
+            }
             if key.slot == 0 {
                 if !maps.rev_nat.contains_key(&value.rev_nat_id) {
                     return Err(format!("header {key:?} names missing rev-NAT {}", value.rev_nat_id));
@@ -67,6 +85,10 @@ impl MapWriter for FakeMaps {
         Ok(self.contents.clone())
     }
 
+    fn sizes(&self) -> MapSizes {
+        self.sizes
+    }
+
     fn apply(&mut self, op: &MapOp) -> anyhow::Result<()> {
         let maps = &mut self.contents;
         let missing = || anyhow!("{op:?}: no such key");
@@ -79,6 +101,8 @@ impl MapWriter for FakeMaps {
             MapOp::DeleteRevNat(id) => maps.rev_nat.remove(id).map(drop).ok_or_else(missing)?,
             MapOp::PutSourceRange(entry) => drop(maps.source_ranges.insert(*entry)),
             MapOp::DeleteSourceRange(entry) => maps.source_ranges.remove(entry).then_some(()).ok_or_else(missing)?,
+            MapOp::PutMaglevRow(key, row) => insert(&mut maps.maglev, self.capacity.maglev, *key, **row)?,
+            MapOp::DeleteMaglevRow(key) => maps.maglev.remove(key).map(drop).ok_or_else(missing)?,
         }
         self.log.push(op.clone());
         Ok(())
@@ -86,7 +110,8 @@ impl MapWriter for FakeMaps {
 }
 
 /// Test notation for desired states: `("10.96.0.10:80/TCP", &["10.244.1.2:8080"])`;
-/// a backend suffix `*` means local, `~` terminating.
+/// a backend suffix `*` means local, `~` terminating; a frontend prefix
+/// `name=` sets the Service's name (else "test").
 #[cfg(test)]
 pub(crate) type Spec<'a> = &'a [(&'a str, &'a [&'a str])];
 
@@ -95,6 +120,7 @@ pub(crate) fn desired_state(spec: Spec) -> crate::model::DesiredState {
     use crate::model::*;
     let mut desired = DesiredState::default();
     for (frontend, backends) in spec {
+        let (name, frontend) = frontend.split_once('=').unwrap_or(("test", frontend));
         let (addr, rest) = frontend.split_once(':').unwrap();
         let (port, protocol) = rest.split_once('/').unwrap();
         let protocol = if protocol == "UDP" {
@@ -131,12 +157,18 @@ pub(crate) fn desired_state(spec: Spec) -> crate::model::DesiredState {
         backends.sort();
         let service = ServicePortRef {
             namespace: "default".into(),
-            name: "test".into(),
+            name: name.into(),
             port_name: String::new(),
         };
         desired.frontends.insert(frontend, FrontendState { service, backends, ..FrontendState::default() });
     }
     desired
+}
+
+/// The plan of a `desired_state` over `current`, with the default sizes.
+#[cfg(test)]
+pub(crate) fn planned(spec: Spec, current: &MapContents) -> MapContents {
+    super::plan::plan(&desired_state(spec), current, &MapSizes::default()).contents
 }
 
 /// The inverse of `desired_state`'s notation, one line per frontend.

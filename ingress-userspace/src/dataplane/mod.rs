@@ -7,11 +7,16 @@ pub mod conntrack_gc;
 pub mod diff;
 pub mod ebpf;
 pub mod fake;
+pub mod maglev;
 pub mod plan;
+pub mod rollback;
+pub mod sizes;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ingress_common::maps::{Backend, RevNat, ServiceKey, ServiceValue, SourceRangeKey};
+use ingress_common::maps::{Backend, MaglevKey, MaglevRow, RevNat, ServiceKey, ServiceValue, SourceRangeKey};
+
+use sizes::MapSizes;
 
 /// An `lb4_src_ranges` entry: the trie prefix length and the key's data.
 pub type SourceRangeEntry = (u32, SourceRangeKey);
@@ -22,7 +27,20 @@ pub struct MapContents {
     pub services: BTreeMap<ServiceKey, ServiceValue>,
     pub backends: BTreeMap<u32, Backend>,
     pub rev_nat: BTreeMap<u32, RevNat>,
+    /// The rows of every Maglev table a header names.
+    pub maglev: BTreeMap<MaglevKey, MaglevRow>,
     pub source_ranges: BTreeSet<SourceRangeEntry>,
+}
+
+impl MapContents {
+    /// Adds or replaces every entry of `other`.
+    pub fn overlay(&mut self, other: &MapContents) {
+        self.services.extend(&other.services);
+        self.backends.extend(&other.backends);
+        self.rev_nat.extend(&other.rev_nat);
+        self.maglev.extend(&other.maglev);
+        self.source_ranges.extend(&other.source_ranges);
+    }
 }
 
 /// One map write. `diff` orders them so that no packet ever finds a slot
@@ -37,12 +55,17 @@ pub enum MapOp {
     DeleteBackend(u32),
     DeleteRevNat(u32),
     DeleteSourceRange(SourceRangeEntry),
+    /// Boxed: a row is 1 KiB, every other op a few bytes.
+    PutMaglevRow(MaglevKey, Box<MaglevRow>),
+    DeleteMaglevRow(MaglevKey),
 }
 
 /// Reads and writes the agent-owned maps: the pinned eBPF maps in the agent,
 /// an in-memory fake in tests.
 pub trait MapWriter {
     fn read(&self) -> anyhow::Result<MapContents>;
+    /// The capacities and Maglev table size the maps were loaded with.
+    fn sizes(&self) -> MapSizes;
     fn apply(&mut self, op: &MapOp) -> anyhow::Result<()>;
 
     /// Records which Service port each frontend (by reverse-NAT id) belongs

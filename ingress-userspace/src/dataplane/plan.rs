@@ -8,13 +8,19 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::hash::Hash;
 
+use std::net::Ipv4Addr;
+
 use ingress_common::maps::{
-    SCOPE_EXTERNAL, SCOPE_LOCAL, SERVICE_FLAG_LOCAL_EXTERNAL, SERVICE_FLAG_LOCAL_INTERNAL, SERVICE_FLAG_SOURCE_RANGES,
-    ServiceKey, ServiceValue,
+    BACKENDS_MAP, MAGLEV_MAP, MAGLEV_ROW_LEN, MaglevKey, MaglevRow, REV_NAT_MAP, SCOPE_EXTERNAL, SCOPE_LOCAL,
+    SERVICE_FLAG_LOCAL_EXTERNAL, SERVICE_FLAG_LOCAL_INTERNAL, SERVICE_FLAG_SOURCE_RANGES, SERVICES_MAP, ServiceKey,
+    ServiceValue,
 };
 
-use super::{MapContents, abi};
-use crate::model::{Backend, BackendAddr, BackendState, DesiredState, Frontend, FrontendState, LocalOnly};
+use super::sizes::MapSizes;
+use super::{MapContents, abi, maglev};
+use crate::model::{
+    Backend, BackendAddr, BackendState, DesiredState, Frontend, FrontendState, LocalOnly, ServicePortRef,
+};
 
 /// Hands out ids: the one an object already has, else the smallest id >= 1
 /// that neither the current maps nor this plan use. An id being removed is not
@@ -63,64 +69,180 @@ impl<K: Hash + Eq + Copy> Ids<K> {
     }
 }
 
-/// The map contents that express `desired`, reusing the ids of `current`.
-pub fn plan(desired: &DesiredState, current: &MapContents) -> MapContents {
-    let mut backend_ids = Ids::new(
-        current
-            .backends
-            .iter()
-            .map(|(id, value)| (abi::backend_addr_of(value), *id)),
-    );
-    let mut rev_nat_ids = Ids::new(current.rev_nat.iter().map(|(id, value)| (abi::rev_nat_of(value), *id)));
-    let mut planned = MapContents::default();
-    let mut backends: BTreeMap<u32, Backend> = BTreeMap::new();
+/// A Service port the plan left out whole because one of its maps is full.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeftOut {
+    pub service: ServicePortRef,
+    /// The first map (by name) its entries did not fit in.
+    pub map: &'static str,
+}
 
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Everything planned: the union of `services`.
+    pub contents: MapContents,
+    /// Each planned Service port's own entries (with the backends and
+    /// rev-NAT entries it names, which it may share with others), in order.
+    pub services: Vec<(ServicePortRef, MapContents)>,
+    /// In the order they were considered.
+    pub left_out: Vec<LeftOut>,
+}
+
+/// The map contents that express `desired`, reusing the ids of `current`,
+/// within `sizes`. Service ports are taken in name order (namespace, name,
+/// port name), each with all its frontends or not at all: one that does not
+/// fit is left out, and the later ones may still fit.
+pub fn plan(desired: &DesiredState, current: &MapContents, sizes: &MapSizes) -> Plan {
+    let mut planner = Planner {
+        backend_ids: Ids::new(current.backends.iter().map(|(id, value)| (abi::backend_addr_of(value), *id))),
+        rev_nat_ids: Ids::new(current.rev_nat.iter().map(|(id, value)| (abi::rev_nat_of(value), *id))),
+        table_ids: Ids::new(
+            current
+                .services
+                .iter()
+                .filter(|(key, header)| key.slot == 0 && key.scope == SCOPE_EXTERNAL && header.backend_id != 0)
+                .filter_map(|(key, header)| Some((abi::frontend_of(key)?, header.backend_id))),
+        ),
+        sizes: *sizes,
+        planned: MapContents::default(),
+        backends: BTreeMap::new(),
+        planned_addrs: BTreeSet::new(),
+        planned_rev_nat: BTreeSet::new(),
+        tables: 0,
+    };
+    let mut by_service: BTreeMap<&ServicePortRef, Vec<(&Frontend, &FrontendState)>> = BTreeMap::new();
     for (frontend, state) in &desired.frontends {
-        // TCP and UDP on one address and port rewrite replies identically.
-        let rev_nat_id = rev_nat_ids.get((frontend.addr, frontend.port));
-        planned
-            .rev_nat
-            .insert(rev_nat_id, abi::rev_nat_value(frontend.addr, frontend.port));
-
-        // The header's count is a u16; no Service comes near 65535 endpoints.
-        let count = u16::try_from(state.backends.len()).unwrap_or(u16::MAX);
-        let mut flags = local_flags(state.local_only);
-        if let Some(ranges) = &state.source_ranges {
-            flags |= SERVICE_FLAG_SOURCE_RANGES;
-            let entries = ranges.iter().map(|range| abi::source_range_entry(frontend, rev_nat_id, range));
-            planned.source_ranges.extend(entries);
+        by_service.entry(&state.service).or_default().push((frontend, state));
+    }
+    let mut left_out = Vec::new();
+    let mut services = Vec::new();
+    for (service, frontends) in by_service {
+        if let Some(map) = planner.full_map(&frontends) {
+            left_out.push(LeftOut { service: service.clone(), map });
+            continue;
         }
-        let header = ServiceValue {
-            count,
-            flags,
-            rev_nat_id,
-            affinity_timeout_s: state.affinity_timeout_s,
-            ..ServiceValue::default()
-        };
-        planned.services.insert(abi::service_key(frontend, 0), header);
+        let mut part = MapContents::default();
+        for (frontend, state) in frontends {
+            planner.add(frontend, state, &mut part);
+        }
+        services.push((service.clone(), part));
+    }
+    let Planner { mut planned, backends, .. } = planner;
+    planned.backends = backends.iter().map(|(id, backend)| (*id, abi::backend_value(backend))).collect();
+    for (_, part) in &mut services {
+        for id in std::mem::take(&mut part.backends).into_keys() {
+            part.backends.insert(id, planned.backends[&id]);
+        }
+    }
+    Plan { contents: planned, services, left_out }
+}
+
+struct Planner {
+    backend_ids: Ids<BackendAddr>,
+    rev_nat_ids: Ids<(Ipv4Addr, u16)>,
+    table_ids: Ids<Frontend>,
+    sizes: MapSizes,
+    planned: MapContents,
+    backends: BTreeMap<u32, Backend>,
+    /// Backend addresses and rev-NAT frontends planned so far, kept as they
+    /// grow: recomputing them per Service port made a plan quadratic.
+    planned_addrs: BTreeSet<BackendAddr>,
+    planned_rev_nat: BTreeSet<(Ipv4Addr, u16)>,
+    /// Maglev tables planned so far.
+    tables: u32,
+}
+
+impl Planner {
+    /// The first map that cannot take all of these frontends' entries on top
+    /// of what is planned already, if any.
+    fn full_map(&self, frontends: &[(&Frontend, &FrontendState)]) -> Option<&'static str> {
+        let (planned_addrs, planned_rev_nat) = (&self.planned_addrs, &self.planned_rev_nat);
+        let mut new_backends = BTreeSet::new();
+        let mut new_rev_nat = BTreeSet::new();
+        let (mut services, mut tables) = (0usize, 0u32);
+        for (frontend, state) in frontends {
+            services += 1 + slot_count(state) + local_scope_entries(state);
+            tables += u32::from(!state.backends.is_empty());
+            new_rev_nat.extend(Some((frontend.addr, frontend.port)).filter(|pair| !planned_rev_nat.contains(pair)));
+            new_backends.extend(state.backends.iter().map(|b| b.addr).filter(|addr| !planned_addrs.contains(addr)));
+        }
+        let over = |used: usize, more: usize, capacity: u32| used + more > capacity as usize;
+        let sizes = &self.sizes;
+        [
+            (SERVICES_MAP, over(self.planned.services.len(), services, sizes.services)),
+            (BACKENDS_MAP, over(planned_addrs.len(), new_backends.len(), sizes.backends)),
+            (REV_NAT_MAP, over(planned_rev_nat.len(), new_rev_nat.len(), sizes.rev_nat)),
+            (MAGLEV_MAP, over(self.tables as usize, tables as usize, sizes.maglev_tables)),
+        ]
+        .into_iter()
+        .find_map(|(map, full)| full.then_some(map))
+    }
+
+    /// Plans `frontend`, putting its entries in `part` as well; the backends
+    /// there are placeholders until every frontend is planned.
+    fn add(&mut self, frontend: &Frontend, state: &FrontendState, part: &mut MapContents) {
+        let mut entries = MapContents::default();
+        self.add_entries(frontend, state, &mut entries);
+        self.planned.overlay(&entries);
+        part.overlay(&entries);
+    }
+
+    fn add_entries(&mut self, frontend: &Frontend, state: &FrontendState, entries: &mut MapContents) {
+        // TCP and UDP on one address and port rewrite replies identically.
+        let rev_nat_id = self.rev_nat_ids.get((frontend.addr, frontend.port));
+        self.planned_rev_nat.insert((frontend.addr, frontend.port));
+        entries.rev_nat.insert(rev_nat_id, abi::rev_nat_value(frontend.addr, frontend.port));
+
+        let count = slot_count(state) as u16;
+        let mut ids = BTreeMap::new();
         for (slot, backend) in (1..=count).zip(&state.backends) {
-            let backend_id = backend_ids.get(backend.addr);
-            let value = ServiceValue {
-                backend_id,
-                ..ServiceValue::default()
-            };
-            planned.services.insert(abi::service_key(frontend, slot), value);
+            let backend_id = self.backend_ids.get(backend.addr);
+            ids.insert(backend.addr, backend_id);
+            self.planned_addrs.insert(backend.addr);
+            entries.backends.insert(backend_id, ingress_common::maps::Backend::default());
+            let value = ServiceValue { backend_id, ..ServiceValue::default() };
+            entries.services.insert(abi::service_key(frontend, slot), value);
             // One pod address in several frontends is one backend: if the
             // frontends disagree on its state, Active wins.
-            backends
+            self.backends
                 .entry(backend_id)
                 .and_modify(|known| known.state = known.state.min(backend.state))
                 .or_insert(*backend);
         }
+        let table = if ids.is_empty() { 0 } else { self.add_table(frontend, &ids, entries) };
+        let mut flags = local_flags(state.local_only);
+        if let Some(ranges) = &state.source_ranges {
+            flags |= SERVICE_FLAG_SOURCE_RANGES;
+            let ranges = ranges.iter().map(|range| abi::source_range_entry(frontend, rev_nat_id, range));
+            entries.source_ranges.extend(ranges);
+        }
+        let header = ServiceValue {
+            backend_id: table,
+            count,
+            flags,
+            rev_nat_id,
+            affinity_timeout_s: state.affinity_timeout_s,
+        };
+        entries.services.insert(abi::service_key(frontend, 0), header);
+        plan_local_scope(frontend, state, &header, &ids, entries);
     }
-    for (frontend, state) in &desired.frontends {
-        plan_local_scope(frontend, state, &mut backend_ids, &mut planned);
+
+    /// Writes the rows of `frontend`'s Maglev table over the backends `ids`
+    /// names, and returns the table's id.
+    fn add_table(&mut self, frontend: &Frontend, ids: &BTreeMap<BackendAddr, u32>, entries: &mut MapContents) -> u32 {
+        let table = self.table_ids.get(*frontend);
+        self.tables += 1;
+        let addrs: Vec<BackendAddr> = ids.keys().copied().collect();
+        let lookup = maglev::table(&addrs, self.sizes.maglev_table_size);
+        for (row, chunk) in (0..).zip(lookup.chunks(MAGLEV_ROW_LEN)) {
+            let mut value = MaglevRow { backend_ids: [0; MAGLEV_ROW_LEN] };
+            for (slot, addr) in value.backend_ids.iter_mut().zip(chunk) {
+                *slot = ids[addr];
+            }
+            entries.maglev.insert(MaglevKey { table, row }, value);
+        }
+        table
     }
-    planned.backends = backends
-        .iter()
-        .map(|(id, backend)| (*id, abi::backend_value(backend)))
-        .collect();
-    planned
 }
 
 /// The header bits telling the programs which clients use the local scope.
@@ -132,28 +254,44 @@ fn local_flags(local_only: LocalOnly) -> u16 {
     }
 }
 
+/// `lb4_services` entries of a frontend's local scope: a header and a slot
+/// per local backend, none without a Local policy.
+fn local_scope_entries(state: &FrontendState) -> usize {
+    match state.local_only {
+        LocalOnly::Nobody => 0,
+        _ => 1 + state.backends.iter().filter(|backend| backend.local).count(),
+    }
+}
+
 /// A frontend with a Local policy also gets `SCOPE_LOCAL` slots over only
 /// this node's backends, under a header of their own (same rev-NAT id and
-/// affinity as the `SCOPE_EXTERNAL` one, the local count). Those backends are
-/// a subset of the frontend's, so they already have their ids.
+/// affinity as the `SCOPE_EXTERNAL` one, the local count, no flags). It names
+/// no Maglev table: the table spans every backend, so the local scope picks
+/// by hashing over its own slots.
 fn plan_local_scope(
     frontend: &Frontend,
     state: &FrontendState,
-    backend_ids: &mut Ids<BackendAddr>,
-    planned: &mut MapContents,
+    all: &ServiceValue,
+    ids: &BTreeMap<BackendAddr, u32>,
+    entries: &mut MapContents,
 ) {
     if state.local_only == LocalOnly::Nobody {
         return;
     }
     let local_key = |slot| ServiceKey { scope: SCOPE_LOCAL, ..abi::service_key(frontend, slot) };
-    let Some(&all) = planned.services.get(&abi::service_key(frontend, 0)) else { return };
-    let local: Vec<u32> = state.backends.iter().filter(|b| b.local).map(|b| backend_ids.get(b.addr)).collect();
+    let local: Vec<u32> = state.backends.iter().filter(|b| b.local).filter_map(|b| ids.get(&b.addr).copied()).collect();
     let count = u16::try_from(local.len()).unwrap_or(u16::MAX);
-    planned.services.insert(local_key(0), ServiceValue { count, flags: 0, ..all });
+    entries.services.insert(local_key(0), ServiceValue { backend_id: 0, count, flags: 0, ..*all });
     for (slot, backend_id) in (1..=count).zip(local) {
         let value = ServiceValue { backend_id, ..ServiceValue::default() };
-        planned.services.insert(local_key(slot), value);
+        entries.services.insert(local_key(slot), value);
     }
+}
+
+/// Backend slots of a frontend: the header's count is a u16, and no Service
+/// comes near 65535 endpoints.
+fn slot_count(state: &FrontendState) -> usize {
+    state.backends.len().min(usize::from(u16::MAX))
 }
 
 /// One programmed frontend as read back from the maps.
@@ -220,7 +358,7 @@ impl fmt::Display for ProgrammedFrontend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataplane::fake::{Spec, desired_state};
+    use crate::dataplane::fake::{Spec, desired_state, planned};
 
     /// `frontend -> [(backend, id)]`, and rev-NAT ids, of a plan.
     fn ids(contents: &MapContents) -> Vec<String> {
@@ -283,7 +421,7 @@ mod tests {
         ];
         let mut current = MapContents::default();
         for (name, desired, expected) in cases {
-            let planned = plan(&desired_state(desired), &current);
+            let planned = planned(desired, &current);
             assert_eq!(ids(&planned), *expected, "{name}");
             current = planned;
         }
@@ -291,7 +429,7 @@ mod tests {
 
     #[test]
     fn frontend_without_backends_has_a_header_with_count_zero() {
-        let planned = plan(&desired_state(&[("10.0.0.1:80/TCP", &[])]), &MapContents::default());
+        let planned = planned(&[("10.0.0.1:80/TCP", &[])], &MapContents::default());
         assert_eq!(planned.services.len(), 1);
         let (key, header) = planned.services.iter().next().unwrap();
         assert_eq!((key.slot, header.count, header.rev_nat_id), (0, 0, 1));
@@ -305,7 +443,7 @@ mod tests {
     #[test]
     fn describe_reads_back_what_plan_wrote() {
         let desired = desired_state(&[("10.0.0.1:80/TCP", &["10.1.0.1:8080*", "10.1.0.2:8080~"])]);
-        let planned = plan(&desired, &MapContents::default());
+        let planned = plan(&desired, &MapContents::default(), &MapSizes::default()).contents;
         let described = describe(&planned);
         let state = desired.frontends.values().next().unwrap();
         let backends: Vec<_> = described[0].backends.iter().map(|(_, b)| b.unwrap()).collect();
@@ -331,7 +469,7 @@ mod tests {
         for (state, policy) in desired.frontends.values_mut().zip(policies) {
             state.local_only = policy;
         }
-        let planned = plan(&desired, &MapContents::default());
+        let planned = plan(&desired, &MapContents::default(), &MapSizes::default()).contents;
         // "frontend scope: flags count [backends]" for every header.
         let scopes: Vec<String> = planned
             .services
@@ -361,5 +499,67 @@ mod tests {
         );
         // People see each frontend once.
         assert_eq!(describe(&planned).len(), 3);
+    }
+
+    #[test]
+    fn service_ports_that_do_not_fit_are_left_out_whole_in_name_order() {
+        let spec: Spec = &[
+            ("c=10.96.0.30:80/TCP", &["10.244.9.2:80"]),
+            ("a=10.96.0.10:80/TCP", &["10.244.1.2:80", "10.244.2.2:80"]),
+            ("a=10.96.0.10:80/UDP", &["10.244.1.2:80"]),
+            ("b=10.96.0.20:80/TCP", &["10.244.3.2:80", "10.244.4.2:80"]),
+            ("d=10.96.0.40:80/TCP", &[]),
+        ];
+        type Case = (&'static str, fn(&mut MapSizes), &'static [(&'static str, &'static str)]);
+        let cases: &[Case] = &[
+            ("everything fits", |_| {}, &[]),
+            // a: 5 entries, b: 3, c: 2, d: 1.
+            ("services: b does not fit, c still does", |s| s.services = 7, &[("b", SERVICES_MAP), ("d", SERVICES_MAP)]),
+            ("backends: a takes 2, b needs 2 more", |s| s.backends = 3, &[("b", BACKENDS_MAP)]),
+            ("rev-NAT: a's TCP and UDP share one", |s| s.rev_nat = 1, &[("b", REV_NAT_MAP), ("c", REV_NAT_MAP), ("d", REV_NAT_MAP)]),
+            ("Maglev: one table per frontend with endpoints", |s| s.maglev_tables = 3, &[("c", MAGLEV_MAP)]),
+        ];
+        for (name, shrink, expected) in cases {
+            let mut sizes = MapSizes::default();
+            shrink(&mut sizes);
+            let plan = plan(&desired_state(spec), &MapContents::default(), &sizes);
+            let left_out: Vec<_> = plan.left_out.iter().map(|l| (l.service.name.as_str(), l.map)).collect();
+            assert_eq!(left_out, *expected, "{name}");
+            let programmed: BTreeSet<String> = plan.services.iter().map(|(service, _)| service.name.clone()).collect();
+            for service in ["a", "b", "c", "d"] {
+                let out = expected.iter().any(|(left, _)| *left == service);
+                assert_eq!(programmed.contains(service), !out, "{name}: {service}");
+            }
+            // Whole or nothing: a left-out Service has no header and no slot.
+            let frontends: BTreeSet<String> = describe(&plan.contents).iter().map(|p| p.frontend.to_string()).collect();
+            for (spec_frontend, _) in spec {
+                let (service, frontend) = spec_frontend.split_once('=').unwrap();
+                assert_eq!(frontends.contains(frontend), programmed.contains(service), "{name}: {frontend}");
+            }
+            let contents = &plan.contents;
+            assert!(contents.services.len() <= sizes.services as usize, "{name}");
+            assert!(contents.backends.len() <= sizes.backends as usize, "{name}");
+            assert!(contents.rev_nat.len() <= sizes.rev_nat as usize, "{name}");
+            assert!(contents.maglev.len() <= sizes.maglev_rows() as usize, "{name}");
+        }
+    }
+
+    #[test]
+    fn each_frontend_with_endpoints_names_a_full_maglev_table() {
+        let planned = planned(
+            &[("10.0.0.1:80/TCP", &["10.1.0.1:80", "10.1.0.2:80", "10.1.0.3:80"]), ("10.0.0.2:80/TCP", &[])],
+            &MapContents::default(),
+        );
+        let sizes = MapSizes::default();
+        let headers: Vec<_> = planned.services.iter().filter(|(key, _)| key.slot == 0).map(|(_, h)| h.backend_id).collect();
+        assert_eq!(headers, [1, 0], "a table for the frontend with endpoints only");
+        let entries: Vec<u32> = planned.maglev.values().flat_map(|row| row.backend_ids).collect();
+        assert_eq!(planned.maglev.len() as u32, sizes.rows_per_table());
+        let (table, padding) = entries.split_at(sizes.maglev_table_size as usize);
+        assert!(padding.iter().all(|id| *id == 0));
+        for id in 1..=3 {
+            let count = table.iter().filter(|entry| **entry == id).count();
+            assert!((340..=341).contains(&count), "backend {id} has {count} of 1021 entries");
+        }
     }
 }

@@ -1,0 +1,171 @@
+//! Maglev lookup tables (Eisenbud et al., NSDI'16, section 3.4), as the
+//! programs read them: a frontend's flow takes entry hash(5-tuple) % M.
+//!
+//! Every node must compute the same table from the same backends, so the
+//! table depends only on the backends' addresses (never on map ids or input
+//! order) and on hashes defined here (not std's, which may change).
+
+use crate::model::BackendAddr;
+
+/// Smallest and largest accepted M. Below 101 the spread of a handful of
+/// backends is coarse; 65521 is the largest prime under 2^16 and already
+/// 256 KiB per frontend in the kernel.
+pub const MIN_TABLE_SIZE: u32 = 101;
+pub const MAX_TABLE_SIZE: u32 = 65_521;
+
+/// Checks a configured M: prime (the permutations need M coprime with every
+/// skip) and within bounds.
+pub fn validate_table_size(size: u32) -> Result<u32, String> {
+    if !(MIN_TABLE_SIZE..=MAX_TABLE_SIZE).contains(&size) {
+        return Err(format!("the Maglev table size {size} is outside {MIN_TABLE_SIZE}..={MAX_TABLE_SIZE}"));
+    }
+    if !is_prime(size) {
+        return Err(format!("the Maglev table size {size} is not prime"));
+    }
+    Ok(size)
+}
+
+fn is_prime(n: u32) -> bool {
+    n >= 2 && (2..).take_while(|d: &u32| d * d <= n).all(|d| !n.is_multiple_of(d))
+}
+
+/// 64-bit FNV-1a over the seed and the bytes, then splitmix64's finaliser
+/// (FNV alone mixes its last bytes poorly into the high bits).
+fn hash(seed: u8, bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in std::iter::once(&seed).chain(bytes) {
+        h ^= u64::from(*byte);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// The table of `size` entries for `backends`: entry i is the backend flows
+/// hashing to i go to. Empty without backends. Duplicates count once.
+pub fn table(backends: &[BackendAddr], size: u32) -> Vec<BackendAddr> {
+    let mut backends = backends.to_vec();
+    backends.sort();
+    backends.dedup();
+    if backends.is_empty() {
+        return Vec::new();
+    }
+    let m = u64::from(size);
+    // Each backend's preference list is offset, offset + skip, ... (mod M).
+    let permutations: Vec<(u64, u64)> = backends
+        .iter()
+        .map(|backend| {
+            let mut identity = backend.addr.octets().to_vec();
+            identity.extend(backend.port.to_be_bytes());
+            (hash(0, &identity) % m, hash(1, &identity) % (m - 1) + 1)
+        })
+        .collect();
+    let mut next = vec![0u64; backends.len()];
+    let mut entries: Vec<Option<usize>> = vec![None; size as usize];
+    let mut filled = 0;
+    // Backends take turns claiming their next preferred free entry, so the
+    // counts differ by at most one and a removal only frees its own entries
+    // (plus a few claimed differently in the reshuffled turns).
+    'fill: loop {
+        for (backend, (offset, skip)) in permutations.iter().enumerate() {
+            let mut entry = ((offset + next[backend] * skip) % m) as usize;
+            while entries[entry].is_some() {
+                next[backend] += 1;
+                entry = ((offset + next[backend] * skip) % m) as usize;
+            }
+            entries[entry] = Some(backend);
+            next[backend] += 1;
+            filled += 1;
+            if filled == entries.len() {
+                break 'fill;
+            }
+        }
+    }
+    entries.into_iter().map(|entry| backends[entry.expect("every entry is filled")]).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::net::Ipv4Addr;
+
+    fn pods(count: u8) -> Vec<BackendAddr> {
+        (1..=count).map(|i| BackendAddr { addr: Ipv4Addr::new(10, 244, i, 2), port: 8080 }).collect()
+    }
+
+    fn counts(table: &[BackendAddr]) -> BTreeMap<BackendAddr, usize> {
+        let mut counts = BTreeMap::new();
+        for backend in table {
+            *counts.entry(*backend).or_default() += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn table_sizes_must_be_prime_and_within_bounds() {
+        let cases = [(1021, true), (16381, true), (101, true), (65521, true), (1024, false), (97, false), (65537, false), (0, false)];
+        for (size, ok) in cases {
+            assert_eq!(validate_table_size(size).is_ok(), ok, "{size}");
+        }
+        assert!(validate_table_size(1023).unwrap_err().contains("not prime"));
+    }
+
+    #[test]
+    fn every_backend_gets_its_share_to_one_entry() {
+        // (backends, M)
+        for (count, size) in [(1u8, 101u32), (3, 101), (10, 1021), (10, 16381), (100, 1021), (7, 65521)] {
+            let table = table(&pods(count), size);
+            assert_eq!(table.len(), size as usize);
+            let counts = counts(&table);
+            assert_eq!(counts.len(), count as usize, "{count} backends, M={size}: one has no entry");
+            let share = size as usize / count as usize;
+            for (backend, n) in counts {
+                assert!((share..=share + 1).contains(&n), "{count} backends, M={size}: {backend} has {n} entries");
+            }
+        }
+    }
+
+    #[test]
+    fn removing_or_adding_one_backend_moves_few_other_entries() {
+        // (backends before, the one removed, M): entries that did not belong
+        // to the removed backend and change, at most `limit` percent.
+        for (count, removed, size, limit) in [(10u8, 0usize, 1021u32, 15.0), (10, 9, 1021, 15.0), (10, 4, 16381, 15.0), (100, 50, 16381, 15.0)] {
+            let before_backends = pods(count);
+            let mut after_backends = before_backends.clone();
+            let gone = after_backends.remove(removed);
+            let (before, after) = (table(&before_backends, size), table(&after_backends, size));
+            let kept: Vec<_> = (0..size as usize).filter(|&i| before[i] != gone).collect();
+            let moved = kept.iter().filter(|&&i| before[i] != after[i]).count();
+            let percent = 100.0 * moved as f64 / kept.len() as f64;
+            assert!(percent <= limit, "{count} backends, M={size}, remove #{removed}: {percent:.1}% moved");
+            assert!(after.iter().all(|backend| *backend != gone));
+            // Adding it back is the same change in reverse.
+            assert_eq!(table(&before_backends, size), before);
+        }
+    }
+
+    #[test]
+    fn the_table_depends_only_on_the_set_of_backends() {
+        let backends = pods(10);
+        let mut shuffled = backends.clone();
+        shuffled.reverse();
+        shuffled.swap(2, 7);
+        shuffled.push(backends[3]);
+        let expected = table(&backends, 1021);
+        for (name, input) in [("same input", backends.clone()), ("shuffled with a duplicate", shuffled)] {
+            assert_eq!(table(&input, 1021), expected, "{name}");
+        }
+        // Pinned entries: a change to the hash or the fill order changes
+        // every node's table, which must be a deliberate decision.
+        let first: Vec<_> = expected[..4].iter().map(|b| b.addr.octets()[2]).collect();
+        assert_eq!(first, PINNED_FIRST_ENTRIES);
+        assert!(table(&[], 1021).is_empty());
+    }
+
+    /// Third octet of the pods owning entries 0..4 with `pods(10)`, M=1021.
+    const PINNED_FIRST_ENTRIES: [u8; 4] = [4, 2, 9, 3];
+}
