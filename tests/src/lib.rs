@@ -11,6 +11,7 @@ pub mod interrupt;
 pub mod lab;
 pub mod netns;
 pub mod agent;
+pub mod backend_choice;
 pub mod packet;
 pub mod pins;
 pub mod prog_run;

@@ -15,6 +15,7 @@ use ingress_common::stats::{PASS_NOT_A_REPLY, REPLY_TRANSLATED};
 use ingress_tests::is_root;
 use ingress_tests::packet::{self, ACK, Frame, SYN, TCP, UDP};
 use ingress_tests::pins::PinDir;
+use ingress_tests::backend_choice::{NewFlow, fresh_choice};
 use ingress_tests::prog_run::{self, TC_ACT_OK, XDP_PASS};
 use ingress_userspace::dataplane::MapWriter;
 use ingress_userspace::dataplane::conntrack_gc::{self, ConntrackConfig, Sweeper};
@@ -110,27 +111,10 @@ impl Harness {
         Sweeper::open(self.pins.path(), config).unwrap()
     }
 
-    /// The backend the slots give a new flow from `sport`, by hashing alone.
+    /// The backend a new flow from `sport` gets when nothing remembers it.
     fn hashed_backend(&self, proto: u8, frontend_port: u16, sport: u16) -> Ipv4Addr {
-        let contents = self.maps.read().unwrap();
-        let key = |slot| ingress_common::maps::ServiceKey {
-            addr: u32::from(VIP).to_be(),
-            port: frontend_port.to_be(),
-            proto,
-            scope: 0,
-            slot,
-            _pad: [0; 2],
-        };
-        let count = contents.services[&key(0)].count as u32;
-        let hash = ingress_common::hash::flow_hash(
-            u32::from(CLIENT).to_be(),
-            u32::from(VIP).to_be(),
-            sport.to_be(),
-            frontend_port.to_be(),
-            proto,
-        );
-        let id = contents.services[&key((hash % count) as u16 + 1)].backend_id;
-        Ipv4Addr::from(u32::from_be(contents.backends[&id].addr))
+        let flow = NewFlow { client: CLIENT, sport, frontend: VIP, port: frontend_port, proto };
+        fresh_choice(&self.maps.read().unwrap(), flow)
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use aya::programs::{TestRun, TestRunOptions};
 use ingress_common::maps::{CT_FORWARD, CT_REPLY};
 use ingress_common::stats::*;
+use ingress_tests::backend_choice::{NewFlow, fresh_choice};
 use ingress_tests::packet::{self, ACK, ETHERTYPE_ARP, ETHERTYPE_IPV6, Frame, SYN};
 use ingress_tests::pins::PinDir;
 use ingress_tests::is_root;
@@ -346,27 +347,10 @@ fn a_new_direct_connection_reusing_a_translated_flows_ports_is_not_rewritten() {
 }
 
 impl Harness {
-    /// The backend a new flow from `sport` gets by hashing alone (no affinity).
+    /// The backend a new flow from `sport` gets when nothing remembers it.
     fn hashed_backend(&self, vip: Ipv4Addr, sport: u16) -> Ipv4Addr {
-        let contents = self.maps.read().unwrap();
-        let key = |slot| ingress_common::maps::ServiceKey {
-            addr: u32::from(vip).to_be(),
-            port: 80u16.to_be(),
-            proto: packet::TCP,
-            scope: 0,
-            slot,
-            _pad: [0; 2],
-        };
-        let count = contents.services[&key(0)].count;
-        let hash = ingress_common::hash::flow_hash(
-            u32::from(CLIENT).to_be(),
-            u32::from(vip).to_be(),
-            sport.to_be(),
-            80u16.to_be(),
-            packet::TCP,
-        );
-        let id = contents.services[&key((hash % count as u32) as u16 + 1)].backend_id;
-        Ipv4Addr::from(u32::from_be(contents.backends[&id].addr))
+        let flow = NewFlow { client: CLIENT, sport, frontend: vip, port: 80, proto: packet::TCP };
+        fresh_choice(&self.maps.read().unwrap(), flow)
     }
 
     fn new_flow(&mut self, client: Ipv4Addr, sport: u16, vip: Ipv4Addr) -> Ipv4Addr {

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use aya::programs::{TestRun, TestRunOptions};
-use ingress_common::stats::DROP_NO_BACKEND;
+use ingress_common::stats::REJECT_NO_BACKEND;
 use ingress_tests::is_root;
 use ingress_tests::packet::{self, Frame, SYN};
 use ingress_tests::pins::PinDir;
@@ -150,8 +150,8 @@ impl Harness {
             .collect()
     }
 
-    fn no_backend_drops(&self) -> u64 {
-        self.maps.stats().unwrap()[DROP_NO_BACKEND as usize].packets
+    fn no_backend_rejects(&self) -> u64 {
+        self.maps.stats().unwrap()[REJECT_NO_BACKEND as usize].packets
     }
 
     fn conntrack_entries(&self) -> usize {
@@ -178,12 +178,12 @@ fn external_local_without_a_local_endpoint_takes_the_no_backend_path_and_counts(
     let syn = Frame::tcp(CLIENT, 42000, NODE, ETP_REMOTE_ONLY_NODE_PORT, SYN).build();
     let (verdict, _) = h.run(Entry::Uplink, &syn);
     assert_ne!(verdict, XDP_PASS, "an outside client must not reach the remote endpoint");
-    assert_eq!(h.no_backend_drops(), 1);
+    assert_eq!(h.no_backend_rejects(), 1);
     assert_eq!(h.conntrack_entries(), 0);
     // A pod of this node still reaches the endpoint on the other node.
     let remote = BTreeSet::from([REMOTE_POD]);
     assert_eq!(h.destinations(Entry::PodVeth, POD_CLIENT, (NODE, ETP_REMOTE_ONLY_NODE_PORT)), remote);
-    assert_eq!(h.no_backend_drops(), 1);
+    assert_eq!(h.no_backend_rejects(), 1);
 }
 
 #[test]
@@ -196,5 +196,5 @@ fn internal_local_keeps_cluster_ip_traffic_on_the_node() {
     let syn = Frame::tcp(POD_CLIENT, 42001, ITP_REMOTE_ONLY_CLUSTER_IP, 80, SYN).build();
     let (verdict, _) = h.run(Entry::PodVeth, &syn);
     assert_ne!(verdict, TC_ACT_OK, "a pod must not reach the other node's endpoint");
-    assert_eq!(h.no_backend_drops(), 1);
+    assert_eq!(h.no_backend_rejects(), 1);
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use ingress_common::stats::DROP_NO_BACKEND;
+use ingress_common::stats::REJECT_NO_BACKEND;
 use ingress_tests::agent::{InProcessAgent, ManifestDir};
 use ingress_tests::http;
 use ingress_tests::lab::{NODE_A_NAME, NODE_B_NAME};
@@ -98,8 +98,8 @@ fn pods(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(|name| name.to_string()).collect()
 }
 
-fn no_backend_drops(agent: &InProcessAgent) -> u64 {
-    PinnedMaps::open(agent.pins()).unwrap().stats().unwrap()[DROP_NO_BACKEND as usize].packets
+fn no_backend_rejects(agent: &InProcessAgent) -> u64 {
+    PinnedMaps::open(agent.pins()).unwrap().stats().unwrap()[REJECT_NO_BACKEND as usize].packets
 }
 
 #[test]
@@ -143,10 +143,10 @@ fn external_traffic_policy_local_serves_local_pods_with_the_clients_address_or_r
 
     // Node A has no endpoint of b-only: its NodePort there takes the
     // no-backend path, counted; node B serves it.
-    let before = no_backend_drops(&agent_a);
+    let before = no_backend_rejects(&agent_a);
     let refused = tcp_request_timeout(client, SocketAddrV4::new(a.ip(), B_ONLY_NODE_PORT), Duration::from_secs(1));
     assert!(refused.is_err(), "node A must not serve b-only: {refused:?}");
-    assert!(no_backend_drops(&agent_a) > before, "the refusal on node A is not counted");
+    assert!(no_backend_rejects(&agent_a) > before, "the refusal on node A is not counted");
     let via_b = SocketAddrV4::new(b.ip(), B_ONLY_NODE_PORT);
     assert_eq!(tcp_answers(client, via_b, lab.client_ip()), pods(&["b-1"]));
     drop((agent_a, agent_b));
