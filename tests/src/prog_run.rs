@@ -1,13 +1,25 @@
-//! Running the loaded programs once on a crafted frame (BPF_PROG_TEST_RUN)
-//! and reading back the verdict and the frame as the program left it.
+//! Running the programs once on a crafted frame (BPF_PROG_TEST_RUN) and
+//! reading back the verdict and the frame as the program left it; and
+//! [`Programmed`], the programs loaded into pins of their own and
+//! programmed with a desired state, which every kernel test starts from.
+
+use std::net::Ipv4Addr;
 
 use aya::programs::{TestRun, TestRunOptions, TestRunResult};
-use ingress_userspace::dataplane::ebpf::Dataplane;
+use ingress_userspace::dataplane::ebpf::{Dataplane, PinnedMaps, TC_IN_PROGRAM, TC_OUT_PROGRAM};
+use ingress_userspace::model::{Backend, BackendAddr, BackendState, DesiredState, Frontend, FrontendState, Protocol, ServicePortRef};
+use ingress_userspace::reconcile::reconcile;
+
+use crate::is_root;
+use crate::pins::PinDir;
 
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
 pub const TC_ACT_OK: u32 = 0;
 pub const TC_ACT_SHOT: u32 = 2;
+/// `bpf_redirect`'s verdict.
+pub const TC_ACT_REDIRECT: u32 = 7;
 
 /// Runs `lb_xdp` on `frame`.
 pub fn xdp(dataplane: &mut Dataplane, frame: &[u8]) -> (u32, Vec<u8>) {
@@ -30,4 +42,95 @@ where
         .unwrap_or_else(|e| panic!("test run on {} bytes: {e}", frame.len()));
     out.truncate(result.data_size_out as usize);
     (result.return_value, out)
+}
+
+/// Where a client's frame enters the node, hence which program runs it.
+#[derive(Clone, Copy, Debug)]
+pub enum Entry {
+    /// `lb_xdp` on the uplink: a client outside the node.
+    Uplink,
+    /// `lb_tc_in` on a pod veth's host side: a pod of this node.
+    PodVeth,
+}
+
+impl Entry {
+    /// The verdict of a frame the program lets through.
+    pub fn passed(self) -> u32 {
+        match self {
+            Entry::Uplink => XDP_PASS,
+            Entry::PodVeth => TC_ACT_OK,
+        }
+    }
+}
+
+/// The programs and maps of one test, pinned under a directory of its own
+/// that goes with it.
+pub struct Programmed {
+    pub dataplane: Dataplane,
+    pub maps: PinnedMaps,
+    pub pins: PinDir,
+}
+
+impl Programmed {
+    /// Loads the programs under a unique pin directory named after `name`
+    /// and reconciles `desired` into their maps. None, with a note, when
+    /// not root: the kernel refuses BPF_PROG_TEST_RUN then.
+    pub fn load(name: &str, desired: &DesiredState) -> Option<Programmed> {
+        if !is_root() {
+            eprintln!("skipped: BPF_PROG_TEST_RUN needs root");
+            return None;
+        }
+        let pins = PinDir::unique(name);
+        let dataplane = Dataplane::load(pins.path()).expect("loading the programs");
+        let mut maps = dataplane.maps().expect("opening the maps");
+        reconcile(&mut maps, desired).expect("programming the maps");
+        Some(Programmed { dataplane, maps, pins })
+    }
+
+    /// Runs the program of `entry` on a client's frame.
+    pub fn run(&mut self, entry: Entry, frame: &[u8]) -> (u32, Vec<u8>) {
+        match entry {
+            Entry::Uplink => self.xdp(frame),
+            Entry::PodVeth => self.tc_in(frame),
+        }
+    }
+
+    /// `lb_xdp`: the uplink's ingress.
+    pub fn xdp(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
+        xdp(&mut self.dataplane, frame)
+    }
+
+    /// `lb_tc_in`: a pod veth's ingress (what the pod sends).
+    pub fn tc_in(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
+        tc(&mut self.dataplane, TC_IN_PROGRAM, frame)
+    }
+
+    /// `lb_tc_out`: the egress of the uplink and of every pod veth.
+    pub fn tc_out(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
+        tc(&mut self.dataplane, TC_OUT_PROGRAM, frame)
+    }
+
+    /// Packets counted under a `ingress_common::stats` reason.
+    pub fn packets(&self, reason: u32) -> u64 {
+        self.maps.stats().expect("reading the stats")[reason as usize].packets
+    }
+}
+
+/// `pods` on `port` as active endpoints of this node.
+pub fn local_backends(pods: &[Ipv4Addr], port: u16) -> Vec<Backend> {
+    pods.iter()
+        .map(|ip| Backend { addr: BackendAddr { addr: *ip, port }, state: BackendState::Active, local: true })
+        .collect()
+}
+
+/// Adds Service `default/name` on `vip`: 80/TCP (port "tcp") and 53/UDP
+/// (port "udp"), both over `backends`.
+pub fn add_tcp_and_udp_service(desired: &mut DesiredState, vip: Ipv4Addr, name: &str, backends: &[Backend]) {
+    for (port, protocol, port_name) in [(80, Protocol::Tcp, "tcp"), (53, Protocol::Udp, "udp")] {
+        let service = ServicePortRef { namespace: "default".into(), name: name.into(), port_name: port_name.into() };
+        desired.frontends.insert(
+            Frontend { addr: vip, port, protocol },
+            FrontendState { service, backends: backends.to_vec(), ..FrontendState::default() },
+        );
+    }
 }

@@ -12,15 +12,12 @@ use std::time::Duration;
 
 use ingress_common::maps::{CT_FORWARD, CtEntry, CtKey, CtTimeouts, TCP_FIN, TCP_RST};
 use ingress_common::stats::{PASS_NOT_A_REPLY, REPLY_TRANSLATED};
-use ingress_tests::is_root;
-use ingress_tests::packet::{self, ACK, Frame, SYN, TCP, UDP};
-use ingress_tests::pins::PinDir;
 use ingress_tests::backend_choice::{NewFlow, fresh_choice};
-use ingress_tests::prog_run::{self, TC_ACT_OK, XDP_PASS};
+use ingress_tests::packet::{self, ACK, Frame, SYN, TCP, UDP};
+use ingress_tests::prog_run::{Programmed, TC_ACT_OK, XDP_PASS, add_tcp_and_udp_service, local_backends};
 use ingress_userspace::dataplane::MapWriter;
 use ingress_userspace::dataplane::conntrack_gc::{self, ConntrackConfig, Sweeper};
-use ingress_userspace::dataplane::ebpf::{Dataplane, PinnedMaps, TC_OUT_PROGRAM};
-use ingress_userspace::model::*;
+use ingress_userspace::model::DesiredState;
 use ingress_userspace::reconcile::reconcile;
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
@@ -34,17 +31,8 @@ const LONG: Duration = Duration::from_secs(60);
 
 /// VIP:80/TCP and VIP:53/UDP over `pods`.
 fn desired(pods: &[Ipv4Addr]) -> DesiredState {
-    let backends: Vec<Backend> = pods
-        .iter()
-        .map(|ip| Backend { addr: BackendAddr { addr: *ip, port: POD_PORT }, state: BackendState::Active, local: true })
-        .collect();
     let mut state = DesiredState::default();
-    for (port, protocol, name) in [(80, Protocol::Tcp, "tcp"), (53, Protocol::Udp, "udp")] {
-        let service = ServicePortRef { namespace: "default".into(), name: "echo".into(), port_name: name.into() };
-        state
-            .frontends
-            .insert(Frontend { addr: VIP, port, protocol }, FrontendState { service, backends: backends.clone(), ..FrontendState::default() });
-    }
+    add_tcp_and_udp_service(&mut state, VIP, "echo", &local_backends(pods, POD_PORT));
     state
 }
 
@@ -54,29 +42,20 @@ fn timeouts(tcp_established: Duration, tcp_closing: Duration, udp: Duration) -> 
 }
 
 struct Harness {
-    dataplane: Dataplane,
-    maps: PinnedMaps,
+    programs: Programmed,
     timeouts: CtTimeouts,
-    pins: PinDir,
 }
 
 impl Harness {
     fn new(pods: &[Ipv4Addr], timeouts: CtTimeouts) -> Option<Harness> {
-        if !is_root() {
-            eprintln!("skipped: BPF_PROG_TEST_RUN needs root");
-            return None;
-        }
-        let pins = PinDir::unique("ct-life");
-        let dataplane = Dataplane::load(pins.path()).expect("loading the programs");
-        let mut maps = dataplane.maps().expect("opening the maps");
-        reconcile(&mut maps, &desired(pods)).expect("programming the maps");
-        conntrack_gc::write_timeouts(pins.path(), &timeouts).expect("writing the timeouts");
-        Some(Harness { dataplane, maps, timeouts, pins })
+        let programs = Programmed::load("ct-life", &desired(pods))?;
+        conntrack_gc::write_timeouts(programs.pins.path(), &timeouts).expect("writing the timeouts");
+        Some(Harness { programs, timeouts })
     }
 
     /// Sends a client packet to the frontend through XDP; returns the backend it went to.
     fn send(&mut self, frame: Frame) -> Ipv4Addr {
-        let (verdict, out) = prog_run::xdp(&mut self.dataplane, &frame.build());
+        let (verdict, out) = self.programs.xdp(&frame.build());
         assert_eq!(verdict, XDP_PASS);
         let seen = packet::read(&out);
         assert!(seen.ip_checksum_ok && seen.l4_checksum_ok, "{seen:?}");
@@ -93,28 +72,28 @@ impl Harness {
 
     /// A backend's reply through `lb_tc_out`: was it translated to the frontend?
     fn reply_translated(&mut self, frame: Frame) -> bool {
-        let (verdict, out) = prog_run::tc(&mut self.dataplane, TC_OUT_PROGRAM, &frame.build());
+        let (verdict, out) = self.programs.tc_out(&frame.build());
         assert_eq!(verdict, TC_ACT_OK);
         packet::read(&out).src == VIP
     }
 
     fn packets(&self, reason: u32) -> u64 {
-        self.maps.stats().unwrap()[reason as usize].packets
+        self.programs.packets(reason)
     }
 
     fn entries(&self) -> Vec<(CtKey, CtEntry)> {
-        self.maps.conntrack().unwrap()
+        self.programs.maps.conntrack().unwrap()
     }
 
     fn sweeper(&self) -> Sweeper {
         let config = ConntrackConfig { timeouts: self.timeouts, ..ConntrackConfig::default() };
-        Sweeper::open(self.pins.path(), config).unwrap()
+        Sweeper::open(self.programs.pins.path(), config).unwrap()
     }
 
     /// The backend a new flow from `sport` gets when nothing remembers it.
     fn hashed_backend(&self, proto: u8, frontend_port: u16, sport: u16) -> Ipv4Addr {
         let flow = NewFlow { client: CLIENT, sport, frontend: VIP, port: frontend_port, proto };
-        fresh_choice(&self.maps.read().unwrap(), flow)
+        fresh_choice(&self.programs.maps.read().unwrap(), flow)
     }
 }
 
@@ -167,7 +146,7 @@ fn a_flow_keeps_its_backend_while_it_is_used_and_gets_a_fresh_choice_after_idlin
         assert_eq!(h.tcp(sport, ACK), PODS[0]);
         assert_eq!(h.udp(sport), PODS[0]);
     }
-    reconcile(&mut h.maps, &desired(&PODS)).unwrap();
+    reconcile(&mut h.programs.maps, &desired(&PODS)).unwrap();
     let tcp_moves: Vec<u16> = ports.iter().copied().filter(|p| h.hashed_backend(TCP, 80, *p) != PODS[0]).collect();
     let udp_moves: Vec<u16> = ports.iter().copied().filter(|p| h.hashed_backend(UDP, 53, *p) != PODS[0]).collect();
     assert!(!tcp_moves.is_empty() && !udp_moves.is_empty(), "40 flows over 3 backends: some hash elsewhere");
@@ -202,7 +181,7 @@ fn the_sweep_looks_at_a_bounded_number_of_entries_and_carries_on_where_it_stoppe
     assert_eq!(h.entries().len(), 100);
     std::thread::sleep(SHORT * 2);
     let config = ConntrackConfig { timeouts: h.timeouts, sweep_budget: 30, ..ConntrackConfig::default() };
-    let mut sweeper = Sweeper::open(h.pins.path(), config).unwrap();
+    let mut sweeper = Sweeper::open(h.programs.pins.path(), config).unwrap();
     let mut removed = 0;
     for sweep in 1..=4 {
         let done = sweeper.sweep().unwrap();
@@ -224,7 +203,7 @@ fn removing_a_backend_flushes_its_udp_flows_at_once() {
     // A TCP flow to the same backend is not the flush's business.
     let tcp_port = (48100..48200).find(|p| h.hashed_backend(TCP, 80, *p) == removed).unwrap();
     assert_eq!(h.tcp(tcp_port, SYN), removed);
-    let contents = h.maps.read().unwrap();
+    let contents = h.programs.maps.read().unwrap();
     let removed_id = *contents.backends.iter().find(|(_, b)| b.addr == u32::from(removed).to_be()).unwrap().0;
     let of_removed = |entries: &[(CtKey, CtEntry)], proto| {
         entries.iter().filter(|(k, e)| k.proto == proto && e.backend_id == removed_id).count()
@@ -232,7 +211,7 @@ fn removing_a_backend_flushes_its_udp_flows_at_once() {
     assert_eq!(of_removed(&h.entries(), UDP), 2 * pinned.len());
 
     // The agent's path: a reconcile pass without that endpoint.
-    let report = reconcile(&mut h.maps, &desired(&PODS[1..])).unwrap();
+    let report = reconcile(&mut h.programs.maps, &desired(&PODS[1..])).unwrap();
     assert_eq!(report.udp_flows_flushed, 2 * pinned.len(), "both directions of each flow");
     let entries = h.entries();
     assert_eq!(of_removed(&entries, UDP), 0, "UDP entries of the removed backend remain");

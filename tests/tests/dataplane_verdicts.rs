@@ -2,24 +2,20 @@
 //! exact verdicts, rewrites, checksums, conntrack entries and counters.
 
 use std::net::Ipv4Addr;
+use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
-use aya::programs::{TestRun, TestRunOptions};
 use ingress_common::maps::{CT_FORWARD, CT_REPLY};
 use ingress_common::stats::*;
 use ingress_tests::backend_choice::{NewFlow, fresh_choice};
 use ingress_tests::packet::{self, ACK, ETHERTYPE_ARP, ETHERTYPE_IPV6, Frame, SYN};
-use ingress_tests::pins::PinDir;
-use ingress_tests::is_root;
+use ingress_tests::prog_run::{
+    self, Programmed, TC_ACT_OK, TC_ACT_REDIRECT, XDP_PASS, XDP_TX, add_tcp_and_udp_service, local_backends,
+};
 use ingress_userspace::dataplane::MapWriter;
-use ingress_userspace::dataplane::ebpf::{Dataplane, PinnedMaps, TC_IN_PROGRAM, TC_OUT_PROGRAM};
+use ingress_userspace::dataplane::ebpf::{TC_IN_PROGRAM, TC_OUT_PROGRAM};
 use ingress_userspace::model::*;
 use ingress_userspace::reconcile::reconcile;
-
-const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
-const TC_ACT_OK: u32 = 0;
-const TC_ACT_REDIRECT: u32 = 7;
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
@@ -29,27 +25,11 @@ const STICKY_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 77);
 const STICKY_TIMEOUT: Duration = Duration::from_secs(1);
 const PODS: [Ipv4Addr; 3] = [Ipv4Addr::new(10, 244, 1, 2), Ipv4Addr::new(10, 244, 2, 2), Ipv4Addr::new(10, 244, 3, 2)];
 
-/// The programs loaded with maps of their own, programmed with one Service
-/// (VIP:80/TCP and VIP:53/UDP -> three pods on 8080) and one without endpoints.
-struct Harness {
-    dataplane: Dataplane,
-    maps: PinnedMaps,
-    _pins: PinDir,
-}
-
 fn desired(pods: &[Ipv4Addr]) -> DesiredState {
-    let backends: Vec<Backend> = pods
-        .iter()
-        .map(|ip| Backend { addr: BackendAddr { addr: *ip, port: 8080 }, state: BackendState::Active, local: true })
-        .collect();
+    let backends = local_backends(pods, 8080);
     let service = |port_name: &str| ServicePortRef { namespace: "default".into(), name: "echo".into(), port_name: port_name.into() };
     let mut state = DesiredState::default();
-    for (port, protocol, name) in [(80, Protocol::Tcp, "tcp"), (53, Protocol::Udp, "udp")] {
-        state.frontends.insert(
-            Frontend { addr: VIP, port, protocol },
-            FrontendState { service: service(name), backends: backends.clone(), ..FrontendState::default() },
-        );
-    }
+    add_tcp_and_udp_service(&mut state, VIP, "echo", &backends);
     state.frontends.insert(
         Frontend { addr: EMPTY_VIP, port: 80, protocol: Protocol::Tcp },
         FrontendState { service: service("empty"), ..FrontendState::default() },
@@ -66,59 +46,31 @@ fn desired(pods: &[Ipv4Addr]) -> DesiredState {
     state
 }
 
+/// The programs with maps of their own, programmed with `desired(&PODS)`:
+/// VIP:80/TCP and VIP:53/UDP over three pods, a frontend without endpoints
+/// and a sticky one.
+struct Harness(Programmed);
+
 impl Harness {
     fn new() -> Option<Harness> {
-        if !is_root() {
-            eprintln!("skipped: BPF_PROG_TEST_RUN needs root");
-            return None;
-        }
-        let pins = PinDir::unique("verdicts");
-        let dataplane = Dataplane::load(pins.path()).expect("loading the programs");
-        let mut maps = dataplane.maps().expect("opening the maps");
-        reconcile(&mut maps, &desired(&PODS)).expect("programming the maps");
-        Some(Harness { dataplane, maps, _pins: pins })
-    }
-
-    fn xdp(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
-        let mut out = vec![0u8; frame.len() + 256];
-        let result = self
-            .dataplane
-            .xdp()
-            .unwrap()
-            .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..Default::default() })
-            .unwrap_or_else(|e| panic!("XDP test run on {} bytes: {e}", frame.len()));
-        out.truncate(result.data_size_out as usize);
-        (result.return_value, out)
-    }
-
-    /// Runs `lb_tc_in` (pod veth ingress).
-    fn tc_in(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
-        self.tc(TC_IN_PROGRAM, frame)
-    }
-
-    /// Runs `lb_tc_out` (uplink and pod veth egress).
-    fn tc_out(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
-        self.tc(TC_OUT_PROGRAM, frame)
-    }
-
-    fn tc(&mut self, program: &str, frame: &[u8]) -> (u32, Vec<u8>) {
-        let mut out = vec![0u8; frame.len() + 256];
-        let result = self
-            .dataplane
-            .tc(program)
-            .unwrap()
-            .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..Default::default() })
-            .unwrap_or_else(|e| panic!("TC test run on {} bytes: {e}", frame.len()));
-        out.truncate(result.data_size_out as usize);
-        (result.return_value, out)
-    }
-
-    fn packets(&self, reason: u32) -> u64 {
-        self.maps.stats().unwrap()[reason as usize].packets
+        Programmed::load("verdicts", &desired(&PODS)).map(Harness)
     }
 
     fn ct_entries(&self, direction: u8) -> usize {
         self.maps.conntrack().unwrap().iter().filter(|(k, _)| k.direction == direction).count()
+    }
+}
+
+impl Deref for Harness {
+    type Target = Programmed;
+    fn deref(&self) -> &Programmed {
+        &self.0
+    }
+}
+
+impl DerefMut for Harness {
+    fn deref_mut(&mut self) -> &mut Programmed {
+        &mut self.0
     }
 }
 
@@ -273,7 +225,7 @@ fn malformed_and_foreign_frames_get_a_defined_counted_verdict() {
         assert_eq!(out, frame, "{name}: XDP must not change the frame");
         assert_eq!(h.packets(reason), before + 1, "{name}: XDP counter {}", REASON_NAMES[reason as usize]);
         for way in [TC_IN_PROGRAM, TC_OUT_PROGRAM] {
-            let (verdict, out) = h.tc(way, &frame);
+            let (verdict, out) = prog_run::tc(&mut h.dataplane, way, &frame);
             assert_eq!(verdict, TC_ACT_OK, "{name}: {way} verdict");
             assert_eq!(out, frame, "{name}: {way} must not change the frame");
         }

@@ -10,57 +10,22 @@ use ingress_common::HAIRPIN_ADDR;
 use ingress_common::stats::{FORWARD_TRANSLATED, HAIRPIN_REPLY_TRANSLATED, HAIRPIN_TRANSLATED, PASS_NOT_A_REPLY};
 use ingress_tests::agent::{InProcessAgent, ManifestDir};
 use ingress_tests::packet::{self, ACK, Frame, SYN};
-use ingress_tests::pins::PinDir;
-use ingress_tests::prog_run::{self, TC_ACT_OK};
+use ingress_tests::prog_run::{Programmed, TC_ACT_OK, TC_ACT_REDIRECT, add_tcp_and_udp_service, local_backends};
 use ingress_tests::{Lab, LabSpec, is_root, tcp_request, udp_request};
-use ingress_userspace::dataplane::ebpf::{Dataplane, PinnedMaps, TC_IN_PROGRAM};
-use ingress_userspace::model::*;
-use ingress_userspace::reconcile::reconcile;
+use ingress_userspace::model::DesiredState;
 
-/// `bpf_redirect`'s verdict: the packet leaves through the interface it came in on.
-const TC_ACT_REDIRECT: u32 = 7;
 const HAIRPIN: Ipv4Addr = Ipv4Addr::new(HAIRPIN_ADDR[0], HAIRPIN_ADDR[1], HAIRPIN_ADDR[2], HAIRPIN_ADDR[3]);
 const POD_A: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 2);
 const POD_B: Ipv4Addr = Ipv4Addr::new(10, 244, 2, 2);
 /// A Service whose only endpoint is pod-a (the lab's first pod).
 const SELF_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 12);
 
-struct Harness {
-    dataplane: Dataplane,
-    maps: PinnedMaps,
-    _pins: PinDir,
-}
-
-impl Harness {
-    fn new() -> Option<Harness> {
-        if !is_root() {
-            eprintln!("skipped: BPF_PROG_TEST_RUN needs root");
-            return None;
-        }
-        let pins = PinDir::unique("hairpin");
-        let dataplane = Dataplane::load(pins.path()).expect("loading the programs");
-        let mut maps = dataplane.maps().expect("opening the maps");
-        let backends = vec![Backend { addr: BackendAddr { addr: POD_A, port: 8080 }, state: BackendState::Active, local: true }];
-        let mut desired = DesiredState::default();
-        for (port, protocol, name) in [(80, Protocol::Tcp, "tcp"), (53, Protocol::Udp, "udp")] {
-            let service = ServicePortRef { namespace: "default".into(), name: "self-a".into(), port_name: name.into() };
-            desired.frontends.insert(
-                Frontend { addr: SELF_VIP, port, protocol },
-                FrontendState { service, backends: backends.clone(), ..FrontendState::default() },
-            );
-        }
-        reconcile(&mut maps, &desired).expect("programming the maps");
-        Some(Harness { dataplane, maps, _pins: pins })
-    }
-
-    /// Runs `lb_tc_in` (what a pod sends, at the host side of its veth).
-    fn run_from_pod(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
-        prog_run::tc(&mut self.dataplane, TC_IN_PROGRAM, frame)
-    }
-
-    fn packets(&self, reason: u32) -> u64 {
-        self.maps.stats().unwrap()[reason as usize].packets
-    }
+/// The programs, programmed with a Service (80/TCP, 53/UDP) whose only
+/// endpoint is pod-a.
+fn programmed() -> Option<Programmed> {
+    let mut desired = DesiredState::default();
+    add_tcp_and_udp_service(&mut desired, SELF_VIP, "self-a", &local_backends(&[POD_A], 8080));
+    Programmed::load("hairpin", &desired)
 }
 
 /// The frame went back where it came from: Ethernet addresses swapped.
@@ -74,9 +39,9 @@ fn assert_checksums(seen: &packet::Seen) {
 
 #[test]
 fn a_pods_tcp_to_its_own_service_is_rewritten_both_ways_and_sent_back() {
-    let Some(mut h) = Harness::new() else { return };
+    let Some(mut h) = programmed() else { return };
     let syn = Frame::tcp(POD_A, 40000, SELF_VIP, 80, SYN).build();
-    let (verdict, out) = h.run_from_pod(&syn);
+    let (verdict, out) = h.tc_in(&syn);
     assert_eq!(verdict, TC_ACT_REDIRECT);
     assert_turned_around(&syn, &out);
     let seen = packet::read(&out);
@@ -84,7 +49,7 @@ fn a_pods_tcp_to_its_own_service_is_rewritten_both_ways_and_sent_back() {
     assert_checksums(&seen);
 
     let answer = Frame::tcp(POD_A, 8080, HAIRPIN, 40000, SYN | ACK).with_payload(b"pod-a\n").build();
-    let (verdict, out) = h.run_from_pod(&answer);
+    let (verdict, out) = h.tc_in(&answer);
     assert_eq!(verdict, TC_ACT_REDIRECT);
     assert_turned_around(&answer, &out);
     let seen = packet::read(&out);
@@ -94,7 +59,7 @@ fn a_pods_tcp_to_its_own_service_is_rewritten_both_ways_and_sent_back() {
 
     // The rest of the connection takes the same way in both directions.
     let data = Frame::tcp(POD_A, 40000, SELF_VIP, 80, ACK).with_payload(b"hello\n").build();
-    let seen = packet::read(&h.run_from_pod(&data).1);
+    let seen = packet::read(&h.tc_in(&data).1);
     assert_eq!((seen.src, seen.dst, seen.dport, seen.payload.as_slice()), (HAIRPIN, POD_A, 8080, &b"hello\n"[..]));
     assert_checksums(&seen);
     assert_eq!((h.packets(HAIRPIN_TRANSLATED), h.packets(HAIRPIN_REPLY_TRANSLATED)), (2, 1));
@@ -102,10 +67,10 @@ fn a_pods_tcp_to_its_own_service_is_rewritten_both_ways_and_sent_back() {
 
 #[test]
 fn a_pods_udp_to_its_own_service_keeps_valid_or_absent_checksums() {
-    let Some(mut h) = Harness::new() else { return };
+    let Some(mut h) = programmed() else { return };
     for (sport, no_checksum) in [(5300, false), (5301, true)] {
         let query = Frame { udp_no_checksum: no_checksum, ..Frame::udp(POD_A, sport, SELF_VIP, 53).with_payload(b"q") }.build();
-        let (verdict, out) = h.run_from_pod(&query);
+        let (verdict, out) = h.tc_in(&query);
         assert_eq!(verdict, TC_ACT_REDIRECT);
         let seen = packet::read(&out);
         assert_eq!((seen.src, seen.sport, seen.dst, seen.dport), (HAIRPIN, sport, POD_A, 8080));
@@ -113,7 +78,7 @@ fn a_pods_udp_to_its_own_service_keeps_valid_or_absent_checksums() {
         assert_eq!(seen.l4_checksum == 0, no_checksum, "an absent UDP checksum stays absent, a present one present");
 
         let answer = Frame { udp_no_checksum: no_checksum, ..Frame::udp(POD_A, 8080, HAIRPIN, sport).with_payload(b"a") }.build();
-        let (verdict, out) = h.run_from_pod(&answer);
+        let (verdict, out) = h.tc_in(&answer);
         assert_eq!(verdict, TC_ACT_REDIRECT);
         let seen = packet::read(&out);
         assert_eq!((seen.src, seen.sport, seen.dst, seen.dport), (SELF_VIP, 53, POD_A, sport));
@@ -124,16 +89,16 @@ fn a_pods_udp_to_its_own_service_keeps_valid_or_absent_checksums() {
 
 #[test]
 fn another_pod_is_translated_as_usual_and_a_stray_packet_to_the_hairpin_address_is_left_alone() {
-    let Some(mut h) = Harness::new() else { return };
+    let Some(mut h) = programmed() else { return };
     let syn = Frame::tcp(POD_B, 40001, SELF_VIP, 80, SYN).build();
-    let (verdict, out) = h.run_from_pod(&syn);
+    let (verdict, out) = h.tc_in(&syn);
     assert_eq!(verdict, TC_ACT_OK, "not a hairpin: routed by the node");
     let seen = packet::read(&out);
     assert_eq!((seen.src, seen.dst, seen.dport), (POD_B, POD_A, 8080));
     assert_eq!(h.packets(FORWARD_TRANSLATED), 1);
 
     let stray = Frame::tcp(POD_A, 8080, HAIRPIN, 40999, SYN | ACK).build();
-    assert_eq!(h.run_from_pod(&stray), (TC_ACT_OK, stray.clone()));
+    assert_eq!(h.tc_in(&stray), (TC_ACT_OK, stray.clone()));
     assert_eq!(h.packets(PASS_NOT_A_REPLY), 1);
     assert_eq!(h.packets(HAIRPIN_TRANSLATED) + h.packets(HAIRPIN_REPLY_TRANSLATED), 0);
 }

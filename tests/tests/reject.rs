@@ -11,22 +11,17 @@ use std::net::{Ipv4Addr, SocketAddrV4, TcpStream, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use aya::programs::{TestRun, TestRunOptions};
 use ingress_common::stats::*;
 use ingress_tests::agent::{InProcessAgent, ManifestDir, admin_get};
 use ingress_tests::packet::{self, ACK, DST_MAC, FIN, Frame, PSH, RST, SRC_MAC, SYN};
 use ingress_tests::pins::PinDir;
+use ingress_tests::prog_run::{
+    Entry, Programmed, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_PASS, XDP_TX, add_tcp_and_udp_service,
+};
 use ingress_tests::{Lab, LabSpec, NetNs, is_root};
-use ingress_userspace::dataplane::ebpf::{Dataplane, PinnedMaps, TC_IN_PROGRAM};
-use ingress_userspace::model::*;
-use ingress_userspace::reconcile::reconcile;
+use ingress_userspace::dataplane::ebpf::Dataplane;
+use ingress_userspace::model::DesiredState;
 
-const TC_ACT_OK: u32 = 0;
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
-const TC_ACT_SHOT: u32 = 2;
-const TC_ACT_REDIRECT: u32 = 7;
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ICMP_DEST_UNREACH: u8 = 3;
 const ICMP_PORT_UNREACH: u8 = 3;
@@ -35,61 +30,15 @@ const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 /// A frontend with no endpoint, on 80/TCP and 53/UDP.
 const EMPTY_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 99);
 
-/// Where a frame enters the node: what the program answers a reject with.
-#[derive(Clone, Copy, Debug)]
-enum Entry {
-    /// XDP on the uplink: XDP_TX.
-    Uplink,
-    /// TC on a pod veth's ingress: a redirect to that veth's egress.
-    PodVeth,
-}
-
+/// Each entry with what its program answers a reject with: XDP_TX on the
+/// uplink, a redirect to the veth's egress on a pod veth.
 const ENTRIES: [(Entry, u32); 2] = [(Entry::Uplink, XDP_TX), (Entry::PodVeth, TC_ACT_REDIRECT)];
 
-struct Programs {
-    dataplane: Dataplane,
-    maps: PinnedMaps,
-    _pins: PinDir,
-}
-
-impl Programs {
-    fn load() -> Option<Programs> {
-        if !is_root() {
-            eprintln!("skipped: BPF_PROG_TEST_RUN needs root");
-            return None;
-        }
-        let pins = PinDir::unique("reject");
-        let dataplane = Dataplane::load(pins.path()).expect("loading the programs");
-        let mut maps = dataplane.maps().expect("opening the maps");
-        let mut state = DesiredState::default();
-        for (port, protocol, name) in [(80, Protocol::Tcp, "tcp"), (53, Protocol::Udp, "udp")] {
-            let service = ServicePortRef { namespace: "default".into(), name: "nothing".into(), port_name: name.into() };
-            state.frontends.insert(
-                Frontend { addr: EMPTY_VIP, port, protocol },
-                FrontendState { service, backends: vec![], ..FrontendState::default() },
-            );
-        }
-        reconcile(&mut maps, &state).expect("programming the maps");
-        Some(Programs { dataplane, maps, _pins: pins })
-    }
-
-    /// The verdict and the frame as it leaves the program.
-    fn run(&mut self, entry: Entry, frame: &[u8]) -> (u32, Vec<u8>) {
-        // Room for the 28 bytes an ICMP error adds in front.
-        let mut out = vec![0u8; frame.len() + 64];
-        let options = TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..Default::default() };
-        let result = match entry {
-            Entry::Uplink => self.dataplane.xdp().unwrap().test_run(options),
-            Entry::PodVeth => self.dataplane.tc(TC_IN_PROGRAM).unwrap().test_run(options),
-        }
-        .unwrap_or_else(|e| panic!("{entry:?} test run on {} bytes: {e}", frame.len()));
-        out.truncate(result.data_size_out as usize);
-        (result.return_value, out)
-    }
-
-    fn packets(&self, reason: u32) -> u64 {
-        self.maps.stats().unwrap()[reason as usize].packets
-    }
+/// The programs with one Service (`EMPTY_VIP`, 80/TCP and 53/UDP) and no endpoint.
+fn programmed() -> Option<Programmed> {
+    let mut desired = DesiredState::default();
+    add_tcp_and_udp_service(&mut desired, EMPTY_VIP, "nothing", &[]);
+    Programmed::load("reject", &desired)
 }
 
 /// The RST a frame gets, checked field by field against what it answers.
@@ -107,7 +56,7 @@ fn assert_reset_answers(out: &[u8], to: &Frame, seq: u32, ack: u32, what: &str) 
 
 #[test]
 fn a_syn_to_a_frontend_without_endpoints_gets_a_rst_back() {
-    let Some(mut p) = Programs::load() else { return };
+    let Some(mut p) = programmed() else { return };
     let syn = Frame { seq: 0x1234_5678, ..Frame::tcp(CLIENT, 40000, EMPTY_VIP, 80, SYN) };
     for (entry, verdict) in ENTRIES {
         let (got, out) = p.run(entry, &syn.build());
@@ -121,7 +70,7 @@ fn a_syn_to_a_frontend_without_endpoints_gets_a_rst_back() {
 
 #[test]
 fn a_rst_acknowledges_all_a_segment_carried_and_takes_its_ack_as_sequence() {
-    let Some(mut p) = Programs::load() else { return };
+    let Some(mut p) = programmed() else { return };
     let tcp = |flags, seq, ack| Frame { seq, ack, ..Frame::tcp(CLIENT, 40001, EMPTY_VIP, 80, flags) };
     let cases = [
         ("payload-less ACK", tcp(ACK, 100, 200), 200, 100),
@@ -161,7 +110,7 @@ fn assert_port_unreachable_quotes(out: &[u8], to: &Frame, what: &str) {
 
 #[test]
 fn a_udp_datagram_gets_an_icmp_port_unreachable_quoting_its_headers() {
-    let Some(mut p) = Programs::load() else { return };
+    let Some(mut p) = programmed() else { return };
     let udp = Frame::udp(CLIENT, 5353, EMPTY_VIP, 53);
     let cases = [
         ("datagram with a payload", udp.clone().with_payload(b"a query longer than eight bytes")),
@@ -182,7 +131,7 @@ fn a_udp_datagram_gets_an_icmp_port_unreachable_quoting_its_headers() {
 
 #[test]
 fn a_reset_and_a_packet_from_no_single_host_are_dropped_not_answered() {
-    let Some(mut p) = Programs::load() else { return };
+    let Some(mut p) = programmed() else { return };
     let multicast = Ipv4Addr::new(224, 0, 0, 5);
     for frame in [
         Frame::tcp(CLIENT, 40002, EMPTY_VIP, 80, RST),
@@ -200,7 +149,7 @@ fn a_reset_and_a_packet_from_no_single_host_are_dropped_not_answered() {
 
 #[test]
 fn truncated_or_inconsistent_packets_to_an_empty_frontend_get_a_sane_verdict() {
-    let Some(mut p) = Programs::load() else { return };
+    let Some(mut p) = programmed() else { return };
     let syn = Frame { seq: 7, ..Frame::tcp(CLIENT, 40003, EMPTY_VIP, 80, SYN) };
     // Cut inside the L4 header: nothing to answer from, passed for the stack.
     for frame in [syn.build()[..14 + 20 + 10].to_vec(), Frame::udp(CLIENT, 1, EMPTY_VIP, 53).build()[..14 + 20 + 4].to_vec()] {

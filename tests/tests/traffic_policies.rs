@@ -6,19 +6,12 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
-use aya::programs::{TestRun, TestRunOptions};
 use ingress_common::stats::REJECT_NO_BACKEND;
-use ingress_tests::is_root;
 use ingress_tests::packet::{self, Frame, SYN};
-use ingress_tests::pins::PinDir;
-use ingress_userspace::dataplane::ebpf::{Dataplane, PinnedMaps, TC_IN_PROGRAM};
+use ingress_tests::prog_run::{Entry, Programmed, TC_ACT_OK, XDP_PASS};
 use ingress_userspace::manifests::parse_documents;
 use ingress_userspace::model::NodeInfo;
-use ingress_userspace::reconcile::reconcile;
 use ingress_userspace::translate::translate;
-
-const XDP_PASS: u32 = 2;
-const TC_ACT_OK: u32 = 0;
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 const NODE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
@@ -83,64 +76,27 @@ fn manifests() -> String {
 }
 
 /// The programs with maps of their own, programmed from `manifests()` as node-a.
-struct Harness {
-    dataplane: Dataplane,
-    maps: PinnedMaps,
-    _pins: PinDir,
-}
-
-/// Which program a frame goes through: where the client is.
-#[derive(Clone, Copy, Debug)]
-enum Entry {
-    /// `lb_xdp` on the uplink: a client outside the node.
-    Uplink,
-    /// `lb_tc_in` on a pod veth: a pod of this node.
-    PodVeth,
-}
+struct Harness(Programmed);
 
 impl Harness {
     fn new() -> Option<Harness> {
-        if !is_root() {
-            eprintln!("skipped: BPF_PROG_TEST_RUN needs root");
-            return None;
-        }
         let loaded = parse_documents("policies.yaml", &manifests());
         assert_eq!(loaded.problems, []);
         let node = NodeInfo { name: "node-a".into(), addresses: vec![NODE] };
         let (desired, problems) = translate(&loaded.snapshot, &node);
         assert_eq!(problems, []);
-        let pins = PinDir::unique("policies");
-        let dataplane = Dataplane::load(pins.path()).expect("loading the programs");
-        let mut maps = dataplane.maps().expect("opening the maps");
-        reconcile(&mut maps, &desired).expect("programming the maps");
-        Some(Harness { dataplane, maps, _pins: pins })
-    }
-
-    /// Runs a frame through the program of `entry`: (verdict, frame out).
-    fn run(&mut self, entry: Entry, frame: &[u8]) -> (u32, Vec<u8>) {
-        let mut out = vec![0u8; frame.len() + 256];
-        let options = TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..Default::default() };
-        let result = match entry {
-            Entry::Uplink => self.dataplane.xdp().unwrap().test_run(options),
-            Entry::PodVeth => self.dataplane.tc(TC_IN_PROGRAM).unwrap().test_run(options),
-        };
-        let result = result.unwrap_or_else(|e| panic!("{entry:?} test run: {e}"));
-        out.truncate(result.data_size_out as usize);
-        (result.return_value, out)
+        Programmed::load("policies", &desired).map(Harness)
     }
 
     /// The pods new TCP connections from `client` to `to` land on, over
     /// `FLOWS` source ports; every one must be translated with the client's
     /// own address kept and valid checksums.
     fn destinations(&mut self, entry: Entry, client: Ipv4Addr, to: (Ipv4Addr, u16)) -> BTreeSet<Ipv4Addr> {
-        let passed = match entry {
-            Entry::Uplink => XDP_PASS,
-            Entry::PodVeth => TC_ACT_OK,
-        };
+        let passed = entry.passed();
         (0..FLOWS)
             .map(|i| {
                 let syn = Frame::tcp(client, 41000 + i, to.0, to.1, SYN).build();
-                let (verdict, out) = self.run(entry, &syn);
+                let (verdict, out) = self.0.run(entry, &syn);
                 assert_eq!(verdict, passed, "{entry:?} flow {i} to {to:?}");
                 let seen = packet::read(&out);
                 assert_eq!((seen.src, seen.sport, seen.dport), (client, 41000 + i, 8080), "{entry:?} flow {i}");
@@ -151,11 +107,11 @@ impl Harness {
     }
 
     fn no_backend_rejects(&self) -> u64 {
-        self.maps.stats().unwrap()[REJECT_NO_BACKEND as usize].packets
+        self.0.packets(REJECT_NO_BACKEND)
     }
 
     fn conntrack_entries(&self) -> usize {
-        self.maps.conntrack().unwrap().len()
+        self.0.maps.conntrack().unwrap().len()
     }
 }
 
@@ -176,7 +132,7 @@ fn external_local_sends_outside_clients_to_local_pods_only_and_pods_anywhere() {
 fn external_local_without_a_local_endpoint_takes_the_no_backend_path_and_counts() {
     let Some(mut h) = Harness::new() else { return };
     let syn = Frame::tcp(CLIENT, 42000, NODE, ETP_REMOTE_ONLY_NODE_PORT, SYN).build();
-    let (verdict, _) = h.run(Entry::Uplink, &syn);
+    let (verdict, _) = h.0.run(Entry::Uplink, &syn);
     assert_ne!(verdict, XDP_PASS, "an outside client must not reach the remote endpoint");
     assert_eq!(h.no_backend_rejects(), 1);
     assert_eq!(h.conntrack_entries(), 0);
@@ -194,7 +150,7 @@ fn internal_local_keeps_cluster_ip_traffic_on_the_node() {
     assert_eq!(h.destinations(Entry::Uplink, CLIENT, (ITP_CLUSTER_IP, 80)), local);
 
     let syn = Frame::tcp(POD_CLIENT, 42001, ITP_REMOTE_ONLY_CLUSTER_IP, 80, SYN).build();
-    let (verdict, _) = h.run(Entry::PodVeth, &syn);
+    let (verdict, _) = h.0.run(Entry::PodVeth, &syn);
     assert_ne!(verdict, TC_ACT_OK, "a pod must not reach the other node's endpoint");
     assert_eq!(h.no_backend_rejects(), 1);
 }
