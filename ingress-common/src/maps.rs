@@ -14,8 +14,9 @@ pub const CONNTRACK_MAP: &str = "lb4_ct";
 pub const CT_TIMEOUTS_MAP: &str = "lb4_ct_timeouts";
 /// Packet counters by reason (per-CPU array, pinned). `_v2`: the array grew
 /// with the reasons added after the first release (hairpin, reject, source
-/// ranges), and an old pinned array would be too short.
-pub const STATS_MAP: &str = "lb_stats_v2";
+/// ranges); `_v3`: it grew again with the SNAT reasons. An old pinned array
+/// would be too short.
+pub const STATS_MAP: &str = "lb_stats_v3";
 /// Packets and bytes sent to each frontend, indexed by its reverse-NAT id
 /// (per-CPU array, pinned).
 pub const FRONTEND_STATS_MAP: &str = "lb4_fe_stats";
@@ -311,6 +312,130 @@ impl CtTimeouts {
     }
 }
 
+/// Source NAT of flows from an uplink to a backend on another node
+/// (externalTrafficPolicy: Cluster), both directions of every such flow (LRU
+/// hash map, pinned; written by the programs, swept by the agent). See
+/// `ingress-ebpf/src/snat.rs`.
+pub const SNAT_MAP: &str = "lb4_snat";
+/// Two entries per translated flow.
+pub const SNAT_MAX_ENTRIES: u32 = 131_072;
+/// Index 0: the address and port range SNAT uses (array of one `SnatConfig`,
+/// pinned; written by the agent, read by the programs).
+pub const SNAT_CONFIG_MAP: &str = "lb4_snat_config";
+/// The default SNAT port range: above Linux's default ephemeral range
+/// (32768-60999, `net.ipv4.ip_local_port_range`) and the NodePort range
+/// (30000-32767), so a translated flow never takes a port the node's own
+/// connections or a NodePort use.
+pub const DEFAULT_SNAT_PORT_MIN: u16 = 61_000;
+pub const DEFAULT_SNAT_PORT_MAX: u16 = 65_535;
+/// Ports tried for a new flow before it is dropped as
+/// `DROP_SNAT_PORTS_EXHAUSTED`.
+pub const SNAT_PORT_TRIES: u32 = 16;
+
+/// `SnatKey::direction` of a client -> backend packet as it leaves the node
+/// (after the DNAT): its value is the node address and port it is given.
+pub const SNAT_FORWARD: u8 = 0;
+/// `SnatKey::direction` of a backend -> node reply as it arrives: its value
+/// is the client address and port it is for.
+pub const SNAT_REPLY: u8 = 1;
+
+/// A translated flow as seen on the wire in one direction (the `CtKey`
+/// layout, in its own type: the two maps are not interchangeable).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SnatKey {
+    /// Source IPv4 address, network byte order: the client (`SNAT_FORWARD`)
+    /// or the backend (`SNAT_REPLY`).
+    pub saddr: u32,
+    /// Destination IPv4 address, network byte order: the backend
+    /// (`SNAT_FORWARD`) or the node's SNAT address (`SNAT_REPLY`).
+    pub daddr: u32,
+    /// Source port, network byte order: the client's or the backend's.
+    pub sport: u16,
+    /// Destination port, network byte order: the backend's or the SNAT port.
+    pub dport: u16,
+    /// `IPPROTO_TCP` or `IPPROTO_UDP`.
+    pub proto: u8,
+    /// `SNAT_FORWARD` or `SNAT_REPLY`.
+    pub direction: u8,
+    pub _pad: [u8; 2],
+}
+
+/// One direction of a translated flow. The forward entry carries the flow's
+/// life: every packet of either direction refreshes it and ORs its TCP
+/// flags in, and it expires by `CtTimeouts` like a conntrack entry. A reply
+/// entry lives exactly as long as the forward entry that names its port
+/// (its own `last_seen_ns` and `tcp_flags` stay as created), so one
+/// direction can never outlive the other and hand its port to a new flow
+/// while the old one still uses it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SnatEntry {
+    /// `SNAT_FORWARD`: the node address the source becomes. `SNAT_REPLY`: the
+    /// client address the destination becomes. Network byte order.
+    pub addr: u32,
+    /// The matching port, network byte order.
+    pub port: u16,
+    pub _pad: [u8; 2],
+    /// `bpf_ktime_get_ns()` of the flow's last packet (forward entries) or
+    /// of the entry's creation (reply entries).
+    pub last_seen_ns: u64,
+    /// TCP flags seen in either direction, OR-ed together (forward entries).
+    pub tcp_flags: u8,
+    pub _pad2: [u8; 7],
+}
+
+impl SnatEntry {
+    /// Whether this forward entry has been idle too long at `now_ns`.
+    #[inline(always)]
+    pub fn expired(&self, timeouts: &CtTimeouts, proto: u8, now_ns: u64) -> bool {
+        now_ns.saturating_sub(self.last_seen_ns) > timeouts.idle_limit_ns(proto, self.tcp_flags)
+    }
+
+    /// Whether this forward entry gives its flow the reply entry `reply`'s
+    /// port: only then is `reply` in use.
+    #[inline(always)]
+    pub fn owns(&self, reply: &SnatKey) -> bool {
+        self.addr == reply.daddr && self.port == reply.dport
+    }
+}
+
+impl SnatKey {
+    /// The forward key of the flow a reply entry (`self`, with its value)
+    /// belongs to.
+    #[inline(always)]
+    pub fn forward_of_reply(&self, reply: &SnatEntry) -> SnatKey {
+        SnatKey {
+            saddr: reply.addr,
+            daddr: self.saddr,
+            sport: reply.port,
+            dport: self.sport,
+            proto: self.proto,
+            direction: SNAT_FORWARD,
+            _pad: [0; 2],
+        }
+    }
+}
+
+/// What the programs SNAT to. All zero (the map as created) turns SNAT off:
+/// flows to other nodes are then forwarded with the client's address, as
+/// before SNAT existed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SnatConfig {
+    /// The node address translated flows leave with, network byte order;
+    /// 0 = SNAT off.
+    pub addr: u32,
+    /// The first port of the range, host byte order (it is counted with,
+    /// never compared with a packet's bytes).
+    pub port_min: u16,
+    /// The last port of the range (inclusive), host byte order; >= `port_min`.
+    pub port_max: u16,
+}
+
+const _: () = assert!(core::mem::size_of::<SnatKey>() == 16);
+const _: () = assert!(core::mem::size_of::<SnatEntry>() == 24);
+const _: () = assert!(core::mem::size_of::<SnatConfig>() == 8);
 const _: () = assert!(core::mem::size_of::<ServiceKey>() == 12);
 const _: () = assert!(core::mem::size_of::<CtTimeouts>() == 16);
 const _: () = assert!(core::mem::size_of::<ServiceValue>() == 16);
@@ -342,6 +467,9 @@ mod pod {
     unsafe impl aya::Pod for super::SourceRangeKey {}
     unsafe impl aya::Pod for super::MaglevKey {}
     unsafe impl aya::Pod for super::MaglevRow {}
+    unsafe impl aya::Pod for super::SnatKey {}
+    unsafe impl aya::Pod for super::SnatEntry {}
+    unsafe impl aya::Pod for super::SnatConfig {}
     unsafe impl aya::Pod for crate::stats::Counter {}
 }
 

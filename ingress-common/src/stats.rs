@@ -1,7 +1,7 @@
 //! Why a packet got its verdict. Each reason is an index into the per-CPU
-//! `lb_stats_v2` array; the agent exports them as metrics by name.
+//! `lb_stats_v3` array; the agent exports them as metrics by name.
 
-/// One slot of `lb_stats_v2`.
+/// One slot of `lb_stats_v3`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counter {
@@ -45,9 +45,19 @@ pub const DROP_SOURCE_RANGE: u32 = 14;
 /// A frontend with no endpoint: answered with a TCP RST or an ICMP port
 /// unreachable, as kube-proxy does, so the client fails at once.
 pub const REJECT_NO_BACKEND: u32 = 15;
+/// A client -> backend packet of a flow to another node's pod leaving the
+/// node: its source became the node's SNAT address and port.
+pub const SNAT_TRANSLATED: u32 = 16;
+/// That pod's reply arriving at the node's SNAT address and port: its
+/// destination became the client again (the reverse DNAT follows on the way
+/// out).
+pub const SNAT_REPLY_TRANSLATED: u32 = 17;
+/// A new flow to another node's pod found no free SNAT port (every port tried
+/// in the range is in use towards that backend): dropped.
+pub const DROP_SNAT_PORTS_EXHAUSTED: u32 = 18;
 
 /// Names by index, for metrics and the state dump.
-pub const REASON_NAMES: [&str; 16] = [
+pub const REASON_NAMES: [&str; 19] = [
     "forward_translated",
     "reply_translated",
     "pass_not_ipv4",
@@ -64,5 +74,8 @@ pub const REASON_NAMES: [&str; 16] = [
     "hairpin_reply_translated",
     "drop_source_range",
     "reject_no_backend",
+    "snat_translated",
+    "snat_reply_translated",
+    "drop_snat_ports_exhausted",
 ];
 pub const REASON_COUNT: u32 = REASON_NAMES.len() as u32;

@@ -43,7 +43,7 @@ fn reply_key(flow: &Flow, backend: &Backend) -> CtKey {
 }
 
 #[inline(always)]
-fn timeouts() -> CtTimeouts {
+pub fn timeouts() -> CtTimeouts {
     CT_TIMEOUTS.get(0).copied().unwrap_or_default()
 }
 

@@ -67,7 +67,7 @@ pub fn turn<P: Rewriter>(packet: &P, flow: &Flow, to_backend: &Translation) -> O
     if CONNTRACK.insert(&answer, &entry, 0).is_err() {
         return Outcome::Drop(DROP_REWRITE_FAILED);
     }
-    let from_hairpin = Translation { side: Side::Source, addr: HAIRPIN_ADDR_BE, port: flow.sport };
+    let from_hairpin = Translation { reason: HAIRPIN_TRANSLATED, ..Translation::from_frontend(HAIRPIN_ADDR_BE, flow.sport) };
     match packet.rewrite(flow, &from_hairpin) {
         Ok(()) => Outcome::Translated(HAIRPIN_TRANSLATED),
         Err(()) => Outcome::Drop(DROP_REWRITE_FAILED),
@@ -86,9 +86,9 @@ pub fn answer<P: Rewriter>(packet: &P, flow: &Flow) -> Option<Outcome> {
     let Some(frontend) = (unsafe { REV_NAT.get(entry.rev_nat_id) }) else {
         return Some(Outcome::Pass(PASS_NOT_A_REPLY));
     };
-    let from_frontend = Translation { side: Side::Source, addr: frontend.addr, port: frontend.port };
+    let from_frontend = Translation::from_frontend(frontend.addr, frontend.port);
     // The pod is the client: its address is the answer's source.
-    let to_client = Translation { side: Side::Destination, addr: flow.saddr, port: flow.dport };
+    let to_client = Translation::to_backend(flow.saddr, flow.dport);
     let rewritten = packet.rewrite(flow, &from_frontend).and_then(|()| packet.rewrite(flow, &to_client));
     Some(match rewritten {
         Ok(()) => Outcome::Translated(HAIRPIN_REPLY_TRANSLATED),

@@ -11,10 +11,11 @@ use crate::affinity;
 use crate::conntrack;
 use crate::maglev;
 use crate::reject;
+use crate::snat;
 use crate::source_range;
 use crate::stats;
 use crate::maps::{BACKENDS, REV_NAT, SERVICES};
-use crate::nat::{Side, Translation};
+use crate::nat::Translation;
 use crate::parse::Flow;
 
 /// What happened to a packet, with the `ingress_common::stats` reason it is
@@ -44,7 +45,7 @@ pub fn reverse(flow: &Flow) -> Result<Translation, Outcome> {
     let entry = conntrack::reply(flow).ok_or(Outcome::Pass(PASS_NOT_A_REPLY))?;
     // SAFETY: map values are plain data; the agent replaces them whole.
     let frontend = unsafe { REV_NAT.get(entry.rev_nat_id) }.ok_or(Outcome::Pass(PASS_NOT_A_REPLY))?;
-    Ok(Translation { side: Side::Source, addr: frontend.addr, port: frontend.port })
+    Ok(Translation::from_frontend(frontend.addr, frontend.port))
 }
 
 /// Where a client's packet entered the node: it decides which of a
@@ -114,6 +115,9 @@ pub fn forward(flow: &Flow, bytes: u64, origin: Origin) -> Result<Translation, O
     // An established flow keeps its backend for as long as that backend exists.
     if let Some(entry) = conntrack::forward(flow) {
         if let Some(backend) = unsafe { BACKENDS.get(entry.backend_id) } {
+            if snat::needed(origin, header.flags, backend) {
+                snat::prepare(flow, backend)?;
+            }
             if flow.opens_connection() {
                 // Ports reused for a new connection: the reply entry may be gone.
                 conntrack::create(flow, entry.backend_id, backend, header.rev_nat_id)
@@ -123,6 +127,8 @@ pub fn forward(flow: &Flow, bytes: u64, origin: Origin) -> Result<Translation, O
         }
     }
 
+    // The external header's flags: a local scope's header has none.
+    let flags = header.flags;
     let (scope, header) = scoped(flow, header, origin);
     if header.count == 0 {
         return Err(reject::no_backend(flow));
@@ -131,6 +137,10 @@ pub fn forward(flow: &Flow, bytes: u64, origin: Origin) -> Result<Translation, O
         Some(chosen) => chosen,
         None => maglev::choose(flow, scope, &header)?,
     };
+    // Before anything is recorded: a flow without a SNAT port is dropped.
+    if snat::needed(origin, flags, &backend) {
+        snat::prepare(flow, &backend)?;
+    }
     affinity::remember(flow, &header, backend_id);
     // Terminating backends are only in the slots when nothing is ready
     // (the agent's choice), so both states may take a new flow here.
@@ -141,5 +151,5 @@ pub fn forward(flow: &Flow, bytes: u64, origin: Origin) -> Result<Translation, O
 
 #[inline(always)]
 fn to_backend(backend: &Backend) -> Translation {
-    Translation { side: Side::Destination, addr: backend.addr, port: backend.port }
+    Translation::to_backend(backend.addr, backend.port)
 }

@@ -8,7 +8,9 @@
 //! one parse and one lookup path (`lb`); XDP and TC differ only in how a
 //! rewrite is written into the packet (`nat`). A packet to a frontend without
 //! endpoints is turned into a reject (`reject`) and sent back the way it came:
-//! XDP_TX on the uplink, a redirect to the pod veth's egress in TC. This file
+//! XDP_TX on the uplink, a redirect to the pod veth's egress in TC. A flow
+//! from an uplink to a pod on another node is also source-translated to the
+//! node on its way out, and its replies back on their way in (`snat`). This file
 //! is the single place where an outcome becomes a verdict and is counted.
 #![no_std]
 #![no_main]
@@ -23,6 +25,7 @@ mod nat;
 mod packet;
 mod parse;
 mod reject;
+mod snat;
 mod source_range;
 mod stats;
 
@@ -99,8 +102,19 @@ fn run<P: Packet + Rewriter + Reshape>(packet: &P, way: Way, bytes: u64) -> Outc
         return outcome;
     }
     let decision = match way {
-        Way::In(origin) => lb::forward(&flow, bytes, origin),
-        Way::Out => lb::reverse(&flow),
+        // A pod's reply to a flow this node source-translated comes first: it
+        // is addressed to the node, never to a frontend. Usually on the
+        // uplink; on a pod veth when the pod was not known to be local.
+        Way::In(origin) => match snat::reply(&flow) {
+            Some(to_client) => Ok(to_client),
+            None => lb::forward(&flow, bytes, origin),
+        },
+        // A reply to reverse-translate, else a client's packet on its way to
+        // another node's pod, to source-translate.
+        Way::Out => match lb::reverse(&flow) {
+            Err(Outcome::Pass(reason)) => snat::source(&flow).ok_or(Outcome::Pass(reason)),
+            decided => decided,
+        },
     };
     match decision {
         Ok(translation) => match packet.rewrite(&flow, &translation) {

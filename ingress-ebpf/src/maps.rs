@@ -41,7 +41,7 @@ pub static MAGLEV: HashMap<MaglevKey, MaglevRow> =
     HashMap::pinned(MAGLEV_MAX_ENTRIES, aya_ebpf::bindings::BPF_F_NO_PREALLOC as u32);
 
 /// Packets and bytes by `ingress_common::stats` reason, per CPU.
-#[map(name = "lb_stats_v2")]
+#[map(name = "lb_stats_v3")]
 pub static STATS: PerCpuArray<Counter> = PerCpuArray::pinned(REASON_COUNT, 0);
 
 /// Packets and bytes addressed to each frontend, by its reverse-NAT id
@@ -54,3 +54,14 @@ pub static FRONTEND_STATS: PerCpuArray<Counter> = PerCpuArray::pinned(REV_NAT_MA
 /// `SERVICE_FLAG_SOURCE_RANGES`.
 #[map(name = "lb4_src_ranges")]
 pub static SOURCE_RANGES: LpmTrie<SourceRangeKey, u32> = LpmTrie::pinned(SOURCE_RANGES_MAX_ENTRIES, 0);
+
+/// Both directions of every flow from an uplink to a pod on another node,
+/// source-translated to the node (see `snat`). Written by the programs and
+/// swept by the agent; LRU so a flood of new flows evicts the idle ones.
+#[map(name = "lb4_snat")]
+pub static SNAT: LruHashMap<SnatKey, SnatEntry> = LruHashMap::pinned(SNAT_MAX_ENTRIES, 0);
+
+/// Index 0: the SNAT address and port range. Written only by the agent; all
+/// zero (SNAT off) until it does.
+#[map(name = "lb4_snat_config")]
+pub static SNAT_CONFIG: Array<SnatConfig> = Array::pinned(1, 0);

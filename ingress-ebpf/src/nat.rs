@@ -25,15 +25,26 @@ pub struct Translation {
     pub addr: u32,
     /// New port, network byte order.
     pub port: u16,
+    /// The `ingress_common::stats` reason the packet is counted under.
+    pub reason: u32,
 }
 
 impl Translation {
+    /// Client -> frontend becomes client -> backend.
+    #[inline(always)]
+    pub fn to_backend(addr: u32, port: u16) -> Translation {
+        Translation { side: Side::Destination, addr, port, reason: FORWARD_TRANSLATED }
+    }
+
+    /// Backend -> client becomes frontend -> client.
+    #[inline(always)]
+    pub fn from_frontend(addr: u32, port: u16) -> Translation {
+        Translation { side: Side::Source, addr, port, reason: REPLY_TRANSLATED }
+    }
+
     #[inline(always)]
     pub fn reason(&self) -> u32 {
-        match self.side {
-            Side::Destination => FORWARD_TRANSLATED,
-            Side::Source => REPLY_TRANSLATED,
-        }
+        self.reason
     }
 }
 

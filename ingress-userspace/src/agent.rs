@@ -79,6 +79,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     let metrics = Arc::new(Metrics::default());
     conntrack_gc::write_timeouts(&config.pin_dir, &config.conntrack.timeouts)?;
     let mut sweeper = Sweeper::open(&config.pin_dir, config.conntrack)?;
+    let mut snat = conntrack_gc::SnatConfigWriter::open(&config.pin_dir, config.conntrack.snat_ports)?;
+    snat.update(&config.node.addresses)?;
 
     let l7_metrics = config.l7.proxy.metrics.clone();
     let l7 = L7Server::start(config.l7).await?;
@@ -140,6 +142,9 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         }
         let Some(loaded) = updates.borrow_and_update().clone() else { continue };
         let node = k8s::node::node_info(&config.node, &loaded.snapshot);
+        if let Err(error) = snat.update(&node.addresses) {
+            tracing::warn!("writing the SNAT address failed: {error:#}");
+        }
         let route_problems = l7.update(&loaded.snapshot);
         for problem in &route_problems {
             report(problem, &metrics);

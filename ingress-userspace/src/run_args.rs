@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{ArgGroup, Args};
 use ingress_userspace::agent::{AgentConfig, SourceConfig};
 use ingress_common::maps::CtTimeouts;
-use ingress_userspace::dataplane::conntrack_gc::ConntrackConfig;
+use ingress_userspace::dataplane::conntrack_gc::{ConntrackConfig, SnatPorts};
 use ingress_common::maps;
 use ingress_userspace::dataplane::ebpf::DEFAULT_PIN_DIR;
 use ingress_userspace::dataplane::sizes::MapSizes;
@@ -80,6 +80,12 @@ pub struct RunArgs {
     /// Seconds a UDP flow may be idle.
     #[arg(long, default_value_t = CtTimeouts::DEFAULT.udp_ms / 1000, value_parser = clap::value_parser!(u32).range(1..=4_000_000))]
     ct_udp_timeout: u32,
+    /// Ports (MIN-MAX, inclusive) a flow from an uplink to a pod on another
+    /// node is given when its source becomes this node's address
+    /// (externalTrafficPolicy: Cluster). Keep it clear of the node's own
+    /// ephemeral ports (net.ipv4.ip_local_port_range) and of the NodePorts.
+    #[arg(long, default_value_t = SnatPorts::default(), value_parser = parse_snat_ports)]
+    snat_ports: SnatPorts,
     /// How often expired conntrack entries are swept out of the map, in seconds.
     #[arg(long, default_value_t = ConntrackConfig::default().sweep_interval.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
     ct_sweep_interval: u64,
@@ -106,6 +112,10 @@ struct MapSizeArgs {
     /// ClientIP affinity entries (the least recently used go first).
     #[arg(long, default_value_t = maps::AFFINITY_MAX_ENTRIES)]
     affinity_map_size: u32,
+    /// SNAT entries: two per flow to a pod on another node (the least
+    /// recently used go first).
+    #[arg(long, default_value_t = maps::SNAT_MAX_ENTRIES)]
+    snat_map_size: u32,
     /// Maglev tables: one per frontend with endpoints.
     #[arg(long, default_value_t = maps::MAGLEV_MAX_TABLES)]
     maglev_tables: u32,
@@ -123,6 +133,7 @@ impl MapSizeArgs {
             rev_nat: self.rev_nat_map_size,
             conntrack: self.conntrack_map_size,
             affinity: self.affinity_map_size,
+            snat: self.snat_map_size,
             maglev_tables: self.maglev_tables,
             maglev_table_size: self.maglev_table_size,
         };
@@ -175,8 +186,50 @@ impl RunArgs {
                     _pad: 0,
                 },
                 sweep_interval: Duration::from_secs(self.ct_sweep_interval),
+                snat_ports: self.snat_ports,
                 ..ConntrackConfig::default()
             },
         })
+    }
+}
+
+/// `--snat-ports`: "MIN-MAX", checked by `SnatPorts`'s parser.
+fn parse_snat_ports(text: &str) -> Result<SnatPorts, String> {
+    text.parse()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn config(extra: &[&str]) -> Result<AgentConfig, String> {
+        let args = ["ingress-userspace", "--manifests", "/nonexistent"].iter().chain(extra);
+        let cli = Cli::try_parse_from(args).map_err(|error| error.to_string())?;
+        cli.run.into_config().map_err(|error| format!("{error:#}"))
+    }
+
+    #[test]
+    fn snat_ports_default_to_61000_65535_and_take_a_valid_range() {
+        assert_eq!(config(&[]).unwrap().conntrack.snat_ports, SnatPorts { min: 61_000, max: 65_535 });
+        let set = config(&["--snat-ports", "40000-40999"]).unwrap();
+        assert_eq!(set.conntrack.snat_ports, SnatPorts { min: 40_000, max: 40_999 });
+        assert_eq!(set.map_sizes.snat, maps::SNAT_MAX_ENTRIES);
+        assert_eq!(config(&["--snat-map-size", "4096"]).unwrap().map_sizes.snat, 4096);
+    }
+
+    #[test]
+    fn a_snat_range_that_cannot_work_is_refused_with_the_reason() {
+        for (range, reason) in [("65000-61000", "MIN"), ("30000-30100", "NodePort"), ("100-200", "1024"), ("61000", "MIN-MAX")] {
+            let error = config(&["--snat-ports", range]).err().unwrap_or_else(|| panic!("{range} accepted"));
+            assert!(error.contains("--snat-ports") && error.contains(reason), "{range}: {error}");
+        }
     }
 }

@@ -5,17 +5,29 @@
 //! (a stale UDP entry would otherwise keep a DNS client's queries going to a
 //! pod that is gone until it idles out: a known kube-proxy failure).
 //!
+//! The SNAT table of flows to pods on other nodes (`lb4_snat`, see
+//! `ingress-ebpf/src/snat.rs`) follows the same lifecycle: the agent writes
+//! the address and port range the programs use, and the sweep removes the
+//! entries of flows that expired.
+//!
 //! Which keys go is decided by pure functions; the map I/O is at the bottom.
 
 use std::collections::BTreeSet;
+use std::fmt;
+use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
+use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
+use aya::Pod;
 use aya::maps::{Array, HashMap, MapData};
 use ingress_common::IPPROTO_UDP;
-use ingress_common::maps::{CONNTRACK_MAP, CT_TIMEOUTS_MAP, CtEntry, CtKey, CtTimeouts};
+use ingress_common::maps::{
+    CONNTRACK_MAP, CT_TIMEOUTS_MAP, CtEntry, CtKey, CtTimeouts, DEFAULT_SNAT_PORT_MAX, DEFAULT_SNAT_PORT_MIN,
+    SNAT_CONFIG_MAP, SNAT_FORWARD, SNAT_MAP, SnatConfig, SnatEntry, SnatKey,
+};
 
 /// The agent's conntrack settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,15 +35,143 @@ pub struct ConntrackConfig {
     pub timeouts: CtTimeouts,
     /// How often expired entries are swept out.
     pub sweep_interval: Duration,
-    /// At most this many entries are looked at per sweep; the next sweep
-    /// carries on where this one stopped.
+    /// At most this many entries are looked at per sweep (of each of the
+    /// conntrack and SNAT maps); the next sweep carries on where this one stopped.
     pub sweep_budget: usize,
+    /// The ports flows to pods on other nodes are source-translated to.
+    pub snat_ports: SnatPorts,
 }
 
 impl Default for ConntrackConfig {
     fn default() -> Self {
-        ConntrackConfig { timeouts: CtTimeouts::DEFAULT, sweep_interval: Duration::from_secs(10), sweep_budget: 16_384 }
+        ConntrackConfig {
+            timeouts: CtTimeouts::DEFAULT,
+            sweep_interval: Duration::from_secs(10),
+            sweep_budget: 16_384,
+            snat_ports: SnatPorts::default(),
+        }
     }
+}
+
+/// The SNAT port range, inclusive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnatPorts {
+    pub min: u16,
+    pub max: u16,
+}
+
+/// Kubernetes' default `--service-node-port-range`: a SNAT port there could
+/// be taken for a NodePort by the node's own clients' replies.
+const NODE_PORTS: (u16, u16) = (30_000, 32_767);
+
+impl Default for SnatPorts {
+    fn default() -> Self {
+        SnatPorts { min: DEFAULT_SNAT_PORT_MIN, max: DEFAULT_SNAT_PORT_MAX }
+    }
+}
+
+impl fmt::Display for SnatPorts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.min, self.max)
+    }
+}
+
+impl FromStr for SnatPorts {
+    type Err = String;
+
+    /// "MIN-MAX": unprivileged ports (1024 and up), MIN <= MAX, clear of the
+    /// default NodePort range.
+    fn from_str(text: &str) -> Result<SnatPorts, String> {
+        let (min, max) = text
+            .split_once('-')
+            .ok_or_else(|| format!("{text:?} is not a port range: expected MIN-MAX, e.g. 61000-65535"))?;
+        let port = |part: &str| {
+            part.trim().parse::<u16>().map_err(|_| format!("{part:?} in {text:?} is not a port (1024-65535)"))
+        };
+        let ports = SnatPorts { min: port(min)?, max: port(max)? };
+        if ports.min < 1024 {
+            return Err(format!("{text:?} starts below 1024: privileged ports belong to the node's services"));
+        }
+        if ports.min > ports.max {
+            return Err(format!("{text:?} is empty: MIN must not be above MAX"));
+        }
+        if ports.min <= NODE_PORTS.1 && ports.max >= NODE_PORTS.0 {
+            return Err(format!(
+                "{text:?} overlaps the NodePort range {}-{}: replies to a SNAT port must never look like \
+                 connections to a NodePort",
+                NODE_PORTS.0, NODE_PORTS.1
+            ));
+        }
+        Ok(ports)
+    }
+}
+
+/// What the programs SNAT to: the node's first address (the one NodePorts
+/// and other nodes know it by), or SNAT off without one.
+pub fn snat_config(addresses: &[Ipv4Addr], ports: SnatPorts) -> SnatConfig {
+    match addresses.first() {
+        Some(addr) => SnatConfig { addr: u32::from_ne_bytes(addr.octets()), port_min: ports.min, port_max: ports.max },
+        None => SnatConfig::default(),
+    }
+}
+
+/// Whether the SNAT entry under `key` is dead at `now_ns`: a forward entry
+/// idle for longer than its timeout, or a reply entry whose forward entry
+/// (found with `lookup`) is gone, dead, or gives its flow another port.
+pub fn snat_entry_dead(
+    key: &SnatKey,
+    entry: &SnatEntry,
+    lookup: impl Fn(&SnatKey) -> Option<SnatEntry>,
+    timeouts: &CtTimeouts,
+    now_ns: u64,
+) -> bool {
+    if key.direction == SNAT_FORWARD {
+        return entry.expired(timeouts, key.proto, now_ns);
+    }
+    match lookup(&key.forward_of_reply(entry)) {
+        Some(forward) => !forward.owns(key) || forward.expired(timeouts, key.proto, now_ns),
+        None => true,
+    }
+}
+
+/// Writes the SNAT address and port range into `lb4_snat_config`, only
+/// when they change (the node's addresses may come and go with its Node object).
+pub struct SnatConfigWriter {
+    map: Array<MapData, SnatConfig>,
+    ports: SnatPorts,
+    written: Option<SnatConfig>,
+}
+
+impl SnatConfigWriter {
+    pub fn open(pin_dir: &Path, ports: SnatPorts) -> anyhow::Result<SnatConfigWriter> {
+        let path = pin_dir.join(SNAT_CONFIG_MAP);
+        let data = MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
+        let map = Array::try_from(aya::maps::Map::from_map_data(data)?)?;
+        Ok(SnatConfigWriter { map, ports, written: None })
+    }
+
+    /// SNAT to the first of the node's `addresses`; none turns it off.
+    pub fn update(&mut self, addresses: &[Ipv4Addr]) -> anyhow::Result<()> {
+        let config = snat_config(addresses, self.ports);
+        if self.written == Some(config) {
+            return Ok(());
+        }
+        self.map.set(0, config, 0).context("writing lb4_snat_config")?;
+        match addresses.first() {
+            Some(addr) => tracing::info!(%addr, ports = %self.ports, "flows to pods on other nodes leave with this node's address"),
+            None => tracing::warn!("no node address: flows to pods on other nodes are forwarded without SNAT"),
+        }
+        self.written = Some(config);
+        Ok(())
+    }
+}
+
+/// Writes the SNAT settings the programs read, in the maps pinned in `pin_dir`.
+pub fn write_snat_config(pin_dir: &Path, config: &SnatConfig) -> anyhow::Result<()> {
+    let path = pin_dir.join(SNAT_CONFIG_MAP);
+    let data = MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
+    let mut map: Array<MapData, SnatConfig> = Array::try_from(aya::maps::Map::from_map_data(data)?)?;
+    map.set(0, config, 0).with_context(|| format!("writing {}", path.display()))
 }
 
 /// The entries among `entries` that have been idle too long at `now_ns`.
@@ -73,28 +213,27 @@ pub struct Sweep {
     pub removed: usize,
 }
 
-/// Walks the pinned conntrack map a budget at a time and deletes what expired.
-pub struct Sweeper {
-    table: HashMap<MapData, CtKey, CtEntry>,
+/// One pinned hash map walked a budget at a time, from where the last walk
+/// stopped.
+struct Walk<K: Pod, V: Pod> {
+    table: HashMap<MapData, K, V>,
     /// The same map, for `BPF_MAP_GET_NEXT_KEY` from a saved key (aya only
     /// iterates from the start).
     raw: MapData,
     /// The next key to look at; `None` starts over from the first.
-    next: Option<CtKey>,
-    config: ConntrackConfig,
+    next: Option<K>,
 }
 
-impl Sweeper {
-    pub fn open(pin_dir: &Path, config: ConntrackConfig) -> anyhow::Result<Sweeper> {
-        let path = pin_dir.join(CONNTRACK_MAP);
+impl<K: Pod + Default, V: Pod> Walk<K, V> {
+    fn open(pin_dir: &Path, name: &str) -> anyhow::Result<Walk<K, V>> {
+        let path = pin_dir.join(name);
         let open = || MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()));
         let table = HashMap::try_from(aya::maps::Map::from_map_data(open()?)?)?;
-        Ok(Sweeper { table, raw: open()?, next: None, config })
+        Ok(Walk { table, raw: open()?, next: None })
     }
 
-    /// Looks at up to `sweep_budget` entries after the last sweep's and
-    /// deletes the expired ones.
-    pub fn sweep(&mut self) -> anyhow::Result<Sweep> {
+    /// Up to `budget` entries after the last walk's.
+    fn batch(&mut self, budget: usize) -> anyhow::Result<Vec<(K, V)>> {
         let mut batch = Vec::new();
         let mut key = match self.next.take() {
             Some(key) => Some(key),
@@ -102,7 +241,7 @@ impl Sweeper {
         };
         let mut examined = 0;
         while let Some(at) = key
-            && examined < self.config.sweep_budget
+            && examined < budget
         {
             examined += 1;
             // Gone since it was listed (LRU eviction, a program): skip it.
@@ -112,20 +251,18 @@ impl Sweeper {
             key = self.next_key(Some(&at))?;
         }
         self.next = key;
-        let expired = expired_keys(&batch, &self.config.timeouts, monotonic_now_ns());
-        let mut removed = 0;
-        for key in &expired {
-            // Already gone is as good as removed by us.
-            if self.table.remove(key).is_ok() {
-                removed += 1;
-            }
-        }
-        Ok(Sweep { examined, removed })
+        Ok(batch)
+    }
+
+    /// Deletes `keys` and says how many went (already gone is as good as
+    /// removed by us).
+    fn remove(&mut self, keys: &[K]) -> usize {
+        keys.iter().filter(|key| self.table.remove(key).is_ok()).count()
     }
 
     /// The key after `key` (the first without one), or `None` at the end. A
     /// `key` no longer in the map gives the first key again.
-    fn next_key(&self, key: Option<&CtKey>) -> anyhow::Result<Option<CtKey>> {
+    fn next_key(&self, key: Option<&K>) -> anyhow::Result<Option<K>> {
         /// The `bpf_attr` of the map element commands.
         #[repr(C)]
         struct ElemAttr {
@@ -136,12 +273,12 @@ impl Sweeper {
             flags: u64,
         }
         const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
-        let mut next = CtKey::default();
+        let mut next = K::default();
         let attr = ElemAttr {
             map_fd: self.raw.fd().as_fd().as_raw_fd() as u32,
             _pad: 0,
-            key: key.map_or(0, |key| key as *const CtKey as u64),
-            next_key: &mut next as *mut CtKey as u64,
+            key: key.map_or(0, |key| key as *const K as u64),
+            next_key: &mut next as *mut K as u64,
             flags: 0,
         };
         // SAFETY: the attr points at a key and a writable key of the map's
@@ -156,7 +293,43 @@ impl Sweeper {
         if error.raw_os_error() == Some(libc::ENOENT) {
             return Ok(None);
         }
-        Err(error).context("listing the conntrack map")
+        Err(error).context("listing a pinned map")
+    }
+}
+
+/// Walks the pinned conntrack and SNAT maps a budget at a time and deletes
+/// what expired.
+pub struct Sweeper {
+    conntrack: Walk<CtKey, CtEntry>,
+    snat: Walk<SnatKey, SnatEntry>,
+    config: ConntrackConfig,
+}
+
+impl Sweeper {
+    pub fn open(pin_dir: &Path, config: ConntrackConfig) -> anyhow::Result<Sweeper> {
+        Ok(Sweeper { conntrack: Walk::open(pin_dir, CONNTRACK_MAP)?, snat: Walk::open(pin_dir, SNAT_MAP)?, config })
+    }
+
+    /// Looks at up to `sweep_budget` entries of each map after the last
+    /// sweep's and deletes the expired ones.
+    pub fn sweep(&mut self) -> anyhow::Result<Sweep> {
+        let budget = self.config.sweep_budget;
+        let timeouts = self.config.timeouts;
+        let batch = self.conntrack.batch(budget)?;
+        let expired = expired_keys(&batch, &timeouts, monotonic_now_ns());
+        let mut done = Sweep { examined: batch.len(), removed: self.conntrack.remove(&expired) };
+
+        let batch = self.snat.batch(budget)?;
+        let now = monotonic_now_ns();
+        let table = &self.snat.table;
+        let dead: Vec<SnatKey> = batch
+            .iter()
+            .filter(|(key, entry)| snat_entry_dead(key, entry, |forward| table.get(forward, 0).ok(), &timeouts, now))
+            .map(|(key, _)| *key)
+            .collect();
+        done.examined += batch.len();
+        done.removed += self.snat.remove(&dead);
+        Ok(done)
     }
 }
 
@@ -186,6 +359,56 @@ mod tests {
         ];
         let sports: Vec<u16> = expired_keys(&entries, &timeouts, 100 * S).iter().map(|k| k.sport).collect();
         assert_eq!(sports, [1, 4, 5]);
+    }
+
+    #[test]
+    fn snat_ports_parse_and_refuse_what_cannot_work() {
+        assert_eq!("61000-65535".parse(), Ok(SnatPorts::default()));
+        assert_eq!("40000-40000".parse(), Ok(SnatPorts { min: 40_000, max: 40_000 }));
+        for bad in ["", "61000", "61000-", "a-b", "65535-61000", "80-2000", "29000-31000", "60000-70000"] {
+            assert!(bad.parse::<SnatPorts>().is_err(), "{bad:?} accepted");
+        }
+        assert!("65535-61000".parse::<SnatPorts>().unwrap_err().contains("MIN"));
+        assert!("29000-31000".parse::<SnatPorts>().unwrap_err().contains("NodePort"));
+        assert_eq!(SnatPorts::default().to_string().parse(), Ok(SnatPorts::default()));
+    }
+
+    #[test]
+    fn the_snat_config_takes_the_first_node_address_or_turns_snat_off() {
+        let ports = SnatPorts { min: 62_000, max: 62_010 };
+        let config = snat_config(&[Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2)], ports);
+        assert_eq!(config.addr.to_ne_bytes(), [192, 0, 2, 1], "network byte order, as in packets");
+        assert_eq!((config.port_min, config.port_max), (62_000, 62_010));
+        assert_eq!(snat_config(&[], ports).addr, 0);
+    }
+
+    #[test]
+    fn a_snat_pair_dies_with_its_forward_entry() {
+        use ingress_common::maps::SNAT_REPLY;
+        let timeouts = CtTimeouts { udp_ms: 5_000, ..CtTimeouts::DEFAULT };
+        let (client, backend, node) = (1u32, 2u32, 3u32);
+        let forward = |sport: u16| SnatKey { saddr: client, daddr: backend, sport, dport: 80, proto: IPPROTO_UDP, direction: SNAT_FORWARD, _pad: [0; 2] };
+        let reply = |port: u16| SnatKey { saddr: backend, daddr: node, sport: 80, dport: port, proto: IPPROTO_UDP, direction: SNAT_REPLY, _pad: [0; 2] };
+        let to_node = |port: u16, last_seen_s: u64| SnatEntry { addr: node, port, last_seen_ns: last_seen_s * S, ..SnatEntry::default() };
+        let to_client = |sport: u16| SnatEntry { addr: client, port: sport, ..SnatEntry::default() };
+        // Flow 1 (client port 1) is alive on port 100; flow 2 (port 2) idled
+        // out on port 200; port 300 was taken over by flow 1's entry meanwhile
+        // being given port 100; port 400's flow is gone altogether.
+        let table: std::collections::BTreeMap<SnatKey, SnatEntry> = [
+            (forward(1), to_node(100, 98)),
+            (reply(100), to_client(1)),
+            (forward(2), to_node(200, 90)),
+            (reply(200), to_client(2)),
+            (reply(300), to_client(1)),
+            (reply(400), to_client(4)),
+        ]
+        .into();
+        let dead: Vec<_> = table
+            .iter()
+            .filter(|(key, entry)| snat_entry_dead(key, entry, |k| table.get(k).copied(), &timeouts, 100 * S))
+            .map(|(key, _)| (key.direction, key.sport, key.dport))
+            .collect();
+        assert_eq!(dead, [(SNAT_FORWARD, 2, 80), (SNAT_REPLY, 80, 200), (SNAT_REPLY, 80, 300), (SNAT_REPLY, 80, 400)]);
     }
 
     #[test]

@@ -269,6 +269,8 @@ pub struct PinnedMaps {
     frontend_names: HashMap<MapData, u32, FrontendName>,
     source_ranges: LpmTrie<MapData, SourceRangeKey, u32>,
     maglev: HashMap<MapData, MaglevKey, MaglevRow>,
+    /// An LRU hash in the kernel, like `conntrack`.
+    snat: HashMap<MapData, SnatKey, SnatEntry>,
     sizes: MapSizes,
 }
 
@@ -314,6 +316,7 @@ impl PinnedMaps {
             frontend_names: open_or_create_names(dir, rev_nat_capacity)?,
             source_ranges: open_pinned(dir, SOURCE_RANGES_MAP)?,
             maglev: open_pinned(dir, MAGLEV_MAP)?,
+            snat: open_pinned(dir, SNAT_MAP)?,
             sizes: MapSizes::default(),
         })
     }
@@ -368,6 +371,11 @@ impl PinnedMaps {
     /// Every conntrack entry (for tests and the state dump).
     pub fn conntrack(&self) -> anyhow::Result<Vec<(CtKey, CtEntry)>> {
         Ok(self.conntrack.iter().collect::<Result<_, _>>()?)
+    }
+
+    /// Every SNAT entry, both directions (for tests and the state dump).
+    pub fn snat(&self) -> anyhow::Result<Vec<(SnatKey, SnatEntry)>> {
+        Ok(self.snat.iter().collect::<Result<_, _>>()?)
     }
 }
 

@@ -18,6 +18,8 @@ pub struct MapSizes {
     pub conntrack: u32,
     /// ClientIP affinity entries (LRU).
     pub affinity: u32,
+    /// SNAT entries, two per flow to a pod on another node (LRU).
+    pub snat: u32,
     /// Maglev tables: one per frontend with endpoints.
     pub maglev_tables: u32,
     /// M, the entries of every Maglev table (prime).
@@ -32,6 +34,7 @@ impl Default for MapSizes {
             rev_nat: maps::REV_NAT_MAX_ENTRIES,
             conntrack: maps::CONNTRACK_MAX_ENTRIES,
             affinity: maps::AFFINITY_MAX_ENTRIES,
+            snat: maps::SNAT_MAX_ENTRIES,
             maglev_tables: maps::MAGLEV_MAX_TABLES,
             maglev_table_size: maps::DEFAULT_MAGLEV_TABLE_SIZE,
         }
@@ -51,7 +54,7 @@ impl MapSizes {
 
     /// `(map name, max_entries)` of every map whose size is configurable.
     /// The per-frontend counters are indexed by rev-NAT id, so they follow it.
-    pub fn max_entries(&self) -> [(&'static str, u32); 7] {
+    pub fn max_entries(&self) -> [(&'static str, u32); 8] {
         [
             (maps::SERVICES_MAP, self.services),
             (maps::BACKENDS_MAP, self.backends),
@@ -59,6 +62,7 @@ impl MapSizes {
             (maps::FRONTEND_STATS_MAP, self.rev_nat.saturating_add(1)),
             (maps::CONNTRACK_MAP, self.conntrack),
             (maps::AFFINITY_MAP, self.affinity),
+            (maps::SNAT_MAP, self.snat),
             (maps::MAGLEV_MAP, self.maglev_rows()),
         ]
     }

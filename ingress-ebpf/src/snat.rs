@@ -1,0 +1,229 @@
+//! Source NAT for a flow from an uplink to a pod on another node
+//! (externalTrafficPolicy: Cluster). Without it the pod would answer the
+//! client directly, from its own address, and the client would drop the
+//! answer; with it the pod answers this node, which translates the answer
+//! back and sends it to the client from the address the client called.
+//!
+//! SNAT is a layer around the DNAT, in its own map (`lb4_snat`), so the
+//! conntrack entries and the reverse DNAT stay exactly as for a local pod:
+//!
+//! ```text
+//! client -> node (lb_xdp)        C:c -> F:f     DNAT  C:c -> P:p  (snat entries reserved)
+//! node -> node B (lb_tc_out)      C:c -> P:p     SNAT  N:n -> P:p
+//! node B -> node (lb_xdp)         P:p -> N:n     back  P:p -> C:c  (passed to the stack)
+//! node -> client (lb_tc_out)      P:p -> C:c     reverse DNAT (conntrack)  F:f -> C:c
+//! ```
+//!
+//! The port is chosen in `lb_xdp`, when the backend is chosen, not on the
+//! way out: only there is it known that the flow came in on an uplink, which
+//! frontend it is for (an externalTrafficPolicy Local one never SNATs) and
+//! whether its backend is local; and a flow without a free port is dropped
+//! before the stack spends anything on it. `lb_tc_out` then only applies the
+//! reserved mapping. Ports are tried from a hash of the flow within the
+//! agent's range, `SNAT_PORT_TRIES` of them; a port belongs to a flow as
+//! long as its reply entry exists and the forward entry it names is alive
+//! (see `SnatEntry`), and is reused otherwise. The reply entry is inserted
+//! with `BPF_NOEXIST`, so two CPUs can never give one port to two flows.
+//!
+//! Lifecycle: the forward entry is refreshed by every packet in either
+//! direction and expires like a conntrack entry (`CtTimeouts`: FIN/RST
+//! shorten it); the agent sweeps dead entries (`conntrack_gc`).
+
+use aya_ebpf::bindings::BPF_NOEXIST;
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use ingress_common::hash::flow_hash;
+use ingress_common::maps::{
+    BACKEND_FLAG_LOCAL, Backend, CtTimeouts, SERVICE_FLAG_LOCAL_EXTERNAL, SNAT_FORWARD, SNAT_PORT_TRIES, SNAT_REPLY,
+    SnatConfig, SnatEntry, SnatKey,
+};
+use ingress_common::stats::{DROP_REWRITE_FAILED, DROP_SNAT_PORTS_EXHAUSTED, SNAT_REPLY_TRANSLATED, SNAT_TRANSLATED};
+
+use crate::conntrack;
+use crate::lb::{Origin, Outcome};
+use crate::maps::{SNAT, SNAT_CONFIG};
+use crate::nat::{Side, Translation};
+use crate::parse::Flow;
+
+/// The agent's SNAT settings, `None` while SNAT is off (no node address).
+#[inline(always)]
+fn config() -> Option<SnatConfig> {
+    let config = SNAT_CONFIG.get(0).copied()?;
+    if config.addr == 0 || config.port_min > config.port_max {
+        return None;
+    }
+    Some(config)
+}
+
+#[inline(always)]
+fn now() -> u64 {
+    // SAFETY: a helper call without arguments.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+/// Whether a flow to `backend` must leave with the node's address: it came
+/// in on an uplink (pods' addresses are routable between nodes, outside
+/// clients' replies are not), its frontend (header `flags`) has no
+/// externalTrafficPolicy Local (which keeps the client's address), and the
+/// backend runs on another node (a local pod answers through this node anyway).
+#[inline(always)]
+pub fn needed(origin: Origin, flags: u16, backend: &Backend) -> bool {
+    matches!(origin, Origin::Uplink) && flags & SERVICE_FLAG_LOCAL_EXTERNAL == 0 && backend.flags & BACKEND_FLAG_LOCAL == 0
+}
+
+#[inline(always)]
+fn forward_key(flow: &Flow, backend: &Backend) -> SnatKey {
+    SnatKey {
+        saddr: flow.saddr,
+        daddr: backend.addr,
+        sport: flow.sport,
+        dport: backend.port,
+        proto: flow.proto,
+        direction: SNAT_FORWARD,
+        _pad: [0; 2],
+    }
+}
+
+/// Makes sure the flow of `flow` (a client's packet on its way to `backend`,
+/// before its DNAT) has a SNAT port: keeps a live one, refreshed, else takes
+/// a free one. Nothing to do while SNAT is off.
+#[inline(always)]
+pub fn prepare(flow: &Flow, backend: &Backend) -> Result<(), Outcome> {
+    let Some(config) = config() else { return Ok(()) };
+    let forward = forward_key(flow, backend);
+    let now = now();
+    let timeouts = conntrack::timeouts();
+    if let Some(entry) = SNAT.get_ptr_mut(&forward) {
+        // SAFETY: the pointer comes from a successful lookup; racing writers
+        // on other CPUs only store timestamps and OR in flags.
+        unsafe {
+            if (*entry).addr == config.addr && !(*entry).expired(&timeouts, flow.proto, now) {
+                (*entry).last_seen_ns = now;
+                // A new connection on the same ports keeps its port but not
+                // the old one's FIN (which would shorten its life).
+                (*entry).tcp_flags = if flow.opens_connection() { flow.tcp_flags } else { (*entry).tcp_flags | flow.tcp_flags };
+                return Ok(());
+            }
+        }
+    }
+    allocate(&config, flow, backend, &forward, now, &timeouts)
+}
+
+/// Whether the port of the reply entry `reply` belongs to a live flow.
+#[inline(always)]
+fn in_use(reply: &SnatKey, now: u64, timeouts: &CtTimeouts) -> bool {
+    // SAFETY (both lookups): plain data.
+    let Some(client) = (unsafe { SNAT.get(reply) }).copied() else { return false };
+    match unsafe { SNAT.get(&reply.forward_of_reply(&client)) } {
+        Some(forward) => forward.owns(reply) && !forward.expired(timeouts, reply.proto, now),
+        None => false,
+    }
+}
+
+#[inline(always)]
+fn allocate(
+    config: &SnatConfig,
+    flow: &Flow,
+    backend: &Backend,
+    forward: &SnatKey,
+    now: u64,
+    timeouts: &CtTimeouts,
+) -> Result<(), Outcome> {
+    let span = (config.port_max - config.port_min) as u32 + 1;
+    let start = flow_hash(flow.saddr, backend.addr, flow.sport, backend.port, flow.proto) % span;
+    let client = SnatEntry { addr: flow.saddr, port: flow.sport, _pad: [0; 2], last_seen_ns: now, tcp_flags: 0, _pad2: [0; 7] };
+    for i in 0..SNAT_PORT_TRIES {
+        let port = ((config.port_min as u32 + (start + i) % span) as u16).to_be();
+        let reply = SnatKey {
+            saddr: backend.addr,
+            daddr: config.addr,
+            sport: backend.port,
+            dport: port,
+            proto: flow.proto,
+            direction: SNAT_REPLY,
+            _pad: [0; 2],
+        };
+        if SNAT.insert(&reply, &client, BPF_NOEXIST as u64).is_err() {
+            // Taken. A port whose flow is gone is free: remove its stale
+            // entry and race for it like for a fresh one.
+            if in_use(&reply, now, timeouts) {
+                continue;
+            }
+            let _ = SNAT.remove(&reply);
+            if SNAT.insert(&reply, &client, BPF_NOEXIST as u64).is_err() {
+                continue;
+            }
+        }
+        let node = SnatEntry {
+            addr: config.addr,
+            port,
+            _pad: [0; 2],
+            last_seen_ns: now,
+            tcp_flags: flow.tcp_flags,
+            _pad2: [0; 7],
+        };
+        if SNAT.insert(forward, &node, 0).is_err() {
+            let _ = SNAT.remove(&reply);
+            return Err(Outcome::Drop(DROP_REWRITE_FAILED));
+        }
+        return Ok(());
+    }
+    Err(Outcome::Drop(DROP_SNAT_PORTS_EXHAUSTED))
+}
+
+/// A client's packet leaving the node towards a pod on another node (after
+/// its DNAT, after routing): its source becomes the node's address and the
+/// flow's port. `None` for any packet of no live translated flow.
+#[inline(always)]
+pub fn source(flow: &Flow) -> Option<Translation> {
+    let key = SnatKey {
+        saddr: flow.saddr,
+        daddr: flow.daddr,
+        sport: flow.sport,
+        dport: flow.dport,
+        proto: flow.proto,
+        direction: SNAT_FORWARD,
+        _pad: [0; 2],
+    };
+    // SAFETY: plain data.
+    let node = (unsafe { SNAT.get(&key) }).copied()?;
+    // Refreshed by this packet in lb_xdp a moment ago; an expired entry is
+    // one left behind, and must not translate a packet of another flow.
+    if node.expired(&conntrack::timeouts(), flow.proto, now()) {
+        return None;
+    }
+    Some(Translation { side: Side::Source, addr: node.addr, port: node.port, reason: SNAT_TRANSLATED })
+}
+
+/// A pod's reply to the node's SNAT address and one of its ports: its
+/// destination becomes the client again; the stack then routes it to the
+/// client and `lb_tc_out` reverses the DNAT. `None` for anything else.
+#[inline(always)]
+pub fn reply(flow: &Flow) -> Option<Translation> {
+    let config = config()?;
+    let port = u16::from_be(flow.dport);
+    if flow.daddr != config.addr || port < config.port_min || port > config.port_max {
+        return None;
+    }
+    let key = SnatKey {
+        saddr: flow.saddr,
+        daddr: flow.daddr,
+        sport: flow.sport,
+        dport: flow.dport,
+        proto: flow.proto,
+        direction: SNAT_REPLY,
+        _pad: [0; 2],
+    };
+    // SAFETY: plain data.
+    let client = (unsafe { SNAT.get(&key) }).copied()?;
+    let forward = SNAT.get_ptr_mut(&key.forward_of_reply(&client))?;
+    let now = now();
+    // SAFETY: as in `prepare`.
+    unsafe {
+        if !(*forward).owns(&key) || (*forward).expired(&conntrack::timeouts(), flow.proto, now) {
+            return None;
+        }
+        (*forward).last_seen_ns = now;
+        (*forward).tcp_flags |= flow.tcp_flags;
+    }
+    Some(Translation { side: Side::Destination, addr: client.addr, port: client.port, reason: SNAT_REPLY_TRANSLATED })
+}
