@@ -170,20 +170,26 @@ fn allocate(
     Err(Outcome::Drop(DROP_SNAT_PORTS_EXHAUSTED))
 }
 
-/// A client's packet leaving the node towards a pod on another node (after
-/// its DNAT, after routing): its source becomes the node's address and the
-/// flow's port. `None` for any packet of no live translated flow.
+/// The packet's own addresses and ports as a key of `direction`.
 #[inline(always)]
-pub fn source(flow: &Flow) -> Option<Translation> {
-    let key = SnatKey {
+fn own_key(flow: &Flow, direction: u8) -> SnatKey {
+    SnatKey {
         saddr: flow.saddr,
         daddr: flow.daddr,
         sport: flow.sport,
         dport: flow.dport,
         proto: flow.proto,
-        direction: SNAT_FORWARD,
+        direction,
         _pad: [0; 2],
-    };
+    }
+}
+
+/// A client's packet leaving the node towards a pod on another node (after
+/// its DNAT, after routing): its source becomes the node's address and the
+/// flow's port. `None` for any packet of no live translated flow.
+#[inline(always)]
+pub fn source(flow: &Flow) -> Option<Translation> {
+    let key = own_key(flow, SNAT_FORWARD);
     // SAFETY: plain data.
     let node = (unsafe { SNAT.get(&key) }).copied()?;
     // Refreshed by this packet in lb_xdp a moment ago; an expired entry is
@@ -204,15 +210,7 @@ pub fn reply(flow: &Flow) -> Option<Translation> {
     if flow.daddr != config.addr || port < config.port_min || port > config.port_max {
         return None;
     }
-    let key = SnatKey {
-        saddr: flow.saddr,
-        daddr: flow.daddr,
-        sport: flow.sport,
-        dport: flow.dport,
-        proto: flow.proto,
-        direction: SNAT_REPLY,
-        _pad: [0; 2],
-    };
+    let key = own_key(flow, SNAT_REPLY);
     // SAFETY: plain data.
     let client = (unsafe { SNAT.get(&key) }).copied()?;
     let forward = SNAT.get_ptr_mut(&key.forward_of_reply(&client))?;

@@ -17,15 +17,13 @@ use ingress_common::stats::{DROP_SNAT_PORTS_EXHAUSTED, SNAT_REPLY_TRANSLATED, SN
 use ingress_tests::agent::{InProcessAgent, ManifestDir};
 use ingress_tests::lab::{NODE_A_NAME, NODE_B_NAME};
 use ingress_tests::packet::{self, ACK, Frame, SYN, Seen, TCP, UDP};
-use ingress_tests::pins::PinDir;
-use ingress_tests::prog_run::{self, TC_ACT_OK, XDP_DROP, XDP_PASS};
+use ingress_tests::prog_run::{Programmed, TC_ACT_OK, XDP_DROP, XDP_PASS};
 use ingress_tests::traffic::UdpSession;
 use ingress_tests::{ECHO_PORT, TcpSession, TwoNodeLab, TwoNodeSpec, is_root};
 use ingress_userspace::dataplane::conntrack_gc::{self, SnatPorts, snat_config};
-use ingress_userspace::dataplane::ebpf::{Dataplane, PinnedMaps, TC_IN_PROGRAM, TC_OUT_PROGRAM};
+use ingress_userspace::dataplane::ebpf::PinnedMaps;
 use ingress_userspace::manifests::parse_documents;
 use ingress_userspace::model::NodeInfo;
-use ingress_userspace::reconcile::reconcile;
 use ingress_userspace::translate::translate;
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
@@ -80,45 +78,34 @@ fn manifests() -> String {
 }
 
 /// The programs with maps of their own, programmed as node-a, SNAT to `NODE`.
-struct Harness {
-    dataplane: Dataplane,
-    maps: PinnedMaps,
-    pins: PinDir,
-}
+struct Harness(Programmed);
 
 impl Harness {
     fn new(ports: SnatPorts) -> Option<Harness> {
-        if !is_root() {
-            eprintln!("skipped: BPF_PROG_TEST_RUN needs root");
-            return None;
-        }
         let loaded = parse_documents("snat.yaml", &manifests());
         assert_eq!(loaded.problems, []);
         let node = NodeInfo { name: "node-a".into(), addresses: vec![NODE] };
         let (desired, problems) = translate(&loaded.snapshot, &node);
         assert_eq!(problems, []);
-        let pins = PinDir::unique("snat");
-        let dataplane = Dataplane::load(pins.path()).expect("loading the programs");
-        let mut maps = dataplane.maps().expect("opening the maps");
-        reconcile(&mut maps, &desired).expect("programming the maps");
-        conntrack_gc::write_snat_config(pins.path(), &snat_config(&node.addresses, ports)).unwrap();
-        Some(Harness { dataplane, maps, pins })
+        let programs = Programmed::load("snat", &desired)?;
+        conntrack_gc::write_snat_config(programs.pins.path(), &snat_config(&node.addresses, ports)).unwrap();
+        Some(Harness(programs))
     }
 
     fn xdp(&mut self, frame: &Frame) -> (u32, Vec<u8>) {
-        prog_run::xdp(&mut self.dataplane, &frame.build())
+        self.0.xdp(&frame.build())
     }
 
     fn tc_out(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
-        prog_run::tc(&mut self.dataplane, TC_OUT_PROGRAM, frame)
+        self.0.tc_out(frame)
     }
 
     fn count(&self, reason: u32) -> u64 {
-        self.maps.stats().unwrap()[reason as usize].packets
+        self.0.packets(reason)
     }
 
     fn snat_entries(&self) -> usize {
-        self.maps.snat().unwrap().len()
+        self.0.maps.snat().unwrap().len()
     }
 
     /// A client's first packet through `lb_xdp`, then what `lb_tc_out` on
@@ -158,7 +145,7 @@ fn round_trip_through_the_node(proto: u8) {
     assert_eq!(snat.payload, dnat.payload);
     assert_eq!(h.count(SNAT_TRANSLATED), 1);
     // One entry per direction.
-    let entries = h.maps.snat().unwrap();
+    let entries = h.0.maps.snat().unwrap();
     let directions: BTreeSet<u8> = entries.iter().map(|(key, _)| key.direction).collect();
     assert_eq!((entries.len(), directions), (2, BTreeSet::from([SNAT_FORWARD, SNAT_REPLY])));
 
@@ -223,7 +210,7 @@ fn concurrent_flows_to_one_pod_get_distinct_ports_in_the_range() {
         .collect();
     assert_eq!(ports.len(), flows as usize, "two flows share a port: {ports:?}");
     // Each port answers for its own client.
-    let entries = h.maps.snat().unwrap();
+    let entries = h.0.maps.snat().unwrap();
     for (key, value) in entries.iter().filter(|(key, _)| key.direction == SNAT_REPLY) {
         let port = u16::from_be(key.dport);
         let (verdict, back) = h.xdp(&Frame { ack: 1001, ..Frame::tcp(REMOTE_POD, POD_PORT, NODE, port, SYN | ACK) });
@@ -260,7 +247,7 @@ fn external_traffic_policy_local_never_snats() {
 fn pods_reaching_a_remote_endpoint_keep_their_own_address() {
     let Some(mut h) = Harness::new(PORTS) else { return };
     let syn = Frame::tcp(POD_CLIENT, 45_000, NODE, REMOTE_NODE_PORT, SYN).build();
-    let (verdict, dnat) = prog_run::tc(&mut h.dataplane, TC_IN_PROGRAM, &syn);
+    let (verdict, dnat) = h.0.tc_in(&syn);
     assert_eq!(verdict, TC_ACT_OK);
     let (verdict, out) = h.tc_out(&dnat);
     assert_eq!(verdict, TC_ACT_OK);
@@ -287,7 +274,7 @@ fn port_exhaustion_is_counted_and_dropped_and_an_expired_flow_frees_its_port() {
 
     // Once the first flow has idled out, its port goes to the next flow.
     let short = CtTimeouts { udp_ms: 1, ..CtTimeouts::DEFAULT };
-    conntrack_gc::write_timeouts(h.pins.path(), &short).unwrap();
+    conntrack_gc::write_timeouts(h.0.pins.path(), &short).unwrap();
     std::thread::sleep(Duration::from_millis(20));
     let (_, taken_over) = h.client_to(&second);
     assert_eq!((taken_over.src, taken_over.sport), (NODE, 62_500));
@@ -314,14 +301,15 @@ fn a_finished_flows_snat_entries_are_swept_and_a_live_ones_stay() {
     assert_eq!(h.snat_entries(), 4);
     // Closing flows now last 1 ms (set only now: a half-open one counts as closing).
     let timeouts = CtTimeouts { tcp_closing_ms: 1, ..CtTimeouts::DEFAULT };
-    conntrack_gc::write_timeouts(h.pins.path(), &timeouts).unwrap();
+    conntrack_gc::write_timeouts(h.0.pins.path(), &timeouts).unwrap();
     std::thread::sleep(Duration::from_millis(20));
 
     let config = conntrack_gc::ConntrackConfig { timeouts, ..Default::default() };
-    let mut sweeper = conntrack_gc::Sweeper::open(h.pins.path(), config).unwrap();
+    let mut sweeper = conntrack_gc::Sweeper::open(h.0.pins.path(), config).unwrap();
     let swept = sweeper.sweep().unwrap();
     assert!(swept.removed >= 2, "{swept:?}");
     let left: BTreeSet<(u8, u16)> = h
+        .0
         .maps
         .snat()
         .unwrap()
@@ -341,7 +329,7 @@ fn a_finished_flows_snat_entries_are_swept_and_a_live_ones_stay() {
 #[test]
 fn snat_is_off_until_the_agent_writes_a_node_address() {
     let Some(mut h) = Harness::new(PORTS) else { return };
-    conntrack_gc::write_snat_config(h.pins.path(), &SnatConfig::default()).unwrap();
+    conntrack_gc::write_snat_config(h.0.pins.path(), &SnatConfig::default()).unwrap();
     let (dnat, out) = h.client_to(&Frame::tcp(CLIENT, 47_000, NODE, REMOTE_NODE_PORT, SYN));
     assert_eq!(dnat.dst, REMOTE_POD);
     assert_eq!(out.src, CLIENT, "forwarded as before SNAT existed");
