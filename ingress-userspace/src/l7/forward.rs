@@ -105,7 +105,8 @@ impl Upstreams {
         let mut body = Some(Limited::new(body, usize::try_from(options.max_body_bytes).unwrap_or(usize::MAX)));
         let attempts = if retryable { 2 } else { 1 };
         let mut last_failure = Failure::TimedOut;
-        for endpoint in route.upstream.pick(attempts) {
+        let mut endpoints = route.upstream.pick(attempts).peekable();
+        while let Some(endpoint) = endpoints.next() {
             let attempt_body = match body.take() {
                 Some(body) if !retryable => body.map_err(BoxError::from).boxed(),
                 _ => Empty::new().map_err(|never| match never {}).boxed(),
@@ -115,7 +116,8 @@ impl Upstreams {
             *upstream_request.method_mut() = parts.method.clone();
             *upstream_request.uri_mut() = uri.parse::<Uri>().unwrap_or_default();
             *upstream_request.version_mut() = Version::HTTP_11;
-            *upstream_request.headers_mut() = headers.clone();
+            // Copied only while another attempt may still need them.
+            *upstream_request.headers_mut() = if endpoints.peek().is_some() { headers.clone() } else { std::mem::take(&mut headers) };
             let sent = tokio::time::timeout(options.request_timeout, self.client.request(upstream_request)).await;
             match sent {
                 Ok(Ok(response)) => return respond(response, client_upgrade),
@@ -141,6 +143,10 @@ fn respond(mut response: Response<Incoming>, client_upgrade: Option<hyper::upgra
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     let upstream_upgrade = switching.then(|| hyper::upgrade::on(&mut response));
     let (mut parts, body) = response.into_parts();
+    // The client's connection speaks our HTTP version, not the upstream's: an
+    // HTTP/1.0 answer passed on as such would end the client's keep-alive
+    // (hyper still answers an HTTP/1.0 client in HTTP/1.0).
+    parts.version = Version::HTTP_11;
     if let (Some(client_upgrade), Some(upstream_upgrade)) = (client_upgrade, upstream_upgrade) {
         // Both sides switch once the 101 reaches the client; then bytes flow as they are.
         tokio::spawn(async move {

@@ -319,3 +319,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
         self.io.is_write_vectored()
     }
 }
+
+#[cfg(test)]
+#[path = "proxy_tests.rs"]
+mod tests;

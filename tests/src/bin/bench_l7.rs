@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use ingress_tests::bench::l7::{Config, run_l7};
+use ingress_tests::bench::l7::{Config, Contender, run_l7};
 use ingress_tests::interrupt::on_ctrl_c;
 use ingress_tests::is_root;
 
@@ -39,6 +39,13 @@ struct Args {
     /// Budget of the rounds in seconds: later rounds are skipped past it.
     #[arg(long)]
     time_limit_s: Option<u64>,
+    /// Only these contenders, comma-separated (direct, ebpf-lb, nginx, haproxy); default all.
+    #[arg(long, value_delimiter = ',', value_parser = contender)]
+    contenders: Option<Vec<Contender>>,
+}
+
+fn contender(name: &str) -> Result<Contender, String> {
+    Contender::from_name(name).ok_or_else(|| format!("unknown contender {name:?} (direct, ebpf-lb, nginx, haproxy)"))
 }
 
 fn main() -> Result<()> {
@@ -58,6 +65,7 @@ fn main() -> Result<()> {
         changes: args.changes.unwrap_or(base.changes),
         connections: args.connections.unwrap_or(base.connections),
         time_limit: args.time_limit_s.map_or(base.time_limit, Duration::from_secs),
+        contenders: args.contenders.unwrap_or(base.contenders),
         command: std::env::var("BENCH_COMMAND").unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" ")),
         ..base
     };

@@ -26,7 +26,8 @@ use crate::bench::manifests::ManifestSet;
 use crate::lab::{Lab, LabSpec};
 use crate::netns::run_command;
 use proxies::{Bed, WorkDir};
-use report::{Cell, Churn, Contender, Figures, Report};
+use report::{Cell, Churn, Figures, Report};
+pub use report::Contender;
 use routes::{CHURN_HOST, MEASURED_HOST, MEASURED_PATH, PODS};
 use wrk::{Load, WrkResult};
 
@@ -51,6 +52,9 @@ pub struct Config {
     pub time_limit: Duration,
     /// What the report says was run.
     pub command: String,
+    /// The contenders measured, in this order within each round; the route
+    /// changes run for the proxies among them.
+    pub contenders: Vec<Contender>,
 }
 
 impl Config {
@@ -67,6 +71,7 @@ impl Config {
             connections: 16,
             time_limit: Duration::from_secs(6 * 60),
             command: "cargo xtask bench l7".into(),
+            contenders: Contender::ALL.to_vec(),
         }
     }
 
@@ -116,25 +121,28 @@ pub fn run_l7(config: &Config, stop: &AtomicBool) -> Result<Outputs> {
     };
     let bench = Bench { bed: &bed, config, stop, wrk_cpus: &wrk_cpus };
     let start = Instant::now();
-    let mut rounds: Vec<Vec<Figures>> = vec![Vec::new(); Contender::ALL.len()];
+    if config.contenders.is_empty() {
+        bail!("nothing to run: give at least one contender");
+    }
+    let mut rounds: Vec<Vec<Figures>> = vec![Vec::new(); config.contenders.len()];
     for round in 0..config.rounds {
         if round > 0 && start.elapsed() > config.time_limit {
             eprintln!("time budget used after {round} rounds, skipping the rest");
             break;
         }
-        for (contender, figures) in Contender::ALL.into_iter().zip(&mut rounds) {
+        for (&contender, figures) in config.contenders.iter().zip(&mut rounds) {
             eprintln!("round {}/{}: {}", round + 1, config.rounds, contender.name());
             figures.push(bench.measure(contender).with_context(|| format!("measuring {}", contender.name()))?);
         }
     }
     let mut churn = Vec::new();
-    for contender in Contender::PROXIES {
+    for contender in Contender::PROXIES.into_iter().filter(|c| config.contenders.contains(c)) {
         eprintln!("route changes: {}", contender.name());
         churn.push(bench.churn(contender).with_context(|| format!("route changes on {}", contender.name()))?);
     }
     drop(bed);
     drop(lab);
-    let cells = Contender::ALL.into_iter().zip(rounds).map(|(c, r)| Cell::new(c, r)).collect();
+    let cells = config.contenders.iter().zip(rounds).map(|(&c, r)| Cell::new(c, r)).collect();
     write_outputs(config, cells, churn, proxy_cpus, wrk_cpus)
 }
 

@@ -20,9 +20,6 @@ use crate::pins::PinDir;
 
 const NGINX_PORT: u16 = 8081;
 const HAPROXY_PORT: u16 = 8082;
-/// How often the agent looks at its manifest directory: often enough that
-/// paced route changes reach it one by one.
-const AGENT_POLL_MS: &str = "10";
 const INGRESS_FILE: &str = "ingresses.yaml";
 /// Bound on a proxy's start until it serves the measured route.
 const START_LIMIT: Duration = Duration::from_secs(20);
@@ -63,14 +60,17 @@ impl<'a> Bed<'a> {
             Contender::EbpfLb => {
                 write_atomically(&self.manifests.path().join(INGRESS_FILE), &ingress::yaml(&self.routes(0)))?;
                 let pins = PinDir::unique("l7bench");
-                // Without access logs, as nginx and HAProxy run here.
-                let quiet = |command: &mut std::process::Command| {
-                    command.args(["--poll-ms", AGENT_POLL_MS]).env("RUST_LOG", "warn");
+                // Pinned before it starts, as `taskset -c` pins nginx and HAProxy: its
+                // runtime then sizes itself to the CPUs it may use (one worker per
+                // allowed CPU), and every thread inherits the mask. Route changes
+                // reach it through inotify, no polling. Without access logs, as
+                // nginx and HAProxy run here.
+                let cpus = cpu_list(&self.proxy_cpus)?;
+                let configure = move |command: &mut std::process::Command| {
+                    command.env("RUST_LOG", "warn");
+                    pin_at_exec(command, cpus);
                 };
-                let process = AgentProcess::spawn_with(self.agent, self.lab, self.manifests.path(), pins.path(), quiet)?;
-                // All its threads; the ones it starts later inherit the mask.
-                let pid = process.pid().to_string();
-                run_command(std::process::Command::new("taskset").args(["-a", "-p", "-c", &self.proxy_cpus, &pid]))?;
+                let process = AgentProcess::spawn_with(self.agent, self.lab, self.manifests.path(), pins.path(), configure)?;
                 Kind::Agent { process, _pins: pins }
             }
             Contender::Nginx => {
@@ -198,6 +198,42 @@ impl Proxy<'_> {
     }
 }
 
+/// The CPUs of a `taskset -c` list such as `1` or `0,2-3`.
+fn cpu_list(list: &str) -> Result<Vec<usize>> {
+    let mut cpus = Vec::new();
+    for part in list.split(',').map(str::trim) {
+        let number = |text: &str| text.trim().parse::<usize>().with_context(|| format!("CPU list {list:?}"));
+        match part.split_once('-') {
+            Some((first, last)) => cpus.extend(number(first)?..=number(last)?),
+            None => cpus.push(number(part)?),
+        }
+    }
+    if cpus.is_empty() || cpus.iter().any(|&cpu| cpu >= libc::CPU_SETSIZE as usize) {
+        bail!("CPU list {list:?} is empty or out of range");
+    }
+    Ok(cpus)
+}
+
+/// Sets the child's CPU affinity between fork and exec, so that the program
+/// starts (and sizes itself) on those CPUs only.
+fn pin_at_exec(command: &mut std::process::Command, cpus: Vec<usize>) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec only async-signal-safe calls are made:
+    // the set is built on the stack and sched_setaffinity is a system call.
+    unsafe {
+        command.pre_exec(move || {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            for &cpu in &cpus {
+                libc::CPU_SET(cpu, &mut set);
+            }
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Write + rename, so that no reader ever sees half a file.
 fn write_atomically(path: &Path, contents: &str) -> Result<()> {
     let tmp = path.with_extension("tmp");
@@ -221,5 +257,35 @@ impl WorkDir {
 impl Drop for WorkDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_as_taskset_reads_them() {
+        let cases: [(&str, Option<Vec<usize>>); 6] = [
+            ("1", Some(vec![1])),
+            ("0,2-3", Some(vec![0, 2, 3])),
+            (" 3 ", Some(vec![3])),
+            ("", None),
+            ("a", None),
+            ("99999", None),
+        ];
+        for (list, expected) in cases {
+            assert_eq!(cpu_list(list).ok(), expected, "{list:?}");
+        }
+    }
+
+    #[test]
+    fn a_child_pinned_at_exec_starts_on_those_cpus_only() {
+        let mut command = std::process::Command::new("grep");
+        command.args(["^Cpus_allowed_list:", "/proc/self/status"]);
+        pin_at_exec(&mut command, vec![0]);
+        let output = command.output().unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(text.split_whitespace().nth(1), Some("0"), "{text}");
     }
 }

@@ -22,6 +22,11 @@ impl Contender {
     pub const ALL: [Contender; 4] = [Contender::Direct, Contender::EbpfLb, Contender::Nginx, Contender::Haproxy];
     pub const PROXIES: [Contender; 3] = [Contender::EbpfLb, Contender::Nginx, Contender::Haproxy];
 
+    /// The contender a [`Contender::name`] names.
+    pub fn from_name(name: &str) -> Option<Contender> {
+        Contender::ALL.into_iter().find(|c| c.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Contender::Direct => "direct",
@@ -154,6 +159,14 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn contenders_are_found_by_name() {
+        for contender in Contender::ALL {
+            assert_eq!(Contender::from_name(contender.name()), Some(contender));
+        }
+        assert_eq!(Contender::from_name("envoy"), None);
+    }
 
     #[test]
     fn medians_added_latency_and_route_changes_in_the_table() {
