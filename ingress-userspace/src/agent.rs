@@ -27,9 +27,9 @@ use crate::manifests::Loaded;
 use crate::metrics::Metrics;
 use crate::model::{HealthCheck, NodeInfo};
 use crate::problem::{Problem, Severity};
-use crate::reconcile::reconcile;
+use crate::reconcile::Reconciler;
 use crate::source;
-use crate::translate::translate;
+use crate::translate::Translator;
 
 /// How long a failed map write waits before the same snapshot is retried.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -67,6 +67,26 @@ pub struct AgentConfig {
 /// Runs until `shutdown` completes. The programs are detached on return; the
 /// pinned maps stay, so the next start picks the programmed state up.
 pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    // The source first: reading a large manifest directory then overlaps
+    // with loading and attaching the programs.
+    let (snapshots, mut updates) = watch::channel(None);
+    // Only with the API server: Events for problems, Ingress status.
+    let mut cluster = None;
+    let source_task = match &config.source {
+        SourceConfig::Directory { path, poll_interval } => {
+            tokio::spawn(source::watch_directory(path.clone(), *poll_interval, snapshots))
+        }
+        SourceConfig::Kubernetes => {
+            let client = kube::Client::try_default().await.context("configuring the API client")?;
+            let events = k8s::events::ProblemEvents::new(client.clone(), &config.node.name, metrics.clone());
+            cluster = Some((client.clone(), events));
+            let node_name = config.node.name.clone();
+            tokio::spawn(k8s::watch::watch_cluster(client, node_name, metrics.clone(), snapshots))
+        }
+    };
+    let source_task = AbortOnDrop(source_task);
+
     let mut dataplane = Dataplane::load_sized(&config.pin_dir, &config.map_sizes)?;
     for uplink in &config.uplinks {
         dataplane.attach_uplink(uplink)?;
@@ -76,7 +96,6 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     interfaces.attach_new(&mut dataplane);
     tracing::info!(uplinks = ?config.uplinks, pod_veths = ?config.pod_veths, pin_dir = %config.pin_dir.display(), "dataplane attached");
     let mut maps = dataplane.maps()?;
-    let metrics = Arc::new(Metrics::default());
     conntrack_gc::write_timeouts(&config.pin_dir, &config.conntrack.timeouts)?;
     let mut sweeper = Sweeper::open(&config.pin_dir, config.conntrack)?;
     let mut snat = conntrack_gc::SnatConfigWriter::open(&config.pin_dir, config.conntrack.snat_ports)?;
@@ -97,28 +116,13 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         });
     }
 
-    let (snapshots, mut updates) = watch::channel(None);
-    // Only with the API server: Events for problems, Ingress status.
-    let mut cluster = None;
-    let source_task = match &config.source {
-        SourceConfig::Directory { path, poll_interval } => {
-            tokio::spawn(source::watch_directory(path.clone(), *poll_interval, snapshots))
-        }
-        SourceConfig::Kubernetes => {
-            let client = kube::Client::try_default().await.context("configuring the API client")?;
-            let events = k8s::events::ProblemEvents::new(client.clone(), &config.node.name, metrics.clone());
-            cluster = Some((client.clone(), events));
-            let node_name = config.node.name.clone();
-            tokio::spawn(k8s::watch::watch_cluster(client, node_name, metrics.clone(), snapshots))
-        }
-    };
-
     // Dropped on return, which stops the servers.
     let mut health_checks = HealthChecks::default();
     tokio::pin!(shutdown);
     let mut scan = tokio::time::interval(INTERFACE_SCAN);
     let mut sweep = tokio::time::interval(config.conntrack.sweep_interval);
     let mut retry_pending = false;
+    let mut state = SyncState::default();
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
@@ -145,11 +149,13 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         if let Err(error) = snat.update(&node.addresses) {
             tracing::warn!("writing the SNAT address failed: {error:#}");
         }
+        // The L4 maps first: the L7 routes do not hold them up.
+        let synced = sync_with(&loaded, &node, &mut maps, &mut state, &metrics);
         let route_problems = l7.update(&loaded.snapshot);
         for problem in &route_problems {
             report(problem, &metrics);
         }
-        retry_pending = match sync(&loaded, &node, &mut maps, &metrics) {
+        retry_pending = match synced {
             Ok(Synced { mut problems, health_checks: wanted }) => {
                 for _ in health_checks.update(&wanted) {
                     metrics.count_problem("health_check_port_unavailable");
@@ -171,7 +177,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             }
         };
     }
-    source_task.abort();
+    drop(source_task);
     tracing::info!("shutting down; maps stay pinned in {}", config.pin_dir.display());
     Ok(())
 }
@@ -184,28 +190,64 @@ pub struct Synced {
     pub health_checks: BTreeMap<u16, HealthCheck>,
 }
 
-/// One pass from a snapshot to the maps.
+/// What passes carry over: the translation and the maps' state as of the
+/// last pass, so that the next one works on what changed.
+#[derive(Default)]
+pub struct SyncState {
+    translator: Translator,
+    reconciler: Reconciler,
+    /// The frontend names last written, if the last pass wrote them.
+    labelled: bool,
+}
+
+/// One full pass from a snapshot to the maps (nothing carried over).
 pub fn sync(loaded: &Loaded, node: &NodeInfo, maps: &mut dyn MapWriter, metrics: &Metrics) -> anyhow::Result<Synced> {
-    let (desired, translation_problems) = translate(&loaded.snapshot, node);
+    sync_with(loaded, node, maps, &mut SyncState::default(), metrics)
+}
+
+/// One pass from a snapshot to the maps, working on what changed since the
+/// last pass with the same `state`.
+pub fn sync_with(
+    loaded: &Loaded,
+    node: &NodeInfo,
+    maps: &mut dyn MapWriter,
+    state: &mut SyncState,
+    metrics: &Metrics,
+) -> anyhow::Result<Synced> {
+    let started = std::time::Instant::now();
+    let (desired, translation_problems) = state.translator.translate(&loaded.snapshot, node);
     let problems: Vec<Problem> = loaded.problems.iter().chain(&translation_problems).cloned().collect();
     for problem in &problems {
         report(problem, metrics);
     }
-    let started = std::time::Instant::now();
-    let report = reconcile(maps, &desired).context("writing the maps")?;
-    let names = crate::state::frontend_names(&desired, &describe(&report.planned));
-    if let Err(error) = maps.label_frontends(&names) {
-        tracing::warn!("labelling frontends for `state` failed: {error:#}");
+    let translated = started.elapsed();
+    let result = state.reconciler.reconcile(maps, &desired);
+    let report = match result {
+        Ok(report) => report,
+        Err(error) => {
+            state.labelled = false;
+            return Err(error.context("writing the maps"));
+        }
+    };
+    if report.frontends_changed || !state.labelled {
+        state.labelled = false;
+        if let Some(contents) = state.reconciler.contents() {
+            let names = crate::state::frontend_names(&desired, &describe(contents));
+            match maps.label_frontends(&names) {
+                Ok(()) => state.labelled = true,
+                Err(error) => tracing::warn!("labelling frontends for `state` failed: {error:#}"),
+            }
+        }
     }
     metrics.observe_sync(started.elapsed());
     for left_out in &report.left_out {
         metrics.count_map_full(left_out.map);
     }
-    let (planned, sizes) = (&report.planned, maps.sizes());
-    metrics.set_map_usage(SERVICES_MAP, planned.services.len(), sizes.services);
-    metrics.set_map_usage(BACKENDS_MAP, planned.backends.len(), sizes.backends);
-    metrics.set_map_usage(REV_NAT_MAP, planned.rev_nat.len(), sizes.rev_nat);
-    metrics.set_map_usage(MAGLEV_MAP, planned.maglev.len(), sizes.maglev_rows());
+    let (usage, sizes) = (&report.usage, maps.sizes());
+    metrics.set_map_usage(SERVICES_MAP, usage.services, sizes.services);
+    metrics.set_map_usage(BACKENDS_MAP, usage.backends, sizes.backends);
+    metrics.set_map_usage(REV_NAT_MAP, usage.rev_nat, sizes.rev_nat);
+    metrics.set_map_usage(MAGLEV_MAP, usage.maglev, sizes.maglev_rows());
     metrics.conntrack_udp_flushed(report.udp_flows_flushed);
     let map_writes: usize = report.ops.values().sum();
     metrics.sync_succeeded(map_writes, report.frontends, report.backends);
@@ -213,12 +255,24 @@ pub fn sync(loaded: &Loaded, node: &NodeInfo, maps: &mut dyn MapWriter, metrics:
         frontends = report.frontends,
         backends = report.backends,
         left_out = report.left_out.len(),
+        changed_services = report.changed_services,
         map_writes,
         ignored = loaded.ignored,
         problems = problems.len(),
+        translate_ms = translated.as_secs_f64() * 1e3,
+        total_ms = started.elapsed().as_secs_f64() * 1e3,
         "dataplane programmed"
     );
     Ok(Synced { problems, health_checks: desired.health_checks })
+}
+
+/// Aborts the task when dropped (on every return from `run`).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn report(problem: &Problem, metrics: &Metrics) {

@@ -3,7 +3,7 @@
 //! document or file is reported and skipped, the rest is still programmed.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use k8s_openapi::Metadata;
@@ -43,7 +43,41 @@ pub struct Snapshot {
     pub nodes: Vec<Node>,
     /// Keyed by `object_label`; empty for objects from the API server.
     pub sources: BTreeMap<String, Source>,
+    /// What the source knows about which objects stayed the same.
+    pub versions: Versions,
 }
+
+/// A version per Service and per EndpointSlice, in the order of
+/// `Snapshot::services` and `Snapshot::endpoint_slices`, where the source
+/// keeps them (files: one per parse of a document, so an equal version
+/// means the same object from the same place); empty where it does not.
+/// Only a hint for caches: two snapshots are equal whatever their versions.
+#[derive(Clone, Debug, Default)]
+pub struct Versions {
+    pub services: Vec<u64>,
+    pub endpoint_slices: Vec<u64>,
+}
+
+impl PartialEq for Versions {
+    fn eq(&self, _: &Versions) -> bool {
+        true
+    }
+}
+
+impl Versions {
+    /// The versions of `snapshot`'s Services and EndpointSlices, if it has
+    /// one for each.
+    pub fn of(snapshot: &Snapshot) -> Option<&Versions> {
+        let versions = &snapshot.versions;
+        let complete = versions.services.len() == snapshot.services.len()
+            && versions.endpoint_slices.len() == snapshot.endpoint_slices.len()
+            && !(snapshot.services.is_empty() && snapshot.endpoint_slices.is_empty());
+        complete.then_some(versions)
+    }
+}
+
+/// Numbers parsed documents: never the same twice in a process.
+static NEXT_VERSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Snapshot {
     /// The location of an object, with its file when it came from one.
@@ -72,10 +106,9 @@ pub struct Loaded {
     pub problems: Vec<Problem>,
 }
 
-/// Reads every `*.yaml` / `*.yml` file of `dir` (not recursive), in name
-/// order so that "first wins" conflicts are reproducible. Only an unreadable
-/// directory is an error; an unreadable file is a problem.
-pub fn load_dir(dir: &Path) -> anyhow::Result<Loaded> {
+/// The `*.yaml` / `*.yml` files of `dir` (not recursive), in name order so
+/// that "first wins" conflicts are reproducible.
+pub fn manifest_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let read_error = || format!("reading the manifest directory {}", dir.display());
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(read_error)? {
@@ -86,168 +119,274 @@ pub fn load_dir(dir: &Path) -> anyhow::Result<Loaded> {
         }
     }
     files.sort();
+    Ok(files)
+}
+
+/// Reads every manifest file of `dir` (see [`manifest_files`]). Only an
+/// unreadable directory is an error; an unreadable file is a problem.
+pub fn load_dir(dir: &Path) -> anyhow::Result<Loaded> {
+    let files = manifest_files(dir)?;
+    let parsed = read_files(&files);
     let mut loaded = Loaded::default();
-    for path in files {
-        let file = path.display().to_string();
-        match std::fs::read_to_string(&path) {
-            Ok(text) => loaded.parse(&file, &text),
-            Err(error) => loaded.problems.push(Problem::error(
-                ProblemKind::UnreadableFile,
-                Location {
-                    file: Some(file),
-                    ..Location::default()
-                },
-                format!("cannot read: {error}, file skipped"),
-            )),
-        }
+    for file in &parsed {
+        loaded.add_file(file);
     }
     Ok(loaded)
+}
+
+/// Reads and parses `paths`, on as many threads as there are cores (a large
+/// directory is mostly YAML parsing), in the order given.
+pub fn read_files(paths: &[PathBuf]) -> Vec<ParsedFile> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from).min(paths.len()).max(1);
+    if threads == 1 {
+        return paths.iter().map(|path| read_file(path)).collect();
+    }
+    let mut parsed: Vec<Option<ParsedFile>> = vec![None; paths.len()];
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|worker| {
+                scope.spawn(move || {
+                    let mine = paths.iter().enumerate().skip(worker).step_by(threads);
+                    mine.map(|(index, path)| (index, read_file(path))).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for worker in workers {
+            // A panicking parser is a bug: let it surface as one.
+            for (index, file) in worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)) {
+                parsed[index] = Some(file);
+            }
+        }
+    });
+    parsed.into_iter().flatten().collect()
+}
+
+/// Reads and parses one manifest file; an unreadable one is a problem.
+pub fn read_file(path: &Path) -> ParsedFile {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_file(&file, &text),
+        Err(error) => {
+            let at = Location { file: Some(file), ..Location::default() };
+            let problem = Problem::error(ProblemKind::UnreadableFile, at, format!("cannot read: {error}, file skipped"));
+            ParsedFile { docs: vec![Doc::Problem(problem)], ignored: 0 }
+        }
+    }
 }
 
 /// Parses a multi-document YAML text; `file` only labels the problems.
 pub fn parse_documents(file: &str, text: &str) -> Loaded {
     let mut loaded = Loaded::default();
-    loaded.parse(file, text);
+    loaded.add_file(&parse_file(file, text));
     loaded
 }
 
-impl Loaded {
-    fn parse(&mut self, file: &str, text: &str) {
-        for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-            let at = Location {
-                file: Some(file.to_owned()),
-                document: Some(index + 1),
-                object: None,
-            };
-            match Value::deserialize(document) {
-                Ok(value) => self.add_document(at, value),
-                Err(error) => {
-                    // libyaml cannot resume after a syntax error (it would repeat
-                    // it forever): the documents before it are kept.
-                    let message = format!("{error}; rest of the file skipped");
-                    self.problems.push(Problem::error(ProblemKind::YamlSyntax, at, message));
-                    break;
-                }
+/// One file's documents, parsed without looking at any other file: the unit
+/// the directory source re-reads when a file changes. [`Loaded::add_file`]
+/// puts files together, deciding which of two definitions of an object wins.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ParsedFile {
+    docs: Vec<Doc>,
+    /// Documents of kinds the dataplane does not use.
+    ignored: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Doc {
+    /// A problem of the document itself (syntax, not an object, no name).
+    Problem(Problem),
+    /// A named object, or why it could not be read: whether it is used
+    /// depends on the files before it (the first definition wins).
+    Object {
+        label: String,
+        at: Location,
+        parsed: Result<(Object, Vec<Problem>), Problem>,
+        /// This parse of the document (see [`Versions`]).
+        version: Version,
+    },
+}
+
+/// The kinds the agent uses (boxed: they differ a lot in size).
+#[derive(Clone, Debug, PartialEq)]
+enum Object {
+    Service(Box<Service>),
+    EndpointSlice(Box<EndpointSlice>),
+    Pod(Box<Pod>),
+    Secret(Box<Secret>),
+    Node(Box<Node>),
+    Ingress(Box<Ingress>),
+    IngressClass(Box<IngressClass>),
+}
+
+/// Parses every document of `text`; `file` labels the problems and sources.
+pub fn parse_file(file: &str, text: &str) -> ParsedFile {
+    let mut parsed = ParsedFile::default();
+    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let at = Location {
+            file: Some(file.to_owned()),
+            document: Some(index + 1),
+            object: None,
+        };
+        match Value::deserialize(document) {
+            Ok(value) => parsed.add_document(at, value),
+            Err(error) => {
+                // libyaml cannot resume after a syntax error (it would repeat
+                // it forever): the documents before it are kept.
+                let message = format!("{error}; rest of the file skipped");
+                parsed.docs.push(Doc::Problem(Problem::error(ProblemKind::YamlSyntax, at, message)));
+                break;
             }
         }
     }
+    parsed
+}
 
+impl Loaded {
+    /// Adds a file's objects and problems after those of the files added
+    /// before it. An object already defined keeps its first definition; the
+    /// later one is reported.
+    pub fn add_file(&mut self, parsed: &ParsedFile) {
+        self.ignored += parsed.ignored;
+        for doc in &parsed.docs {
+            let (label, at, result, version) = match doc {
+                Doc::Problem(problem) => {
+                    self.problems.push(problem.clone());
+                    continue;
+                }
+                Doc::Object { label, at, parsed, version } => (label, at, parsed, version.0),
+            };
+            if let Some(first) = self.snapshot.sources.get(label) {
+                let message = format!(
+                    "also defined in {} doc {}, which wins; object skipped",
+                    first.file, first.document
+                );
+                self.problems.push(Problem::error(ProblemKind::InvalidDocument, at.clone(), message));
+                continue;
+            }
+            let (object, warnings) = match result {
+                Ok(parsed) => parsed,
+                Err(problem) => {
+                    self.problems.push(problem.clone());
+                    continue;
+                }
+            };
+            self.problems.extend(warnings.iter().cloned());
+            let source = Source {
+                file: at.file.clone().unwrap_or_default(),
+                document: at.document.unwrap_or(0),
+            };
+            self.snapshot.sources.insert(label.clone(), source);
+            let snapshot = &mut self.snapshot;
+            match object {
+                Object::Service(object) => {
+                    snapshot.services.push((**object).clone());
+                    snapshot.versions.services.push(version);
+                }
+                Object::EndpointSlice(object) => {
+                    snapshot.endpoint_slices.push((**object).clone());
+                    snapshot.versions.endpoint_slices.push(version);
+                }
+                Object::Pod(object) => snapshot.pods.push((**object).clone()),
+                Object::Secret(object) => snapshot.secrets.push((**object).clone()),
+                Object::Node(object) => snapshot.nodes.push((**object).clone()),
+                Object::Ingress(object) => snapshot.ingresses.push((**object).clone()),
+                Object::IngressClass(object) => snapshot.ingress_classes.push((**object).clone()),
+            }
+        }
+    }
+}
+
+impl ParsedFile {
     fn add_document(&mut self, at: Location, value: Value) {
         if value.is_null() {
             return;
         }
         let api_version = value.get("apiVersion").and_then(Value::as_str);
         let kind = value.get("kind").and_then(Value::as_str);
-        match (api_version, kind) {
-            (Some("v1"), Some("Service")) => {
-                if let Some(service) = self.object(at, value) {
-                    self.snapshot.services.push(service);
-                }
-            }
+        let doc = match (api_version, kind) {
+            (Some("v1"), Some("Service")) => object(at, value, |o| Object::Service(Box::new(o))),
             (Some("discovery.k8s.io/v1"), Some("EndpointSlice")) => {
-                if let Some(slice) = self.object(at, value) {
-                    self.snapshot.endpoint_slices.push(slice);
-                }
+                object(at, value, |o| Object::EndpointSlice(Box::new(o)))
             }
-            (Some("v1"), Some("Pod")) => {
-                if let Some(pod) = self.object(at, value) {
-                    self.snapshot.pods.push(pod);
-                }
-            }
-            (Some("v1"), Some("Secret")) => {
-                if let Some(secret) = self.object(at, value) {
-                    self.snapshot.secrets.push(secret);
-                }
-            }
-            (Some("v1"), Some("Node")) => {
-                if let Some(node) = self.object(at, value) {
-                    self.snapshot.nodes.push(node);
-                }
-            }
-            (Some("networking.k8s.io/v1"), Some("Ingress")) => {
-                if let Some(ingress) = self.object(at, value) {
-                    self.snapshot.ingresses.push(ingress);
-                }
-            }
+            (Some("v1"), Some("Pod")) => object(at, value, |o| Object::Pod(Box::new(o))),
+            (Some("v1"), Some("Secret")) => object(at, value, |o| Object::Secret(Box::new(o))),
+            (Some("v1"), Some("Node")) => object(at, value, |o| Object::Node(Box::new(o))),
+            (Some("networking.k8s.io/v1"), Some("Ingress")) => object(at, value, |o| Object::Ingress(Box::new(o))),
             (Some("networking.k8s.io/v1"), Some("IngressClass")) => {
-                if let Some(class) = self.object(at, value) {
-                    self.snapshot.ingress_classes.push(class);
-                }
+                object(at, value, |o| Object::IngressClass(Box::new(o)))
             }
             (Some(api_version), Some(kind)) => {
                 tracing::debug!(%at, api_version, kind, "ignoring a kind the dataplane does not use");
                 self.ignored += 1;
+                return;
             }
-            _ => self.problems.push(Problem::error(
+            _ => Doc::Problem(Problem::error(
                 ProblemKind::InvalidDocument,
                 at,
                 "not an object with apiVersion and kind, document skipped",
             )),
-        }
+        };
+        self.docs.push(doc);
+    }
+}
+
+/// Deserializes one object. Unknown fields (typos such as `nodeport`) are
+/// warnings, not errors: the API server would also drop them.
+fn object<T>(mut at: Location, value: Value, wrap: fn(T) -> Object) -> Doc
+where
+    T: DeserializeOwned + Metadata<Ty = ObjectMeta>,
+{
+    let name = |field: &str| value.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str);
+    let metadata = ObjectMeta {
+        namespace: name("namespace").map(str::to_owned),
+        name: name("name").map(str::to_owned),
+        ..ObjectMeta::default()
+    };
+    let label = object_label(T::KIND, &metadata);
+    at.object = Some(label.clone());
+    if metadata.name.as_deref().unwrap_or("").is_empty() {
+        let problem = Problem::error(ProblemKind::InvalidDocument, at, "no name, object skipped");
+        return Doc::Problem(problem.at("metadata.name"));
     }
 
-    /// Deserializes one object. Unknown fields (typos such as `nodeport`) are
-    /// warnings, not errors: the API server would also drop them.
-    fn object<T>(&mut self, mut at: Location, value: Value) -> Option<T>
-    where
-        T: DeserializeOwned + Metadata<Ty = ObjectMeta>,
-    {
-        let name = |field: &str| value.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str);
-        let metadata = ObjectMeta {
-            namespace: name("namespace").map(str::to_owned),
-            name: name("name").map(str::to_owned),
-            ..ObjectMeta::default()
-        };
-        let label = object_label(T::KIND, &metadata);
-        at.object = Some(label.clone());
-        if metadata.name.as_deref().unwrap_or("").is_empty() {
-            let problem = Problem::error(ProblemKind::InvalidDocument, at, "no name, object skipped");
-            self.problems.push(problem.at("metadata.name"));
-            return None;
+    let mut unknown = Vec::new();
+    let mut record = |path: serde_ignored::Path| unknown.push(field_path(&path));
+    let result = serde_path_to_error::deserialize::<_, T>(serde_ignored::Deserializer::new(value, &mut record));
+    let parsed = match result {
+        Ok(mut object) => {
+            let warnings = unknown
+                .into_iter()
+                .map(|field| Problem::warning(ProblemKind::UnknownField, at.clone(), "unknown field, ignored").at(field))
+                .collect();
+            // Objects without a namespace land in "default", as with `kubectl apply`.
+            object
+                .metadata_mut()
+                .namespace
+                .get_or_insert_with(|| "default".to_owned());
+            Ok((wrap(object), warnings))
         }
-        if let Some(first) = self.snapshot.sources.get(&label) {
-            let message = format!(
-                "also defined in {} doc {}, which wins; object skipped",
-                first.file, first.document
+        Err(error) => {
+            let field = error.path().to_string();
+            let problem = Problem::error(
+                ProblemKind::InvalidField,
+                at.clone(),
+                format!("{}, object skipped", error.inner()),
             );
-            self.problems
-                .push(Problem::error(ProblemKind::InvalidDocument, at, message));
-            return None;
+            Err(if field == "." { problem } else { problem.at(field) })
         }
+    };
+    let version = NEXT_VERSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Doc::Object { label, at, parsed, version: Version(version) }
+}
 
-        let mut unknown = Vec::new();
-        let mut record = |path: serde_ignored::Path| unknown.push(field_path(&path));
-        let result = serde_path_to_error::deserialize::<_, T>(serde_ignored::Deserializer::new(value, &mut record));
-        match result {
-            Ok(mut object) => {
-                for field in unknown {
-                    let problem = Problem::warning(ProblemKind::UnknownField, at.clone(), "unknown field, ignored");
-                    self.problems.push(problem.at(field));
-                }
-                // Objects without a namespace land in "default", as with `kubectl apply`.
-                object
-                    .metadata_mut()
-                    .namespace
-                    .get_or_insert_with(|| "default".to_owned());
-                let source = Source {
-                    file: at.file.unwrap_or_default(),
-                    document: at.document.unwrap_or(0),
-                };
-                self.snapshot.sources.insert(label, source);
-                Some(object)
-            }
-            Err(error) => {
-                let field = error.path().to_string();
-                let problem = Problem::error(
-                    ProblemKind::InvalidField,
-                    at,
-                    format!("{}, object skipped", error.inner()),
-                );
-                self.problems
-                    .push(if field == "." { problem } else { problem.at(field) });
-                None
-            }
-        }
+/// A parse's number: equal whatever the numbers, so that a file parsed
+/// again to the same documents compares equal to its last parse.
+#[derive(Clone, Copy, Debug)]
+struct Version(u64);
+
+impl PartialEq for Version {
+    fn eq(&self, _: &Version) -> bool {
+        true
     }
 }
 

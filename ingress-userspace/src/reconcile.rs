@@ -4,15 +4,16 @@
 //! The maps are the only state: after a failed write (a full map, say) the
 //! next pass reads what they hold and carries on from there.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::Context;
-use ingress_common::maps::ServiceKey;
+use ingress_common::maps::{MaglevKey, SCOPE_EXTERNAL, ServiceKey};
 
 use crate::dataplane::diff::diff;
-use crate::dataplane::plan::{LeftOut, Plan, plan};
-use crate::dataplane::{MapContents, MapOp, MapWriter, abi, rollback};
-use crate::model::DesiredState;
+use crate::dataplane::plan::{LeftOut, PartPlanner, Plan, ServiceFrontends, backend_values, by_service, plan};
+use crate::dataplane::sizes::MapSizes;
+use crate::dataplane::{MapContents, MapOp, MapWriter, SourceRangeEntry, abi, rollback};
+use crate::model::{BackendAddr, DesiredState, Frontend, FrontendState, ServicePortRef};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReconcileReport {
@@ -21,12 +22,39 @@ pub struct ReconcileReport {
     pub frontends: usize,
     /// Distinct backends (pod address and port) programmed.
     pub backends: usize,
-    /// What the maps hold now.
-    pub planned: MapContents,
+    /// Entries the maps hold now, per map.
+    pub usage: Usage,
+    /// Service ports whose entries were (re)planned and written this pass
+    /// (all of them on a full pass).
+    pub changed_services: usize,
+    /// Whether the frontends or their rev-NAT ids may have changed (so the
+    /// names labelling them may have): false when only backends changed.
+    pub frontends_changed: bool,
     /// Conntrack entries of UDP flows to removed backends, deleted.
     pub udp_flows_flushed: usize,
     /// Service ports left out whole because a map is full.
     pub left_out: Vec<LeftOut>,
+}
+
+/// Entries per map.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub services: usize,
+    pub backends: usize,
+    pub rev_nat: usize,
+    /// Maglev rows.
+    pub maglev: usize,
+}
+
+impl Usage {
+    fn of(contents: &MapContents) -> Usage {
+        Usage {
+            services: contents.services.len(),
+            backends: contents.backends.len(),
+            rev_nat: contents.rev_nat.len(),
+            maglev: contents.maglev.len(),
+        }
+    }
 }
 
 /// A stable label for metrics.
@@ -50,46 +78,338 @@ pub fn op_kind(op: &MapOp) -> &'static str {
 /// half-programmed; then removes what no Service needs any more. A Service
 /// port whose write failed keeps what it had, and the pass ends in an error
 /// (the agent retries) once every other one is written.
+///
+/// A full pass: the maps are read and everything is planned. The agent uses
+/// a [`Reconciler`], which does the same with only what changed.
 pub fn reconcile(writer: &mut dyn MapWriter, desired: &DesiredState) -> anyhow::Result<ReconcileReport> {
-    let current = writer.read().context("reading the dataplane maps")?;
-    let Plan { contents: mut planned, services, left_out } = plan(desired, &current, &writer.sizes());
-    for LeftOut { service, map } in &left_out {
-        tracing::error!(%service, map, "the map {map} is full: Service port {service} is left out of the dataplane");
+    Reconciler::default().reconcile(writer, desired)
+}
+
+/// Reconciles pass after pass. After a pass that wrote everything it
+/// planned, it knows what the maps hold and how each Service port was
+/// planned, so the next pass re-plans and writes only the Service ports
+/// whose frontends changed: the same writes and end state as a full pass
+/// (the maps are the agent's alone), at a cost that follows the change, not
+/// the number of Services. Anything unusual (a failed write, a full map,
+/// other map sizes) makes the next pass a full one.
+#[derive(Default)]
+pub struct Reconciler {
+    known: Option<Known>,
+}
+
+/// What the last pass left in the maps.
+struct Known {
+    sizes: MapSizes,
+    /// Exactly what the maps hold.
+    contents: MapContents,
+    /// Each programmed Service port's frontends and entries (its backends
+    /// with their values at the time).
+    services: BTreeMap<ServicePortRef, Programmed>,
+    /// How many Service ports name each backend id and rev-NAT id.
+    backend_refs: HashMap<u32, usize>,
+    rev_nat_refs: HashMap<u32, usize>,
+    /// Maglev tables in use.
+    tables: usize,
+}
+
+struct Programmed {
+    frontends: Vec<(Frontend, FrontendState)>,
+    part: MapContents,
+}
+
+impl Reconciler {
+    /// What the maps held after the last pass, if known.
+    pub fn contents(&self) -> Option<&MapContents> {
+        self.known.as_ref().map(|known| &known.contents)
     }
-    let mut report = ReconcileReport { left_out, ..ReconcileReport::default() };
-    let mut written = current;
-    let mut failures = Vec::new();
-    for (service, part) in &services {
-        let before = rollback::entries_at(&written, part);
-        let ops = diff(&before, part);
-        match apply(writer, &ops, &mut report) {
-            Ok(()) => written.overlay(part),
-            Err((applied, error)) => {
+
+    /// One pass to `desired`: incremental when the last pass left the maps
+    /// in a known state, full otherwise.
+    pub fn reconcile(&mut self, writer: &mut dyn MapWriter, desired: &DesiredState) -> anyhow::Result<ReconcileReport> {
+        match self.known.take() {
+            Some(known) if known.sizes == writer.sizes() => self.incremental(writer, desired, known),
+            _ => self.full(writer, desired),
+        }
+    }
+
+    /// Reads the maps and plans everything (see [`reconcile`]).
+    pub fn full(&mut self, writer: &mut dyn MapWriter, desired: &DesiredState) -> anyhow::Result<ReconcileReport> {
+        self.known = None;
+        let current = writer.read().context("reading the dataplane maps")?;
+        let sizes = writer.sizes();
+        let Plan { contents: mut planned, services, left_out } = plan(desired, &current, &sizes);
+        for LeftOut { service, map } in &left_out {
+            tracing::error!(%service, map, "the map {map} is full: Service port {service} is left out of the dataplane");
+        }
+        let exact = left_out.is_empty();
+        let mut report = ReconcileReport { left_out, changed_services: services.len(), frontends_changed: true, ..ReconcileReport::default() };
+        let mut written = current;
+        let mut failures = Vec::new();
+        for (service, part) in &services {
+            let before = rollback::entries_at(&written, part);
+            let ops = diff(&before, part);
+            match apply(writer, &ops, &mut report) {
+                Ok(()) => written.overlay(part),
+                Err((applied, error)) => {
+                    let undo = rollback::undo(&before, &ops[..applied]);
+                    apply(writer, &undo, &mut report).map_err(|(_, undo_error)| {
+                        undo_error.context(format!("rolling back Service port {service} after: {error:#}"))
+                    })?;
+                    tracing::error!(%service, "Service port {service} rolled back: {error:#}");
+                    rollback::keep_unwritten(&mut planned, &written, part);
+                    failures.push(error.context(format!("Service port {service} rolled back")));
+                }
+            }
+        }
+        if !failures.is_empty() {
+            rollback::drop_unreferenced(&mut planned);
+        }
+        let removals = diff(&written, &planned);
+        drop(written);
+        apply(writer, &removals, &mut report).map_err(|(_, error)| error)?;
+        flush_udp_flows_of_removed_backends(writer, &removals, &mut report);
+        report.frontends = planned.services.keys().filter(|key| key.slot == 0).count();
+        report.backends = planned.backends.len();
+        report.usage = Usage::of(&planned);
+        if let Some(first) = failures.into_iter().next() {
+            return Err(first);
+        }
+        if exact {
+            let by_service = by_service(desired);
+            let mut refs = Refs { backends: HashMap::new(), rev_nat: HashMap::new(), tables: 0 };
+            let mut programmed = BTreeMap::new();
+            for (service, part) in services {
+                let frontends = by_service.get(&service).map_or_else(Vec::new, |frontends| owned(frontends));
+                refs.count(&part, true);
+                programmed.insert(service, Programmed { frontends, part });
+            }
+            self.known = Some(Known {
+                sizes,
+                contents: planned,
+                services: programmed,
+                backend_refs: refs.backends,
+                rev_nat_refs: refs.rev_nat,
+                tables: refs.tables,
+            });
+        }
+        Ok(report)
+    }
+
+    /// Re-plans and writes only the Service ports whose frontends differ
+    /// from `known`'s, then removes what only their old versions used.
+    fn incremental(&mut self, writer: &mut dyn MapWriter, desired: &DesiredState, mut known: Known) -> anyhow::Result<ReconcileReport> {
+        let groups = by_service(desired);
+        let changed: Vec<(&ServicePortRef, &ServiceFrontends)> = groups
+            .iter()
+            .filter(|(service, frontends)| known.services.get(**service).is_none_or(|programmed| !same(&programmed.frontends, frontends)))
+            .map(|(service, frontends)| (*service, frontends))
+            .collect();
+        let removed: Vec<ServicePortRef> = known.services.keys().filter(|service| !groups.contains_key(service)).cloned().collect();
+        let mut report = ReconcileReport { changed_services: changed.len() + removed.len(), ..ReconcileReport::default() };
+        if changed.is_empty() && removed.is_empty() {
+            known.summarize(&mut report);
+            self.known = Some(known);
+            return Ok(report);
+        }
+
+        // The new versions, with the ids a full plan would give them.
+        let mut planner = PartPlanner::new(&known.contents, &known.sizes);
+        let mut parts: Vec<(ServicePortRef, MapContents)> =
+            changed.iter().map(|(service, frontends)| ((*service).clone(), planner.plan_service(frontends))).collect();
+        let addrs: HashMap<u32, BackendAddr> = planner.planned_backends().collect();
+        let values = backend_values(groups.values());
+        for (_, part) in &mut parts {
+            for (id, value) in &mut part.backends {
+                match addrs.get(id).and_then(|addr| values.get(addr)) {
+                    Some(backend) => *value = abi::backend_value(backend),
+                    None => return self.full(writer, desired),
+                }
+            }
+        }
+        let old: Vec<&Programmed> = changed
+            .iter()
+            .filter_map(|(service, _)| known.services.get(*service))
+            .chain(removed.iter().filter_map(|service| known.services.get(service)))
+            .collect();
+        // Frontend names hang on headers: new, removed or renumbered ones.
+        report.frontends_changed = !removed.is_empty()
+            || changed.iter().zip(&parts).any(|((service, _), (_, new))| {
+                known.services.get(*service).is_none_or(|old| headers(&old.part) != headers(new))
+            });
+
+        // What the maps will hold, counted before anything is written: a
+        // Service port that no longer fits is for the full pass to leave out.
+        let mut refs = Refs::of(&known);
+        for programmed in &old {
+            refs.count(&programmed.part, false);
+        }
+        for (_, part) in &parts {
+            refs.count(part, true);
+        }
+        let services_total = known.contents.services.len() - old.iter().map(|p| p.part.services.len()).sum::<usize>()
+            + parts.iter().map(|(_, part)| part.services.len()).sum::<usize>();
+        let sizes = known.sizes;
+        let fits = services_total <= sizes.services as usize
+            && refs.backends.len() <= sizes.backends as usize
+            && refs.rev_nat.len() <= sizes.rev_nat as usize
+            && refs.tables <= sizes.maglev_tables as usize;
+        if !fits {
+            return self.full(writer, desired);
+        }
+
+        // Writes: the new versions, Service port by Service port.
+        for (service, part) in &parts {
+            let before = rollback::entries_at(&known.contents, part);
+            let ops = diff(&before, part);
+            if let Err((applied, error)) = apply(writer, &ops, &mut report) {
                 let undo = rollback::undo(&before, &ops[..applied]);
                 apply(writer, &undo, &mut report).map_err(|(_, undo_error)| {
                     undo_error.context(format!("rolling back Service port {service} after: {error:#}"))
                 })?;
-                tracing::error!(%service, "Service port {service} rolled back: {error:#}");
-                rollback::keep_unwritten(&mut planned, &written, part);
-                failures.push(error.context(format!("Service port {service} rolled back")));
+                tracing::error!(%service, "Service port {service} rolled back: {error:#}; planning everything again");
+                return self.full(writer, desired);
+            }
+            known.contents.overlay(part);
+        }
+        // Backends the changed Service ports share with others may change state.
+        let mut touched: BTreeSet<u32> = old.iter().flat_map(|programmed| programmed.part.backends.keys().copied()).collect();
+        touched.retain(|id| refs.backends.contains_key(id));
+        let mut updates = Vec::new();
+        for id in touched {
+            let Some(current) = known.contents.backends.get(&id) else { continue };
+            let Some(backend) = values.get(&abi::backend_addr_of(current)) else { continue };
+            let value = abi::backend_value(backend);
+            if value != *current {
+                updates.push(MapOp::PutBackend(id, value));
             }
         }
-    }
-    if !failures.is_empty() {
-        rollback::drop_unreferenced(&mut planned);
-    }
-    let removals = diff(&written, &planned);
-    apply(writer, &removals, &mut report).map_err(|(_, error)| error)?;
-    flush_udp_flows_of_removed_backends(writer, &removals, &mut report);
-    report.frontends = planned.services.keys().filter(|key| key.slot == 0).count();
-    report.backends = planned.backends.len();
-    report.planned = planned;
-    match failures.into_iter().next() {
-        Some(first) => Err(first),
-        None => Ok(report),
+        // Removals: what only the old versions used.
+        let mut gone = MapContents::default();
+        let kept_services: BTreeSet<ServiceKey> = parts.iter().flat_map(|(_, part)| part.services.keys().copied()).collect();
+        let kept_rows: BTreeSet<MaglevKey> = parts.iter().flat_map(|(_, part)| part.maglev.keys().copied()).collect();
+        let kept_ranges: BTreeSet<SourceRangeEntry> = parts.iter().flat_map(|(_, part)| part.source_ranges.iter().copied()).collect();
+        for programmed in &old {
+            let part = &programmed.part;
+            for key in part.services.keys().filter(|key| !kept_services.contains(key)) {
+                gone.services.extend(known.contents.services.get_key_value(key).map(|(k, v)| (*k, *v)));
+            }
+            for key in part.maglev.keys().filter(|key| !kept_rows.contains(key)) {
+                gone.maglev.extend(known.contents.maglev.get_key_value(key).map(|(k, v)| (*k, *v)));
+            }
+            gone.source_ranges.extend(part.source_ranges.iter().filter(|entry| !kept_ranges.contains(entry)));
+            for id in part.backends.keys().filter(|id| !refs.backends.contains_key(id)) {
+                gone.backends.extend(known.contents.backends.get_key_value(id).map(|(k, v)| (*k, *v)));
+            }
+            for id in part.rev_nat.keys().filter(|id| !refs.rev_nat.contains_key(id)) {
+                gone.rev_nat.extend(known.contents.rev_nat.get_key_value(id).map(|(k, v)| (*k, *v)));
+            }
+        }
+        let removals = diff(&gone, &MapContents::default());
+        for ops in [&updates, &removals] {
+            if let Err((_, error)) = apply(writer, ops, &mut report) {
+                // The maps are now somewhere between: the next pass reads them.
+                return Err(error);
+            }
+        }
+        flush_udp_flows_of_removed_backends(writer, &removals, &mut report);
+
+        // Remember the new state.
+        for op in updates {
+            if let MapOp::PutBackend(id, value) = op {
+                known.contents.backends.insert(id, value);
+            }
+        }
+        for key in gone.services.keys() {
+            known.contents.services.remove(key);
+        }
+        for key in gone.maglev.keys() {
+            known.contents.maglev.remove(key);
+        }
+        for id in gone.backends.keys() {
+            known.contents.backends.remove(id);
+        }
+        for id in gone.rev_nat.keys() {
+            known.contents.rev_nat.remove(id);
+        }
+        for entry in &gone.source_ranges {
+            known.contents.source_ranges.remove(entry);
+        }
+        known.tables = refs.tables;
+        known.backend_refs = refs.backends;
+        known.rev_nat_refs = refs.rev_nat;
+        for service in &removed {
+            known.services.remove(service);
+        }
+        for ((service, part), (_, frontends)) in parts.into_iter().zip(&changed) {
+            known.services.insert(service, Programmed { frontends: owned(frontends), part });
+        }
+        known.summarize(&mut report);
+        self.known = Some(known);
+        Ok(report)
     }
 }
 
+impl Known {
+    fn summarize(&self, report: &mut ReconcileReport) {
+        report.frontends = self.contents.services.keys().filter(|key| key.slot == 0).count();
+        report.backends = self.contents.backends.len();
+        report.usage = Usage::of(&self.contents);
+    }
+}
+
+/// Reference counts of shared entries, and the Maglev tables in use.
+struct Refs {
+    backends: HashMap<u32, usize>,
+    rev_nat: HashMap<u32, usize>,
+    tables: usize,
+}
+
+impl Refs {
+    fn of(known: &Known) -> Refs {
+        Refs { backends: known.backend_refs.clone(), rev_nat: known.rev_nat_refs.clone(), tables: known.tables }
+    }
+
+    /// Counts `part`'s entries in (`add`) or out.
+    fn count(&mut self, part: &MapContents, add: bool) {
+        fn bump(refs: &mut HashMap<u32, usize>, id: u32, add: bool) {
+            if add {
+                *refs.entry(id).or_default() += 1;
+            } else if let Some(count) = refs.get_mut(&id) {
+                *count -= 1;
+                if *count == 0 {
+                    refs.remove(&id);
+                }
+            }
+        }
+        for id in part.backends.keys() {
+            bump(&mut self.backends, *id, add);
+        }
+        for id in part.rev_nat.keys() {
+            bump(&mut self.rev_nat, *id, add);
+        }
+        let tables = tables_of(part);
+        self.tables = if add { self.tables + tables } else { self.tables.saturating_sub(tables) };
+    }
+}
+
+/// Maglev tables a part's headers name.
+fn tables_of(part: &MapContents) -> usize {
+    part.services.iter().filter(|(key, header)| key.slot == 0 && key.scope == SCOPE_EXTERNAL && header.backend_id != 0).count()
+}
+
+/// A part's headers and their rev-NAT ids: what frontend names hang on.
+fn headers(part: &MapContents) -> Vec<(ServiceKey, u32)> {
+    part.services.iter().filter(|(key, _)| key.slot == 0).map(|(key, header)| (*key, header.rev_nat_id)).collect()
+}
+
+fn same(programmed: &[(Frontend, FrontendState)], frontends: &[(&Frontend, &FrontendState)]) -> bool {
+    programmed.len() == frontends.len()
+        && programmed.iter().zip(frontends).all(|((f, s), (frontend, state))| f == *frontend && s == *state)
+}
+
+fn owned(frontends: &[(&Frontend, &FrontendState)]) -> Vec<(Frontend, FrontendState)> {
+    frontends.iter().map(|(frontend, state)| (**frontend, (*state).clone())).collect()
+}
 /// Deletes the UDP conntrack entries of the backends `ops` removed: a stale
 /// UDP entry would keep sending a client's datagrams (DNS, say) nowhere.
 fn flush_udp_flows_of_removed_backends(writer: &mut dyn MapWriter, ops: &[MapOp], report: &mut ReconcileReport) {
@@ -145,6 +465,7 @@ mod tests {
     use super::*;
     use crate::dataplane::fake::{Capacity, FakeMaps, Spec, desired_state};
     use crate::dataplane::plan::describe;
+    use crate::dataplane::sizes::MapSizes;
 
     /// `addr -> backend id` of everything programmed.
     fn backend_ids(maps: &FakeMaps) -> BTreeMap<String, u32> {
@@ -266,5 +587,121 @@ mod tests {
         let described: Vec<String> = describe(&maps.contents).iter().map(ToString::to_string).collect();
         assert_eq!(described, ["10.96.0.10:80/TCP rev-nat 1 -> #1 10.244.1.2:80 #2 10.244.2.2:80"]);
         maps.check_consistent().unwrap();
+    }
+
+    /// Applies a sequence of changes with one `Reconciler` (incremental after
+    /// the first pass) and with full passes on other maps: after every step
+    /// both hold the same entries with the same ids, every intermediate state
+    /// is consistent, and the incremental pass writes no more than the full one.
+    #[test]
+    fn incremental_passes_end_where_full_passes_do() {
+        let steps: &[(&str, Spec)] = &[
+            ("first", &[
+                ("a=10.96.0.10:80/TCP", &["10.244.1.2:80", "10.244.2.2:80"]),
+                ("a=10.96.0.10:53/UDP", &["10.244.1.2:53"]),
+                ("b=10.96.0.20:80/TCP", &["10.244.3.2:80", "10.244.1.2:80*"]),
+                ("c=10.96.0.30:80/TCP", &["10.244.4.2:80"]),
+            ]),
+            ("nothing changes", &[
+                ("a=10.96.0.10:80/TCP", &["10.244.1.2:80", "10.244.2.2:80"]),
+                ("a=10.96.0.10:53/UDP", &["10.244.1.2:53"]),
+                ("b=10.96.0.20:80/TCP", &["10.244.3.2:80", "10.244.1.2:80*"]),
+                ("c=10.96.0.30:80/TCP", &["10.244.4.2:80"]),
+            ]),
+            ("one endpoint of c moves", &[
+                ("a=10.96.0.10:80/TCP", &["10.244.1.2:80", "10.244.2.2:80"]),
+                ("a=10.96.0.10:53/UDP", &["10.244.1.2:53"]),
+                ("b=10.96.0.20:80/TCP", &["10.244.3.2:80", "10.244.1.2:80*"]),
+                ("c=10.96.0.30:80/TCP", &["10.244.5.2:80"]),
+            ]),
+            ("a shared backend turns terminating in one Service only", &[
+                ("a=10.96.0.10:80/TCP", &["10.244.1.2:80~", "10.244.2.2:80"]),
+                ("a=10.96.0.10:53/UDP", &["10.244.1.2:53"]),
+                ("b=10.96.0.20:80/TCP", &["10.244.3.2:80", "10.244.1.2:80*"]),
+                ("c=10.96.0.30:80/TCP", &["10.244.5.2:80"]),
+            ]),
+            ("b goes, so the shared backend is a's alone and terminating", &[
+                ("a=10.96.0.10:80/TCP", &["10.244.1.2:80~", "10.244.2.2:80"]),
+                ("a=10.96.0.10:53/UDP", &["10.244.1.2:53"]),
+                ("c=10.96.0.30:80/TCP", &["10.244.5.2:80"]),
+            ]),
+            ("a frontend moves from c to a new d, new backends get fresh ids", &[
+                ("a=10.96.0.10:80/TCP", &["10.244.1.2:80~", "10.244.2.2:80"]),
+                ("a=10.96.0.10:53/UDP", &["10.244.1.2:53"]),
+                ("d=10.96.0.30:80/TCP", &["10.244.6.2:80", "10.244.7.2:80"]),
+                ("d=10.96.0.30:53/UDP", &[]),
+            ]),
+            ("a loses every endpoint of one port", &[
+                ("a=10.96.0.10:80/TCP", &[]),
+                ("a=10.96.0.10:53/UDP", &["10.244.1.2:53"]),
+                ("d=10.96.0.30:80/TCP", &["10.244.6.2:80", "10.244.7.2:80"]),
+                ("d=10.96.0.30:53/UDP", &["10.244.1.2:53"]),
+            ]),
+            ("everything goes", &[]),
+            ("and comes back", &[
+                ("a=10.96.0.10:80/TCP", &["10.244.1.2:80", "10.244.2.2:80"]),
+                ("e=10.96.0.50:80/TCP", &["10.244.1.2:80*"]),
+            ]),
+        ];
+        let mut incremental_maps = FakeMaps::default();
+        let mut full_maps = FakeMaps::default();
+        let mut reconciler = Reconciler::default();
+        for (index, (name, spec)) in steps.iter().enumerate() {
+            let desired = desired_state(spec);
+            let logged = incremental_maps.log.len();
+            let before = incremental_maps.contents.clone();
+            let report = reconciler.reconcile(&mut incremental_maps, &desired).unwrap();
+            let full = reconcile(&mut full_maps, &desired).unwrap();
+            assert_eq!(incremental_maps.contents, full_maps.contents, "{name}");
+            assert_eq!(reconciler.contents(), Some(&full_maps.contents), "{name}: what it knows");
+            assert_eq!((report.frontends, report.backends, report.usage), (full.frontends, full.backends, full.usage), "{name}");
+            assert!(report.ops.values().sum::<usize>() <= full.ops.values().sum::<usize>() || index == 0, "{name}: {:?} vs {:?}", report.ops, full.ops);
+            // Replay the incremental pass's writes one at a time.
+            let mut replay = FakeMaps { contents: before, ..FakeMaps::default() };
+            for op in &incremental_maps.log[logged..] {
+                replay.apply(op).unwrap();
+                replay.check_consistent().unwrap_or_else(|problem| panic!("{name}: after {op:?}: {problem}"));
+            }
+            // And from scratch, on empty maps, the same entries (ids aside).
+            let scratch = plan(&desired, &MapContents::default(), &MapSizes::default());
+            let described = |contents: &MapContents| -> Vec<String> {
+                describe(contents).iter().map(|p| {
+                    let backends: Vec<String> = p.backends.iter().map(|(_, b)| format!("{:?}", b)).collect();
+                    format!("{} {}", p.frontend, backends.join(" "))
+                }).collect()
+            };
+            assert_eq!(described(&incremental_maps.contents), described(&scratch.contents), "{name}");
+        }
+        assert_eq!(reconciler.reconcile(&mut incremental_maps, &desired_state(steps[8].1)).unwrap().ops.len(), 0);
+    }
+
+    #[test]
+    fn incremental_passes_fall_back_to_full_ones_when_a_map_fills_or_a_write_fails() {
+        let small: Spec = &[("a=10.96.0.10:80/TCP", &["10.244.1.2:80"]), ("b=10.96.0.20:80/TCP", &["10.244.2.2:80"])];
+        let large: Spec = &[
+            ("a=10.96.0.10:80/TCP", &["10.244.1.2:80"]),
+            ("b=10.96.0.20:80/TCP", &["10.244.2.2:80", "10.244.3.2:80", "10.244.4.2:80"]),
+        ];
+        let mut maps = FakeMaps::default();
+        maps.sizes.backends = 3;
+        let mut reconciler = Reconciler::default();
+        reconciler.reconcile(&mut maps, &desired_state(small)).unwrap();
+        let report = reconciler.reconcile(&mut maps, &desired_state(large)).unwrap();
+        let left_out: Vec<_> = report.left_out.iter().map(|l| l.service.name.clone()).collect();
+        assert_eq!(left_out, ["b"], "a full pass leaves b out");
+        assert!(reconciler.contents().is_none(), "nothing known after a pass with a left-out Service");
+
+        let mut maps = FakeMaps::default();
+        let mut reconciler = Reconciler::default();
+        reconciler.reconcile(&mut maps, &desired_state(small)).unwrap();
+        maps.capacity = Capacity { backends: Some(3), ..Capacity::default() };
+        assert!(reconciler.reconcile(&mut maps, &desired_state(large)).is_err());
+        maps.check_consistent().unwrap();
+        maps.capacity = Capacity::default();
+        reconciler.reconcile(&mut maps, &desired_state(large)).unwrap();
+        let mut full = FakeMaps::default();
+        reconcile(&mut full, &desired_state(small)).unwrap();
+        reconcile(&mut full, &desired_state(large)).unwrap();
+        assert_eq!(maps.contents, full.contents);
     }
 }

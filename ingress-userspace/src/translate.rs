@@ -2,13 +2,13 @@
 //! kube-proxy's semantics. Pure: a bad field drops only the port or address it
 //! concerns, and is reported as a problem.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use crate::manifests::Snapshot;
+use crate::manifests::{Snapshot, Source, Versions, object_label};
 use crate::model::{
     Backend, BackendAddr, BackendState, DesiredState, Frontend, FrontendState, HealthCheck, LocalOnly, NodeInfo,
     Protocol, ServicePortRef, SourceRange,
@@ -35,20 +35,214 @@ struct Slice {
 
 type ServiceName<'a> = (&'a str, &'a str);
 
+/// Translates a whole snapshot from scratch (see [`Translator`]).
 pub fn translate(snapshot: &Snapshot, node: &NodeInfo) -> (DesiredState, Vec<Problem>) {
-    let mut problems = Vec::new();
-    let mut services: Vec<&Service> = snapshot.services.iter().collect();
-    // Conflicts resolve by namespace/name, whatever order the sources list objects in.
-    services.sort_by(|a, b| name_of(a).cmp(&name_of(b)));
-    let known: BTreeSet<ServiceName> = services.iter().copied().map(name_of).collect();
-    let slices = index_slices(snapshot, &known, node, &mut problems);
+    Translator::default().translate(snapshot, node)
+}
 
-    let mut desired = DesiredState::default();
-    for service in services {
-        let slices = slices.get(&name_of(service)).map_or(&[][..], Vec::as_slice);
-        translate_service(snapshot, service, slices, node, &mut desired, &mut problems);
+/// Translates snapshot after snapshot, keeping each Service's translation:
+/// a Service whose object, EndpointSlices and their sources are the same as
+/// last time is not translated again. Gives exactly what [`translate`] gives.
+#[derive(Default)]
+pub struct Translator {
+    node: Option<NodeInfo>,
+    services: HashMap<(String, String), Translated>,
+}
+
+/// One Service's inputs and what they translate to, before conflicts with
+/// other Services are resolved.
+struct Translated {
+    inputs: Inputs,
+    /// The problems of each slice (in `slices` order).
+    slice_problems: Vec<Vec<Problem>>,
+    location: Location,
+    items: Vec<Item>,
+}
+
+/// What a translation was made from, to tell whether it still holds.
+#[derive(PartialEq)]
+enum Inputs {
+    /// The source's versions of the Service and of its slices, in order.
+    Versions(u64, Vec<u64>),
+    /// Without versions: the objects themselves and where they came from.
+    Objects {
+        service: Box<Service>,
+        source: Option<Source>,
+        slices: Vec<(EndpointSlice, Option<Source>)>,
+    },
+}
+
+/// What a Service translates to, in order.
+enum Item {
+    Problem(Problem),
+    /// Taken unless another Service (earlier by name) has the frontend.
+    Frontend { frontend: Frontend, state: FrontendState, field: String },
+    HealthCheck { port: u16, check: HealthCheck },
+}
+
+/// A Service or EndpointSlice and its index in the snapshot.
+type Indexed<'a, T> = (usize, &'a T);
+
+impl Translator {
+    pub fn translate(&mut self, snapshot: &Snapshot, node: &NodeInfo) -> (DesiredState, Vec<Problem>) {
+        if self.node.as_ref() != Some(node) {
+            self.services.clear();
+            self.node = Some(node.clone());
+        }
+        let versions = Versions::of(snapshot);
+        let mut problems = Vec::new();
+        let mut services: Vec<Indexed<Service>> = snapshot.services.iter().enumerate().collect();
+        // Conflicts resolve by namespace/name, whatever order the sources list objects in.
+        services.sort_by(|(_, a), (_, b)| name_of(a).cmp(&name_of(b)));
+        let known: HashSet<ServiceName> = services.iter().map(|(_, service)| name_of(service)).collect();
+
+        // Each used slice's Service and its place among that Service's slices.
+        let mut slices: HashMap<ServiceName, Vec<Indexed<EndpointSlice>>> = HashMap::new();
+        let mut order: Vec<(ServiceName, usize)> = Vec::new();
+        for (index, slice) in snapshot.endpoint_slices.iter().enumerate() {
+            // IPv4 first: IPv6 and FQDN slices of dual-stack Services are not errors.
+            if slice.address_type != "IPv4" {
+                continue;
+            }
+            let namespace = slice.metadata.namespace.as_deref().unwrap_or("default");
+            let service = slice.metadata.labels.as_ref().and_then(|labels| labels.get(SERVICE_NAME_LABEL));
+            let Some(service) = service.filter(|service| known.contains(&(namespace, service.as_str()))) else {
+                let location = snapshot.location("EndpointSlice", &slice.metadata);
+                let message = match service {
+                    Some(service) => format!("no Service {namespace}/{service}, slice unused"),
+                    None => format!("no {SERVICE_NAME_LABEL} label, slice unused"),
+                };
+                problems.push(Problem::warning(ProblemKind::UnknownService, location, message));
+                order.push((("", ""), usize::MAX));
+                continue;
+            };
+            let own = slices.entry((namespace, service.as_str())).or_default();
+            order.push(((namespace, service.as_str()), own.len()));
+            own.push((index, slice));
+        }
+
+        let mut fresh = HashMap::with_capacity(services.len());
+        for &(index, service) in &services {
+            let name = name_of(service);
+            let own = slices.get(&name).map_or(&[][..], Vec::as_slice);
+            let inputs = versions.map(|versions| {
+                let slices = own.iter().map(|(index, _)| versions.endpoint_slices[*index]).collect();
+                Inputs::Versions(versions.services[index], slices)
+            });
+            let key = (name.0.to_owned(), name.1.to_owned());
+            let translated = match (self.services.remove(&key), inputs) {
+                (Some(known), Some(inputs)) if known.inputs == inputs => known,
+                (Some(known), None) if known.same_objects(snapshot, service, own) => known,
+                (_, inputs) => Translated::new(snapshot, service, own, node, inputs),
+            };
+            fresh.insert(key, translated);
+        }
+        self.services = fresh;
+
+        // Problems in the order a single pass finds them: slices first.
+        let mut unknown = problems.into_iter();
+        let mut problems = Vec::new();
+        for (service, index) in order {
+            if index == usize::MAX {
+                problems.extend(unknown.next());
+                continue;
+            }
+            let key = (service.0.to_owned(), service.1.to_owned());
+            problems.extend(self.services[&key].slice_problems[index].iter().cloned());
+        }
+
+        let mut desired = DesiredState::default();
+        for (_, service) in services {
+            let (namespace, name) = name_of(service);
+            let translated = &self.services[&(namespace.to_owned(), name.to_owned())];
+            translated.add_to(&mut desired, &mut problems);
+        }
+        (desired, problems)
     }
-    (desired, problems)
+}
+
+impl Translated {
+    fn new(
+        snapshot: &Snapshot,
+        service: &Service,
+        slices: &[Indexed<EndpointSlice>],
+        node: &NodeInfo,
+        inputs: Option<Inputs>,
+    ) -> Translated {
+        let mut slice_problems = Vec::with_capacity(slices.len());
+        let mut digested = Vec::with_capacity(slices.len());
+        for (_, slice) in slices {
+            let location = snapshot.location("EndpointSlice", &slice.metadata);
+            let mut problems = Vec::new();
+            digested.push(digest_slice(slice, &location, node, &mut problems));
+            slice_problems.push(problems);
+        }
+        let location = snapshot.location("Service", &service.metadata);
+        let items = translate_service(&location, service, &digested, node);
+        let inputs = inputs.unwrap_or_else(|| Inputs::Objects {
+            service: Box::new(service.clone()),
+            source: source_of(snapshot, "Service", &service.metadata),
+            slices: slices
+                .iter()
+                .map(|(_, slice)| ((*slice).clone(), source_of(snapshot, "EndpointSlice", &slice.metadata)))
+                .collect(),
+        });
+        Translated { inputs, slice_problems, location, items }
+    }
+
+    /// Without versions: whether this translation still holds (same
+    /// objects, same sources).
+    fn same_objects(&self, snapshot: &Snapshot, service: &Service, slices: &[Indexed<EndpointSlice>]) -> bool {
+        let Inputs::Objects { service: known, source, slices: known_slices } = &self.inputs else { return false };
+        **known == *service
+            && known_slices.len() == slices.len()
+            && known_slices.iter().zip(slices).all(|((known, _), (_, slice))| known == *slice)
+            && *source == source_of(snapshot, "Service", &service.metadata)
+            && known_slices
+                .iter()
+                .zip(slices)
+                .all(|((_, source), (_, slice))| *source == source_of(snapshot, "EndpointSlice", &slice.metadata))
+    }
+
+    /// Adds the frontends and health check no earlier Service took.
+    fn add_to(&self, desired: &mut DesiredState, problems: &mut Vec<Problem>) {
+        for item in &self.items {
+            match item {
+                Item::Problem(problem) => problems.push(problem.clone()),
+                Item::Frontend { frontend, state, field } => match desired.frontends.get(frontend) {
+                    // The same address listed twice by one port (an externalIP equal to the ingress IP).
+                    Some(existing) if existing.service == state.service => {}
+                    Some(existing) => {
+                        let message = format!("{frontend} already belongs to {}, skipped", existing.service);
+                        let problem = Problem::error(ProblemKind::DuplicateFrontend, self.location.clone(), message);
+                        problems.push(problem.at(field));
+                    }
+                    None => {
+                        desired.frontends.insert(*frontend, state.clone());
+                    }
+                },
+                Item::HealthCheck { port, check } => {
+                    if let Some(existing) = desired.health_checks.get(port) {
+                        let message = format!(
+                            "health check port {port} already belongs to {}/{}, skipped",
+                            existing.namespace, existing.name
+                        );
+                        let problem = Problem::error(ProblemKind::DuplicateFrontend, self.location.clone(), message);
+                        problems.push(problem.at("spec.healthCheckNodePort"));
+                        continue;
+                    }
+                    desired.health_checks.insert(*port, check.clone());
+                }
+            }
+        }
+    }
+}
+
+fn source_of(snapshot: &Snapshot, kind: &str, metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<Source> {
+    if snapshot.sources.is_empty() {
+        return None;
+    }
+    snapshot.sources.get(&object_label(kind, metadata)).cloned()
 }
 
 fn name_of(service: &Service) -> ServiceName<'_> {
@@ -57,39 +251,6 @@ fn name_of(service: &Service) -> ServiceName<'_> {
         metadata.namespace.as_deref().unwrap_or("default"),
         metadata.name.as_deref().unwrap_or(""),
     )
-}
-
-fn index_slices<'a>(
-    snapshot: &'a Snapshot,
-    known: &BTreeSet<ServiceName<'a>>,
-    node: &NodeInfo,
-    problems: &mut Vec<Problem>,
-) -> BTreeMap<ServiceName<'a>, Vec<Slice>> {
-    let mut slices: BTreeMap<ServiceName, Vec<Slice>> = BTreeMap::new();
-    for slice in &snapshot.endpoint_slices {
-        // IPv4 first: IPv6 and FQDN slices of dual-stack Services are not errors.
-        if slice.address_type != "IPv4" {
-            continue;
-        }
-        let location = snapshot.location("EndpointSlice", &slice.metadata);
-        let namespace = slice.metadata.namespace.as_deref().unwrap_or("default");
-        let service = slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|labels| labels.get(SERVICE_NAME_LABEL));
-        let Some(service) = service.filter(|service| known.contains(&(namespace, service.as_str()))) else {
-            let message = match service {
-                Some(service) => format!("no Service {namespace}/{service}, slice unused"),
-                None => format!("no {SERVICE_NAME_LABEL} label, slice unused"),
-            };
-            problems.push(Problem::warning(ProblemKind::UnknownService, location, message));
-            continue;
-        };
-        let digested = digest_slice(slice, &location, node, problems);
-        slices.entry((namespace, service.as_str())).or_default().push(digested);
-    }
-    slices
 }
 
 fn digest_slice(slice: &EndpointSlice, location: &Location, node: &NodeInfo, problems: &mut Vec<Problem>) -> Slice {
@@ -132,20 +293,17 @@ fn digest_slice(slice: &EndpointSlice, location: &Location, node: &NodeInfo, pro
     Slice { ports, endpoints }
 }
 
-fn translate_service(
-    snapshot: &Snapshot,
-    service: &Service,
-    slices: &[Slice],
-    node: &NodeInfo,
-    desired: &mut DesiredState,
-    problems: &mut Vec<Problem>,
-) {
-    let Some(spec) = &service.spec else { return };
+/// A Service's frontends, health check and problems, in order.
+fn translate_service(location: &Location, service: &Service, slices: &[Slice], node: &NodeInfo) -> Vec<Item> {
+    let mut items = Vec::new();
+    let Some(spec) = &service.spec else { return items };
     let headless = spec.cluster_ip.as_deref() == Some("None");
     if headless || spec.type_.as_deref() == Some("ExternalName") {
-        return;
+        return items;
     }
-    let location = snapshot.location("Service", &service.metadata);
+    let location = location.clone();
+    let mut problems = Vec::new();
+    let problems = &mut problems;
     let cluster_ips = match &spec.cluster_ips {
         Some(ips) if !ips.is_empty() => ipv4_list(ips, &location, "spec.clusterIPs", problems),
         _ => match spec.cluster_ip.as_deref() {
@@ -186,8 +344,11 @@ fn translate_service(
     let (internal_policy, external_policy) = traffic_policies(spec);
 
     let (namespace, name) = name_of(service);
-    if external_policy == LocalOnly::ExternalClients {
-        health_check(spec, slices, (namespace, name), &location, desired, problems);
+    if external_policy == LocalOnly::ExternalClients
+        && let Some((port, check)) = health_check(spec, slices, (namespace, name), &location, problems)
+    {
+        items.extend(problems.drain(..).map(Item::Problem));
+        items.push(Item::HealthCheck { port, check });
     }
     for (index, port) in spec.ports.iter().flatten().enumerate() {
         let field = format!("spec.ports[{index}]");
@@ -213,31 +374,25 @@ fn translate_service(
             port_name,
         };
         let backends = backends(slices, &service_ref.port_name, protocol);
+        items.extend(problems.drain(..).map(Item::Problem));
         for (addr, port, local_only) in frontends {
             let frontend = Frontend { addr, port, protocol };
-            match desired.frontends.get(&frontend) {
-                // The same address listed twice by one port (an externalIP equal to the ingress IP).
-                Some(existing) if existing.service == service_ref => {}
-                Some(existing) => {
-                    let message = format!("{frontend} already belongs to {}, skipped", existing.service);
-                    problems.push(Problem::error(ProblemKind::DuplicateFrontend, location.clone(), message).at(&field));
-                }
-                None => {
-                    // kube-proxy filters sources on the load balancer's own
-                    // addresses only; NodePorts and externalIPs stay open.
-                    let source_ranges = source_ranges.clone().filter(|_| ingress_ips.contains(&addr));
-                    let state = FrontendState {
-                        service: service_ref.clone(),
-                        backends: backends.clone(),
-                        affinity_timeout_s,
-                        source_ranges,
-                        local_only,
-                    };
-                    desired.frontends.insert(frontend, state);
-                }
-            }
+            // kube-proxy filters sources on the load balancer's own
+            // addresses only; NodePorts and externalIPs stay open.
+            let source_ranges = source_ranges.clone().filter(|_| ingress_ips.contains(&addr));
+            let state = FrontendState {
+                service: service_ref.clone(),
+                backends: backends.clone(),
+                affinity_timeout_s,
+                source_ranges,
+                local_only,
+            };
+            // Whether another Service has it already is for `add_to` to say.
+            items.push(Item::Frontend { frontend, state, field: field.clone() });
         }
     }
+    items.extend(problems.drain(..).map(Item::Problem));
+    items
 }
 
 /// The Service's `healthCheckNodePort`, answered with its number of ready
@@ -247,15 +402,14 @@ fn health_check(
     slices: &[Slice],
     (namespace, name): ServiceName,
     location: &Location,
-    desired: &mut DesiredState,
     problems: &mut Vec<Problem>,
-) {
+) -> Option<(u16, HealthCheck)> {
     let field = "spec.healthCheckNodePort";
     // Unset (not allocated yet) or 0: nothing to serve.
-    let Some(number) = spec.health_check_node_port.filter(|port| *port != 0) else { return };
+    let number = spec.health_check_node_port.filter(|port| *port != 0)?;
     let Some(port) = valid_port(number) else {
         problems.push(invalid_port(location, field.into(), number));
-        return;
+        return None;
     };
     let local: BTreeSet<Ipv4Addr> = slices
         .iter()
@@ -264,12 +418,8 @@ fn health_check(
         .map(|endpoint| endpoint.addr)
         .collect();
     let check = HealthCheck { namespace: namespace.into(), name: name.into(), local_endpoints: local.len() };
-    if let Some(existing) = desired.health_checks.get(&port) {
-        let message = format!("health check port {port} already belongs to {}/{}, skipped", existing.namespace, existing.name);
-        problems.push(Problem::error(ProblemKind::DuplicateFrontend, location.clone(), message).at(field));
-        return;
-    }
-    desired.health_checks.insert(port, check);
+    // Whether another Service has the port already is for `add_to` to say.
+    Some((port, check))
 }
 
 /// The policies of the Service's ClusterIP frontends and of its external ones

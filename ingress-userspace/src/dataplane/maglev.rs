@@ -63,21 +63,27 @@ pub fn table(backends: &[BackendAddr], size: u32) -> Vec<BackendAddr> {
             (hash(0, &identity) % m, hash(1, &identity) % (m - 1) + 1)
         })
         .collect();
-    let mut next = vec![0u64; backends.len()];
+    // Each backend's next candidate, `offset + n * skip (mod M)` for its
+    // n-th try, advanced by adding `skip` (no division per step).
+    let mut next: Vec<u64> = permutations.iter().map(|(offset, _)| *offset).collect();
+    let advance = |position: &mut u64, skip: u64| {
+        *position += skip;
+        if *position >= m {
+            *position -= m;
+        }
+    };
     let mut entries: Vec<Option<usize>> = vec![None; size as usize];
     let mut filled = 0;
     // Backends take turns claiming their next preferred free entry, so the
     // counts differ by at most one and a removal only frees its own entries
     // (plus a few claimed differently in the reshuffled turns).
     'fill: loop {
-        for (backend, (offset, skip)) in permutations.iter().enumerate() {
-            let mut entry = ((offset + next[backend] * skip) % m) as usize;
-            while entries[entry].is_some() {
-                next[backend] += 1;
-                entry = ((offset + next[backend] * skip) % m) as usize;
+        for (backend, (_, skip)) in permutations.iter().enumerate() {
+            while entries[next[backend] as usize].is_some() {
+                advance(&mut next[backend], *skip);
             }
-            entries[entry] = Some(backend);
-            next[backend] += 1;
+            entries[next[backend] as usize] = Some(backend);
+            advance(&mut next[backend], *skip);
             filled += 1;
             if filled == entries.len() {
                 break 'fill;

@@ -4,7 +4,7 @@
 //! ids, so a plan keeps every id an object already has. An established flow
 //! then keeps its backend across any change that does not remove it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::hash::Hash;
 
@@ -28,7 +28,7 @@ use crate::model::{
 /// backend (and be re-balanced), not silently a different one.
 struct Ids<K> {
     current: HashMap<K, u32>,
-    taken: BTreeSet<u32>,
+    taken: HashSet<u32>,
     assigned: HashMap<K, u32>,
     next: u32,
 }
@@ -39,7 +39,7 @@ impl<K: Hash + Eq + Copy> Ids<K> {
     fn new(current: impl Iterator<Item = (K, u32)>) -> Self {
         let mut ids = Ids {
             current: HashMap::new(),
-            taken: BTreeSet::new(),
+            taken: HashSet::new(),
             assigned: HashMap::new(),
             next: 1,
         };
@@ -93,30 +93,10 @@ pub struct Plan {
 /// port name), each with all its frontends or not at all: one that does not
 /// fit is left out, and the later ones may still fit.
 pub fn plan(desired: &DesiredState, current: &MapContents, sizes: &MapSizes) -> Plan {
-    let mut planner = Planner {
-        backend_ids: Ids::new(current.backends.iter().map(|(id, value)| (abi::backend_addr_of(value), *id))),
-        rev_nat_ids: Ids::new(current.rev_nat.iter().map(|(id, value)| (abi::rev_nat_of(value), *id))),
-        table_ids: Ids::new(
-            current
-                .services
-                .iter()
-                .filter(|(key, header)| key.slot == 0 && key.scope == SCOPE_EXTERNAL && header.backend_id != 0)
-                .filter_map(|(key, header)| Some((abi::frontend_of(key)?, header.backend_id))),
-        ),
-        sizes: *sizes,
-        planned: MapContents::default(),
-        backends: BTreeMap::new(),
-        planned_addrs: BTreeSet::new(),
-        planned_rev_nat: BTreeSet::new(),
-        tables: 0,
-    };
-    let mut by_service: BTreeMap<&ServicePortRef, Vec<(&Frontend, &FrontendState)>> = BTreeMap::new();
-    for (frontend, state) in &desired.frontends {
-        by_service.entry(&state.service).or_default().push((frontend, state));
-    }
+    let mut planner = Planner::new(current, sizes);
     let mut left_out = Vec::new();
     let mut services = Vec::new();
-    for (service, frontends) in by_service {
+    for (service, frontends) in by_service(desired) {
         if let Some(map) = planner.full_map(&frontends) {
             left_out.push(LeftOut { service: service.clone(), map });
             continue;
@@ -137,6 +117,74 @@ pub fn plan(desired: &DesiredState, current: &MapContents, sizes: &MapSizes) -> 
     Plan { contents: planned, services, left_out }
 }
 
+/// A Service port's frontends, in frontend order.
+pub type ServiceFrontends<'a> = Vec<(&'a Frontend, &'a FrontendState)>;
+
+/// `desired`'s frontends by Service port, in name order: the order plans
+/// take them in.
+pub fn by_service(desired: &DesiredState) -> BTreeMap<&ServicePortRef, ServiceFrontends<'_>> {
+    let mut by_service: BTreeMap<&ServicePortRef, ServiceFrontends> = BTreeMap::new();
+    for (frontend, state) in &desired.frontends {
+        by_service.entry(&state.service).or_default().push((frontend, state));
+    }
+    by_service
+}
+
+/// The value each backend address gets when these Service ports (in name
+/// order) name it: one pod address in several frontends is one backend; if
+/// the frontends disagree on its state, Active wins; the first says whether
+/// it is local. What [`plan`] writes when no Service port is left out.
+pub fn backend_values<'a, 'b: 'a>(
+    services: impl IntoIterator<Item = &'a ServiceFrontends<'b>>,
+) -> HashMap<BackendAddr, Backend> {
+    let mut values: HashMap<BackendAddr, Backend> = HashMap::new();
+    for frontends in services {
+        for (_, state) in frontends {
+            for backend in state.backends.iter().take(slot_count(state)) {
+                values
+                    .entry(backend.addr)
+                    .and_modify(|known| known.state = known.state.min(backend.state))
+                    .or_insert(*backend);
+            }
+        }
+    }
+    values
+}
+
+/// Plans single Service ports on top of maps holding `current`, giving the
+/// ids [`plan`] would give them: an object's current id, else the smallest
+/// free one. Used to re-plan only the Service ports that changed: those
+/// that did not keep their entries, all of whose ids `current` holds.
+pub struct PartPlanner {
+    planner: Planner,
+}
+
+impl PartPlanner {
+    pub fn new(current: &MapContents, sizes: &MapSizes) -> PartPlanner {
+        PartPlanner { planner: Planner::new(current, sizes) }
+    }
+
+    /// A Service port's entries; its backends' values are placeholders (see
+    /// [`backend_values`] and [`PartPlanner::backend_id`]).
+    pub fn plan_service(&mut self, frontends: &[(&Frontend, &FrontendState)]) -> MapContents {
+        let mut part = MapContents::default();
+        for (frontend, state) in frontends {
+            self.planner.add(frontend, state, &mut part);
+        }
+        part
+    }
+
+    /// The id given to a backend address planned here.
+    pub fn backend_id(&self, addr: &BackendAddr) -> Option<u32> {
+        self.planner.backend_ids.assigned.get(addr).copied()
+    }
+
+    /// The addresses of the backends planned here, by id.
+    pub fn planned_backends(&self) -> impl Iterator<Item = (u32, BackendAddr)> + '_ {
+        self.planner.backend_ids.assigned.iter().map(|(addr, id)| (*id, *addr))
+    }
+}
+
 struct Planner {
     backend_ids: Ids<BackendAddr>,
     rev_nat_ids: Ids<(Ipv4Addr, u16)>,
@@ -150,9 +198,32 @@ struct Planner {
     planned_rev_nat: BTreeSet<(Ipv4Addr, u16)>,
     /// Maglev tables planned so far.
     tables: u32,
+    /// The rows of the last table planned, by the backends they name.
+    last_table: Option<(BTreeMap<BackendAddr, u32>, Vec<MaglevRow>)>,
 }
 
 impl Planner {
+    fn new(current: &MapContents, sizes: &MapSizes) -> Planner {
+        Planner {
+            backend_ids: Ids::new(current.backends.iter().map(|(id, value)| (abi::backend_addr_of(value), *id))),
+            rev_nat_ids: Ids::new(current.rev_nat.iter().map(|(id, value)| (abi::rev_nat_of(value), *id))),
+            table_ids: Ids::new(
+                current
+                    .services
+                    .iter()
+                    .filter(|(key, header)| key.slot == 0 && key.scope == SCOPE_EXTERNAL && header.backend_id != 0)
+                    .filter_map(|(key, header)| Some((abi::frontend_of(key)?, header.backend_id))),
+            ),
+            sizes: *sizes,
+            planned: MapContents::default(),
+            backends: BTreeMap::new(),
+            planned_addrs: BTreeSet::new(),
+            planned_rev_nat: BTreeSet::new(),
+            tables: 0,
+            last_table: None,
+        }
+    }
+
     /// The first map that cannot take all of these frontends' entries on top
     /// of what is planned already, if any.
     fn full_map(&self, frontends: &[(&Frontend, &FrontendState)]) -> Option<&'static str> {
@@ -232,14 +303,27 @@ impl Planner {
     fn add_table(&mut self, frontend: &Frontend, ids: &BTreeMap<BackendAddr, u32>, entries: &mut MapContents) -> u32 {
         let table = self.table_ids.get(*frontend);
         self.tables += 1;
-        let addrs: Vec<BackendAddr> = ids.keys().copied().collect();
-        let lookup = maglev::table(&addrs, self.sizes.maglev_table_size);
-        for (row, chunk) in (0..).zip(lookup.chunks(MAGLEV_ROW_LEN)) {
-            let mut value = MaglevRow { backend_ids: [0; MAGLEV_ROW_LEN] };
-            for (slot, addr) in value.backend_ids.iter_mut().zip(chunk) {
-                *slot = ids[addr];
-            }
-            entries.maglev.insert(MaglevKey { table, row }, value);
+        // A Service's frontends (ClusterIP, NodePorts, ...) usually have the
+        // same backends, one after the other: their rows are computed once.
+        let same = self.last_table.as_ref().is_some_and(|(last, _)| last.iter().eq(ids.iter()));
+        if !same {
+            let addrs: Vec<BackendAddr> = ids.keys().copied().collect();
+            let lookup = maglev::table(&addrs, self.sizes.maglev_table_size);
+            let rows = lookup
+                .chunks(MAGLEV_ROW_LEN)
+                .map(|chunk| {
+                    let mut value = MaglevRow { backend_ids: [0; MAGLEV_ROW_LEN] };
+                    for (slot, addr) in value.backend_ids.iter_mut().zip(chunk) {
+                        *slot = ids[addr];
+                    }
+                    value
+                })
+                .collect();
+            self.last_table = Some((ids.clone(), rows));
+        }
+        let rows = self.last_table.as_ref().map_or(&[][..], |(_, rows)| rows.as_slice());
+        for (row, value) in (0..).zip(rows) {
+            entries.maglev.insert(MaglevKey { table, row }, *value);
         }
         table
     }

@@ -442,3 +442,74 @@ fn health_check_node_ports_count_ready_local_endpoints() {
         assert_eq!(problems, expected_problems, "{name}");
     }
 }
+
+/// A `Translator` fed snapshot after snapshot gives what `translate` gives
+/// from scratch each time: frontends, health checks and problems in order,
+/// including conflicts between Services that did and did not change.
+#[test]
+fn a_translator_follows_changes_like_a_fresh_translation() {
+    let web = |ip: &str| svc("web", &format!("spec: {{clusterIP: {ip}, ports: [{{port: 80, targetPort: 8080}}]}}"));
+    let local = svc(
+        "loc",
+        "spec: {type: NodePort, clusterIP: 10.96.0.9, externalTrafficPolicy: Local, healthCheckNodePort: 31000, \
+         ports: [{port: 80, nodePort: 30080}]}",
+    );
+    let steps: Vec<(&str, String)> = vec![
+        ("first", web("10.96.0.1") + &slice("web-1", "web", EP_8080) + &local + &slice("loc-1", "loc", EP_8080)),
+        ("same", web("10.96.0.1") + &slice("web-1", "web", EP_8080) + &local + &slice("loc-1", "loc", EP_8080)),
+        (
+            "an endpoint changes",
+            web("10.96.0.1") + &slice("web-1", "web", "ports: [{port: 8080}]\nendpoints: [{addresses: [10.1.0.3]}]") + &local
+                + &slice("loc-1", "loc", EP_8080),
+        ),
+        (
+            "a bad address in a slice, an unknown Service",
+            web("10.96.0.1") + &slice("web-1", "web", "ports: [{port: 8080}]\nendpoints: [{addresses: [10.1.0.999]}]")
+                + &local + &slice("loc-1", "loc", EP_8080) + &slice("x-1", "nobody", EP_8080),
+        ),
+        (
+            "a new Service takes web's address: the earlier name wins",
+            svc("aaa", "spec: {clusterIP: 10.96.0.1, ports: [{port: 80}]}") + &web("10.96.0.1")
+                + &slice("web-1", "web", EP_8080) + &local + &slice("loc-1", "loc", EP_8080),
+        ),
+        (
+            "and gives it back; loc's health check port is taken by another",
+            web("10.96.0.1") + &slice("web-1", "web", EP_8080) + &local + &slice("loc-1", "loc", EP_8080)
+                + &svc(
+                    "ahc",
+                    "spec: {type: NodePort, clusterIP: 10.96.0.8, externalTrafficPolicy: Local, healthCheckNodePort: 31000, \
+                     ports: [{port: 80, nodePort: 30081}]}",
+                ),
+        ),
+        ("web moves", web("10.96.0.2") + &slice("web-1", "web", EP_8080)),
+        ("nothing", String::new()),
+    ];
+    // Documents parsed once each, as the directory source keeps unchanged
+    // files: their versions say they did not change.
+    let mut parsed: std::collections::HashMap<String, crate::manifests::ParsedFile> = Default::default();
+    let mut by_versions = Translator::default();
+    let mut by_objects = Translator::default();
+    for (name, yaml) in steps {
+        let mut loaded = crate::manifests::Loaded::default();
+        for (index, document) in yaml.split("---\n").filter(|d| !d.is_empty()).enumerate() {
+            let file = format!("t{index}.yaml");
+            let file = parsed.entry(document.to_owned()).or_insert_with(|| crate::manifests::parse_file(&file, document));
+            loaded.add_file(file);
+        }
+        assert!(loaded.problems.is_empty(), "{name}: {:?}", loaded.problems);
+        let fresh = translate(&loaded.snapshot, &node());
+        assert_eq!(by_versions.translate(&loaded.snapshot, &node()), fresh, "{name}: by versions");
+        loaded.snapshot.versions = Default::default();
+        assert_eq!(by_objects.translate(&loaded.snapshot, &node()), fresh, "{name}: by objects");
+    }
+    let mut translator = by_versions;
+    // Another node's view: local endpoints differ, nothing stale is kept.
+    let loaded = parse_documents("t.yaml", &(web("10.96.0.1") + &slice("web-1", "web", EP_8080)));
+    let other = NodeInfo { name: "b".into(), ..node() };
+    assert_eq!(translator.translate(&loaded.snapshot, &other), translate(&loaded.snapshot, &other));
+    // The same objects from another document: problems name the new place.
+    let moved = parse_documents("u.yaml", &(web("10.96.0.1") + &slice("web-1", "web", "ports: [{port: 8080}]\nendpoints: [{addresses: [bad]}]")));
+    let (_, problems) = translator.translate(&moved.snapshot, &other);
+    assert_eq!(problems, translate(&moved.snapshot, &other).1);
+    assert!(problems[0].to_string().starts_with("u.yaml"), "{}", problems[0]);
+}

@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 
 use super::services::{SERVICE_PORT, Service, TARGET_PORT};
 
-/// Services per file: the agent re-reads every file on any change, so the
-/// split only keeps single files at a readable size.
+/// Services per file: the agent re-reads only the files that change, and
+/// reads a whole directory on as many threads as there are cores.
 const PER_FILE: usize = 500;
 /// Sorted last, and small, so that an endpoint change rewrites one short file.
 const MEASURED_FILE: &str = "zz-measured.yaml";

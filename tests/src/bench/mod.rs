@@ -23,16 +23,19 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use ingress_userspace::dataplane::MapWriter;
-use ingress_userspace::dataplane::ebpf::PinnedMaps;
+use aya::maps::MapData;
+use ingress_common::maps::{SERVICES_MAP, ServiceKey, ServiceValue};
+use ingress_userspace::dataplane::abi;
+use ingress_userspace::model::{Frontend, Protocol};
 
-use crate::agent::{AgentProcess, wait_for_maps};
+use crate::agent::AgentProcess;
 use crate::lab::{Lab, LabSpec, NODE_IP};
 use crate::netns::run_command;
 use crate::pins::PinDir;
 use iptables::NatRules;
 use manifests::ManifestSet;
-use report::{Cell, Contender, Figures, Report};
+use report::{Cell, Figures, Report};
+pub use report::Contender;
 use services::{MEASURED_NODE_PORT, Service};
 use workload::Bounds;
 
@@ -62,6 +65,8 @@ pub struct Config {
     pub time_limit: Duration,
     /// What the report says was run.
     pub command: String,
+    /// The contenders run, in this order within a round (default all).
+    pub contenders: Vec<Contender>,
 }
 
 impl Config {
@@ -79,6 +84,7 @@ impl Config {
             workload_limit: Duration::from_secs(20),
             time_limit: Duration::from_secs(8 * 60),
             command: "cargo xtask bench l4".into(),
+            contenders: Contender::ALL.to_vec(),
         }
     }
 
@@ -111,29 +117,37 @@ pub struct Outputs {
 /// error or when `stop` is set), and writes `l4.md`, `l4.json` and
 /// `l4-latency.png` into `config.out_dir`.
 pub fn run_l4(config: &Config, stop: &AtomicBool) -> Result<Outputs> {
-    if config.sizes.is_empty() || config.rounds == 0 {
-        bail!("nothing to run: give at least one size and one round");
+    if config.sizes.is_empty() || config.rounds == 0 || config.contenders.is_empty() {
+        bail!("nothing to run: give at least one size, one round and one contender");
     }
     let spec = LabSpec { pods: ECHO_PODS.iter().chain([&NEW_ENDPOINT_POD]).map(|p| p.to_string()).collect() };
     let lab = Lab::build(spec).context("building the lab")?;
+    // CRR opens thousands of connections a second to one NodePort, and the
+    // client closes first: without reuse, the client's ports to that one
+    // destination sit in TIME_WAIT for 60 s, and once those of the connect()
+    // half of the range are used up every connect() scans them all. Seen as
+    // ~130 connections/s after ~14,000 connections within a minute (both
+    // NodePort contenders, N=1000 in the 2026-12-01 run). A load generator
+    // standing in for many clients reuses them, as real ones do.
+    lab.client().sysctl("net.ipv4.tcp_tw_reuse", "1").context("letting the client reuse TIME_WAIT ports")?;
     let start = Instant::now();
     let mut cells = Vec::new();
     let largest = config.sizes.iter().copied().max().unwrap_or(0);
     for (index, &n) in config.sizes.iter().enumerate() {
         let size_deadline = start + config.time_limit.mul_f64((index + 1) as f64 / config.sizes.len() as f64);
         let bench = SizeBench::new(&lab, config, n, n == largest, stop)?;
-        let mut rounds: Vec<Vec<Figures>> = vec![Vec::new(); Contender::ALL.len()];
+        let mut rounds: Vec<Vec<Figures>> = vec![Vec::new(); config.contenders.len()];
         for round in 0..config.rounds {
             if round > 0 && Instant::now() > size_deadline {
                 eprintln!("N={n}: time budget used after {round} rounds, skipping the rest");
                 break;
             }
-            for (contender, figures) in Contender::ALL.into_iter().zip(&mut rounds) {
+            for (contender, figures) in config.contenders.iter().copied().zip(&mut rounds) {
                 eprintln!("N={n} round {}/{}: {}", round + 1, config.rounds, contender.name());
                 figures.push(bench.measure(contender).with_context(|| format!("{} at N={n}", contender.name()))?);
             }
         }
-        cells.extend(Contender::ALL.into_iter().zip(rounds).map(|(c, r)| Cell::new(n, c, r)));
+        cells.extend(config.contenders.iter().copied().zip(rounds).map(|(c, r)| Cell::new(n, c, r)));
     }
     drop(lab);
     write_outputs(config, cells)
@@ -182,7 +196,7 @@ impl<'a> SizeBench<'a> {
                 let started = Instant::now();
                 let agent = AgentProcess::spawn(&self.config.agent, self.lab, self.manifests.path(), pins.path())?;
                 let count = self.measured.endpoints.len();
-                wait_for_maps(pins.path(), PROGRAMMING_LIMIT, |maps| node_port_backends(maps) == Some(count))?;
+                wait_for_node_port(pins.path(), PROGRAMMING_LIMIT, count)?;
                 let programmed = started.elapsed();
                 let mut figures = self.traffic(node_port)?;
                 figures.programming_ms = Some(ms(programmed));
@@ -241,15 +255,30 @@ fn pod_ip(lab: &Lab, name: &str) -> Result<Ipv4Addr> {
     Ok(lab.pod(name).with_context(|| format!("the lab has no pod {name}"))?.ip)
 }
 
-/// How many backends the measured NodePort has in the pinned maps, if any.
-fn node_port_backends(maps: &PinnedMaps) -> Option<usize> {
-    let (addr, port) = (u32::from_ne_bytes(NODE_IP.octets()), MEASURED_NODE_PORT.to_be());
-    let contents = maps.read().ok()?;
-    contents
-        .services
-        .iter()
-        .find(|(key, _)| key.addr == addr && key.port == port && key.slot == 0)
-        .map(|(_, header)| usize::from(header.count))
+/// Waits until the measured NodePort has `count` backends in the pinned
+/// maps. One lookup of its header every few milliseconds: reading whole maps
+/// of N Services would compete with the agent for the CPUs it is timed on.
+fn wait_for_node_port(pins: &Path, limit: Duration, count: usize) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    let frontend = Frontend { addr: NODE_IP, port: MEASURED_NODE_PORT, protocol: Protocol::Tcp };
+    let header = abi::service_key(&frontend, 0);
+    let mut services: Option<aya::maps::HashMap<MapData, ServiceKey, ServiceValue>> = None;
+    loop {
+        if services.is_none() {
+            services = MapData::from_pin(pins.join(SERVICES_MAP))
+                .ok()
+                .and_then(|data| aya::maps::Map::from_map_data(data).ok())
+                .and_then(|map| aya::maps::HashMap::try_from(map).ok());
+        }
+        let programmed = services.as_ref().and_then(|map| map.get(&header, 0).ok()).map(|value| usize::from(value.count));
+        if programmed == Some(count) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the measured NodePort did not get {count} backends in {} within {limit:?}", pins.display());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 fn ms(duration: Duration) -> f64 {

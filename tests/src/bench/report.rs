@@ -16,6 +16,11 @@ pub enum Contender {
 impl Contender {
     pub const ALL: [Contender; 3] = [Contender::Direct, Contender::Ebpf, Contender::Iptables];
 
+    /// The contender named `name` (as `name()` spells it).
+    pub fn parse(name: &str) -> Option<Contender> {
+        Contender::ALL.into_iter().find(|c| c.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Contender::Direct => "direct",

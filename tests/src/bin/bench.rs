@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use ingress_tests::interrupt::on_ctrl_c;
-use ingress_tests::bench::{Config, run_l4};
+use ingress_tests::bench::{Config, Contender, run_l4};
 use ingress_tests::is_root;
 
 #[derive(Parser)]
@@ -39,6 +39,9 @@ struct Args {
     /// Requests per connection of the throughput workload.
     #[arg(long)]
     requests_per_thread: Option<usize>,
+    /// Contenders to run, comma-separated (default direct,ebpf,iptables).
+    #[arg(long, value_delimiter = ',')]
+    contenders: Option<Vec<String>>,
     /// Budget of the whole run in seconds: later rounds are skipped past it.
     #[arg(long)]
     time_limit_s: Option<u64>,
@@ -54,7 +57,15 @@ fn main() -> Result<()> {
         None => std::env::current_exe()?.parent().context("the binary's directory")?.join("ingress-userspace"),
     };
     let base = if args.quick { Config::quick(agent, args.out) } else { Config::standard(agent, args.out) };
+    let contenders = match args.contenders {
+        None => base.contenders.clone(),
+        Some(names) => names
+            .iter()
+            .map(|name| Contender::parse(name).with_context(|| format!("no contender {name:?} (direct, ebpf, iptables)")))
+            .collect::<Result<_>>()?,
+    };
     let config = Config {
+        contenders,
         sizes: args.sizes.unwrap_or(base.sizes.clone()),
         rounds: args.rounds.unwrap_or(base.rounds),
         rr_requests: args.rr_requests.unwrap_or(base.rr_requests),
