@@ -113,6 +113,20 @@ pub struct Outputs {
     pub plot_file: PathBuf,
 }
 
+impl Outputs {
+    /// The table on stdout, where the files went on stderr.
+    pub fn print(&self) {
+        print!("{}", self.markdown);
+        eprintln!("\nWrote {}, {} and {}", self.markdown_file.display(), self.json_file.display(), self.plot_file.display());
+    }
+}
+
+/// How the run was started, for its report: what `cargo xtask bench` says
+/// it ran (`BENCH_COMMAND`), else this process's own command line.
+pub fn command_line() -> String {
+    std::env::var("BENCH_COMMAND").unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" "))
+}
+
 /// Builds the lab, runs every size and round, tears everything down (also on
 /// error or when `stop` is set), and writes `l4.md`, `l4.json` and
 /// `l4-latency.png` into `config.out_dir`.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use ingress_tests::interrupt::on_ctrl_c;
-use ingress_tests::bench::{Config, Contender, run_l4};
+use ingress_tests::bench::{Config, Contender, command_line, run_l4};
 use ingress_tests::is_root;
 
 #[derive(Parser)]
@@ -73,17 +73,10 @@ fn main() -> Result<()> {
         threads: args.threads.unwrap_or(base.threads),
         requests_per_thread: args.requests_per_thread.unwrap_or(base.requests_per_thread),
         time_limit: args.time_limit_s.map_or(base.time_limit, Duration::from_secs),
-        command: std::env::var("BENCH_COMMAND").unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" ")),
+        command: command_line(),
         ..base
     };
     let interrupted = on_ctrl_c()?;
-    let outputs = run_l4(&config, &interrupted)?;
-    print!("{}", outputs.markdown);
-    eprintln!(
-        "\nWrote {}, {} and {}",
-        outputs.markdown_file.display(),
-        outputs.json_file.display(),
-        outputs.plot_file.display()
-    );
+    run_l4(&config, &interrupted)?.print();
     Ok(())
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use ingress_tests::bench::command_line;
 use ingress_tests::bench::l7::{Config, Contender, run_l7};
 use ingress_tests::interrupt::on_ctrl_c;
 use ingress_tests::is_root;
@@ -66,17 +67,10 @@ fn main() -> Result<()> {
         connections: args.connections.unwrap_or(base.connections),
         time_limit: args.time_limit_s.map_or(base.time_limit, Duration::from_secs),
         contenders: args.contenders.unwrap_or(base.contenders),
-        command: std::env::var("BENCH_COMMAND").unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" ")),
+        command: command_line(),
         ..base
     };
     let interrupted = on_ctrl_c()?;
-    let outputs = run_l7(&config, &interrupted)?;
-    print!("{}", outputs.markdown);
-    eprintln!(
-        "\nWrote {}, {} and {}",
-        outputs.markdown_file.display(),
-        outputs.json_file.display(),
-        outputs.plot_file.display()
-    );
+    run_l7(&config, &interrupted)?.print();
     Ok(())
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::write;
+use super::{Outputs, write};
 use crate::bench::manifests::ManifestSet;
 use crate::lab::{Lab, LabSpec};
 use crate::netns::run_command;
@@ -88,14 +88,6 @@ impl Config {
             ..Config::standard(agent, out_dir)
         }
     }
-}
-
-/// What a run wrote.
-pub struct Outputs {
-    pub markdown: String,
-    pub markdown_file: PathBuf,
-    pub json_file: PathBuf,
-    pub plot_file: PathBuf,
 }
 
 /// Builds the lab, runs the rounds and the route changes, tears everything
