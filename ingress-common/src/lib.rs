@@ -6,6 +6,7 @@
 //! the per-packet path never swaps bytes, the agent does it once when it writes.
 #![no_std]
 
+pub mod addr;
 pub mod checksum;
 pub mod hash;
 pub mod maps;
@@ -19,5 +20,13 @@ pub const IPPROTO_UDP: u8 = 17;
 /// that same pod (hairpin), as Cilium's `169.254.42.1`: link-local, so it is
 /// never a pod's or a node's address. See `ingress-ebpf/src/hairpin.rs`.
 pub const HAIRPIN_ADDR: [u8; 4] = [169, 254, 42, 1];
-/// `HAIRPIN_ADDR` as loaded from a packet (network byte order).
-pub const HAIRPIN_ADDR_BE: u32 = u32::from_ne_bytes(HAIRPIN_ADDR);
+/// `HAIRPIN_ADDR` in the maps' form.
+pub const HAIRPIN_ADDR_V4: addr::Addr = addr::Addr::from_v4(u32::from_ne_bytes(HAIRPIN_ADDR));
+/// The IPv6 hairpin source: `HAIRPIN_ADDR` as the last four bytes under the
+/// unique-local prefix `fd00:6c62::/32` (RFC 4193; "lb"), which no cluster
+/// is expected to use. Not
+/// link-local on purpose: a pod sends its answer to its default gateway (the
+/// node) like any off-link address, without neighbour discovery for it.
+pub const HAIRPIN_ADDR6: [u8; 16] = [0xfd, 0x00, 0x6c, 0x62, 0, 0, 0, 0, 0, 0, 0, 0, 0xa9, 0xfe, 0x2a, 0x01];
+/// `HAIRPIN_ADDR6` in the maps' form.
+pub const HAIRPIN_ADDR_V6: addr::Addr = addr::Addr::from_octets(HAIRPIN_ADDR6);

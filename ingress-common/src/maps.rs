@@ -1,17 +1,40 @@
 //! Map names, keys and values. A layout change gets a new map name (suffix
-//! `_v2`, ...) so an upgraded agent never reads bytes written in an old layout.
+//! `_v2`, ...) so an upgraded agent never reads bytes written in an old layout;
+//! the old names are listed in `RETIRED_MAPS`. Every address is an `Addr`:
+//! one set of maps serves IPv4 and IPv6.
+
+use crate::addr::Addr;
+
+/// Maps of earlier layouts (IPv4-only keys, shorter stats), which the agent
+/// unpins at start: nothing reads them any more.
+pub const RETIRED_MAPS: &[&str] = &[
+    "lb4_services",
+    "lb4_backends",
+    "lb4_rev_nat",
+    "lb4_ct",
+    "lb4_ct_timeouts",
+    "lb4_affinity",
+    "lb4_maglev",
+    "lb4_fe_stats",
+    "lb4_fe_names",
+    "lb4_src_ranges",
+    "lb4_snat",
+    "lb4_snat_config",
+    "lb_stats",
+    "lb_stats_v2",
+];
 
 /// Frontends and their backend slots (hash map, pinned).
-pub const SERVICES_MAP: &str = "lb4_services";
+pub const SERVICES_MAP: &str = "lb_services";
 /// Backend id -> pod address (hash map, pinned).
-pub const BACKENDS_MAP: &str = "lb4_backends";
+pub const BACKENDS_MAP: &str = "lb_backends";
 /// Reverse-NAT id -> the frontend a reply must appear to come from (hash map, pinned).
-pub const REV_NAT_MAP: &str = "lb4_rev_nat";
+pub const REV_NAT_MAP: &str = "lb_rev_nat";
 /// Connection tracking (LRU hash map, pinned).
-pub const CONNTRACK_MAP: &str = "lb4_ct";
+pub const CONNTRACK_MAP: &str = "lb_ct";
 /// Conntrack idle timeouts (array of one `CtTimeouts`, pinned; written by
 /// the agent, read by the programs).
-pub const CT_TIMEOUTS_MAP: &str = "lb4_ct_timeouts";
+pub const CT_TIMEOUTS_MAP: &str = "lb_ct_timeouts";
 /// Packet counters by reason (per-CPU array, pinned). `_v2`: the array grew
 /// with the reasons added after the first release (hairpin, reject, source
 /// ranges); `_v3`: it grew again with the SNAT reasons. An old pinned array
@@ -19,21 +42,21 @@ pub const CT_TIMEOUTS_MAP: &str = "lb4_ct_timeouts";
 pub const STATS_MAP: &str = "lb_stats_v3";
 /// Packets and bytes sent to each frontend, indexed by its reverse-NAT id
 /// (per-CPU array, pinned).
-pub const FRONTEND_STATS_MAP: &str = "lb4_fe_stats";
+pub const FRONTEND_STATS_MAP: &str = "lb_fe_stats";
 
 /// (frontend, client address) -> the backend it last got, for ClientIP
 /// session affinity (LRU hash map, pinned; written by the programs).
-pub const AFFINITY_MAP: &str = "lb4_affinity";
+pub const AFFINITY_MAP: &str = "lb_affinity";
 pub const AFFINITY_MAX_ENTRIES: u32 = 65_536;
 
 /// Reverse-NAT id -> the Service port a frontend belongs to, for people
 /// reading the maps (hash map, pinned; written by the agent, never read by
 /// the programs).
-pub const FRONTEND_NAMES_MAP: &str = "lb4_fe_names";
+pub const FRONTEND_NAMES_MAP: &str = "lb_fe_names";
 
 /// Client ranges allowed to reach LoadBalancer frontends that set
 /// `loadBalancerSourceRanges` (LPM trie, pinned; written only by the agent).
-pub const SOURCE_RANGES_MAP: &str = "lb4_src_ranges";
+pub const SOURCE_RANGES_MAP: &str = "lb_src_ranges";
 pub const SOURCE_RANGES_MAX_ENTRIES: u32 = 16_384;
 
 /// Default capacities, overridden by the agent's flags at load time. Sized
@@ -47,7 +70,7 @@ pub const CONNTRACK_MAX_ENTRIES: u32 = 262_144;
 /// (Maglev table, row) -> a row of that table's backend ids (hash map
 /// without preallocation, so only programmed tables take kernel memory;
 /// pinned; written by the agent).
-pub const MAGLEV_MAP: &str = "lb4_maglev";
+pub const MAGLEV_MAP: &str = "lb_maglev";
 /// Backend ids per `MaglevRow`. A table of M entries takes ceil(M / 256)
 /// rows: one map write per 256 entries instead of one per entry.
 pub const MAGLEV_ROW_LEN: usize = 256;
@@ -94,8 +117,8 @@ pub const SERVICE_FLAG_LOCAL_INTERNAL: u16 = 2;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServiceKey {
-    /// Frontend IPv4 address, network byte order.
-    pub addr: u32,
+    /// Frontend address.
+    pub addr: Addr,
     /// Frontend port, network byte order.
     pub port: u16,
     /// `IPPROTO_TCP` or `IPPROTO_UDP`.
@@ -138,8 +161,8 @@ pub const BACKEND_FLAG_LOCAL: u8 = 1;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Backend {
-    /// Pod IPv4 address, network byte order.
-    pub addr: u32,
+    /// Pod address (of its frontend's family).
+    pub addr: Addr,
     /// Pod port, network byte order.
     pub port: u16,
     /// `BACKEND_STATE_*`.
@@ -152,8 +175,8 @@ pub struct Backend {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct RevNat {
-    /// Frontend IPv4 address, network byte order.
-    pub addr: u32,
+    /// Frontend address.
+    pub addr: Addr,
     /// Frontend port, network byte order.
     pub port: u16,
     pub _pad: [u8; 2],
@@ -164,8 +187,8 @@ pub struct RevNat {
 pub struct AffinityKey {
     /// The frontend's reverse-NAT id (one per frontend address and port).
     pub rev_nat_id: u32,
-    /// Client IPv4 address, network byte order.
-    pub client: u32,
+    /// Client address.
+    pub client: Addr,
 }
 
 #[repr(C)]
@@ -189,12 +212,15 @@ pub struct SourceRangeKey {
     /// may belong to different Services.
     pub proto: u8,
     pub _pad: [u8; 3],
-    /// Client IPv4 address (a range's first address), network byte order.
-    pub addr: u32,
+    /// Client address (a range's first address; an IPv4 range is IPv4-mapped
+    /// and its prefix length 96 longer).
+    pub addr: Addr,
 }
 
 /// Bits of `SourceRangeKey` before `addr`, always matched in full.
 pub const SOURCE_RANGE_EXACT_BITS: u32 = 64;
+/// Bits an IPv4 prefix gains in the IPv4-mapped form.
+pub const V4_MAPPED_PREFIX_BITS: u32 = 96;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -230,10 +256,10 @@ pub const CT_REPLY: u8 = 1;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CtKey {
-    /// Source IPv4 address, network byte order.
-    pub saddr: u32,
-    /// Destination IPv4 address, network byte order.
-    pub daddr: u32,
+    /// Source address.
+    pub saddr: Addr,
+    /// Destination address.
+    pub daddr: Addr,
     /// Source port, network byte order.
     pub sport: u16,
     /// Destination port, network byte order.
@@ -316,12 +342,12 @@ impl CtTimeouts {
 /// (externalTrafficPolicy: Cluster), both directions of every such flow (LRU
 /// hash map, pinned; written by the programs, swept by the agent). See
 /// `ingress-ebpf/src/snat.rs`.
-pub const SNAT_MAP: &str = "lb4_snat";
+pub const SNAT_MAP: &str = "lb_snat";
 /// Two entries per translated flow.
 pub const SNAT_MAX_ENTRIES: u32 = 131_072;
 /// Index 0: the address and port range SNAT uses (array of one `SnatConfig`,
 /// pinned; written by the agent, read by the programs).
-pub const SNAT_CONFIG_MAP: &str = "lb4_snat_config";
+pub const SNAT_CONFIG_MAP: &str = "lb_snat_config";
 /// The default SNAT port range: above Linux's default ephemeral range
 /// (32768-60999, `net.ipv4.ip_local_port_range`) and the NodePort range
 /// (30000-32767), so a translated flow never takes a port the node's own
@@ -344,12 +370,11 @@ pub const SNAT_REPLY: u8 = 1;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SnatKey {
-    /// Source IPv4 address, network byte order: the client (`SNAT_FORWARD`)
-    /// or the backend (`SNAT_REPLY`).
-    pub saddr: u32,
-    /// Destination IPv4 address, network byte order: the backend
-    /// (`SNAT_FORWARD`) or the node's SNAT address (`SNAT_REPLY`).
-    pub daddr: u32,
+    /// Source address: the client (`SNAT_FORWARD`) or the backend (`SNAT_REPLY`).
+    pub saddr: Addr,
+    /// Destination address: the backend (`SNAT_FORWARD`) or the node's SNAT
+    /// address (`SNAT_REPLY`).
+    pub daddr: Addr,
     /// Source port, network byte order: the client's or the backend's.
     pub sport: u16,
     /// Destination port, network byte order: the backend's or the SNAT port.
@@ -371,18 +396,17 @@ pub struct SnatKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct SnatEntry {
-    /// `SNAT_FORWARD`: the node address the source becomes. `SNAT_REPLY`: the
-    /// client address the destination becomes. Network byte order.
-    pub addr: u32,
-    /// The matching port, network byte order.
-    pub port: u16,
-    pub _pad: [u8; 2],
     /// `bpf_ktime_get_ns()` of the flow's last packet (forward entries) or
     /// of the entry's creation (reply entries).
     pub last_seen_ns: u64,
+    /// `SNAT_FORWARD`: the node address the source becomes. `SNAT_REPLY`: the
+    /// client address the destination becomes.
+    pub addr: Addr,
+    /// The matching port, network byte order.
+    pub port: u16,
     /// TCP flags seen in either direction, OR-ed together (forward entries).
     pub tcp_flags: u8,
-    pub _pad2: [u8; 7],
+    pub _pad: [u8; 5],
 }
 
 impl SnatEntry {
@@ -423,9 +447,12 @@ impl SnatKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct SnatConfig {
-    /// The node address translated flows leave with, network byte order;
-    /// 0 = SNAT off.
-    pub addr: u32,
+    /// The node's IPv4 address translated IPv4 flows leave with; all zero =
+    /// SNAT off for IPv4.
+    pub v4: Addr,
+    /// The node's IPv6 address translated IPv6 flows leave with; all zero =
+    /// SNAT off for IPv6.
+    pub v6: Addr,
     /// The first port of the range, host byte order (it is counted with,
     /// never compared with a packet's bytes).
     pub port_min: u16,
@@ -433,20 +460,29 @@ pub struct SnatConfig {
     pub port_max: u16,
 }
 
-const _: () = assert!(core::mem::size_of::<SnatKey>() == 16);
-const _: () = assert!(core::mem::size_of::<SnatEntry>() == 24);
-const _: () = assert!(core::mem::size_of::<SnatConfig>() == 8);
-const _: () = assert!(core::mem::size_of::<ServiceKey>() == 12);
+impl SnatConfig {
+    /// The node address flows of `dst`'s family leave with (all zero: SNAT
+    /// off for that family).
+    #[inline(always)]
+    pub fn addr_like(&self, dst: &Addr) -> Addr {
+        if dst.is_v4() { self.v4 } else { self.v6 }
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<SnatKey>() == 40);
+const _: () = assert!(core::mem::size_of::<SnatEntry>() == 32);
+const _: () = assert!(core::mem::size_of::<SnatConfig>() == 36);
+const _: () = assert!(core::mem::size_of::<ServiceKey>() == 24);
 const _: () = assert!(core::mem::size_of::<CtTimeouts>() == 16);
 const _: () = assert!(core::mem::size_of::<ServiceValue>() == 16);
-const _: () = assert!(core::mem::size_of::<Backend>() == 8);
-const _: () = assert!(core::mem::size_of::<RevNat>() == 8);
-const _: () = assert!(core::mem::size_of::<CtKey>() == 16);
+const _: () = assert!(core::mem::size_of::<Backend>() == 20);
+const _: () = assert!(core::mem::size_of::<RevNat>() == 20);
+const _: () = assert!(core::mem::size_of::<CtKey>() == 40);
 const _: () = assert!(core::mem::size_of::<CtEntry>() == 24);
 const _: () = assert!(core::mem::size_of::<FrontendName>() == 64);
-const _: () = assert!(core::mem::size_of::<AffinityKey>() == 8);
+const _: () = assert!(core::mem::size_of::<AffinityKey>() == 20);
 const _: () = assert!(core::mem::size_of::<AffinityValue>() == 16);
-const _: () = assert!(core::mem::size_of::<SourceRangeKey>() == 12);
+const _: () = assert!(core::mem::size_of::<SourceRangeKey>() == 24);
 const _: () = assert!(core::mem::size_of::<MaglevKey>() == 8);
 const _: () = assert!(core::mem::size_of::<MaglevRow>() == 4 * MAGLEV_ROW_LEN);
 
@@ -471,6 +507,7 @@ mod pod {
     unsafe impl aya::Pod for super::SnatEntry {}
     unsafe impl aya::Pod for super::SnatConfig {}
     unsafe impl aya::Pod for crate::stats::Counter {}
+    unsafe impl aya::Pod for crate::addr::Addr {}
 }
 
 #[cfg(test)]

@@ -14,15 +14,17 @@ const _: () = assert!(core::mem::size_of::<Counter>() == 16);
 pub const FORWARD_TRANSLATED: u32 = 0;
 /// A backend -> client reply was rewritten to come from the frontend.
 pub const REPLY_TRANSLATED: u32 = 1;
-/// Not IPv4 (ARP, IPv6, ...): passed untouched.
-pub const PASS_NOT_IPV4: u32 = 2;
+/// Neither IPv4 nor IPv6 (ARP, ...): passed untouched.
+pub const PASS_NOT_IP: u32 = 2;
 /// Frame too short for the headers it announces: passed for the stack to reject.
 pub const PASS_TRUNCATED: u32 = 3;
-/// IPv4 header with a bad version or length: passed for the stack to reject.
+/// An IPv4 header with a bad version or length, or an IPv6 header with a bad version: passed for the stack to reject.
 pub const PASS_BAD_IP_HEADER: u32 = 4;
-/// An IPv4 fragment: no ports to look at, passed untouched.
+/// An IPv4 fragment (IPv6 fragments are behind an extension header, see
+/// `PASS_OTHER_PROTOCOL`): no ports to look at, passed untouched.
 pub const PASS_FRAGMENT: u32 = 5;
-/// Neither TCP nor UDP: passed untouched.
+/// Neither TCP nor UDP, or IPv6 with an extension header before the
+/// transport header (the stack handles those flows): passed untouched.
 pub const PASS_OTHER_PROTOCOL: u32 = 6;
 /// TCP/UDP to an address and port that is no frontend: passed untouched.
 pub const PASS_NO_SERVICE: u32 = 7;
@@ -60,7 +62,7 @@ pub const DROP_SNAT_PORTS_EXHAUSTED: u32 = 18;
 pub const REASON_NAMES: [&str; 19] = [
     "forward_translated",
     "reply_translated",
-    "pass_not_ipv4",
+    "pass_not_ip",
     "pass_truncated",
     "pass_bad_ip_header",
     "pass_fragment",
