@@ -13,6 +13,7 @@ use ingress_common::maps::{Backend, CT_FORWARD, CT_REPLY, CtEntry, CtKey, CtTime
 
 use crate::maps::{BACKENDS, CONNTRACK, CT_TIMEOUTS, REV_NAT};
 use crate::parse::Flow;
+use crate::scratch;
 
 #[inline(always)]
 fn key(flow: &Flow, direction: u8) -> CtKey {
@@ -83,11 +84,11 @@ fn close_other_direction(other: &CtKey, tcp_flags: u8) {
 /// The entry of a flow already going to a backend, if any (and alive).
 #[inline(always)]
 pub fn forward(flow: &Flow) -> Option<CtEntry> {
-    let entry = touch(&key(flow, CT_FORWARD), flow.tcp_flags)?;
+    let entry = touch(scratch::ct(0, key(flow, CT_FORWARD))?, flow.tcp_flags)?;
     if flow.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
         // SAFETY: plain data, replaced whole by the agent.
         if let Some(backend) = unsafe { BACKENDS.get(entry.backend_id) } {
-            close_other_direction(&reply_key(flow, backend), flow.tcp_flags);
+            close_other_direction(scratch::ct(1, reply_key(flow, backend))?, flow.tcp_flags);
         }
     }
     Some(entry)
@@ -96,7 +97,7 @@ pub fn forward(flow: &Flow) -> Option<CtEntry> {
 /// The entry of a reply from a backend, if this packet is one (and alive).
 #[inline(always)]
 pub fn reply(flow: &Flow) -> Option<CtEntry> {
-    let entry = touch(&key(flow, CT_REPLY), flow.tcp_flags)?;
+    let entry = touch(scratch::ct(0, key(flow, CT_REPLY))?, flow.tcp_flags)?;
     if flow.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
         // SAFETY: plain data, replaced whole by the agent.
         if let Some(frontend) = unsafe { REV_NAT.get(entry.rev_nat_id) } {
@@ -109,7 +110,7 @@ pub fn reply(flow: &Flow) -> Option<CtEntry> {
                 direction: CT_FORWARD,
                 _pad: [0; 2],
             };
-            close_other_direction(&forward, flow.tcp_flags);
+            close_other_direction(scratch::ct(1, forward)?, flow.tcp_flags);
         }
     }
     Some(entry)
@@ -126,8 +127,8 @@ pub fn create(flow: &Flow, backend_id: u32, backend: &Backend, rev_nat_id: u32) 
         tcp_flags: flow.tcp_flags,
         _pad: [0; 7],
     };
-    CONNTRACK.insert(&key(flow, CT_FORWARD), &entry, 0).map_err(|_| ())?;
-    CONNTRACK.insert(&reply_key(flow, backend), &entry, 0).map_err(|_| ())
+    CONNTRACK.insert(scratch::ct(0, key(flow, CT_FORWARD)).ok_or(())?, &entry, 0).map_err(|_| ())?;
+    CONNTRACK.insert(scratch::ct(1, reply_key(flow, backend)).ok_or(())?, &entry, 0).map_err(|_| ())
 }
 
 /// Removes the translated flow whose replies look exactly like the replies
@@ -144,8 +145,9 @@ pub fn forget_translated_flow_replying_as(flow: &Flow) {
         direction: CT_REPLY,
         _pad: [0; 2],
     };
+    let Some(reply) = scratch::ct(0, reply) else { return };
     // SAFETY: plain data.
-    let Some(entry) = (unsafe { CONNTRACK.get(&reply) }).copied() else { return };
+    let Some(entry) = (unsafe { CONNTRACK.get(reply) }).copied() else { return };
     // SAFETY: plain data, replaced whole by the agent.
     if let Some(frontend) = unsafe { REV_NAT.get(entry.rev_nat_id) } {
         let forward = CtKey {
@@ -157,7 +159,9 @@ pub fn forget_translated_flow_replying_as(flow: &Flow) {
             direction: CT_FORWARD,
             _pad: [0; 2],
         };
-        let _ = CONNTRACK.remove(&forward);
+        if let Some(forward) = scratch::ct(1, forward) {
+            let _ = CONNTRACK.remove(forward);
+        }
     }
-    let _ = CONNTRACK.remove(&reply);
+    let _ = CONNTRACK.remove(reply);
 }

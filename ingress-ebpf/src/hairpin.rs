@@ -3,14 +3,15 @@
 //! Translating only the destination would deliver a packet from the pod's
 //! own address to the pod, and its kernel drops a packet from outside whose
 //! source is a local address. So, like Cilium, the source is rewritten too,
-//! to the link-local `HAIRPIN_ADDR` (169.254.42.1), the client port kept:
+//! to the link-local `HAIRPIN_ADDR` (169.254.42.1; for IPv6 the unique-local
+//! `HAIRPIN_ADDR6`, fd00:6c62::a9fe:2a01), the client port kept:
 //!
 //! ```text
 //! pod -> node (tc ingress)   pod:S -> VIP:80          becomes  169.254.42.1:S -> pod:8080
 //! pod <- its answer           pod:8080 -> 169.254.42.1:S  becomes  VIP:80 -> pod:S
 //! ```
 //!
-//! The pod answers 169.254.42.1 through its default route, so the answer
+//! The pod answers the hairpin address through its default route, so the answer
 //! comes back to the node on the same veth; a reply entry keyed exactly as
 //! that answer looks on the wire finds the frontend it must come from. Both
 //! packets are turned around on the veth they came in on (MACs swapped,
@@ -22,7 +23,8 @@
 use aya_ebpf::bindings::TC_ACT_SHOT;
 use aya_ebpf::helpers::bpf_redirect;
 use aya_ebpf::programs::TcContext;
-use ingress_common::HAIRPIN_ADDR_BE;
+use ingress_common::addr::Addr;
+use ingress_common::{HAIRPIN_ADDR_V4, HAIRPIN_ADDR_V6};
 use ingress_common::maps::{CT_FORWARD, CT_REPLY, CtKey};
 use ingress_common::stats::{DROP_REWRITE_FAILED, HAIRPIN_REPLY_TRANSLATED, HAIRPIN_TRANSLATED, PASS_NOT_A_REPLY};
 
@@ -31,6 +33,13 @@ use crate::lb::Outcome;
 use crate::maps::{CONNTRACK, REV_NAT};
 use crate::nat::{Rewriter, Side, Translation};
 use crate::parse::Flow;
+use crate::scratch;
+
+/// The hairpin source of `flow`'s family.
+#[inline(always)]
+fn hairpin_addr(flow: &Flow) -> Addr {
+    if flow.v6 { HAIRPIN_ADDR_V6 } else { HAIRPIN_ADDR_V4 }
+}
 
 /// Whether a forward translation sends the packet back to its sender.
 #[inline(always)]
@@ -39,9 +48,10 @@ pub fn is_hairpin(flow: &Flow, to_backend: &Translation) -> bool {
 }
 
 /// After the destination became the pod itself: records where the answer
-/// will come from and rewrites the source to the hairpin address.
-#[inline(always)]
-pub fn turn<P: Rewriter>(packet: &P, flow: &Flow, to_backend: &Translation) -> Outcome {
+/// will come from and returns the source rewrite to the hairpin address
+/// (which the caller applies: one call level less on the verifier's stack).
+#[inline(never)]
+pub fn turn(flow: &Flow, to_backend: &Translation) -> Result<Translation, Outcome> {
     let forward = CtKey {
         saddr: flow.saddr,
         daddr: flow.daddr,
@@ -53,32 +63,32 @@ pub fn turn<P: Rewriter>(packet: &P, flow: &Flow, to_backend: &Translation) -> O
     };
     let answer = CtKey {
         saddr: to_backend.addr,
-        daddr: HAIRPIN_ADDR_BE,
+        daddr: hairpin_addr(flow),
         sport: to_backend.port,
         dport: flow.sport,
         proto: flow.proto,
         direction: CT_REPLY,
         _pad: [0; 2],
     };
-    // SAFETY: plain data; the forward entry was written for this packet.
-    let Some(entry) = (unsafe { CONNTRACK.get(&forward) }).copied() else {
-        return Outcome::Drop(DROP_REWRITE_FAILED);
+    let failed = Outcome::Drop(DROP_REWRITE_FAILED);
+    let (Some(forward), Some(answer)) = (scratch::ct(0, forward), scratch::ct(1, answer)) else {
+        return Err(failed);
     };
-    if CONNTRACK.insert(&answer, &entry, 0).is_err() {
-        return Outcome::Drop(DROP_REWRITE_FAILED);
+    // SAFETY: plain data; the forward entry was written for this packet.
+    let Some(entry) = (unsafe { CONNTRACK.get(forward) }).copied() else {
+        return Err(failed);
+    };
+    if CONNTRACK.insert(answer, &entry, 0).is_err() {
+        return Err(failed);
     }
-    let from_hairpin = Translation { reason: HAIRPIN_TRANSLATED, ..Translation::from_frontend(HAIRPIN_ADDR_BE, flow.sport) };
-    match packet.rewrite(flow, &from_hairpin) {
-        Ok(()) => Outcome::Translated(HAIRPIN_TRANSLATED),
-        Err(()) => Outcome::Drop(DROP_REWRITE_FAILED),
-    }
+    Ok(Translation { reason: HAIRPIN_TRANSLATED, ..Translation::from_frontend(hairpin_addr(flow), flow.sport) })
 }
 
 /// A pod's answer to a hairpinned packet becomes frontend -> pod; `None`
 /// when the packet is not addressed to the hairpin address.
-#[inline(always)]
+#[inline(never)]
 pub fn answer<P: Rewriter>(packet: &P, flow: &Flow) -> Option<Outcome> {
-    if flow.daddr != HAIRPIN_ADDR_BE {
+    if flow.daddr != hairpin_addr(flow) {
         return None;
     }
     let Some(entry) = conntrack::reply(flow) else { return Some(Outcome::Pass(PASS_NOT_A_REPLY)) };

@@ -40,7 +40,7 @@ impl Outcome {
 /// A reply from a backend: its source becomes the frontend the client used.
 /// Runs where packets leave the node (after routing): rewriting the source
 /// to a node address on the way in would make the packet a martian.
-#[inline(always)]
+#[inline(never)]
 pub fn reverse(flow: &Flow) -> Result<Translation, Outcome> {
     let entry = conntrack::reply(flow).ok_or(Outcome::Pass(PASS_NOT_A_REPLY))?;
     // SAFETY: map values are plain data; the agent replaces them whole.
@@ -96,8 +96,12 @@ fn scoped(flow: &Flow, header: ServiceValue, origin: Origin) -> (u8, ServiceValu
 
 /// A packet to a frontend: its destination becomes a backend. Runs where
 /// packets enter the node (before routing, which then follows the backend).
-#[inline(always)]
-pub fn forward(flow: &Flow, bytes: u64, origin: Origin) -> Result<Translation, Outcome> {
+/// Also says whether the flow must leave the node source-translated
+/// (`snat::needed`): the caller reserves its port (`snat::prepare`) one call
+/// level up, where the verifier's 512 bytes of stack for the whole call
+/// chain leave room for it, and drops the packet if there is none.
+#[inline(never)]
+pub fn forward(flow: &Flow, bytes: u64, origin: Origin) -> Result<(Translation, bool), Outcome> {
     // SAFETY (all map reads below): plain data, replaced whole by the agent.
     let Some(header) = (unsafe { SERVICES.get(slot_key(flow, SCOPE_EXTERNAL, 0)) }).copied() else {
         if flow.opens_connection() {
@@ -115,15 +119,13 @@ pub fn forward(flow: &Flow, bytes: u64, origin: Origin) -> Result<Translation, O
     // An established flow keeps its backend for as long as that backend exists.
     if let Some(entry) = conntrack::forward(flow) {
         if let Some(backend) = unsafe { BACKENDS.get(entry.backend_id) } {
-            if snat::needed(origin, header.flags, backend) {
-                snat::prepare(flow, backend)?;
-            }
+            let snat = snat::needed(origin, header.flags, backend);
             if flow.opens_connection() {
                 // Ports reused for a new connection: the reply entry may be gone.
                 conntrack::create(flow, entry.backend_id, backend, header.rev_nat_id)
                     .map_err(|()| Outcome::Drop(DROP_REWRITE_FAILED))?;
             }
-            return Ok(to_backend(backend));
+            return Ok((to_backend(backend), snat));
         }
     }
 
@@ -137,16 +139,12 @@ pub fn forward(flow: &Flow, bytes: u64, origin: Origin) -> Result<Translation, O
         Some(chosen) => chosen,
         None => maglev::choose(flow, scope, &header)?,
     };
-    // Before anything is recorded: a flow without a SNAT port is dropped.
-    if snat::needed(origin, flags, &backend) {
-        snat::prepare(flow, &backend)?;
-    }
     affinity::remember(flow, &header, backend_id);
     // Terminating backends are only in the slots when nothing is ready
     // (the agent's choice), so both states may take a new flow here.
     conntrack::create(flow, backend_id, &backend, header.rev_nat_id)
         .map_err(|()| Outcome::Drop(DROP_REWRITE_FAILED))?;
-    Ok(to_backend(&backend))
+    Ok((to_backend(&backend), snat::needed(origin, flags, &backend)))
 }
 
 #[inline(always)]

@@ -20,7 +20,7 @@ static MAGLEV_TABLE_SIZE: u32 = DEFAULT_MAGLEV_TABLE_SIZE;
 /// among the slots of `scope` (a local scope's header names no table).
 #[inline(always)]
 pub fn choose(flow: &Flow, scope: u8, header: &ServiceValue) -> Result<(u32, Backend), Outcome> {
-    let hash = flow_hash(flow.saddr, flow.daddr, flow.sport, flow.dport, flow.proto);
+    let hash = flow_hash(flow.saddr.fold(), flow.daddr.fold(), flow.sport, flow.dport, flow.proto);
     let backend_id = match from_table(hash, header.backend_id) {
         Some(id) => id,
         // No table: a local scope, maps written by an agent before Maglev,

@@ -25,6 +25,7 @@ mod nat;
 mod packet;
 mod parse;
 mod reject;
+mod scratch;
 mod snat;
 mod source_range;
 mod stats;
@@ -107,7 +108,11 @@ fn run<P: Packet + Rewriter + Reshape>(packet: &P, way: Way, bytes: u64) -> Outc
         // uplink; on a pod veth when the pod was not known to be local.
         Way::In(origin) => match snat::reply(&flow) {
             Some(to_client) => Ok(to_client),
-            None => lb::forward(&flow, bytes, origin),
+            None => match lb::forward(&flow, bytes, origin) {
+                Ok((to_backend, true)) => snat::prepare(&flow, &to_backend).map(|()| to_backend),
+                Ok((to_backend, false)) => Ok(to_backend),
+                Err(outcome) => Err(outcome),
+            },
         },
         // A reply to reverse-translate, else a client's packet on its way to
         // another node's pod, to source-translate.
@@ -119,7 +124,13 @@ fn run<P: Packet + Rewriter + Reshape>(packet: &P, way: Way, bytes: u64) -> Outc
     match decision {
         Ok(translation) => match packet.rewrite(&flow, &translation) {
             Ok(()) if matches!(way, Way::In(Origin::Pod)) && hairpin::is_hairpin(&flow, &translation) => {
-                hairpin::turn(packet, &flow, &translation)
+                match hairpin::turn(&flow, &translation) {
+                    Ok(from_hairpin) => match packet.rewrite(&flow, &from_hairpin) {
+                        Ok(()) => Outcome::Translated(from_hairpin.reason()),
+                        Err(()) => Outcome::Drop(DROP_REWRITE_FAILED),
+                    },
+                    Err(outcome) => outcome,
+                }
             }
             Ok(()) => Outcome::Translated(translation.reason()),
             Err(()) => Outcome::Drop(DROP_REWRITE_FAILED),

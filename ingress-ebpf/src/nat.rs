@@ -3,7 +3,8 @@
 //! partial checksums of locally generated packets (CHECKSUM_PARTIAL).
 
 use aya_ebpf::bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR};
-use ingress_common::checksum::{replace16, replace32, udp_adjust};
+use ingress_common::addr::Addr;
+use ingress_common::checksum::{replace16, replace32, replace_addr, udp_adjust};
 use ingress_common::stats::{FORWARD_TRANSLATED, REPLY_TRANSLATED};
 use ingress_common::IPPROTO_UDP;
 
@@ -21,8 +22,8 @@ pub enum Side {
 
 pub struct Translation {
     pub side: Side,
-    /// New address, network byte order.
-    pub addr: u32,
+    /// New address, of the packet's family.
+    pub addr: Addr,
     /// New port, network byte order.
     pub port: u16,
     /// The `ingress_common::stats` reason the packet is counted under.
@@ -32,13 +33,13 @@ pub struct Translation {
 impl Translation {
     /// Client -> frontend becomes client -> backend.
     #[inline(always)]
-    pub fn to_backend(addr: u32, port: u16) -> Translation {
+    pub fn to_backend(addr: Addr, port: u16) -> Translation {
         Translation { side: Side::Destination, addr, port, reason: FORWARD_TRANSLATED }
     }
 
     /// Backend -> client becomes frontend -> client.
     #[inline(always)]
-    pub fn from_frontend(addr: u32, port: u16) -> Translation {
+    pub fn from_frontend(addr: Addr, port: u16) -> Translation {
         Translation { side: Side::Source, addr, port, reason: REPLY_TRANSLATED }
     }
 
@@ -53,23 +54,24 @@ struct Fields {
     addr_offset: usize,
     /// Relative to the L4 header.
     port_field: usize,
-    old_addr: u32,
+    old_addr: Addr,
     old_port: u16,
 }
 
+/// IPv4's header checksum; IPv6 has none.
 const IP_CSUM_OFFSET: usize = ETH_HLEN + 10;
 
 #[inline(always)]
 fn fields(flow: &Flow, side: Side) -> Fields {
     match side {
         Side::Destination => Fields {
-            addr_offset: ETH_HLEN + 16,
+            addr_offset: ETH_HLEN + if flow.v6 { 24 } else { 16 },
             port_field: 2,
             old_addr: flow.daddr,
             old_port: flow.dport,
         },
         Side::Source => Fields {
-            addr_offset: ETH_HLEN + 12,
+            addr_offset: ETH_HLEN + if flow.v6 { 8 } else { 12 },
             port_field: 0,
             old_addr: flow.saddr,
             old_port: flow.sport,
@@ -90,40 +92,54 @@ fn write<P: Packet, T>(packet: &P, base: usize, offset: usize, value: T) -> Resu
 }
 
 impl Rewriter for XdpPacket<'_> {
-    #[inline(always)]
+    #[inline(never)]
     fn rewrite(&self, flow: &Flow, t: &Translation) -> Result<(), ()> {
         let f = fields(flow, t.side);
         let start = self.start();
-        let ip_csum: u16 = self.read(IP_CSUM_OFFSET).ok_or(())?;
-        write(self, start, IP_CSUM_OFFSET, replace32(ip_csum, f.old_addr, t.addr))?;
-        write(self, start, f.addr_offset, t.addr)?;
-
         let csum_field = flow.l4_csum_field();
-        let old_csum: u16 = self.read_from(flow.l4_base, csum_field).ok_or(())?;
-        let mut csum = replace16(replace32(old_csum, f.old_addr, t.addr), f.old_port, t.port);
+        let l4_base = self.opaque_base(flow.l4);
+        let old_csum: u16 = self.read_from(l4_base, csum_field).ok_or(())?;
+        let with_addr = if flow.v6 {
+            write(self, start, f.addr_offset, t.addr)?;
+            replace_addr(old_csum, &f.old_addr, &t.addr)
+        } else {
+            let ip_csum: u16 = self.read(IP_CSUM_OFFSET).ok_or(())?;
+            write(self, start, IP_CSUM_OFFSET, replace32(ip_csum, f.old_addr.v4(), t.addr.v4()))?;
+            write(self, start, f.addr_offset, t.addr.v4())?;
+            replace32(old_csum, f.old_addr.v4(), t.addr.v4())
+        };
+        let mut csum = replace16(with_addr, f.old_port, t.port);
         if flow.proto == IPPROTO_UDP {
             csum = udp_adjust(old_csum, csum);
         }
-        write(self, flow.l4_base, csum_field, csum)?;
-        write(self, flow.l4_base, f.port_field, t.port)
+        write(self, l4_base, csum_field, csum)?;
+        write(self, l4_base, f.port_field, t.port)
     }
 }
 
 impl Rewriter for TcPacket<'_> {
-    #[inline(always)]
+    #[inline(never)]
     fn rewrite(&self, flow: &Flow, t: &Translation) -> Result<(), ()> {
         let f = fields(flow, t.side);
         let ctx = self.0;
         // UDP's "no checksum" 0 must stay 0 and a computed 0 become 0xffff.
         let udp = if flow.proto == IPPROTO_UDP { BPF_F_MARK_MANGLED_0 as u64 } else { 0 };
         let csum_offset = flow.l4 + flow.l4_csum_field();
-        ctx.l4_csum_replace(csum_offset, f.old_addr as u64, t.addr as u64, BPF_F_PSEUDO_HDR as u64 | udp | 4)
-            .map_err(|_| ())?;
+        let pseudo = BPF_F_PSEUDO_HDR as u64 | udp | 4;
+        if flow.v6 {
+            for i in 0..4 {
+                ctx.l4_csum_replace(csum_offset, f.old_addr.words[i] as u64, t.addr.words[i] as u64, pseudo)
+                    .map_err(|_| ())?;
+            }
+            ctx.store(f.addr_offset, &t.addr, 0).map_err(|_| ())?;
+        } else {
+            let (old, new) = (f.old_addr.v4(), t.addr.v4());
+            ctx.l4_csum_replace(csum_offset, old as u64, new as u64, pseudo).map_err(|_| ())?;
+            ctx.l3_csum_replace(IP_CSUM_OFFSET, old as u64, new as u64, 4).map_err(|_| ())?;
+            ctx.store(f.addr_offset, &new, 0).map_err(|_| ())?;
+        }
         ctx.l4_csum_replace(csum_offset, f.old_port as u64, t.port as u64, udp | 2)
             .map_err(|_| ())?;
-        ctx.l3_csum_replace(IP_CSUM_OFFSET, f.old_addr as u64, t.addr as u64, 4)
-            .map_err(|_| ())?;
-        ctx.store(f.addr_offset, &t.addr, 0).map_err(|_| ())?;
         ctx.store(flow.l4 + f.port_field, &t.port, 0).map_err(|_| ())
     }
 }

@@ -2,7 +2,9 @@
 //! reshaping a packet into a reply to its sender.
 
 use aya_ebpf::bindings::bpf_adj_room_mode::BPF_ADJ_ROOM_MAC;
-use aya_ebpf::helpers::{bpf_redirect, bpf_skb_change_tail, bpf_xdp_adjust_head, bpf_xdp_adjust_tail};
+use aya_ebpf::helpers::{
+    bpf_redirect, bpf_skb_change_tail, bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_get_buff_len,
+};
 use aya_ebpf::programs::{TcContext, XdpContext};
 
 /// The largest Ethernet + IPv4 (with options) + TCP header the parser reads.
@@ -126,7 +128,11 @@ pub trait Reshape {
 impl Reshape for XdpPacket<'_> {
     #[inline(always)]
     fn truncate(&self, len: u32) -> Result<(), ()> {
-        let delta = len as i32 - (self.end() - self.start()) as i32;
+        // The length from a helper, not from `end - start`: in a subprogram
+        // the verifier refuses arithmetic LLVM may reorder onto `data_end`.
+        // SAFETY: a helper call on the program's own context.
+        let current = unsafe { bpf_xdp_get_buff_len(self.0.ctx) };
+        let delta = len as i32 - current as i32;
         // SAFETY: a helper call on the program's own context.
         match unsafe { bpf_xdp_adjust_tail(self.0.ctx, delta) } {
             0 => Ok(()),

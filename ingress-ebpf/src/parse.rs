@@ -1,6 +1,7 @@
-//! Ethernet / IPv4 / TCP-UDP parsing into a `Flow`. Anything that is not a
-//! translatable packet comes back as the pass reason it is counted under.
+//! Ethernet / IPv4 or IPv6 / TCP-UDP parsing into a `Flow`. Anything that is
+//! not a translatable packet comes back as the pass reason it is counted under.
 
+use ingress_common::addr::Addr;
 use ingress_common::stats::*;
 use ingress_common::{IPPROTO_TCP, IPPROTO_UDP};
 
@@ -9,23 +10,30 @@ use crate::packet::Packet;
 pub const ETH_HLEN: usize = 14;
 /// EtherType IPv4 as loaded from the wire into a little-endian u16.
 const ETH_P_IP_BE: u16 = 0x0800u16.to_be();
+/// EtherType IPv6, loaded the same way.
+const ETH_P_IPV6_BE: u16 = 0x86ddu16.to_be();
+/// The fixed IPv6 header; extension headers would follow it.
+pub const IPV6_HLEN: usize = 40;
 /// More-fragments flag and fragment offset, in the wire order of `frag_off`.
 const IP_MF_OR_OFFSET_BE: u16 = 0x3fffu16.to_be();
 
 /// One packet's 5-tuple and where its headers are. Addresses and ports are
 /// in network byte order, as in the maps.
 pub struct Flow {
-    pub saddr: u32,
-    pub daddr: u32,
+    pub saddr: Addr,
+    pub daddr: Addr,
     pub sport: u16,
     pub dport: u16,
     pub proto: u8,
     /// TCP flags byte (0 for UDP).
     pub tcp_flags: u8,
-    /// Offset of the L4 header (after any IPv4 options), for the TC helpers.
+    /// IPv6 (else IPv4): where the addresses are and which checksums cover them.
+    pub v6: bool,
+    /// Offset of the L4 header (after any IPv4 options). Never a pointer:
+    /// a call to a subprogram that may change the packet makes every packet
+    /// pointer the caller holds unusable, so users derive their own
+    /// (`Packet::opaque_base`).
     pub l4: usize,
-    /// Address of the L4 header, for direct access (see `Packet::opaque_base`).
-    pub l4_base: usize,
 }
 
 const TCP_SYN: u8 = 0x02;
@@ -48,24 +56,11 @@ impl Flow {
 #[inline(always)]
 pub fn flow<P: Packet>(packet: &P) -> Result<Flow, u32> {
     let ethertype: u16 = packet.read(12).ok_or(PASS_TRUNCATED)?;
-    if ethertype != ETH_P_IP_BE {
-        return Err(PASS_NOT_IPV4);
-    }
-    // The fixed 20-byte IPv4 header must be there before any field is read.
-    packet.ptr_at::<[u8; 20]>(ETH_HLEN).ok_or(PASS_TRUNCATED)?;
-    let version_ihl: u8 = packet.read(ETH_HLEN).ok_or(PASS_TRUNCATED)?;
-    let ihl = (version_ihl & 0x0f) as usize;
-    if version_ihl >> 4 != 4 || ihl < 5 {
-        return Err(PASS_BAD_IP_HEADER);
-    }
-    let frag_off: u16 = packet.read(ETH_HLEN + 6).ok_or(PASS_TRUNCATED)?;
-    if frag_off & IP_MF_OR_OFFSET_BE != 0 {
-        return Err(PASS_FRAGMENT);
-    }
-    let proto: u8 = packet.read(ETH_HLEN + 9).ok_or(PASS_TRUNCATED)?;
-    let saddr: u32 = packet.read(ETH_HLEN + 12).ok_or(PASS_TRUNCATED)?;
-    let daddr: u32 = packet.read(ETH_HLEN + 16).ok_or(PASS_TRUNCATED)?;
-    let l4 = ETH_HLEN + ihl * 4;
+    let (saddr, daddr, proto, l4, v6) = match ethertype {
+        ETH_P_IP_BE => ipv4(packet)?,
+        ETH_P_IPV6_BE => ipv6(packet)?,
+        _ => return Err(PASS_NOT_IP),
+    };
     let l4_base = packet.opaque_base(l4);
 
     let tcp_flags = match proto {
@@ -81,5 +76,44 @@ pub fn flow<P: Packet>(packet: &P) -> Result<Flow, u32> {
     };
     let sport: u16 = packet.read_from(l4_base, 0).ok_or(PASS_TRUNCATED)?;
     let dport: u16 = packet.read_from(l4_base, 2).ok_or(PASS_TRUNCATED)?;
-    Ok(Flow { saddr, daddr, sport, dport, proto, tcp_flags, l4, l4_base })
+    Ok(Flow { saddr, daddr, sport, dport, proto, tcp_flags, v6, l4 })
+}
+
+/// What the network header says: source, destination, protocol (next
+/// header), the L4 header's offset, and whether it is IPv6.
+type Network = (Addr, Addr, u8, usize, bool);
+
+#[inline(always)]
+fn ipv4<P: Packet>(packet: &P) -> Result<Network, u32> {
+    // The fixed 20-byte IPv4 header must be there before any field is read.
+    packet.ptr_at::<[u8; 20]>(ETH_HLEN).ok_or(PASS_TRUNCATED)?;
+    let version_ihl: u8 = packet.read(ETH_HLEN).ok_or(PASS_TRUNCATED)?;
+    let ihl = (version_ihl & 0x0f) as usize;
+    if version_ihl >> 4 != 4 || ihl < 5 {
+        return Err(PASS_BAD_IP_HEADER);
+    }
+    let frag_off: u16 = packet.read(ETH_HLEN + 6).ok_or(PASS_TRUNCATED)?;
+    if frag_off & IP_MF_OR_OFFSET_BE != 0 {
+        return Err(PASS_FRAGMENT);
+    }
+    let proto: u8 = packet.read(ETH_HLEN + 9).ok_or(PASS_TRUNCATED)?;
+    let saddr: u32 = packet.read(ETH_HLEN + 12).ok_or(PASS_TRUNCATED)?;
+    let daddr: u32 = packet.read(ETH_HLEN + 16).ok_or(PASS_TRUNCATED)?;
+    Ok((Addr::from_v4(saddr), Addr::from_v4(daddr), proto, ETH_HLEN + ihl * 4, false))
+}
+
+/// An IPv6 packet whose next header is the transport header. A packet with
+/// extension headers (fragments among them) keeps its next header there and
+/// is passed as another protocol: the stack handles those rare flows.
+#[inline(always)]
+fn ipv6<P: Packet>(packet: &P) -> Result<Network, u32> {
+    packet.ptr_at::<[u8; IPV6_HLEN]>(ETH_HLEN).ok_or(PASS_TRUNCATED)?;
+    let version: u8 = packet.read(ETH_HLEN).ok_or(PASS_TRUNCATED)?;
+    if version >> 4 != 6 {
+        return Err(PASS_BAD_IP_HEADER);
+    }
+    let next_header: u8 = packet.read(ETH_HLEN + 6).ok_or(PASS_TRUNCATED)?;
+    let saddr: Addr = packet.read(ETH_HLEN + 8).ok_or(PASS_TRUNCATED)?;
+    let daddr: Addr = packet.read(ETH_HLEN + 24).ok_or(PASS_TRUNCATED)?;
+    Ok((saddr, daddr, next_header, ETH_HLEN + IPV6_HLEN, true))
 }

@@ -31,6 +31,7 @@
 
 use aya_ebpf::bindings::BPF_NOEXIST;
 use aya_ebpf::helpers::bpf_ktime_get_ns;
+use ingress_common::addr::Addr;
 use ingress_common::hash::flow_hash;
 use ingress_common::maps::{
     BACKEND_FLAG_LOCAL, Backend, CtTimeouts, SERVICE_FLAG_LOCAL_EXTERNAL, SNAT_FORWARD, SNAT_PORT_TRIES, SNAT_REPLY,
@@ -43,15 +44,19 @@ use crate::lb::{Origin, Outcome};
 use crate::maps::{SNAT, SNAT_CONFIG};
 use crate::nat::{Side, Translation};
 use crate::parse::Flow;
+use crate::scratch;
 
-/// The agent's SNAT settings, `None` while SNAT is off (no node address).
+/// The agent's SNAT settings for a flow towards `dst`: the node address of
+/// `dst`'s family and the port range; `None` while SNAT is off for that
+/// family (no node address of it).
 #[inline(always)]
-fn config() -> Option<SnatConfig> {
-    let config = SNAT_CONFIG.get(0).copied()?;
-    if config.addr == 0 || config.port_min > config.port_max {
+fn config(dst: &Addr) -> Option<(Addr, &'static SnatConfig)> {
+    let config = SNAT_CONFIG.get(0)?;
+    let node = config.addr_like(dst);
+    if node == Addr::default() || config.port_min > config.port_max {
         return None;
     }
-    Some(config)
+    Some((node, config))
 }
 
 #[inline(always)]
@@ -71,32 +76,32 @@ pub fn needed(origin: Origin, flags: u16, backend: &Backend) -> bool {
 }
 
 #[inline(always)]
-fn forward_key(flow: &Flow, backend: &Backend) -> SnatKey {
+fn forward_key(flow: &Flow, to_backend: &Translation) -> SnatKey {
     SnatKey {
         saddr: flow.saddr,
-        daddr: backend.addr,
+        daddr: to_backend.addr,
         sport: flow.sport,
-        dport: backend.port,
+        dport: to_backend.port,
         proto: flow.proto,
         direction: SNAT_FORWARD,
         _pad: [0; 2],
     }
 }
 
-/// Makes sure the flow of `flow` (a client's packet on its way to `backend`,
-/// before its DNAT) has a SNAT port: keeps a live one, refreshed, else takes
+/// Makes sure the flow of `flow` (a client's packet on its way to the backend
+/// of `to_backend`, before that DNAT) has a SNAT port: keeps a live one, refreshed, else takes
 /// a free one. Nothing to do while SNAT is off.
-#[inline(always)]
-pub fn prepare(flow: &Flow, backend: &Backend) -> Result<(), Outcome> {
-    let Some(config) = config() else { return Ok(()) };
-    let forward = forward_key(flow, backend);
+#[inline(never)]
+pub fn prepare(flow: &Flow, to_backend: &Translation) -> Result<(), Outcome> {
+    let Some((node, config)) = config(&to_backend.addr) else { return Ok(()) };
+    let forward = scratch::snat(0, forward_key(flow, to_backend)).ok_or(Outcome::Drop(DROP_REWRITE_FAILED))?;
     let now = now();
     let timeouts = conntrack::timeouts();
-    if let Some(entry) = SNAT.get_ptr_mut(&forward) {
+    if let Some(entry) = SNAT.get_ptr_mut(forward) {
         // SAFETY: the pointer comes from a successful lookup; racing writers
         // on other CPUs only store timestamps and OR in flags.
         unsafe {
-            if (*entry).addr == config.addr && !(*entry).expired(&timeouts, flow.proto, now) {
+            if (*entry).addr == node && !(*entry).expired(&timeouts, flow.proto, now) {
                 (*entry).last_seen_ns = now;
                 // A new connection on the same ports keeps its port but not
                 // the old one's FIN (which would shorten its life).
@@ -105,7 +110,7 @@ pub fn prepare(flow: &Flow, backend: &Backend) -> Result<(), Outcome> {
             }
         }
     }
-    allocate(&config, flow, backend, &forward, now, &timeouts)
+    allocate(node, config, flow, to_backend, forward, now, &timeouts)
 }
 
 /// Whether the port of the reply entry `reply` belongs to a live flow.
@@ -113,7 +118,8 @@ pub fn prepare(flow: &Flow, backend: &Backend) -> Result<(), Outcome> {
 fn in_use(reply: &SnatKey, now: u64, timeouts: &CtTimeouts) -> bool {
     // SAFETY (both lookups): plain data.
     let Some(client) = (unsafe { SNAT.get(reply) }).copied() else { return false };
-    match unsafe { SNAT.get(&reply.forward_of_reply(&client)) } {
+    let Some(forward) = scratch::snat(2, reply.forward_of_reply(&client)) else { return true };
+    match unsafe { SNAT.get(forward) } {
         Some(forward) => forward.owns(reply) && !forward.expired(timeouts, reply.proto, now),
         None => false,
     }
@@ -121,48 +127,45 @@ fn in_use(reply: &SnatKey, now: u64, timeouts: &CtTimeouts) -> bool {
 
 #[inline(always)]
 fn allocate(
+    node: Addr,
     config: &SnatConfig,
     flow: &Flow,
-    backend: &Backend,
+    to_backend: &Translation,
     forward: &SnatKey,
     now: u64,
     timeouts: &CtTimeouts,
 ) -> Result<(), Outcome> {
     let span = (config.port_max - config.port_min) as u32 + 1;
-    let start = flow_hash(flow.saddr, backend.addr, flow.sport, backend.port, flow.proto) % span;
-    let client = SnatEntry { addr: flow.saddr, port: flow.sport, _pad: [0; 2], last_seen_ns: now, tcp_flags: 0, _pad2: [0; 7] };
+    let start = flow_hash(flow.saddr.fold(), to_backend.addr.fold(), flow.sport, to_backend.port, flow.proto) % span;
+    let client = SnatEntry { last_seen_ns: now, addr: flow.saddr, port: flow.sport, tcp_flags: 0, _pad: [0; 5] };
+    let client = scratch::snat_entry(0, client).ok_or(Outcome::Drop(DROP_REWRITE_FAILED))?;
     for i in 0..SNAT_PORT_TRIES {
         let port = ((config.port_min as u32 + (start + i) % span) as u16).to_be();
         let reply = SnatKey {
-            saddr: backend.addr,
-            daddr: config.addr,
-            sport: backend.port,
+            saddr: to_backend.addr,
+            daddr: node,
+            sport: to_backend.port,
             dport: port,
             proto: flow.proto,
             direction: SNAT_REPLY,
             _pad: [0; 2],
         };
-        if SNAT.insert(&reply, &client, BPF_NOEXIST as u64).is_err() {
+        let reply = scratch::snat(1, reply).ok_or(Outcome::Drop(DROP_REWRITE_FAILED))?;
+        if SNAT.insert(reply, client, BPF_NOEXIST as u64).is_err() {
             // Taken. A port whose flow is gone is free: remove its stale
             // entry and race for it like for a fresh one.
-            if in_use(&reply, now, timeouts) {
+            if in_use(reply, now, timeouts) {
                 continue;
             }
-            let _ = SNAT.remove(&reply);
-            if SNAT.insert(&reply, &client, BPF_NOEXIST as u64).is_err() {
+            let _ = SNAT.remove(reply);
+            if SNAT.insert(reply, client, BPF_NOEXIST as u64).is_err() {
                 continue;
             }
         }
-        let node = SnatEntry {
-            addr: config.addr,
-            port,
-            _pad: [0; 2],
-            last_seen_ns: now,
-            tcp_flags: flow.tcp_flags,
-            _pad2: [0; 7],
-        };
-        if SNAT.insert(forward, &node, 0).is_err() {
-            let _ = SNAT.remove(&reply);
+        let to_node = SnatEntry { last_seen_ns: now, addr: node, port, tcp_flags: flow.tcp_flags, _pad: [0; 5] };
+        let to_node = scratch::snat_entry(1, to_node).ok_or(Outcome::Drop(DROP_REWRITE_FAILED))?;
+        if SNAT.insert(forward, to_node, 0).is_err() {
+            let _ = SNAT.remove(reply);
             return Err(Outcome::Drop(DROP_REWRITE_FAILED));
         }
         return Ok(());
@@ -187,11 +190,11 @@ fn own_key(flow: &Flow, direction: u8) -> SnatKey {
 /// A client's packet leaving the node towards a pod on another node (after
 /// its DNAT, after routing): its source becomes the node's address and the
 /// flow's port. `None` for any packet of no live translated flow.
-#[inline(always)]
+#[inline(never)]
 pub fn source(flow: &Flow) -> Option<Translation> {
-    let key = own_key(flow, SNAT_FORWARD);
+    let key = scratch::snat(0, own_key(flow, SNAT_FORWARD))?;
     // SAFETY: plain data.
-    let node = (unsafe { SNAT.get(&key) }).copied()?;
+    let node = (unsafe { SNAT.get(key) }).copied()?;
     // Refreshed by this packet in lb_xdp a moment ago; an expired entry is
     // one left behind, and must not translate a packet of another flow.
     if node.expired(&conntrack::timeouts(), flow.proto, now()) {
@@ -203,21 +206,21 @@ pub fn source(flow: &Flow) -> Option<Translation> {
 /// A pod's reply to the node's SNAT address and one of its ports: its
 /// destination becomes the client again; the stack then routes it to the
 /// client and `lb_tc_out` reverses the DNAT. `None` for anything else.
-#[inline(always)]
+#[inline(never)]
 pub fn reply(flow: &Flow) -> Option<Translation> {
-    let config = config()?;
+    let (node, config) = config(&flow.daddr)?;
     let port = u16::from_be(flow.dport);
-    if flow.daddr != config.addr || port < config.port_min || port > config.port_max {
+    if flow.daddr != node || port < config.port_min || port > config.port_max {
         return None;
     }
-    let key = own_key(flow, SNAT_REPLY);
+    let key = scratch::snat(0, own_key(flow, SNAT_REPLY))?;
     // SAFETY: plain data.
-    let client = (unsafe { SNAT.get(&key) }).copied()?;
-    let forward = SNAT.get_ptr_mut(&key.forward_of_reply(&client))?;
+    let client = (unsafe { SNAT.get(key) }).copied()?;
+    let forward = SNAT.get_ptr_mut(scratch::snat(1, key.forward_of_reply(&client))?)?;
     let now = now();
     // SAFETY: as in `prepare`.
     unsafe {
-        if !(*forward).owns(&key) || (*forward).expired(&conntrack::timeouts(), flow.proto, now) {
+        if !(*forward).owns(key) || (*forward).expired(&conntrack::timeouts(), flow.proto, now) {
             return None;
         }
         (*forward).last_seen_ns = now;

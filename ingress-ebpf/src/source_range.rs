@@ -19,7 +19,7 @@ pub fn allows(flow: &Flow, header: &ServiceValue) -> bool {
         _pad: [0; 3],
         addr: flow.saddr,
     };
-    // The longest prefix: the frontend in full and all 32 bits of the client.
-    let key = Key::new(SOURCE_RANGE_EXACT_BITS + 32, data);
+    // The longest prefix: the frontend in full and all 128 bits of the client.
+    let key = Key::new(SOURCE_RANGE_EXACT_BITS + 128, data);
     SOURCE_RANGES.get(&key).is_some()
 }

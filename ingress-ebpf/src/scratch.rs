@@ -1,0 +1,79 @@
+//! Per-CPU scratch memory for the keys and headers a packet's path builds.
+//! The verifier allows 512 bytes of stack across a whole call chain, and
+//! with 16-byte addresses (see `ingress_common::addr`) a conntrack or SNAT
+//! key takes 40: built on the stack, the keys of one path overflow it. A key
+//! is built, moved here, and only a reference into this memory is passed to
+//! the map helpers.
+//!
+//! One slot per CPU is enough: each program runs to completion on its CPU,
+//! and never inside another run of these programs (XDP and TC ingress run
+//! in softirq context, TC egress with softirqs disabled, and none of them
+//! calls into the stack while it runs).
+
+use aya_ebpf::macros::map;
+use aya_ebpf::maps::PerCpuArray;
+use ingress_common::maps::{CtKey, SnatEntry, SnatKey};
+
+/// The largest reject the programs build: Ethernet, IPv6 and TCP headers.
+pub const FRAME_MAX: usize = 14 + 40 + 20;
+
+#[repr(C)]
+pub struct Scratch {
+    /// Conntrack keys: a flow's own entry (0) and its other direction's (1).
+    ct: [CtKey; 2],
+    /// SNAT keys: the flow's forward key (0), the reply key being tried (1),
+    /// and the forward key a reply key names (2).
+    snat: [SnatKey; 3],
+    /// SNAT entries being inserted: a flow's reply entry (0) and its forward
+    /// entry (1).
+    snat_entries: [SnatEntry; 2],
+    /// The headers of a reject being built.
+    frame: [u8; FRAME_MAX],
+}
+
+#[map(name = "lb_scratch")]
+static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+fn scratch() -> Option<*mut Scratch> {
+    SCRATCH.get_ptr_mut(0)
+}
+
+/// Stores `key` in conntrack slot `slot` (0 or 1) and returns it there.
+#[inline(always)]
+pub fn ct(slot: usize, key: CtKey) -> Option<&'static CtKey> {
+    let scratch = scratch()?;
+    // SAFETY: this CPU's slot, used by one packet at a time (see above); a
+    // caller holds a reference only until it stores another key in the slot.
+    let place = unsafe { (*scratch).ct.get_mut(slot)? };
+    *place = key;
+    Some(place)
+}
+
+/// Stores `key` in SNAT slot `slot` (0, 1 or 2) and returns it there.
+#[inline(always)]
+pub fn snat(slot: usize, key: SnatKey) -> Option<&'static SnatKey> {
+    let scratch = scratch()?;
+    // SAFETY: as in `ct`.
+    let place = unsafe { (*scratch).snat.get_mut(slot)? };
+    *place = key;
+    Some(place)
+}
+
+/// Stores `entry` in SNAT entry slot `slot` (0 or 1) and returns it there.
+#[inline(always)]
+pub fn snat_entry(slot: usize, entry: SnatEntry) -> Option<&'static SnatEntry> {
+    let scratch = scratch()?;
+    // SAFETY: as in `ct`.
+    let place = unsafe { (*scratch).snat_entries.get_mut(slot)? };
+    *place = entry;
+    Some(place)
+}
+
+/// The memory a reject's headers are built in.
+#[inline(always)]
+pub fn frame() -> Option<&'static mut [u8; FRAME_MAX]> {
+    let scratch = scratch()?;
+    // SAFETY: as in `ct`.
+    Some(unsafe { &mut (*scratch).frame })
+}
