@@ -115,5 +115,10 @@ fn ipv6<P: Packet>(packet: &P) -> Result<Network, u32> {
     let next_header: u8 = packet.read(ETH_HLEN + 6).ok_or(PASS_TRUNCATED)?;
     let saddr: Addr = packet.read(ETH_HLEN + 8).ok_or(PASS_TRUNCATED)?;
     let daddr: Addr = packet.read(ETH_HLEN + 24).ok_or(PASS_TRUNCATED)?;
+    // IPv4-mapped addresses never appear on the wire (RFC 4291 2.5.5.2); in
+    // the maps they are IPv4, so such a packet must not match an IPv4 flow.
+    if saddr.is_v4() || daddr.is_v4() {
+        return Err(PASS_BAD_IP_HEADER);
+    }
     Ok((saddr, daddr, next_header, ETH_HLEN + IPV6_HLEN, true))
 }
