@@ -188,9 +188,9 @@ mod tests {
         metrics.count_problem("invalid_port");
         metrics.sync_succeeded(7, 3, 4);
         metrics.observe_sync(std::time::Duration::from_millis(3));
-        metrics.set_map_usage("lb4_services", 12, 65_536);
-        metrics.count_map_full("lb4_backends");
-        metrics.count_map_full("lb4_backends");
+        metrics.set_map_usage("lb_services", 12, 65_536);
+        metrics.count_map_full("lb_backends");
+        metrics.count_map_full("lb_backends");
         let mut dataplane = vec![Counter::default(); REASON_NAMES.len()];
         dataplane[0] = Counter { packets: 5, bytes: 500 };
         let text = metrics.render(&dataplane);
@@ -202,9 +202,9 @@ mod tests {
             "lb_sync_duration_seconds_bucket{le=\"0.001\"} 0",
             "lb_sync_duration_seconds_bucket{le=\"0.005\"} 1",
             "lb_sync_duration_seconds_count 1",
-            "lb_map_entries{map=\"lb4_services\"} 12",
-            "lb_map_capacity{map=\"lb4_services\"} 65536",
-            "lb_map_full_total{map=\"lb4_backends\"} 2",
+            "lb_map_entries{map=\"lb_services\"} 12",
+            "lb_map_capacity{map=\"lb_services\"} 65536",
+            "lb_map_full_total{map=\"lb_backends\"} 2",
             "lb_dataplane_packets_total{reason=\"forward_translated\"} 5",
             "lb_dataplane_bytes_total{reason=\"forward_translated\"} 500",
         ] {

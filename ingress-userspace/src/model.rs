@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// A transport protocol the dataplane translates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -42,27 +42,27 @@ impl fmt::Display for Protocol {
 /// with a NodePort, an external IP or a load-balancer IP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Frontend {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub port: u16,
     pub protocol: Protocol,
 }
 
 impl fmt::Display for Frontend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}/{}", self.addr, self.port, self.protocol)
+        write!(f, "{}/{}", SocketAddr::new(self.addr, self.port), self.protocol)
     }
 }
 
 /// A pod address and port that serves a frontend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BackendAddr {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub port: u16,
 }
 
 impl fmt::Display for BackendAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.addr, self.port)
+        SocketAddr::new(self.addr, self.port).fmt(f)
     }
 }
 
@@ -102,23 +102,30 @@ impl fmt::Display for ServicePortRef {
     }
 }
 
-/// An IPv4 client range, `addr/prefix_len`, with the host bits cleared.
+/// A client range, `addr/prefix_len`, with the host bits cleared. It
+/// restricts only frontends of its own family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SourceRange {
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub prefix_len: u8,
 }
 
 impl SourceRange {
-    /// `None` for a prefix length over 32.
-    pub fn new(addr: Ipv4Addr, prefix_len: u8) -> Option<SourceRange> {
-        let host_bits = 32u32.checked_sub(u32::from(prefix_len))?;
-        let mask = u32::MAX.checked_shl(host_bits).unwrap_or(0);
-        Some(SourceRange {
-            addr: Ipv4Addr::from(u32::from(addr) & mask),
-            prefix_len,
-        })
+    /// `None` for a prefix length longer than the family's address (32 or 128).
+    pub fn new(addr: IpAddr, prefix_len: u8) -> Option<SourceRange> {
+        let addr = match addr {
+            IpAddr::V4(v4) => IpAddr::from(Ipv4Addr::from(network(u32::from(v4).into(), 32, prefix_len)? as u32)),
+            IpAddr::V6(v6) => IpAddr::from(Ipv6Addr::from(network(u128::from(v6), 128, prefix_len)?)),
+        };
+        Some(SourceRange { addr, prefix_len })
     }
+}
+
+/// `bits` of a `width`-bit address with all but the first `prefix_len`
+/// cleared; `None` when the prefix is longer than the address.
+fn network(bits: u128, width: u32, prefix_len: u8) -> Option<u128> {
+    let host_bits = width.checked_sub(u32::from(prefix_len))?;
+    Some(bits & u128::MAX.checked_shl(host_bits).unwrap_or(0))
 }
 
 impl fmt::Display for SourceRange {
@@ -178,6 +185,37 @@ pub struct DesiredState {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeInfo {
     pub name: String,
-    /// Addresses NodePorts are served on.
-    pub addresses: Vec<Ipv4Addr>,
+    /// Addresses NodePorts are served on, of either family.
+    pub addresses: Vec<IpAddr>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_ranges_clear_host_bits_within_their_family() {
+        let cases: &[(&str, u8, Option<&str>)] = &[
+            ("192.0.2.77", 24, Some("192.0.2.0/24")),
+            ("192.0.2.77", 32, Some("192.0.2.77/32")),
+            ("192.0.2.77", 0, Some("0.0.0.0/0")),
+            ("192.0.2.77", 33, None),
+            ("2001:db8:1:2::7", 48, Some("2001:db8:1::/48")),
+            ("2001:db8::7", 128, Some("2001:db8::7/128")),
+            ("2001:db8::7", 0, Some("::/0")),
+            ("2001:db8::7", 129, None),
+        ];
+        for (addr, prefix_len, expected) in cases {
+            let range = SourceRange::new(addr.parse().unwrap(), *prefix_len).map(|range| range.to_string());
+            assert_eq!(range.as_deref(), *expected, "{addr}/{prefix_len}");
+        }
+    }
+
+    #[test]
+    fn ipv6_frontends_and_backends_print_bracketed() {
+        let frontend = Frontend { addr: "fd00::a".parse().unwrap(), port: 80, protocol: Protocol::Tcp };
+        assert_eq!(frontend.to_string(), "[fd00::a]:80/TCP");
+        let backend = BackendAddr { addr: "10.1.0.1".parse().unwrap(), port: 8080 };
+        assert_eq!(backend.to_string(), "10.1.0.1:8080");
+    }
 }

@@ -447,7 +447,7 @@ fn describe_op(op: &MapOp) -> String {
         MapOp::PutBackend(id, value) => format!("put backend {id} ({})", abi::backend_addr_of(value)),
         MapOp::PutRevNat(id, value) => {
             let (addr, port) = abi::rev_nat_of(value);
-            format!("put rev-NAT {id} ({addr}:{port})")
+            format!("put rev-NAT {id} ({})", std::net::SocketAddr::new(addr, port))
         }
         MapOp::PutService(key, _) => format!("put service {}", service(key)),
         MapOp::DeleteService(key) => format!("delete service {}", service(key)),

@@ -1,6 +1,6 @@
 //! The `run` subcommand's flags and how they become an `AgentConfig`.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use ingress_userspace::l7::L7Options;
 use ingress_userspace::l7::proxy::ProxyOptions;
 use ingress_userspace::l7::server::L7Config;
 use ingress_userspace::l7::tls::certified_key_from_pem;
+use ingress_userspace::k8s::node;
 use ingress_userspace::model::NodeInfo;
 
 #[derive(Args)]
@@ -31,10 +32,10 @@ pub struct RunArgs {
     /// This node's name, as in EndpointSlices' `nodeName`.
     #[arg(long, env = "NODE_NAME", default_value = "")]
     node_name: String,
-    /// Node addresses NodePorts are served on (repeatable; from the Node
-    /// object when watching the API server).
-    #[arg(long = "node-ip")]
-    node_ips: Vec<Ipv4Addr>,
+    /// Node addresses NodePorts are served on, IPv4 or IPv6 (repeatable;
+    /// from the Node object when watching the API server).
+    #[arg(long = "node-ip", value_parser = parse_node_ip)]
+    node_ips: Vec<IpAddr>,
     /// Node uplink interfaces to attach XDP to (repeatable).
     #[arg(long = "uplink")]
     uplinks: Vec<String>,
@@ -193,6 +194,15 @@ impl RunArgs {
     }
 }
 
+/// `--node-ip`: an address of either family that can serve NodePorts.
+fn parse_node_ip(text: &str) -> Result<IpAddr, String> {
+    let addr: IpAddr = text.parse().map_err(|_| format!("{text:?} is not an IPv4 or IPv6 address"))?;
+    match node::unusable_reason(&addr) {
+        Some(reason) => Err(format!("{text} is {reason}, which cannot serve NodePorts")),
+        None => Ok(addr),
+    }
+}
+
 /// `--snat-ports`: "MIN-MAX", checked by `SnatPorts`'s parser.
 fn parse_snat_ports(text: &str) -> Result<SnatPorts, String> {
     text.parse()
@@ -223,6 +233,16 @@ mod tests {
         assert_eq!(set.conntrack.snat_ports, SnatPorts { min: 40_000, max: 40_999 });
         assert_eq!(set.map_sizes.snat, maps::SNAT_MAX_ENTRIES);
         assert_eq!(config(&["--snat-map-size", "4096"]).unwrap().map_sizes.snat, 4096);
+    }
+
+    #[test]
+    fn node_ips_of_both_families_are_taken_and_unusable_ones_refused() {
+        let set = config(&["--node-ip", "192.168.0.2", "--node-ip", "fd00::2"]).unwrap();
+        assert_eq!(set.node.addresses, ["192.168.0.2".parse::<IpAddr>().unwrap(), "fd00::2".parse().unwrap()]);
+        for (addr, reason) in [("fe80::1", "link-local"), ("::ffff:192.168.0.2", "IPv4-mapped"), ("node-a", "not an IPv4")] {
+            let error = config(&["--node-ip", addr]).err().unwrap_or_else(|| panic!("{addr} accepted"));
+            assert!(error.contains("--node-ip") && error.contains(reason), "{addr}: {error}");
+        }
     }
 
     #[test]

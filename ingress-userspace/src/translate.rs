@@ -2,8 +2,10 @@
 //! kube-proxy's semantics. Pure: a bad field drops only the port or address it
 //! concerns, and is reported as a problem.
 
+mod addresses;
+
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -11,15 +13,16 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use crate::manifests::{Snapshot, Source, Versions, object_label};
 use crate::model::{
     Backend, BackendAddr, BackendState, DesiredState, Frontend, FrontendState, HealthCheck, LocalOnly, NodeInfo,
-    Protocol, ServicePortRef, SourceRange,
+    Protocol, ServicePortRef,
 };
 use crate::problem::{Location, Problem, ProblemKind};
+use addresses::{Family, PerFamily, ip, ip_list};
 
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// One endpoint of a slice, reduced to what the dataplane uses.
 struct Endpoint {
-    addr: Ipv4Addr,
+    addr: IpAddr,
     ready: bool,
     /// Serving and terminating: the KEP-1669 fallback when nothing is ready.
     fallback: bool,
@@ -28,7 +31,9 @@ struct Endpoint {
 
 /// A slice's ports and endpoints: a port applies to every endpoint of its slice,
 /// which is how a named `targetPort` resolves to different numbers per pod.
+/// Its endpoints serve only the frontends of its family.
 struct Slice {
+    family: Family,
     ports: Vec<(String, Protocol, u16)>,
     endpoints: Vec<Endpoint>,
 }
@@ -100,8 +105,9 @@ impl Translator {
         let mut slices: HashMap<ServiceName, Vec<Indexed<EndpointSlice>>> = HashMap::new();
         let mut order: Vec<(ServiceName, usize)> = Vec::new();
         for (index, slice) in snapshot.endpoint_slices.iter().enumerate() {
-            // IPv4 first: IPv6 and FQDN slices of dual-stack Services are not errors.
-            if slice.address_type != "IPv4" {
+            // FQDN slices are for DNS, not for proxies (kube-proxy skips
+            // them too): not errors.
+            if Family::named(&slice.address_type).is_none() {
                 continue;
             }
             let namespace = slice.metadata.namespace.as_deref().unwrap_or("default");
@@ -174,7 +180,7 @@ impl Translated {
         for (_, slice) in slices {
             let location = snapshot.location("EndpointSlice", &slice.metadata);
             let mut problems = Vec::new();
-            digested.push(digest_slice(slice, &location, node, &mut problems));
+            digested.extend(digest_slice(slice, &location, node, &mut problems));
             slice_problems.push(problems);
         }
         let location = snapshot.location("Service", &service.metadata);
@@ -253,7 +259,14 @@ fn name_of(service: &Service) -> ServiceName<'_> {
     )
 }
 
-fn digest_slice(slice: &EndpointSlice, location: &Location, node: &NodeInfo, problems: &mut Vec<Problem>) -> Slice {
+/// `None` for a slice of no address family (FQDN).
+fn digest_slice(
+    slice: &EndpointSlice,
+    location: &Location,
+    node: &NodeInfo,
+    problems: &mut Vec<Problem>,
+) -> Option<Slice> {
+    let family = Family::named(&slice.address_type)?;
     let mut ports = Vec::new();
     for (index, port) in slice.ports.iter().flatten().enumerate() {
         let protocol = match port.protocol.as_deref() {
@@ -276,9 +289,14 @@ fn digest_slice(slice: &EndpointSlice, location: &Location, node: &NodeInfo, pro
             continue;
         };
         let field = format!("endpoints[{index}].addresses[0]");
-        let Some(addr) = ipv4(text, location, field, problems) else {
+        let Some(addr) = ip(text, location, field.clone(), problems) else {
             continue;
         };
+        if Family::of(&addr) != family {
+            let message = format!("{text} is not an {} address, endpoint skipped", family.name());
+            problems.push(Problem::error(ProblemKind::InvalidAddress, location.clone(), message).at(field));
+            continue;
+        }
         let conditions = endpoint.conditions.clone().unwrap_or_default();
         // nil means true for ready and serving, false for terminating (as in kube-proxy).
         let serving = conditions.serving.unwrap_or(true);
@@ -290,7 +308,7 @@ fn digest_slice(slice: &EndpointSlice, location: &Location, node: &NodeInfo, pro
             local,
         });
     }
-    Slice { ports, endpoints }
+    Some(Slice { family, ports, endpoints })
 }
 
 /// A Service's frontends, health check and problems, in order.
@@ -305,16 +323,16 @@ fn translate_service(location: &Location, service: &Service, slices: &[Slice], n
     let mut problems = Vec::new();
     let problems = &mut problems;
     let cluster_ips = match &spec.cluster_ips {
-        Some(ips) if !ips.is_empty() => ipv4_list(ips, &location, "spec.clusterIPs", problems),
+        Some(ips) if !ips.is_empty() => ip_list(ips, &location, "spec.clusterIPs", problems),
         _ => match spec.cluster_ip.as_deref() {
             // An empty clusterIP is one the API server has not allocated yet.
-            Some(ip) if !ip.is_empty() => ipv4(ip, &location, "spec.clusterIP".into(), problems)
+            Some(text) if !text.is_empty() => ip(text, &location, "spec.clusterIP".into(), problems)
                 .into_iter()
                 .collect(),
             _ => Vec::new(),
         },
     };
-    let external_ips = ipv4_list(
+    let external_ips = ip_list(
         spec.external_ips.as_deref().unwrap_or_default(),
         &location,
         "spec.externalIPs",
@@ -330,7 +348,7 @@ fn translate_service(location: &Location, service: &Service, slices: &[Slice], n
         .flatten()
         .enumerate()
         .filter_map(|(i, ingress)| {
-            ipv4(
+            ip(
                 ingress.ip.as_deref()?,
                 &location,
                 format!("status.loadBalancer.ingress[{i}].ip"),
@@ -339,8 +357,9 @@ fn translate_service(location: &Location, service: &Service, slices: &[Slice], n
         })
         .collect();
     let node_ports = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
+    let node_addresses = node_addresses(spec, &cluster_ips, node);
     let affinity_timeout_s = affinity_timeout(spec);
-    let source_ranges = source_ranges(spec, &location, problems);
+    let source_ranges = addresses::source_ranges(spec, &location, problems);
     let (internal_policy, external_policy) = traffic_policies(spec);
 
     let (namespace, name) = name_of(service);
@@ -357,12 +376,12 @@ fn translate_service(location: &Location, service: &Service, slices: &[Slice], n
         };
         let internal = cluster_ips.iter().map(|addr| (*addr, number, internal_policy));
         let external = external_ips.iter().chain(&ingress_ips).map(|addr| (*addr, number, external_policy));
-        let mut frontends: Vec<(Ipv4Addr, u16, LocalOnly)> = internal.chain(external).collect();
+        let mut frontends: Vec<(IpAddr, u16, LocalOnly)> = internal.chain(external).collect();
         // nodePort 0 is how the API spells "not allocated".
         if let Some(node_port) = port.node_port.filter(|node_port| node_ports && *node_port != 0) {
             match valid_port(node_port) {
                 Some(node_port) => {
-                    frontends.extend(node.addresses.iter().map(|addr| (*addr, node_port, external_policy)))
+                    frontends.extend(node_addresses.iter().map(|addr| (*addr, node_port, external_policy)))
                 }
                 None => problems.push(invalid_port(&location, format!("{field}.nodePort"), node_port)),
             }
@@ -373,16 +392,17 @@ fn translate_service(location: &Location, service: &Service, slices: &[Slice], n
             name: name.to_owned(),
             port_name,
         };
-        let backends = backends(slices, &service_ref.port_name, protocol);
+        let backends = PerFamily::new(|family| backends(slices, family, &service_ref.port_name, protocol));
         items.extend(problems.drain(..).map(Item::Problem));
         for (addr, port, local_only) in frontends {
             let frontend = Frontend { addr, port, protocol };
+            let family = Family::of(&addr);
             // kube-proxy filters sources on the load balancer's own
             // addresses only; NodePorts and externalIPs stay open.
-            let source_ranges = source_ranges.clone().filter(|_| ingress_ips.contains(&addr));
+            let source_ranges = source_ranges.get(family).clone().filter(|_| ingress_ips.contains(&addr));
             let state = FrontendState {
                 service: service_ref.clone(),
-                backends: backends.clone(),
+                backends: backends.get(family).clone(),
                 affinity_timeout_s,
                 source_ranges,
                 local_only,
@@ -396,7 +416,10 @@ fn translate_service(location: &Location, service: &Service, slices: &[Slice], n
 }
 
 /// The Service's `healthCheckNodePort`, answered with its number of ready
-/// endpoints on this node (kube-proxy counts those, whatever their ports).
+/// endpoints on this node, whatever their ports. kube-proxy answers per
+/// family, each family counting its own endpoints; one answer for both
+/// takes the larger count, so a dual-stack pod counts once and a Service
+/// with ready local endpoints in either family is healthy.
 fn health_check(
     spec: &k8s_openapi::api::core::v1::ServiceSpec,
     slices: &[Slice],
@@ -411,13 +434,16 @@ fn health_check(
         problems.push(invalid_port(location, field.into(), number));
         return None;
     };
-    let local: BTreeSet<Ipv4Addr> = slices
-        .iter()
-        .flat_map(|slice| &slice.endpoints)
-        .filter(|endpoint| endpoint.local && endpoint.ready)
-        .map(|endpoint| endpoint.addr)
-        .collect();
-    let check = HealthCheck { namespace: namespace.into(), name: name.into(), local_endpoints: local.len() };
+    let local = PerFamily::new(|family| {
+        let addrs: BTreeSet<IpAddr> = of_family(slices, family)
+            .flat_map(|slice| &slice.endpoints)
+            .filter(|endpoint| endpoint.local && endpoint.ready)
+            .map(|endpoint| endpoint.addr)
+            .collect();
+        addrs.len()
+    });
+    let local_endpoints = local.v4.max(local.v6);
+    let check = HealthCheck { namespace: namespace.into(), name: name.into(), local_endpoints };
     // Whether another Service has the port already is for `add_to` to say.
     Some((port, check))
 }
@@ -453,48 +479,6 @@ fn affinity_timeout(spec: &k8s_openapi::api::core::v1::ServiceSpec) -> u32 {
         .and_then(|config| config.client_ip.as_ref()?.timeout_seconds)
         .filter(|seconds| (1..=86_400).contains(seconds));
     configured.unwrap_or(DEFAULT_AFFINITY_TIMEOUT_S) as u32
-}
-
-/// `spec.loadBalancerSourceRanges` for IPv4, `None` when it has no IPv4 range
-/// (everyone is served, as in kube-proxy, which filters per address family).
-/// A malformed entry is reported and left out, which narrows the allowed set:
-/// a restriction the user asked for is never silently lifted.
-fn source_ranges(
-    spec: &k8s_openapi::api::core::v1::ServiceSpec,
-    location: &Location,
-    problems: &mut Vec<Problem>,
-) -> Option<Vec<SourceRange>> {
-    let texts = spec.load_balancer_source_ranges.as_ref().filter(|texts| !texts.is_empty())?;
-    let mut ranges = Vec::new();
-    let mut malformed = false;
-    for (index, text) in texts.iter().enumerate() {
-        match parse_ipv4_range(text.trim()) {
-            Ok(Some(range)) => ranges.push(range),
-            // IPv6 ranges restrict IPv6 frontends, not programmed yet.
-            Ok(None) => {}
-            Err(()) => {
-                malformed = true;
-                let message = format!("invalid CIDR {text:?}, range skipped (the others still apply)");
-                let problem = Problem::error(ProblemKind::InvalidAddress, location.clone(), message);
-                problems.push(problem.at(format!("spec.loadBalancerSourceRanges[{index}]")));
-            }
-        }
-    }
-    ranges.sort();
-    ranges.dedup();
-    (malformed || !ranges.is_empty()).then_some(ranges)
-}
-
-/// `Ok(None)` for an IPv6 range; a bare address is a /32.
-fn parse_ipv4_range(text: &str) -> Result<Option<SourceRange>, ()> {
-    let (addr, prefix_len) = match text.split_once('/') {
-        Some((addr, len)) => (addr, Some(len.parse::<u8>().map_err(drop)?)),
-        None => (text, None),
-    };
-    match addr.parse::<IpAddr>().map_err(drop)? {
-        IpAddr::V4(addr) => SourceRange::new(addr, prefix_len.unwrap_or(32)).map(Some).ok_or(()),
-        IpAddr::V6(_) => Ok(None),
-    }
 }
 
 fn port_of(
@@ -533,12 +517,29 @@ fn port_of(
     }
 }
 
-/// The endpoints serving one Service port, sorted and without duplicates (an
-/// endpoint may briefly appear in two slices while the controller moves it).
-fn backends(slices: &[Slice], port_name: &str, protocol: Protocol) -> Vec<Backend> {
+/// The slices of one family.
+fn of_family(slices: &[Slice], family: Family) -> impl Iterator<Item = &Slice> {
+    slices.iter().filter(move |slice| slice.family == family)
+}
+
+/// The node addresses a Service's NodePorts are served on: those of its
+/// families (as kube-proxy, which serves a Service in the families of its
+/// cluster IPs and `ipFamilies`), or all of them for a Service that names
+/// neither (a hand-written manifest).
+fn node_addresses(spec: &k8s_openapi::api::core::v1::ServiceSpec, cluster_ips: &[IpAddr], node: &NodeInfo) -> Vec<IpAddr> {
+    let named = spec.ip_families.iter().flatten().filter_map(|name| Family::named(name));
+    let families: Vec<Family> = cluster_ips.iter().map(Family::of).chain(named).collect();
+    let served = |addr: &&IpAddr| families.is_empty() || families.contains(&Family::of(addr));
+    node.addresses.iter().filter(served).copied().collect()
+}
+
+/// The endpoints of one family serving one Service port, sorted and without
+/// duplicates (an endpoint may briefly appear in two slices while the
+/// controller moves it).
+fn backends(slices: &[Slice], family: Family, port_name: &str, protocol: Protocol) -> Vec<Backend> {
     let mut ready = Vec::new();
     let mut fallback = Vec::new();
-    for slice in slices {
+    for slice in of_family(slices, family) {
         let port = slice
             .ports
             .iter()
@@ -581,28 +582,6 @@ fn invalid_port(location: &Location, field: String, port: i32) -> Problem {
         format!("invalid port {port}, port skipped"),
     )
     .at(field)
-}
-
-fn ipv4_list(texts: &[String], location: &Location, field: &str, problems: &mut Vec<Problem>) -> Vec<Ipv4Addr> {
-    let parsed = texts
-        .iter()
-        .enumerate()
-        .map(|(i, text)| ipv4(text, location, format!("{field}[{i}]"), problems));
-    parsed.flatten().collect()
-}
-
-/// `None` for an IPv6 address (not programmed yet, not an error) and for
-/// garbage (an error naming the field).
-fn ipv4(text: &str, location: &Location, field: String, problems: &mut Vec<Problem>) -> Option<Ipv4Addr> {
-    match text.parse::<IpAddr>() {
-        Ok(IpAddr::V4(addr)) => Some(addr),
-        Ok(IpAddr::V6(_)) => None,
-        Err(_) => {
-            let message = format!("invalid IP address {text:?}, address skipped");
-            problems.push(Problem::error(ProblemKind::InvalidAddress, location.clone(), message).at(field));
-            None
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,25 +1,21 @@
 //! Conversions between the model and the map ABI. The ABI keeps addresses and
-//! ports in network byte order (as loaded from a packet), so every swap
-//! happens here and nowhere else.
+//! ports in network byte order (as loaded from a packet) and both address
+//! families in one 16-byte `Addr`, so every swap and mapping happens here and
+//! nowhere else.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ingress_common::maps::{self, RevNat, SCOPE_EXTERNAL, SOURCE_RANGE_EXACT_BITS, ServiceKey, SourceRangeKey};
+use ingress_common::addr::Addr;
+use ingress_common::maps::{
+    self, RevNat, SCOPE_EXTERNAL, SOURCE_RANGE_EXACT_BITS, ServiceKey, SourceRangeKey, V4_MAPPED_PREFIX_BITS,
+};
 
 use super::SourceRangeEntry;
 use crate::model::{Backend, BackendAddr, BackendState, Frontend, Protocol, SourceRange};
 
-pub fn addr_to_be(addr: Ipv4Addr) -> u32 {
-    u32::from(addr).to_be()
-}
-
-pub fn addr_from_be(raw: u32) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from_be(raw))
-}
-
 pub fn service_key(frontend: &Frontend, slot: u16) -> ServiceKey {
     ServiceKey {
-        addr: addr_to_be(frontend.addr),
+        addr: frontend.addr.into(),
         port: frontend.port.to_be(),
         proto: frontend.protocol.number(),
         scope: SCOPE_EXTERNAL,
@@ -31,7 +27,7 @@ pub fn service_key(frontend: &Frontend, slot: u16) -> ServiceKey {
 /// `None` for a protocol this agent does not know (written by a newer one).
 pub fn frontend_of(key: &ServiceKey) -> Option<Frontend> {
     Some(Frontend {
-        addr: addr_from_be(key.addr),
+        addr: key.addr.into(),
         port: u16::from_be(key.port),
         protocol: Protocol::from_number(key.proto)?,
     })
@@ -42,20 +38,26 @@ pub fn source_range_entry(frontend: &Frontend, rev_nat_id: u32, range: &SourceRa
         rev_nat_id,
         proto: frontend.protocol.number(),
         _pad: [0; 3],
-        addr: addr_to_be(range.addr),
+        addr: range.addr.into(),
     };
-    (SOURCE_RANGE_EXACT_BITS + u32::from(range.prefix_len), key)
+    (SOURCE_RANGE_EXACT_BITS + mapped_prefix_bits(&key.addr) + u32::from(range.prefix_len), key)
+}
+
+/// What an address's prefix length gains in the 16-byte form: an IPv4 range
+/// matches only the IPv4-mapped addresses, whose first 96 bits are fixed.
+fn mapped_prefix_bits(addr: &Addr) -> u32 {
+    if addr.is_v4() { V4_MAPPED_PREFIX_BITS } else { 0 }
 }
 
 /// "client range for rev-NAT id / protocol", for logs.
 pub fn describe_source_range((prefix_len, key): &SourceRangeEntry) -> String {
-    let len = prefix_len.saturating_sub(SOURCE_RANGE_EXACT_BITS);
-    format!("{}/{len} for rev-NAT {} proto {}", addr_from_be(key.addr), key.rev_nat_id, key.proto)
+    let len = prefix_len.saturating_sub(SOURCE_RANGE_EXACT_BITS + mapped_prefix_bits(&key.addr));
+    format!("{}/{len} for rev-NAT {} proto {}", IpAddr::from(key.addr), key.rev_nat_id, key.proto)
 }
 
 pub fn backend_value(backend: &Backend) -> maps::Backend {
     maps::Backend {
-        addr: addr_to_be(backend.addr.addr),
+        addr: backend.addr.addr.into(),
         port: backend.addr.port.to_be(),
         state: match backend.state {
             BackendState::Active => maps::BACKEND_STATE_ACTIVE,
@@ -67,7 +69,7 @@ pub fn backend_value(backend: &Backend) -> maps::Backend {
 
 pub fn backend_addr_of(value: &maps::Backend) -> BackendAddr {
     BackendAddr {
-        addr: addr_from_be(value.addr),
+        addr: value.addr.into(),
         port: u16::from_be(value.port),
     }
 }
@@ -86,43 +88,64 @@ pub fn backend_of(value: &maps::Backend) -> Option<Backend> {
     })
 }
 
-pub fn rev_nat_value(addr: Ipv4Addr, port: u16) -> RevNat {
+pub fn rev_nat_value(addr: IpAddr, port: u16) -> RevNat {
     RevNat {
-        addr: addr_to_be(addr),
+        addr: addr.into(),
         port: port.to_be(),
         _pad: [0; 2],
     }
 }
 
-pub fn rev_nat_of(value: &RevNat) -> (Ipv4Addr, u16) {
-    (addr_from_be(value.addr), u16::from_be(value.port))
+pub fn rev_nat_of(value: &RevNat) -> (IpAddr, u16) {
+    (value.addr.into(), u16::from_be(value.port))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
     #[test]
     fn round_trips_in_network_order() {
-        let frontend = Frontend {
-            addr: Ipv4Addr::new(10, 96, 0, 10),
-            port: 80,
-            protocol: Protocol::Udp,
-        };
-        let key = service_key(&frontend, 3);
-        assert_eq!(key.addr.to_ne_bytes(), [10, 96, 0, 10]);
-        assert_eq!(key.port.to_ne_bytes(), [0, 80]);
-        assert_eq!((frontend_of(&key), key.slot), (Some(frontend), 3));
+        let mapped = std::net::Ipv4Addr::new(10, 96, 0, 10).to_ipv6_mapped().octets();
+        let cases = [
+            ("IPv4", "10.96.0.10", "10.244.1.2", mapped),
+            ("IPv6", "fd00:10:96::a", "fd00:10:244:1::2", [0xfd, 0, 0, 0x10, 0, 0x96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xa]),
+        ];
+        for (family, vip, pod, wire) in cases {
+            let frontend = Frontend { addr: ip(vip), port: 80, protocol: Protocol::Udp };
+            let key = service_key(&frontend, 3);
+            assert_eq!(key.addr.octets(), wire, "{family}: as a packet holds it");
+            assert_eq!(key.port.to_ne_bytes(), [0, 80], "{family}");
+            assert_eq!((frontend_of(&key), key.slot), (Some(frontend), 3), "{family}");
 
-        for (state, local) in [(BackendState::Active, true), (BackendState::Terminating, false)] {
-            let addr = BackendAddr {
-                addr: Ipv4Addr::new(10, 244, 1, 2),
-                port: 8080,
-            };
-            let backend = Backend { addr, state, local };
-            assert_eq!(backend_of(&backend_value(&backend)), Some(backend));
+            for (state, local) in [(BackendState::Active, true), (BackendState::Terminating, false)] {
+                let backend = Backend { addr: BackendAddr { addr: ip(pod), port: 8080 }, state, local };
+                assert_eq!(backend_of(&backend_value(&backend)), Some(backend), "{family}");
+            }
+            let rev_nat = rev_nat_value(ip(vip), 30080);
+            assert_eq!(rev_nat_of(&rev_nat), (ip(vip), 30080), "{family}");
         }
-        let rev_nat = rev_nat_value(Ipv4Addr::new(192, 168, 1, 1), 30080);
-        assert_eq!(rev_nat_of(&rev_nat), (Ipv4Addr::new(192, 168, 1, 1), 30080));
+    }
+
+    #[test]
+    fn source_range_prefixes_count_the_mapped_ipv4_bits() {
+        let cases = [
+            ("192.0.2.0", 24, 64 + 96 + 24),
+            ("0.0.0.0", 0, 64 + 96),
+            ("2001:db8::", 32, 64 + 32),
+            ("::", 0, 64),
+        ];
+        for (addr, prefix_len, trie_prefix) in cases {
+            let frontend = Frontend { addr: ip("fd00::1"), port: 443, protocol: Protocol::Tcp };
+            let range = SourceRange::new(ip(addr), prefix_len).unwrap();
+            let entry = source_range_entry(&frontend, 7, &range);
+            assert_eq!(entry.0, trie_prefix, "{range}");
+            assert_eq!(IpAddr::from(entry.1.addr), range.addr, "{range}");
+            assert_eq!(describe_source_range(&entry), format!("{range} for rev-NAT 7 proto 6"));
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! (a stale UDP entry would otherwise keep a DNS client's queries going to a
 //! pod that is gone until it idles out: a known kube-proxy failure).
 //!
-//! The SNAT table of flows to pods on other nodes (`lb4_snat`, see
+//! The SNAT table of flows to pods on other nodes (`lb_snat`, see
 //! `ingress-ebpf/src/snat.rs`) follows the same lifecycle: the agent writes
 //! the address and port range the programs use, and the sweep removes the
 //! entries of flows that expired.
@@ -14,7 +14,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 use std::str::FromStr;
@@ -24,6 +24,7 @@ use anyhow::Context;
 use aya::Pod;
 use aya::maps::{Array, HashMap, MapData};
 use ingress_common::IPPROTO_UDP;
+use ingress_common::addr::Addr;
 use ingress_common::maps::{
     CONNTRACK_MAP, CT_TIMEOUTS_MAP, CtEntry, CtKey, CtTimeouts, DEFAULT_SNAT_PORT_MAX, DEFAULT_SNAT_PORT_MIN,
     SNAT_CONFIG_MAP, SNAT_FORWARD, SNAT_MAP, SnatConfig, SnatEntry, SnatKey,
@@ -106,13 +107,21 @@ impl FromStr for SnatPorts {
     }
 }
 
-/// What the programs SNAT to: the node's first address (the one NodePorts
-/// and other nodes know it by), or SNAT off without one.
-pub fn snat_config(addresses: &[Ipv4Addr], ports: SnatPorts) -> SnatConfig {
-    match addresses.first() {
-        Some(addr) => SnatConfig { addr: u32::from_ne_bytes(addr.octets()), port_min: ports.min, port_max: ports.max },
-        None => SnatConfig::default(),
+/// What the programs SNAT to: per family, the node's first address of that
+/// family (the one NodePorts and other nodes know it by), or SNAT off for a
+/// family the node has no address of.
+pub fn snat_config(addresses: &[IpAddr], ports: SnatPorts) -> SnatConfig {
+    let (v4, v6) = snat_addresses(addresses);
+    if v4.is_none() && v6.is_none() {
+        return SnatConfig::default();
     }
+    let addr = |family: Option<&IpAddr>| family.map_or(Addr::default(), |addr| Addr::from(*addr));
+    SnatConfig { v4: addr(v4), v6: addr(v6), port_min: ports.min, port_max: ports.max }
+}
+
+/// The node's first IPv4 and first IPv6 address.
+fn snat_addresses(addresses: &[IpAddr]) -> (Option<&IpAddr>, Option<&IpAddr>) {
+    (addresses.iter().find(|addr| addr.is_ipv4()), addresses.iter().find(|addr| addr.is_ipv6()))
 }
 
 /// Whether the SNAT entry under `key` is dead at `now_ns`: a forward entry
@@ -134,7 +143,7 @@ pub fn snat_entry_dead(
     }
 }
 
-/// Writes the SNAT address and port range into `lb4_snat_config`, only
+/// Writes the SNAT addresses and port range into `lb_snat_config`, only
 /// when they change (the node's addresses may come and go with its Node object).
 pub struct SnatConfigWriter {
     map: Array<MapData, SnatConfig>,
@@ -150,16 +159,24 @@ impl SnatConfigWriter {
         Ok(SnatConfigWriter { map, ports, written: None })
     }
 
-    /// SNAT to the first of the node's `addresses`; none turns it off.
-    pub fn update(&mut self, addresses: &[Ipv4Addr]) -> anyhow::Result<()> {
+    /// SNAT each family to the first of the node's `addresses` of that
+    /// family; a family without one is forwarded untranslated.
+    pub fn update(&mut self, addresses: &[IpAddr]) -> anyhow::Result<()> {
         let config = snat_config(addresses, self.ports);
         if self.written == Some(config) {
             return Ok(());
         }
-        self.map.set(0, config, 0).context("writing lb4_snat_config")?;
-        match addresses.first() {
-            Some(addr) => tracing::info!(%addr, ports = %self.ports, "flows to pods on other nodes leave with this node's address"),
-            None => tracing::warn!("no node address: flows to pods on other nodes are forwarded without SNAT"),
+        self.map.set(0, config, 0).with_context(|| format!("writing {SNAT_CONFIG_MAP}"))?;
+        match snat_addresses(addresses) {
+            (None, None) => tracing::warn!("no node address: flows to pods on other nodes are forwarded without SNAT"),
+            (v4, v6) => {
+                for (family, addr) in [("IPv4", v4), ("IPv6", v6)] {
+                    match addr {
+                        Some(addr) => tracing::info!(%addr, ports = %self.ports, "{family} flows to pods on other nodes leave with this node's address"),
+                        None => tracing::info!("no {family} node address: {family} flows to pods on other nodes are forwarded without SNAT"),
+                    }
+                }
+            }
         }
         self.written = Some(config);
         Ok(())
@@ -374,19 +391,33 @@ mod tests {
     }
 
     #[test]
-    fn the_snat_config_takes_the_first_node_address_or_turns_snat_off() {
+    fn the_snat_config_takes_the_first_node_address_of_each_family() {
         let ports = SnatPorts { min: 62_000, max: 62_010 };
-        let config = snat_config(&[Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2)], ports);
-        assert_eq!(config.addr.to_ne_bytes(), [192, 0, 2, 1], "network byte order, as in packets");
-        assert_eq!((config.port_min, config.port_max), (62_000, 62_010));
-        assert_eq!(snat_config(&[], ports).addr, 0);
+        // (name, node addresses, IPv4 SNAT address, IPv6 SNAT address)
+        type Case = (&'static str, &'static [&'static str], Option<&'static str>, Option<&'static str>);
+        let cases: &[Case] = &[
+            ("IPv4 only", &["192.0.2.1", "192.0.2.2"], Some("192.0.2.1"), None),
+            ("IPv6 only", &["2001:db8::1", "2001:db8::2"], None, Some("2001:db8::1")),
+            ("dual-stack, IPv6 listed first", &["2001:db8::1", "192.0.2.2", "192.0.2.1"], Some("192.0.2.2"), Some("2001:db8::1")),
+            ("no address: SNAT off", &[], None, None),
+        ];
+        for (name, addresses, v4, v6) in cases {
+            let addresses: Vec<IpAddr> = addresses.iter().map(|a| a.parse().unwrap()).collect();
+            let config = snat_config(&addresses, ports);
+            let read = |addr: Addr| (addr != Addr::default()).then(|| IpAddr::from(addr).to_string());
+            assert_eq!((read(config.v4).as_deref(), read(config.v6).as_deref()), (*v4, *v6), "{name}");
+            let ports_set = (config.port_min, config.port_max) == (62_000, 62_010);
+            assert_eq!(ports_set, !addresses.is_empty(), "{name}: SNAT off is the all-zero config");
+        }
+        let config = snat_config(&["192.0.2.1".parse().unwrap()], ports);
+        assert_eq!(config.v4.v4().to_ne_bytes(), [192, 0, 2, 1], "network byte order, as in packets");
     }
 
     #[test]
     fn a_snat_pair_dies_with_its_forward_entry() {
         use ingress_common::maps::SNAT_REPLY;
         let timeouts = CtTimeouts { udp_ms: 5_000, ..CtTimeouts::DEFAULT };
-        let (client, backend, node) = (1u32, 2u32, 3u32);
+        let (client, backend, node) = (Addr::from_v4(1), Addr::from_v4(2), Addr::from_v4(3));
         let forward = |sport: u16| SnatKey { saddr: client, daddr: backend, sport, dport: 80, proto: IPPROTO_UDP, direction: SNAT_FORWARD, _pad: [0; 2] };
         let reply = |port: u16| SnatKey { saddr: backend, daddr: node, sport: 80, dport: port, proto: IPPROTO_UDP, direction: SNAT_REPLY, _pad: [0; 2] };
         let to_node = |port: u16, last_seen_s: u64| SnatEntry { addr: node, port, last_seen_ns: last_seen_s * S, ..SnatEntry::default() };

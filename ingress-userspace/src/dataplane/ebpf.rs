@@ -55,6 +55,7 @@ impl Dataplane {
         ensure_bpffs(pin_dir)?;
         std::fs::create_dir_all(pin_dir)
             .with_context(|| format!("creating the pin directory {}", pin_dir.display()))?;
+        remove_retired_pins(pin_dir);
         drop_resized_pins(pin_dir, sizes)?;
         let mut loader = EbpfLoader::new();
         loader.default_map_pin_directory(pin_dir);
@@ -218,6 +219,21 @@ fn drop_resized_pins(pin_dir: &Path, sizes: &MapSizes) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Pins of maps in layouts no program reads any more (`RETIRED_MAPS`, e.g.
+/// the IPv4-only `lb4_*` maps) would hold kernel memory and mislead whoever
+/// reads the pin directory. Removing them is housekeeping, never a reason
+/// not to start.
+fn remove_retired_pins(pin_dir: &Path) {
+    for name in RETIRED_MAPS {
+        let pin = pin_dir.join(name);
+        match std::fs::remove_file(&pin) {
+            Ok(()) => tracing::info!(map = name, "removed the pin of the retired map {name}"),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => tracing::warn!(map = name, "removing the retired pin {} failed: {error}", pin.display()),
+        }
+    }
 }
 
 /// Pins need a bpffs. Like Cilium's agent, mount the standard one when the
@@ -427,5 +443,25 @@ impl MapWriter for PinnedMaps {
         let doomed = super::conntrack_gc::udp_flows_to_flush(&self.conntrack()?, removed_backends);
         // An entry gone meanwhile (evicted, expired) is as good as deleted.
         Ok(doomed.iter().filter(|key| self.conntrack.remove(key).is_ok()).count())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retired_pins_are_removed_and_current_ones_kept() {
+        let dir = std::env::temp_dir().join(format!("lb-retired-pins-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in [RETIRED_MAPS[0], RETIRED_MAPS[RETIRED_MAPS.len() - 1], SERVICES_MAP] {
+            std::fs::write(dir.join(name), b"").unwrap();
+        }
+        remove_retired_pins(&dir);
+        let mut left: Vec<String> =
+            std::fs::read_dir(&dir).unwrap().map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left, [SERVICES_MAP], "the missing retired pins are no error");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -109,8 +109,8 @@ impl MapWriter for FakeMaps {
     }
 }
 
-/// Test notation for desired states: `("10.96.0.10:80/TCP", &["10.244.1.2:8080"])`;
-/// a backend suffix `*` means local, `~` terminating; a frontend prefix
+/// Test notation for desired states: `("10.96.0.10:80/TCP", &["10.244.1.2:8080"])`,
+/// IPv6 bracketed (`"[fd00::a]:80/TCP"`, `"[fd00:244::2]:8080"`); a backend suffix `*` means local, `~` terminating; a frontend prefix
 /// `name=` sets the Service's name (else "test").
 #[cfg(test)]
 pub(crate) type Spec<'a> = &'a [(&'a str, &'a [&'a str])];
@@ -121,31 +121,30 @@ pub(crate) fn desired_state(spec: Spec) -> crate::model::DesiredState {
     let mut desired = DesiredState::default();
     for (frontend, backends) in spec {
         let (name, frontend) = frontend.split_once('=').unwrap_or(("test", frontend));
-        let (addr, rest) = frontend.split_once(':').unwrap();
-        let (port, protocol) = rest.split_once('/').unwrap();
+        let (socket, protocol) = frontend.split_once('/').unwrap();
+        let socket: std::net::SocketAddr = socket.parse().unwrap();
         let protocol = if protocol == "UDP" {
             Protocol::Udp
         } else {
             Protocol::Tcp
         };
         let frontend = Frontend {
-            addr: addr.parse().unwrap(),
-            port: port.parse().unwrap(),
+            addr: socket.ip(),
+            port: socket.port(),
             protocol,
         };
         let mut backends: Vec<Backend> = backends
             .iter()
             .map(|text| {
-                let addr = text.trim_end_matches(['*', '~']);
-                let (ip, port) = addr.split_once(':').unwrap();
+                let socket: std::net::SocketAddr = text.trim_end_matches(['*', '~']).parse().unwrap();
                 let state = if text.contains('~') {
                     BackendState::Terminating
                 } else {
                     BackendState::Active
                 };
                 let addr = BackendAddr {
-                    addr: ip.parse().unwrap(),
-                    port: port.parse().unwrap(),
+                    addr: socket.ip(),
+                    port: socket.port(),
                 };
                 Backend {
                     addr,

@@ -5,6 +5,8 @@
 //! table depends only on the backends' addresses (never on map ids or input
 //! order) and on hashes defined here (not std's, which may change).
 
+use std::net::IpAddr;
+
 use crate::model::BackendAddr;
 
 /// Smallest and largest accepted M. Below 101 the spread of a handful of
@@ -58,7 +60,12 @@ pub fn table(backends: &[BackendAddr], size: u32) -> Vec<BackendAddr> {
     let permutations: Vec<(u64, u64)> = backends
         .iter()
         .map(|backend| {
-            let mut identity = backend.addr.octets().to_vec();
+            // An IPv4 backend keeps its 4-byte identity, so the tables of
+            // IPv4 Services are the same as before IPv6 existed.
+            let mut identity = match backend.addr {
+                IpAddr::V4(v4) => v4.octets().to_vec(),
+                IpAddr::V6(v6) => v6.octets().to_vec(),
+            };
             identity.extend(backend.port.to_be_bytes());
             (hash(0, &identity) % m, hash(1, &identity) % (m - 1) + 1)
         })
@@ -100,7 +107,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn pods(count: u8) -> Vec<BackendAddr> {
-        (1..=count).map(|i| BackendAddr { addr: Ipv4Addr::new(10, 244, i, 2), port: 8080 }).collect()
+        (1..=count).map(|i| BackendAddr { addr: Ipv4Addr::new(10, 244, i, 2).into(), port: 8080 }).collect()
     }
 
     fn counts(table: &[BackendAddr]) -> BTreeMap<BackendAddr, usize> {
@@ -167,9 +174,16 @@ mod tests {
         }
         // Pinned entries: a change to the hash or the fill order changes
         // every node's table, which must be a deliberate decision.
-        let first: Vec<_> = expected[..4].iter().map(|b| b.addr.octets()[2]).collect();
+        let first: Vec<_> = expected[..4].iter().map(|b| third_octet(b.addr)).collect();
         assert_eq!(first, PINNED_FIRST_ENTRIES);
         assert!(table(&[], 1021).is_empty());
+    }
+
+    fn third_octet(addr: IpAddr) -> u8 {
+        match addr {
+            IpAddr::V4(v4) => v4.octets()[2],
+            IpAddr::V6(_) => panic!("{addr} is not one of `pods`"),
+        }
     }
 
     /// Third octet of the pods owning entries 0..4 with `pods(10)`, M=1021.

@@ -18,7 +18,7 @@ use ingress_common::maps::{Backend, MaglevKey, MaglevRow, RevNat, ServiceKey, Se
 
 use sizes::MapSizes;
 
-/// An `lb4_src_ranges` entry: the trie prefix length and the key's data.
+/// An `lb_src_ranges` entry: the trie prefix length and the key's data.
 pub type SourceRangeEntry = (u32, SourceRangeKey);
 
 /// The agent-owned maps' contents (conntrack and stats belong to the kernel side).

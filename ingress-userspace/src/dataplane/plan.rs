@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::hash::Hash;
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use ingress_common::maps::{
     BACKENDS_MAP, MAGLEV_MAP, MAGLEV_ROW_LEN, MaglevKey, MaglevRow, REV_NAT_MAP, SCOPE_EXTERNAL, SCOPE_LOCAL,
@@ -187,7 +187,7 @@ impl PartPlanner {
 
 struct Planner {
     backend_ids: Ids<BackendAddr>,
-    rev_nat_ids: Ids<(Ipv4Addr, u16)>,
+    rev_nat_ids: Ids<(IpAddr, u16)>,
     table_ids: Ids<Frontend>,
     sizes: MapSizes,
     planned: MapContents,
@@ -195,7 +195,7 @@ struct Planner {
     /// Backend addresses and rev-NAT frontends planned so far, kept as they
     /// grow: recomputing them per Service port made a plan quadratic.
     planned_addrs: BTreeSet<BackendAddr>,
-    planned_rev_nat: BTreeSet<(Ipv4Addr, u16)>,
+    planned_rev_nat: BTreeSet<(IpAddr, u16)>,
     /// Maglev tables planned so far.
     tables: u32,
     /// The rows of the last table planned, by the backends they name.
@@ -338,7 +338,7 @@ fn local_flags(local_only: LocalOnly) -> u16 {
     }
 }
 
-/// `lb4_services` entries of a frontend's local scope: a header and a slot
+/// `lb_services` entries of a frontend's local scope: a header and a slot
 /// per local backend, none without a Local policy.
 fn local_scope_entries(state: &FrontendState) -> usize {
     match state.local_only {

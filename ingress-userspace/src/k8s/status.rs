@@ -1,6 +1,6 @@
 //! `status.loadBalancer.ingress` of served Ingresses: where clients reach them.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::{Ingress, IngressLoadBalancerIngress, IngressLoadBalancerStatus, IngressStatus};
@@ -13,7 +13,7 @@ use crate::metrics::Metrics;
 /// none is missing. Other entries stay: every node's agent serves the Ingress
 /// and adds its own, and agents writing exactly their own addresses would
 /// overwrite each other forever.
-pub fn with_addresses(ingress: &Ingress, addresses: &[Ipv4Addr]) -> Option<Ingress> {
+pub fn with_addresses(ingress: &Ingress, addresses: &[IpAddr]) -> Option<Ingress> {
     let mut updated = ingress.clone();
     let status = updated.status.get_or_insert_with(IngressStatus::default);
     let listed = status
@@ -38,7 +38,7 @@ pub fn with_addresses(ingress: &Ingress, addresses: &[Ipv4Addr]) -> Option<Ingre
 /// Writes the status of those `ingresses` that miss one of `addresses`.
 /// A failed write (a conflict with another node's agent, say) is logged and
 /// tried again on the next snapshot, which any status write causes.
-pub async fn publish(client: Client, ingresses: Vec<Ingress>, addresses: Vec<Ipv4Addr>, metrics: Arc<Metrics>) {
+pub async fn publish(client: Client, ingresses: Vec<Ingress>, addresses: Vec<IpAddr>, metrics: Arc<Metrics>) {
     for ingress in &ingresses {
         let Some(updated) = with_addresses(ingress, &addresses) else { continue };
         let namespace = ingress.namespace().unwrap_or_default();
@@ -76,7 +76,7 @@ mod tests {
 
     #[test]
     fn adds_missing_addresses_and_keeps_other_nodes() {
-        let ours: Vec<Ipv4Addr> = vec!["192.168.0.2".parse().unwrap(), "203.0.113.7".parse().unwrap()];
+        let ours: Vec<IpAddr> = vec!["192.168.0.2".parse().unwrap(), "203.0.113.7".parse().unwrap()];
         assert_eq!(with_addresses(&Ingress::default(), &ours), Some(ingress(&["192.168.0.2", "203.0.113.7"])));
         assert_eq!(
             with_addresses(&ingress(&["192.168.0.3", "203.0.113.7"]), &ours),

@@ -4,6 +4,8 @@ use super::*;
 use crate::dataplane::fake::render;
 use crate::manifests::parse_documents;
 
+mod dual_stack;
+
 fn svc(name: &str, body: &str) -> String {
     format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\n{body}\n---\n")
 }
@@ -15,21 +17,43 @@ fn slice(name: &str, service: &str, body: &str) -> String {
     )
 }
 
+/// An IPv6 slice: the same notation as `slice`.
+fn slice6(name: &str, service: &str, body: &str) -> String {
+    slice(name, service, body).replace("addressType: IPv4", "addressType: IPv6")
+}
+
+fn node_with(addresses: &[&str]) -> NodeInfo {
+    NodeInfo { name: "lab-node".into(), addresses: addresses.iter().map(|a| a.parse().unwrap()).collect() }
+}
+
 fn node() -> NodeInfo {
-    NodeInfo {
-        name: "lab-node".into(),
-        addresses: vec![Ipv4Addr::new(192, 168, 1, 10), Ipv4Addr::new(192, 168, 1, 11)],
-    }
+    node_with(&["192.168.1.10", "192.168.1.11"])
+}
+
+/// A dual-stack node, its IPv6 address listed first.
+fn dual_node() -> NodeInfo {
+    node_with(&["fd00:1::10", "192.168.1.10"])
 }
 
 fn run(yaml: &str) -> (Vec<String>, Vec<Problem>) {
+    run_on(yaml, &node())
+}
+
+fn run_on(yaml: &str, node: &NodeInfo) -> (Vec<String>, Vec<Problem>) {
     let loaded = parse_documents("t.yaml", yaml);
     assert!(loaded.problems.is_empty(), "test manifests: {:?}", loaded.problems);
-    let (desired, problems) = translate(&loaded.snapshot, &node());
+    let (desired, problems) = translate(&loaded.snapshot, node);
     (render(&desired), problems)
 }
 
+/// `(kind, field)` of each problem, for table tests.
+fn kinds_and_fields(problems: &[Problem]) -> Vec<(&'static str, &str)> {
+    problems.iter().map(|p| (p.kind.label(), p.field.as_deref().unwrap_or(""))).collect()
+}
+
 const EP_8080: &str = "ports: [{port: 8080}]\nendpoints: [{addresses: [10.1.0.1], nodeName: lab-node}, {addresses: [10.1.0.2], nodeName: b}]";
+const EP6_8080: &str =
+    "ports: [{port: 8080}]\nendpoints: [{addresses: ['fd00:1::1'], nodeName: lab-node}, {addresses: ['fd00:1::2'], nodeName: b}]";
 
 #[test]
 fn translate_table() {
@@ -78,7 +102,7 @@ fn translate_table() {
             &[],
         ),
         (
-            "externalIPs; a bad one is skipped alone; IPv6 cluster IPs are not errors",
+            "externalIPs; a bad one is skipped alone; cluster IPs of both families",
             svc(
                 "ext",
                 "spec: {clusterIPs: [10.96.0.4, 'fd00::4'], externalIPs: [198.51.100.1, nope], ports: [{port: 80}]}",
@@ -86,6 +110,7 @@ fn translate_table() {
             &[
                 "10.96.0.4:80/TCP default/ext -> none",
                 "198.51.100.1:80/TCP default/ext -> none",
+                "[fd00::4]:80/TCP default/ext -> none",
             ],
             &[("invalid_address", "spec.externalIPs[1]")],
         ),
@@ -137,7 +162,7 @@ fn translate_table() {
             &[],
         ),
         (
-            "several slices, an endpoint in two of them counted once, other address types skipped",
+            "several slices, an endpoint in two of them counted once, IPv6 slices only for IPv6 frontends",
             svc("big", "spec: {clusterIP: 10.96.0.8, ports: [{port: 80}]}")
                 + &slice(
                     "big-1",
@@ -222,11 +247,7 @@ fn translate_table() {
     for (name, yaml, frontends, expected) in cases {
         let (desired, problems) = run(&yaml);
         assert_eq!(desired, *frontends, "{name}");
-        let found: Vec<_> = problems
-            .iter()
-            .map(|p| (p.kind.label(), p.field.as_deref().unwrap_or("")))
-            .collect();
-        assert_eq!(found, *expected, "{name}: {problems:#?}");
+        assert_eq!(kinds_and_fields(&problems), *expected, "{name}: {problems:#?}");
     }
 }
 
@@ -309,7 +330,7 @@ fn load_balancer_source_ranges_apply_to_ingress_ips_only() {
                 .source_ranges
                 .as_ref()
                 .map(|ranges| ranges.iter().map(ToString::to_string).collect::<Vec<_>>());
-            let want = if frontend.addr == Ipv4Addr::new(203, 0, 113, 1) {
+            let want = if frontend.addr == IpAddr::from([203, 0, 113, 1]) {
                 expected.map(|ranges| ranges.iter().map(ToString::to_string).collect())
             } else {
                 None
@@ -448,7 +469,10 @@ fn health_check_node_ports_count_ready_local_endpoints() {
 /// including conflicts between Services that did and did not change.
 #[test]
 fn a_translator_follows_changes_like_a_fresh_translation() {
-    let web = |ip: &str| svc("web", &format!("spec: {{clusterIP: {ip}, ports: [{{port: 80, targetPort: 8080}}]}}"));
+    let web = |ip: &str| {
+        let field = if ip.starts_with('[') { "clusterIPs" } else { "clusterIP" };
+        svc("web", &format!("spec: {{{field}: {ip}, ports: [{{port: 80, targetPort: 8080}}]}}"))
+    };
     let local = svc(
         "loc",
         "spec: {type: NodePort, clusterIP: 10.96.0.9, externalTrafficPolicy: Local, healthCheckNodePort: 31000, \
@@ -482,6 +506,16 @@ fn a_translator_follows_changes_like_a_fresh_translation() {
                 ),
         ),
         ("web moves", web("10.96.0.2") + &slice("web-1", "web", EP_8080)),
+        (
+            "web becomes dual-stack",
+            web("[10.96.0.2, 'fd00:96::2']") + &slice("web-1", "web", EP_8080) + &slice6("web-2", "web", EP6_8080) + &local,
+        ),
+        (
+            "an IPv6 endpoint changes",
+            web("[10.96.0.2, 'fd00:96::2']") + &slice("web-1", "web", EP_8080)
+                + &slice6("web-2", "web", "ports: [{port: 8080}]\nendpoints: [{addresses: ['fd00:1::3']}]") + &local,
+        ),
+        ("the IPv6 slice goes", web("[10.96.0.2, 'fd00:96::2']") + &slice("web-1", "web", EP_8080) + &local),
         ("nothing", String::new()),
     ];
     // Documents parsed once each, as the directory source keeps unchanged
@@ -497,15 +531,15 @@ fn a_translator_follows_changes_like_a_fresh_translation() {
             loaded.add_file(file);
         }
         assert!(loaded.problems.is_empty(), "{name}: {:?}", loaded.problems);
-        let fresh = translate(&loaded.snapshot, &node());
-        assert_eq!(by_versions.translate(&loaded.snapshot, &node()), fresh, "{name}: by versions");
+        let fresh = translate(&loaded.snapshot, &dual_node());
+        assert_eq!(by_versions.translate(&loaded.snapshot, &dual_node()), fresh, "{name}: by versions");
         loaded.snapshot.versions = Default::default();
-        assert_eq!(by_objects.translate(&loaded.snapshot, &node()), fresh, "{name}: by objects");
+        assert_eq!(by_objects.translate(&loaded.snapshot, &dual_node()), fresh, "{name}: by objects");
     }
     let mut translator = by_versions;
     // Another node's view: local endpoints differ, nothing stale is kept.
     let loaded = parse_documents("t.yaml", &(web("10.96.0.1") + &slice("web-1", "web", EP_8080)));
-    let other = NodeInfo { name: "b".into(), ..node() };
+    let other = NodeInfo { name: "b".into(), ..dual_node() };
     assert_eq!(translator.translate(&loaded.snapshot, &other), translate(&loaded.snapshot, &other));
     // The same objects from another document: problems name the new place.
     let moved = parse_documents("u.yaml", &(web("10.96.0.1") + &slice("web-1", "web", "ports: [{port: 8080}]\nendpoints: [{addresses: [bad]}]")));
