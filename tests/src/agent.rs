@@ -18,7 +18,7 @@ use ingress_userspace::l7::proxy::ProxyOptions;
 use ingress_userspace::l7::server::L7Config;
 use ingress_userspace::model::NodeInfo;
 
-use crate::lab::{Lab, LabNode, NODE_IP};
+use crate::lab::{Lab, LabNode};
 use crate::netns::NetNs;
 use crate::pins::PinDir;
 
@@ -28,15 +28,16 @@ pub const HTTP_PORT: u16 = 80;
 /// The agent's admin endpoints, on the node namespace's loopback.
 pub const ADMIN: SocketAddrV4 = SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 9901);
 
+/// The agent of the lab's node, given both of its addresses (IPv4 and IPv6).
 pub fn config(lab: &Lab, manifests: &Path, pins: &Path) -> AgentConfig {
-    let node = NodeInfo { name: NODE_NAME.into(), addresses: vec![NODE_IP] };
+    let node = NodeInfo { name: NODE_NAME.into(), addresses: lab.node_ips().to_vec() };
     config_with(node, lab.uplink_iface(), &lab.pod_ifaces(), manifests, pins)
 }
 
 /// The configuration of the agent of one node of a two-node lab: its own
 /// node name (which decides what "local" means), address, interfaces and pins.
 pub fn node_config(node: &LabNode, manifests: &Path, pins: &Path) -> AgentConfig {
-    let info = NodeInfo { name: node.name().into(), addresses: vec![node.ip()] };
+    let info = NodeInfo { name: node.name().into(), addresses: node.ips().to_vec() };
     config_with(info, node.uplink_iface(), &node.pod_ifaces(), manifests, pins)
 }
 
@@ -58,6 +59,21 @@ fn config_with(node: NodeInfo, uplink: &str, pod_ifaces: &[&str], manifests: &Pa
         },
         conntrack: Default::default(),
     }
+}
+
+/// Packets the dataplane counted under `reason` (an `ingress_common::stats`
+/// index), as the agent's metrics in `node` report them.
+pub fn dataplane_packets(node: &NetNs, reason: u32) -> u64 {
+    let metrics = admin_get(node, "/metrics").unwrap();
+    let name = ingress_common::stats::REASON_NAMES[reason as usize];
+    let line = format!("lb_dataplane_packets_total{{reason=\"{name}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(line.as_str()))
+        .unwrap_or_else(|| panic!("no {line:?} in the metrics:\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 /// GET `path` on the admin endpoint from inside the node namespace.

@@ -3,14 +3,16 @@
 //! client address survived the load balancer.
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::net::{Ipv6Addr, Shutdown, SocketAddr, SocketAddrV6, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use nix::errno::Errno;
+use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn6, sockopt};
 
 use crate::netns::NetNs;
 
@@ -21,47 +23,67 @@ const JOIN_LIMIT: Duration = Duration::from_secs(2);
 /// Header lines read from an HTTP request before answering anyway.
 const MAX_HTTP_HEADERS: usize = 100;
 
-/// TCP and UDP echo server on `0.0.0.0:port` inside a namespace; stops on drop.
+/// TCP and UDP echo server on `0.0.0.0:port` and `[::]:port` inside a
+/// namespace; stops on drop.
 pub struct EchoServer {
     stop: Arc<AtomicBool>,
     // Clones kept only to shut the sockets down; they also keep the fds valid
     // until then, so the shutdown can never hit an unrelated, reused fd.
-    listener: TcpListener,
-    udp: UdpSocket,
+    listeners: Vec<TcpListener>,
+    udp: Vec<UdpSocket>,
     threads: Vec<JoinHandle<()>>,
 }
 
+/// A socket of `kind` on `[::]:port` that takes IPv6 only, so that IPv4
+/// clients stay on the IPv4 socket and are reported with IPv4 addresses
+/// (not IPv4-mapped ones). None when the kernel has no IPv6.
+fn bind_v6_only(kind: SockType, port: u16) -> io::Result<Option<OwnedFd>> {
+    let fd = match socket::socket(AddressFamily::Inet6, kind, SockFlag::SOCK_CLOEXEC, None) {
+        Ok(fd) => fd,
+        Err(Errno::EAFNOSUPPORT) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    socket::setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
+    socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    let any = SockaddrIn6::from(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, 0));
+    socket::bind(fd.as_raw_fd(), &any)?;
+    if kind == SockType::Stream {
+        socket::listen(&fd, Backlog::new(128)?)?;
+    }
+    Ok(Some(fd))
+}
+
 impl EchoServer {
-    /// Binds both sockets before returning, so the server is reachable at once.
+    /// Binds all sockets before returning, so the server is reachable at once.
     pub fn spawn(ns: &NetNs, pod_name: &str, port: u16) -> Result<EchoServer> {
-        let (listener, udp) = ns
+        let (listeners, udp) = ns
             .run(move || -> io::Result<_> {
                 let any = SocketAddr::from(([0, 0, 0, 0], port));
-                Ok((TcpListener::bind(any)?, UdpSocket::bind(any)?))
+                let mut listeners = vec![TcpListener::bind(any)?];
+                let mut udp = vec![UdpSocket::bind(any)?];
+                listeners.extend(bind_v6_only(SockType::Stream, port)?.map(TcpListener::from));
+                udp.extend(bind_v6_only(SockType::Datagram, port)?.map(UdpSocket::from));
+                Ok((listeners, udp))
             })?
             .with_context(|| format!("cannot bind echo port {port} in {}", ns.name()))?;
         // Assembled before spawning, so that a failed spawn still stops (via
         // Drop) the threads started before it.
         let mut server = EchoServer {
             stop: Arc::new(AtomicBool::new(false)),
-            listener,
+            listeners,
             udp,
             threads: Vec::new(),
         };
-        let (listener, stop, pod) = (
-            server.listener.try_clone()?,
-            server.stop.clone(),
-            pod_name.to_owned(),
-        );
-        let tcp = spawn_named("echo-tcp", move || accept_loop(listener, &stop, &pod))?;
-        server.threads.push(tcp);
-        let (udp, stop, pod) = (
-            server.udp.try_clone()?,
-            server.stop.clone(),
-            pod_name.to_owned(),
-        );
-        let udp = spawn_named("echo-udp", move || udp_loop(udp, &stop, &pod))?;
-        server.threads.push(udp);
+        for i in 0..server.listeners.len() {
+            let (listener, stop, pod) = (server.listeners[i].try_clone()?, server.stop.clone(), pod_name.to_owned());
+            let tcp = spawn_named("echo-tcp", move || accept_loop(listener, &stop, &pod))?;
+            server.threads.push(tcp);
+        }
+        for i in 0..server.udp.len() {
+            let (udp, stop, pod) = (server.udp[i].try_clone()?, server.stop.clone(), pod_name.to_owned());
+            let udp = spawn_named("echo-udp", move || udp_loop(udp, &stop, &pod))?;
+            server.threads.push(udp);
+        }
         Ok(server)
     }
 }
@@ -72,7 +94,8 @@ impl Drop for EchoServer {
         // shutdown() wakes a thread blocked in accept()/recvfrom() on the same
         // socket; the result is ignored because an unconnected UDP socket
         // reports ENOTCONN even though the wake-up happens.
-        for fd in [self.listener.as_raw_fd(), self.udp.as_raw_fd()] {
+        let fds = self.listeners.iter().map(AsRawFd::as_raw_fd).chain(self.udp.iter().map(AsRawFd::as_raw_fd));
+        for fd in fds {
             // SAFETY: fd is owned by self and open for the duration of the call.
             unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
         }

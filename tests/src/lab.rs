@@ -1,24 +1,32 @@
 //! The lab: a client, one node and its pods, each in its own namespace.
+//! Dual-stack: every link has an IPv4 and an IPv6 address.
 //!
 //! ```text
 //!  client ns                 node ns                         pod ns (i = 1..)
 //!  eth0 198.51.100.2 ─veth─ uplink0 198.51.100.1
+//!       2001:db8::2                 2001:db8::1
 //!                           veth-<pod> 10.244.i.1 ─veth─ eth0 10.244.i.2
+//!                                fd00:10:244:i::1             fd00:10:244:i::2
 //! ```
 //!
-//! Every pod runs an [`EchoServer`] on [`ECHO_PORT`] (TCP and UDP).
+//! Every pod runs an [`EchoServer`] on [`ECHO_PORT`] (TCP and UDP, both
+//! families). IPv6 addresses skip duplicate address detection (`nodad`, and
+//! `accept_dad` off in every namespace before its links exist), so they are
+//! usable at once; the nodes forward IPv6 like IPv4.
 //!
 //! [`TwoNodeLab`] wires two such nodes to one segment, for the traffic
 //! policies and the second hop:
 //!
 //! ```text
-//!  client ns: br0 198.51.100.2, ports eth-a and eth-b
-//!    eth-a ─veth─ node-a uplink0 198.51.100.1, pods 10.244.i.2, route 10.245.0.0/16 via node-b
-//!    eth-b ─veth─ node-b uplink0 198.51.100.3, pods 10.245.i.2, route 10.244.0.0/16 via node-a
+//!  client ns: br0 198.51.100.2 2001:db8::2, ports eth-a and eth-b
+//!    eth-a ─veth─ node-a uplink0 198.51.100.1 2001:db8::1, pods 10.244.i.2 fd00:10:244:i::2,
+//!                 routes 10.245.0.0/16 and fd00:10:245::/48 via node-b
+//!    eth-b ─veth─ node-b uplink0 198.51.100.3 2001:db8::3, pods 10.245.i.2 fd00:10:245:i::2,
+//!                 routes 10.244.0.0/16 and fd00:10:244::/48 via node-a
 //! ```
 
 use std::collections::HashSet;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
 use anyhow::{Context, Result, ensure};
 
@@ -29,13 +37,19 @@ pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 pub const NODE_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 /// The second node of a [`TwoNodeLab`] (the first one has [`NODE_IP`]).
 pub const NODE_B_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 3);
+/// The IPv6 addresses of the client-node segment (2001:db8::/64, RFC 3849).
+pub const CLIENT_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
+pub const NODE_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+pub const NODE_B_IP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 3);
+/// Prefix length of the client-node segment.
+const SEGMENT6_PREFIX: u8 = 64;
 /// The Kubernetes node names of a [`TwoNodeLab`]'s nodes, for `nodeName`.
 pub const NODE_A_NAME: &str = "node-a";
 pub const NODE_B_NAME: &str = "node-b";
 /// Second octet of the pod addresses of the single node and of node A
 /// (10.244.0.0/16), and of node B (10.245.0.0/16).
-const POD_NET_A: u8 = 244;
-const POD_NET_B: u8 = 245;
+const POD_NET_A: PodNet = PodNet { v4: 244, v6: 0x244 };
+const POD_NET_B: PodNet = PodNet { v4: 245, v6: 0x245 };
 /// The bridge in the client namespace that joins the nodes' uplinks.
 const SEGMENT_BRIDGE: &str = "br0";
 pub const UPLINK_IFACE: &str = "uplink0";
@@ -44,6 +58,30 @@ pub const ECHO_PORT: u16 = 8080;
 /// Interface names are limited to 15 bytes (IFNAMSIZ - 1).
 const MAX_IFACE_LEN: usize = 15;
 const HOST_IFACE_PREFIX: &str = "veth-";
+
+/// A node's pod networks: 10.<v4>.0.0/16 and fd00:10:<v6>::/48, pod i
+/// taking 10.<v4>.i.0/24 and fd00:10:<v6>:i::/64.
+#[derive(Debug, Clone, Copy)]
+struct PodNet {
+    v4: u8,
+    v6: u16,
+}
+
+impl PodNet {
+    /// The address of host `host` (1: the node's side, 2: the pod) of pod `index`'s link.
+    fn v4_host(self, index: u8, host: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, self.v4, index, host)
+    }
+
+    fn v6_host(self, index: u8, host: u16) -> Ipv6Addr {
+        Ipv6Addr::new(0xfd00, 0x10, self.v6, u16::from(index), 0, 0, 0, host)
+    }
+
+    /// The routes to all of this node's pods: (IPv4, IPv6) in CIDR notation.
+    fn routes(self) -> (String, String) {
+        (format!("10.{}.0.0/16", self.v4), format!("fd00:10:{:x}::/48", self.v6))
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabSpec {
@@ -85,6 +123,8 @@ pub struct Pod {
     pub name: String,
     pub ns: NetNs,
     pub ip: Ipv4Addr,
+    /// The pod's IPv6 address (fd00:10:<net>:<i>::2).
+    pub ip6: Ipv6Addr,
     /// The pod's veth peer in the node namespace.
     pub host_iface: String,
 }
@@ -93,6 +133,16 @@ impl Pod {
     /// Where the pod's echo server listens.
     pub fn echo_addr(&self) -> SocketAddrV4 {
         SocketAddrV4::new(self.ip, ECHO_PORT)
+    }
+
+    /// Where the pod's echo server listens over IPv6.
+    pub fn echo_addr6(&self) -> SocketAddrV6 {
+        SocketAddrV6::new(self.ip6, ECHO_PORT, 0, 0)
+    }
+
+    /// The pod's address of `ip`'s family.
+    pub fn ip_like(&self, ip: IpAddr) -> IpAddr {
+        if ip.is_ipv4() { self.ip.into() } else { self.ip6.into() }
     }
 }
 
@@ -110,6 +160,7 @@ impl Lab {
     pub fn build(spec: LabSpec) -> Result<Lab> {
         spec.validate()?;
         let client = NetNs::create("client")?;
+        no_dad(&client)?;
         let node = NetNs::create("node")?;
         configure_node(&node)?;
         connect_client(&client, &node)?;
@@ -145,6 +196,19 @@ impl Lab {
 
     pub fn client_ip(&self) -> Ipv4Addr {
         CLIENT_IP
+    }
+
+    pub fn node_ip6(&self) -> Ipv6Addr {
+        NODE_IP6
+    }
+
+    pub fn client_ip6(&self) -> Ipv6Addr {
+        CLIENT_IP6
+    }
+
+    /// Every address of the node (NodePorts are served on each).
+    pub fn node_ips(&self) -> [IpAddr; 2] {
+        [NODE_IP.into(), NODE_IP6.into()]
     }
 
     pub fn uplink_iface(&self) -> &str {
@@ -199,6 +263,7 @@ pub struct LabNode {
     ns: NetNs,
     name: &'static str,
     ip: Ipv4Addr,
+    ip6: Ipv6Addr,
 }
 
 impl LabNode {
@@ -213,6 +278,15 @@ impl LabNode {
 
     pub fn ip(&self) -> Ipv4Addr {
         self.ip
+    }
+
+    pub fn ip6(&self) -> Ipv6Addr {
+        self.ip6
+    }
+
+    /// Every address of the node (NodePorts are served on each).
+    pub fn ips(&self) -> [IpAddr; 2] {
+        [self.ip.into(), self.ip6.into()]
     }
 
     pub fn uplink_iface(&self) -> &str {
@@ -245,12 +319,17 @@ impl TwoNodeLab {
     pub fn build(spec: TwoNodeSpec) -> Result<TwoNodeLab> {
         spec.validate()?;
         let client = NetNs::create("client")?;
-        client.ip(&["link", "add", SEGMENT_BRIDGE, "type", "bridge"])?;
+        no_dad(&client)?;
+        // Without multicast snooping the bridge floods neighbour solicitations
+        // to every port, whatever MLD reports it has or has not seen.
+        client.ip(&["link", "add", SEGMENT_BRIDGE, "type", "bridge", "mcast_snooping", "0"])?;
         configure_client(&client, SEGMENT_BRIDGE)?;
-        let a = add_node(&client, NODE_A_NAME, NODE_IP, POD_NET_A, &spec.node_a, "eth-a")?;
-        let b = add_node(&client, NODE_B_NAME, NODE_B_IP, POD_NET_B, &spec.node_b, "eth-b")?;
+        let a = add_node(&client, NODE_A_NAME, (NODE_IP, NODE_IP6), POD_NET_A, &spec.node_a, "eth-a")?;
+        let b = add_node(&client, NODE_B_NAME, (NODE_B_IP, NODE_B_IP6), POD_NET_B, &spec.node_b, "eth-b")?;
         for (from, to, net) in [(&a, &b, POD_NET_B), (&b, &a, POD_NET_A)] {
-            from.ns.ip(&["route", "add", &format!("10.{net}.0.0/16"), "via", &to.ip.to_string()])?;
+            let (v4, v6) = net.routes();
+            from.ns.ip(&["route", "add", &v4, "via", &to.ip.to_string()])?;
+            from.ns.ip(&["-6", "route", "add", &v6, "via", &to.ip6.to_string()])?;
         }
         let echo = spawn_echo(a.pods.iter().chain(&b.pods))?;
         Ok(TwoNodeLab { _echo: echo, a, b, client })
@@ -262,6 +341,10 @@ impl TwoNodeLab {
 
     pub fn client_ip(&self) -> Ipv4Addr {
         CLIENT_IP
+    }
+
+    pub fn client_ip6(&self) -> Ipv6Addr {
+        CLIENT_IP6
     }
 
     pub fn node_a(&self) -> &LabNode {
@@ -289,46 +372,64 @@ impl TwoNodeLab {
 }
 
 /// A node namespace with its uplink plugged into the client's bridge as
-/// `client_port`, and its pods on `10.<net>.0.0/16`.
+/// `client_port`, and its pods on `net`.
 fn add_node(
     client: &NetNs,
     name: &'static str,
-    ip: Ipv4Addr,
-    net: u8,
+    (ip, ip6): (Ipv4Addr, Ipv6Addr),
+    net: PodNet,
     pods: &[String],
     client_port: &str,
 ) -> Result<LabNode> {
     let ns = NetNs::create(name)?;
     configure_node(&ns)?;
-    add_uplink(client, &ns, ip, client_port)?;
+    add_uplink(client, &ns, (ip, ip6), client_port)?;
     client.ip(&["link", "set", client_port, "master", SEGMENT_BRIDGE, "up"])?;
     let pods = add_pods(&ns, net, pods).with_context(|| format!("setting up the pods of {name}"))?;
-    Ok(LabNode { pods, ns, name, ip })
+    Ok(LabNode { pods, ns, name, ip, ip6 })
+}
+
+/// No duplicate address detection in `ns`: set before any of its links
+/// exists, so that every link (and its link-local address) inherits it
+/// from "default" and neighbour discovery works at once.
+fn no_dad(ns: &NetNs) -> Result<()> {
+    ns.sysctl("net.ipv6.conf.all.accept_dad", "0")?;
+    ns.sysctl("net.ipv6.conf.default.accept_dad", "0")
 }
 
 fn configure_node(node: &NetNs) -> Result<()> {
+    no_dad(node)?;
     node.ip(&["link", "set", "lo", "up"])?;
     node.sysctl("net.ipv4.ip_forward", "1")?;
+    node.sysctl("net.ipv6.conf.all.forwarding", "1")?;
     // Set before any interface exists so that new interfaces inherit 0 from
     // "default"; load-balanced replies take paths strict rp_filter rejects.
     node.sysctl("net.ipv4.conf.all.rp_filter", "0")?;
     node.sysctl("net.ipv4.conf.default.rp_filter", "0")
 }
 
-/// The node's uplink with `node_ip`, its peer `client_port` in the client
-/// namespace (created directly between the two: nothing appears on the host).
-fn add_uplink(client: &NetNs, node: &NetNs, node_ip: Ipv4Addr, client_port: &str) -> Result<()> {
+/// `ip addr add` of an IPv6 address without duplicate address detection.
+fn add_addr6(ns: &NetNs, addr: Ipv6Addr, prefix_len: u8, dev: &str) -> Result<()> {
+    ns.ip(&["-6", "addr", "add", &format!("{addr}/{prefix_len}"), "dev", dev, "nodad"])
+}
+
+/// The node's uplink with its addresses, its peer `client_port` in the
+/// client namespace (created directly between the two: nothing appears on the host).
+fn add_uplink(client: &NetNs, node: &NetNs, (node_ip, node_ip6): (Ipv4Addr, Ipv6Addr), client_port: &str) -> Result<()> {
     node.ip(&["link", "add", UPLINK_IFACE, "type", "veth", "peer", "name", client_port, "netns", client.name()])?;
     node.ip(&["addr", "add", &format!("{node_ip}/24"), "dev", UPLINK_IFACE])?;
+    add_addr6(node, node_ip6, SEGMENT6_PREFIX, UPLINK_IFACE)?;
     node.ip(&["link", "set", UPLINK_IFACE, "up"])
 }
 
-/// The client's address on `iface`, a default route via the (first) node.
+/// The client's addresses on `iface`, default routes via the (first) node.
 fn configure_client(client: &NetNs, iface: &str) -> Result<()> {
     client.ip(&["link", "set", "lo", "up"])?;
     client.ip(&["addr", "add", &format!("{CLIENT_IP}/24"), "dev", iface])?;
+    add_addr6(client, CLIENT_IP6, SEGMENT6_PREFIX, iface)?;
     client.ip(&["link", "set", iface, "up"])?;
     client.ip(&["route", "add", "default", "via", &NODE_IP.to_string()])?;
+    client.ip(&["-6", "route", "add", "default", "via", &NODE_IP6.to_string()])?;
     // A veth would otherwise hand over packets with partial checksums; the
     // XDP program on the uplink needs complete ones, as a real wire carries.
     run_command(&mut client.exec("ethtool", &["-K", iface, "tx", "off"]))
@@ -337,12 +438,12 @@ fn configure_client(client: &NetNs, iface: &str) -> Result<()> {
 }
 
 fn connect_client(client: &NetNs, node: &NetNs) -> Result<()> {
-    add_uplink(client, node, NODE_IP, "eth0")?;
+    add_uplink(client, node, (NODE_IP, NODE_IP6), "eth0")?;
     configure_client(client, "eth0")
 }
 
-/// Pods `1..` of a node, addressed `10.<net>.<i>.2/24`.
-fn add_pods(node: &NetNs, net: u8, names: &[String]) -> Result<Vec<Pod>> {
+/// Pods `1..` of a node, addressed `10.<net>.<i>.2/24` and `fd00:10:<net>:<i>::2/64`.
+fn add_pods(node: &NetNs, net: PodNet, names: &[String]) -> Result<Vec<Pod>> {
     let mut pods = Vec::with_capacity(names.len());
     for (i, name) in (1..=254u8).zip(names) {
         pods.push(add_pod(node, net, i, name).with_context(|| format!("setting up pod {name}"))?);
@@ -354,11 +455,12 @@ fn spawn_echo<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Result<Vec<EchoSer
     pods.into_iter().map(|pod| EchoServer::spawn(&pod.ns, &pod.name, ECHO_PORT)).collect()
 }
 
-fn add_pod(node: &NetNs, net: u8, index: u8, name: &str) -> Result<Pod> {
+fn add_pod(node: &NetNs, net: PodNet, index: u8, name: &str) -> Result<Pod> {
     let ns = NetNs::create(name)?;
+    no_dad(&ns)?;
     let host_iface = format!("{HOST_IFACE_PREFIX}{name}");
-    let ip = Ipv4Addr::new(10, net, index, 2);
-    let gateway = Ipv4Addr::new(10, net, index, 1);
+    let (ip, gateway) = (net.v4_host(index, 2), net.v4_host(index, 1));
+    let (ip6, gateway6) = (net.v6_host(index, 2), net.v6_host(index, 1));
 
     ns.ip(&[
         "link",
@@ -373,16 +475,20 @@ fn add_pod(node: &NetNs, net: u8, index: u8, name: &str) -> Result<Pod> {
         node.name(),
     ])?;
     node.ip(&["addr", "add", &format!("{gateway}/24"), "dev", &host_iface])?;
+    add_addr6(node, gateway6, 64, &host_iface)?;
     node.ip(&["link", "set", &host_iface, "up"])?;
 
     ns.ip(&["link", "set", "lo", "up"])?;
     ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
+    add_addr6(&ns, ip6, 64, "eth0")?;
     ns.ip(&["link", "set", "eth0", "up"])?;
     ns.ip(&["route", "add", "default", "via", &gateway.to_string()])?;
+    ns.ip(&["-6", "route", "add", "default", "via", &gateway6.to_string()])?;
     Ok(Pod {
         name: name.to_owned(),
         ns,
         ip,
+        ip6,
         host_iface,
     })
 }

@@ -12,6 +12,7 @@ pub mod lab;
 pub mod netns;
 pub mod agent;
 pub mod backend_choice;
+pub mod checks;
 pub mod packet;
 pub mod pins;
 pub mod prog_run;

@@ -3,14 +3,20 @@
 //! [`Programmed`], the programs loaded into pins of their own and
 //! programmed with a desired state, which every kernel test starts from.
 
-use std::net::Ipv4Addr;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
 
 use aya::programs::{TestRun, TestRunOptions, TestRunResult};
 use ingress_userspace::dataplane::ebpf::{Dataplane, PinnedMaps, TC_IN_PROGRAM, TC_OUT_PROGRAM};
-use ingress_userspace::model::{Backend, BackendAddr, BackendState, DesiredState, Frontend, FrontendState, Protocol, ServicePortRef};
+use ingress_userspace::manifests::parse_documents;
+use ingress_userspace::model::{
+    Backend, BackendAddr, BackendState, DesiredState, Frontend, FrontendState, NodeInfo, Protocol, ServicePortRef,
+};
 use ingress_userspace::reconcile::reconcile;
+use ingress_userspace::translate::translate;
 
 use crate::is_root;
+use crate::packet::{self, Frame, SYN};
 use crate::pins::PinDir;
 
 pub const XDP_DROP: u32 = 1;
@@ -87,6 +93,43 @@ impl Programmed {
         Some(Programmed { dataplane, maps, pins })
     }
 
+    /// [`Programmed::load`] with what the agent of `node` makes of the
+    /// manifests `yaml` (parsed and translated as the agent does; neither
+    /// may report a problem).
+    pub fn from_manifests(name: &str, yaml: &str, node: &NodeInfo) -> Option<Programmed> {
+        let loaded = parse_documents(&format!("{name}.yaml"), yaml);
+        assert_eq!(loaded.problems, [], "problems in the manifests of {name}");
+        let (desired, problems) = translate(&loaded.snapshot, node);
+        assert_eq!(problems, [], "problems translating the manifests of {name}");
+        Programmed::load(name, &desired)
+    }
+
+    /// The backends new TCP connections from `client` to `to` land on, over
+    /// `flows` source ports from `first_sport`: every SYN must pass
+    /// translated to `target_port`, with the client's address and port kept
+    /// and valid checksums. Either family.
+    pub fn destinations(
+        &mut self,
+        entry: Entry,
+        client: impl Into<IpAddr>,
+        to: (impl Into<IpAddr>, u16),
+        (first_sport, flows): (u16, u16),
+        target_port: u16,
+    ) -> BTreeSet<IpAddr> {
+        let (client, frontend) = (client.into(), to.0.into());
+        (first_sport..first_sport + flows)
+            .map(|sport| {
+                let syn = Frame::tcp(client, sport, frontend, to.1, SYN).build();
+                let (verdict, out) = self.run(entry, &syn);
+                assert_eq!(verdict, entry.passed(), "{entry:?}: flow from {client} port {sport} to {frontend}:{}", to.1);
+                let seen = packet::read_ip(&out);
+                assert_eq!((seen.src, seen.sport, seen.dport), (client, sport, target_port), "{entry:?}: {seen:?}");
+                assert!(seen.checksums_ok(), "{entry:?}: checksums of {seen:?}");
+                seen.dst
+            })
+            .collect()
+    }
+
     /// Runs the program of `entry` on a client's frame.
     pub fn run(&mut self, entry: Entry, frame: &[u8]) -> (u32, Vec<u8>) {
         match entry {
@@ -116,21 +159,39 @@ impl Programmed {
     }
 }
 
-/// `pods` on `port` as active endpoints of this node.
-pub fn local_backends(pods: &[Ipv4Addr], port: u16) -> Vec<Backend> {
+/// `pods` (IPv4 or IPv6) on `port` as active endpoints of this node.
+pub fn local_backends<A: Into<IpAddr> + Copy>(pods: &[A], port: u16) -> Vec<Backend> {
+    backends(pods, port, true)
+}
+
+/// `pods` on `port` as active endpoints, of this node if `local`.
+pub fn backends<A: Into<IpAddr> + Copy>(pods: &[A], port: u16, local: bool) -> Vec<Backend> {
     pods.iter()
-        .map(|ip| Backend { addr: BackendAddr { addr: *ip, port }, state: BackendState::Active, local: true })
+        .map(|ip| Backend { addr: BackendAddr { addr: (*ip).into(), port }, state: BackendState::Active, local })
         .collect()
 }
 
-/// Adds Service `default/name` on `vip`: 80/TCP (port "tcp") and 53/UDP
-/// (port "udp"), both over `backends`.
-pub fn add_tcp_and_udp_service(desired: &mut DesiredState, vip: Ipv4Addr, name: &str, backends: &[Backend]) {
-    for (port, protocol, port_name) in [(80, Protocol::Tcp, "tcp"), (53, Protocol::Udp, "udp")] {
+/// Adds Service `default/name` on `vip` (IPv4 or IPv6): 80/TCP (port "tcp")
+/// and 53/UDP (port "udp"), both over `backends`.
+pub fn add_tcp_and_udp_service(desired: &mut DesiredState, vip: impl Into<IpAddr>, name: &str, backends: &[Backend]) {
+    let state = FrontendState { backends: backends.to_vec(), ..FrontendState::default() };
+    add_tcp_and_udp_frontends(desired, vip, 80, 53, name, &state);
+}
+
+/// Adds frontends `vip:tcp_port/TCP` (port "tcp") and `vip:udp_port/UDP`
+/// (port "udp") of Service `default/name`, both as `state` says (its
+/// `service` is filled in here).
+pub fn add_tcp_and_udp_frontends(
+    desired: &mut DesiredState,
+    vip: impl Into<IpAddr>,
+    tcp_port: u16,
+    udp_port: u16,
+    name: &str,
+    state: &FrontendState,
+) {
+    let addr = vip.into();
+    for (port, protocol, port_name) in [(tcp_port, Protocol::Tcp, "tcp"), (udp_port, Protocol::Udp, "udp")] {
         let service = ServicePortRef { namespace: "default".into(), name: name.into(), port_name: port_name.into() };
-        desired.frontends.insert(
-            Frontend { addr: vip, port, protocol },
-            FrontendState { service, backends: backends.to_vec(), ..FrontendState::default() },
-        );
+        desired.frontends.insert(Frontend { addr, port, protocol }, FrontendState { service, ..state.clone() });
     }
 }

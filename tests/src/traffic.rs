@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
-use std::time::Duration;
+use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
@@ -13,15 +13,17 @@ use crate::netns::NetNs;
 /// Timeout for connecting, sending and receiving unless a caller picks another.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What an echo server answered: which pod, and the peer address the pod saw.
+/// What an echo server answered: which pod, and the peer address the pod
+/// saw (IPv4 or IPv6, as the request reached it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub pod: String,
-    pub peer: SocketAddrV4,
+    pub peer: SocketAddr,
 }
 
 impl Reply {
-    /// Parses `"<pod> <ip>:<port>"`, with or without a trailing newline.
+    /// Parses `"<pod> <ip>:<port>"` or `"<pod> [<ipv6>]:<port>"`, with or
+    /// without a trailing newline.
     pub fn parse(text: &str) -> Result<Reply> {
         let (pod, peer) = text
             .trim_end()
@@ -37,29 +39,30 @@ impl Reply {
     }
 }
 
-/// One request on a new TCP connection.
-pub fn tcp_request(ns: &NetNs, to: SocketAddrV4) -> Result<Reply> {
+/// One request on a new TCP connection (to an IPv4 or IPv6 address).
+pub fn tcp_request(ns: &NetNs, to: impl Into<SocketAddr>) -> Result<Reply> {
     tcp_request_timeout(ns, to, DEFAULT_TIMEOUT)
 }
 
-pub fn tcp_request_timeout(ns: &NetNs, to: SocketAddrV4, timeout: Duration) -> Result<Reply> {
+pub fn tcp_request_timeout(ns: &NetNs, to: impl Into<SocketAddr>, timeout: Duration) -> Result<Reply> {
     TcpSession::open_timeout(ns, to, timeout)?.request()
 }
 
 /// A persistent TCP connection: every request must reach the same pod.
 pub struct TcpSession {
-    to: SocketAddrV4,
+    to: SocketAddr,
     reader: BufReader<TcpStream>,
 }
 
 impl TcpSession {
-    pub fn open(ns: &NetNs, to: SocketAddrV4) -> Result<TcpSession> {
+    pub fn open(ns: &NetNs, to: impl Into<SocketAddr>) -> Result<TcpSession> {
         Self::open_timeout(ns, to, DEFAULT_TIMEOUT)
     }
 
-    pub fn open_timeout(ns: &NetNs, to: SocketAddrV4, timeout: Duration) -> Result<TcpSession> {
+    pub fn open_timeout(ns: &NetNs, to: impl Into<SocketAddr>, timeout: Duration) -> Result<TcpSession> {
+        let to = to.into();
         let stream = ns
-            .run(move || TcpStream::connect_timeout(&to.into(), timeout))?
+            .run(move || TcpStream::connect_timeout(&to, timeout))?
             .with_context(|| format!("TCP connect to {to} from {}", ns.name()))?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
@@ -93,34 +96,41 @@ impl TcpSession {
 }
 
 /// One datagram out, one back, from a fresh source port.
-pub fn udp_request(ns: &NetNs, to: SocketAddrV4) -> Result<Reply> {
+pub fn udp_request(ns: &NetNs, to: impl Into<SocketAddr>) -> Result<Reply> {
     UdpSession::open(ns, to)?.request()
 }
 
-pub fn udp_request_timeout(ns: &NetNs, to: SocketAddrV4, timeout: Duration) -> Result<Reply> {
+pub fn udp_request_timeout(ns: &NetNs, to: impl Into<SocketAddr>, timeout: Duration) -> Result<Reply> {
     UdpSession::open_timeout(ns, to, timeout)?.request()
+}
+
+/// A UDP socket on an ephemeral port of `to`'s family, connected to `to`
+/// (so that only `to`'s answers are accepted, and an ICMP error for it is
+/// reported on the socket), created inside `ns`.
+pub fn connected_udp_socket(ns: &NetNs, to: SocketAddr) -> Result<UdpSocket> {
+    ns.run(move || -> std::io::Result<UdpSocket> {
+        let any: SocketAddr = if to.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+        let socket = UdpSocket::bind(any)?;
+        socket.connect(to)?;
+        Ok(socket)
+    })?
+    .with_context(|| format!("UDP socket to {to} in {}", ns.name()))
 }
 
 /// A connected UDP socket: repeated requests share one 5-tuple (one flow).
 pub struct UdpSession {
-    to: SocketAddrV4,
+    to: SocketAddr,
     socket: UdpSocket,
 }
 
 impl UdpSession {
-    pub fn open(ns: &NetNs, to: SocketAddrV4) -> Result<UdpSession> {
+    pub fn open(ns: &NetNs, to: impl Into<SocketAddr>) -> Result<UdpSession> {
         Self::open_timeout(ns, to, DEFAULT_TIMEOUT)
     }
 
-    pub fn open_timeout(ns: &NetNs, to: SocketAddrV4, timeout: Duration) -> Result<UdpSession> {
-        let socket = ns
-            .run(move || -> std::io::Result<UdpSocket> {
-                let socket = UdpSocket::bind("0.0.0.0:0")?;
-                // Connected, so that only the expected peer's answer is accepted.
-                socket.connect(to)?;
-                Ok(socket)
-            })?
-            .with_context(|| format!("UDP socket to {to} in {}", ns.name()))?;
+    pub fn open_timeout(ns: &NetNs, to: impl Into<SocketAddr>, timeout: Duration) -> Result<UdpSession> {
+        let to = to.into();
+        let socket = connected_udp_socket(ns, to)?;
         socket.set_read_timeout(Some(timeout))?;
         socket.set_write_timeout(Some(timeout))?;
         Ok(UdpSession { to, socket })
@@ -142,6 +152,28 @@ impl UdpSession {
             .with_context(|| format!("UDP reply from {to}"))?;
         Reply::parse(&String::from_utf8_lossy(&buf[..n]))
     }
+}
+
+/// A TCP connect from inside `ns` with `patience` to wait: its error kind
+/// (None when it connected) and how long it took, e.g. to tell a prompt
+/// refusal from a timeout.
+pub fn connect_outcome(ns: &NetNs, to: impl Into<SocketAddr>, patience: Duration) -> Result<(Option<ErrorKind>, Duration)> {
+    let to = to.into();
+    ns.run(move || {
+        let start = Instant::now();
+        let result = TcpStream::connect_timeout(&to, patience);
+        (result.err().map(|e| e.kind()), start.elapsed())
+    })
+}
+
+/// One datagram on a connected UDP socket, then a receive waiting up to
+/// `patience`: its error kind (None when an answer came), e.g.
+/// `ConnectionRefused` after an ICMP port unreachable.
+pub fn udp_exchange_outcome(ns: &NetNs, to: impl Into<SocketAddr>, patience: Duration) -> Result<Option<ErrorKind>> {
+    let socket = connected_udp_socket(ns, to.into())?;
+    socket.set_read_timeout(Some(patience))?;
+    socket.send(b"hello")?;
+    Ok(socket.recv(&mut [0u8; 64]).err().map(|e| e.kind()))
 }
 
 /// Replies per pod, plus failed attempts; `Display` prints a small table.
@@ -220,6 +252,8 @@ mod tests {
         assert_eq!(tcp.pod, "pod-a");
         assert_eq!(tcp.peer, "198.51.100.2:40000".parse().unwrap());
         assert_eq!(Reply::parse("pod-b 10.244.1.2:53").unwrap().pod, "pod-b");
+        let v6 = Reply::parse("pod-c [2001:db8::2]:40000\n").unwrap();
+        assert_eq!((v6.pod.as_str(), v6.peer), ("pod-c", "[2001:db8::2]:40000".parse().unwrap()));
         assert!(Reply::parse("pod-a").is_err());
         assert!(Reply::parse("pod-a nonsense").is_err());
     }

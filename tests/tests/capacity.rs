@@ -40,7 +40,7 @@ fn service(name: &str) -> ServicePortRef {
 }
 
 fn pod(third: u8, fourth: u8) -> Backend {
-    Backend { addr: BackendAddr { addr: Ipv4Addr::new(10, 244, third, fourth), port: 8080 }, state: BackendState::Active, local: true }
+    Backend { addr: BackendAddr { addr: Ipv4Addr::new(10, 244, third, fourth).into(), port: 8080 }, state: BackendState::Active, local: true }
 }
 
 /// a: two frontends, 5 entries; b: 3; c: 2; d (no endpoint): 1.
@@ -55,7 +55,7 @@ fn four_services() -> DesiredState {
     ];
     for (name, addr, protocol, backends) in frontends {
         desired.frontends.insert(
-            Frontend { addr, port: 80, protocol },
+            Frontend { addr: addr.into(), port: 80, protocol },
             FrontendState { service: service(name), backends, ..FrontendState::default() },
         );
     }
@@ -163,10 +163,10 @@ fn ten_thousand_services_of_ten_endpoints_are_programmed() {
     let pod = |i: u32, j: u32| Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 0)) + i * ENDPOINTS + j);
     for i in 0..SERVICES {
         let backends = (0..ENDPOINTS)
-            .map(|j| Backend { addr: BackendAddr { addr: pod(i, j), port: 8080 }, state: BackendState::Active, local: false })
+            .map(|j| Backend { addr: BackendAddr { addr: pod(i, j).into(), port: 8080 }, state: BackendState::Active, local: false })
             .collect();
         desired.frontends.insert(
-            Frontend { addr: vip(i), port: 80, protocol: Protocol::Tcp },
+            Frontend { addr: vip(i).into(), port: 80, protocol: Protocol::Tcp },
             FrontendState { service: service(&format!("svc-{i:05}")), backends, ..FrontendState::default() },
         );
     }

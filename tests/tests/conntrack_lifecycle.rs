@@ -7,9 +7,10 @@
 //! past one takes a short sleep; no assertion is about how long anything took.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use ingress_common::addr::Addr;
 use ingress_common::maps::{CT_FORWARD, CtEntry, CtKey, CtTimeouts, TCP_FIN, TCP_RST};
 use ingress_common::stats::{PASS_NOT_A_REPLY, REPLY_TRANSLATED};
 use ingress_tests::backend_choice::{NewFlow, fresh_choice};
@@ -91,8 +92,8 @@ impl Harness {
     }
 
     /// The backend a new flow from `sport` gets when nothing remembers it.
-    fn hashed_backend(&self, proto: u8, frontend_port: u16, sport: u16) -> Ipv4Addr {
-        let flow = NewFlow { client: CLIENT, sport, frontend: VIP, port: frontend_port, proto };
+    fn hashed_backend(&self, proto: u8, frontend_port: u16, sport: u16) -> IpAddr {
+        let flow = NewFlow { client: CLIENT.into(), sport, frontend: VIP.into(), port: frontend_port, proto };
         fresh_choice(&self.programs.maps.read().unwrap(), flow)
     }
 }
@@ -204,7 +205,7 @@ fn removing_a_backend_flushes_its_udp_flows_at_once() {
     let tcp_port = (48100..48200).find(|p| h.hashed_backend(TCP, 80, *p) == removed).unwrap();
     assert_eq!(h.tcp(tcp_port, SYN), removed);
     let contents = h.programs.maps.read().unwrap();
-    let removed_id = *contents.backends.iter().find(|(_, b)| b.addr == u32::from(removed).to_be()).unwrap().0;
+    let removed_id = *contents.backends.iter().find(|(_, b)| b.addr == Addr::from(IpAddr::V4(removed))).unwrap().0;
     let of_removed = |entries: &[(CtKey, CtEntry)], proto| {
         entries.iter().filter(|(k, e)| k.proto == proto && e.backend_id == removed_id).count()
     };

@@ -9,6 +9,7 @@ use std::path::Path;
 use ingress_common::HAIRPIN_ADDR;
 use ingress_common::stats::{FORWARD_TRANSLATED, HAIRPIN_REPLY_TRANSLATED, HAIRPIN_TRANSLATED, PASS_NOT_A_REPLY};
 use ingress_tests::agent::{InProcessAgent, ManifestDir};
+use ingress_tests::checks::{assert_checksums, assert_turned_around};
 use ingress_tests::packet::{self, ACK, Frame, SYN};
 use ingress_tests::prog_run::{Programmed, TC_ACT_OK, TC_ACT_REDIRECT, add_tcp_and_udp_service, local_backends};
 use ingress_tests::{Lab, LabSpec, is_root, tcp_request, udp_request};
@@ -28,14 +29,6 @@ fn programmed() -> Option<Programmed> {
     Programmed::load("hairpin", &desired)
 }
 
-/// The frame went back where it came from: Ethernet addresses swapped.
-fn assert_turned_around(before: &[u8], after: &[u8]) {
-    assert_eq!((&after[0..6], &after[6..12]), (&before[6..12], &before[0..6]), "MACs not swapped");
-}
-
-fn assert_checksums(seen: &packet::Seen) {
-    assert!(seen.ip_checksum_ok && seen.l4_checksum_ok, "checksums wrong: {seen:?}");
-}
 
 #[test]
 fn a_pods_tcp_to_its_own_service_is_rewritten_both_ways_and_sent_back() {
@@ -151,13 +144,13 @@ fn in_the_lab_a_pod_calling_its_own_service_gets_its_own_answer_over_tcp_and_udp
     for i in 0..20 {
         let tcp = tcp_request(&pod_a.ns, SocketAddrV4::new(SELF_VIP, 80)).unwrap_or_else(|e| panic!("TCP request {i}: {e:#}"));
         assert_eq!(tcp.pod, "pod-a");
-        assert_eq!(*tcp.peer.ip(), HAIRPIN, "pod-a saw the hairpin address as the caller");
+        assert_eq!(tcp.peer.ip(), HAIRPIN, "pod-a saw the hairpin address as the caller");
         let udp = udp_request(&pod_a.ns, SocketAddrV4::new(SELF_VIP, 53)).unwrap_or_else(|e| panic!("UDP request {i}: {e:#}"));
         assert_eq!(udp.pod, "pod-a");
-        assert_eq!(*udp.peer.ip(), HAIRPIN);
+        assert_eq!(udp.peer.ip(), HAIRPIN);
     }
     // Another pod calling the same Service is answered as usual, with its own address seen.
     let pod_b = lab.pod("pod-b").unwrap();
     let from_b = tcp_request(&pod_b.ns, SocketAddrV4::new(SELF_VIP, 80)).unwrap();
-    assert_eq!((from_b.pod.as_str(), *from_b.peer.ip()), ("pod-a", pod_b.ip));
+    assert_eq!((from_b.pod.as_str(), from_b.peer.ip()), ("pod-a", pod_b.ip.into()));
 }

@@ -117,7 +117,7 @@ fn the_pod_sees_the_clients_own_address_through_the_nodeport() {
     let manifests = examples();
     let _agent = InProcessAgent::start(&lab, manifests.path()).unwrap();
     let reply = tcp_request(lab.client(), SocketAddrV4::new(NODE_IP, 30080)).unwrap();
-    assert_eq!(*reply.peer.ip(), lab.client_ip());
+    assert_eq!(reply.peer.ip(), lab.client_ip());
 }
 
 #[test]
@@ -175,7 +175,8 @@ fn a_malformed_manifest_is_reported_and_everything_else_keeps_serving() {
     // The bad-port Service's valid port is programmed beside the example's.
     wait_for_maps(agent.pins(), Duration::from_secs(5), |m| {
         use ingress_userspace::dataplane::MapWriter;
-        m.read().is_ok_and(|c| c.services.keys().any(|k| k.addr == u32::from(Ipv4Addr::new(10, 96, 0, 20)).to_be()))
+        let bad_port_vip = ingress_common::addr::Addr::from(std::net::IpAddr::V4(Ipv4Addr::new(10, 96, 0, 20)));
+        m.read().is_ok_and(|c| c.services.keys().any(|k| k.addr == bad_port_vip))
     })
     .unwrap();
     let metrics = ingress_tests::agent::admin_get(lab.node(), "/metrics").unwrap();

@@ -26,12 +26,12 @@ const MAX_DISRUPTION: f64 = 0.15;
 fn desired(pods: &[Ipv4Addr]) -> DesiredState {
     let backends = pods
         .iter()
-        .map(|ip| Backend { addr: BackendAddr { addr: *ip, port: 8080 }, state: BackendState::Active, local: true })
+        .map(|ip| Backend { addr: BackendAddr { addr: (*ip).into(), port: 8080 }, state: BackendState::Active, local: true })
         .collect();
     let service = ServicePortRef { namespace: "default".into(), name: "spread".into(), port_name: String::new() };
     let mut state = DesiredState::default();
     state.frontends.insert(
-        Frontend { addr: VIP, port: 80, protocol: Protocol::Tcp },
+        Frontend { addr: VIP.into(), port: 80, protocol: Protocol::Tcp },
         FrontendState { service, backends, ..FrontendState::default() },
     );
     state

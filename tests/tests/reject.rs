@@ -7,22 +7,21 @@
 //! lab: real sockets get ECONNREFUSED and the agent counts the rejects.
 
 use std::io::ErrorKind;
-use std::net::{Ipv4Addr, SocketAddrV4, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ingress_common::stats::*;
-use ingress_tests::agent::{InProcessAgent, ManifestDir, admin_get};
-use ingress_tests::packet::{self, ACK, DST_MAC, FIN, Frame, PSH, RST, SRC_MAC, SYN};
+use ingress_tests::agent::{InProcessAgent, ManifestDir, dataplane_packets};
+use ingress_tests::checks::{REJECT_ENTRIES as ENTRIES, assert_reset_answers};
+use ingress_tests::packet::{self, ACK, DST_MAC, ETHERTYPE_IPV4, FIN, Frame, PSH, RST, SRC_MAC, SYN};
 use ingress_tests::pins::PinDir;
-use ingress_tests::prog_run::{
-    Entry, Programmed, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_PASS, XDP_TX, add_tcp_and_udp_service,
-};
+use ingress_tests::prog_run::{Entry, Programmed, TC_ACT_OK, TC_ACT_SHOT, XDP_DROP, XDP_PASS, add_tcp_and_udp_service};
+use ingress_tests::traffic::{connect_outcome, udp_exchange_outcome};
 use ingress_tests::{Lab, LabSpec, NetNs, is_root};
 use ingress_userspace::dataplane::ebpf::Dataplane;
 use ingress_userspace::model::DesiredState;
 
-const ETHERTYPE_IPV4: u16 = 0x0800;
 const ICMP_DEST_UNREACH: u8 = 3;
 const ICMP_PORT_UNREACH: u8 = 3;
 
@@ -30,28 +29,11 @@ const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 /// A frontend with no endpoint, on 80/TCP and 53/UDP.
 const EMPTY_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 99);
 
-/// Each entry with what its program answers a reject with: XDP_TX on the
-/// uplink, a redirect to the veth's egress on a pod veth.
-const ENTRIES: [(Entry, u32); 2] = [(Entry::Uplink, XDP_TX), (Entry::PodVeth, TC_ACT_REDIRECT)];
-
 /// The programs with one Service (`EMPTY_VIP`, 80/TCP and 53/UDP) and no endpoint.
 fn programmed() -> Option<Programmed> {
     let mut desired = DesiredState::default();
     add_tcp_and_udp_service(&mut desired, EMPTY_VIP, "nothing", &[]);
     Programmed::load("reject", &desired)
-}
-
-/// The RST a frame gets, checked field by field against what it answers.
-fn assert_reset_answers(out: &[u8], to: &Frame, seq: u32, ack: u32, what: &str) {
-    assert_eq!(out.len(), 14 + 20 + 20, "{what}: a bare RST, payload and options trimmed");
-    assert_eq!(packet::ethernet_of(out), (SRC_MAC, DST_MAC, ETHERTYPE_IPV4), "{what}: MACs swapped");
-    let seen = packet::read(out);
-    assert_eq!((seen.src, seen.sport, seen.dst, seen.dport), (to.dst, to.dport, to.src, to.sport), "{what}: addresses");
-    assert!(seen.ip_checksum_ok && seen.l4_checksum_ok, "{what}: checksums wrong: {seen:?}");
-    assert!(seen.payload.is_empty(), "{what}");
-    let tcp = packet::read_tcp(out);
-    assert_eq!((tcp.flags, tcp.seq, tcp.ack, tcp.header_len), (RST | ACK, seq, ack, 20), "{what}: {tcp:?}");
-    assert_eq!(out[14], 0x45, "{what}: IPv4 without options");
 }
 
 #[test]
@@ -101,7 +83,8 @@ fn assert_port_unreachable_quotes(out: &[u8], to: &Frame, what: &str) {
     assert_eq!(out.len(), 14 + 20 + 8 + quoted_len, "{what}: IP header + 8 bytes quoted, nothing more");
     assert_eq!(packet::ethernet_of(out), (SRC_MAC, DST_MAC, ETHERTYPE_IPV4), "{what}: MACs swapped");
     let icmp = packet::read_icmp(out);
-    assert_eq!((icmp.src, icmp.dst, icmp.proto), (to.dst, to.src, packet::ICMP), "{what}: from the frontend");
+    let (frontend, client) = (std::net::IpAddr::from(icmp.src), std::net::IpAddr::from(icmp.dst));
+    assert_eq!((frontend, client, icmp.proto), (to.dst, to.src, packet::ICMP), "{what}: from the frontend");
     assert_eq!(icmp.ip_total_len, out.len() - 14, "{what}: IPv4 total length");
     assert!(icmp.ip_checksum_ok && icmp.checksum_ok, "{what}: checksums wrong: {icmp:?}");
     assert_eq!((icmp.kind, icmp.code, icmp.rest), (ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, [0; 4]), "{what}");
@@ -198,40 +181,17 @@ spec:
 ";
 
 fn rejects_counted(lab: &Lab) -> u64 {
-    let metrics = admin_get(lab.node(), "/metrics").unwrap();
-    let line = format!("lb_dataplane_packets_total{{reason=\"{}\"}} ", REASON_NAMES[REJECT_NO_BACKEND as usize]);
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(line.as_str()))
-        .unwrap_or_else(|| panic!("no {line:?} in the metrics:\n{metrics}"))
-        .trim()
-        .parse()
-        .unwrap()
+    dataplane_packets(lab.node(), REJECT_NO_BACKEND)
 }
 
 /// A TCP connect from inside `ns`: its error kind and how long it took.
 fn connect(ns: &NetNs, to: SocketAddrV4) -> (Option<ErrorKind>, Duration) {
-    ns.run(move || {
-        let start = Instant::now();
-        let result = TcpStream::connect_timeout(&to.into(), PATIENCE);
-        (result.err().map(|e| e.kind()), start.elapsed())
-    })
-    .unwrap()
+    connect_outcome(ns, to, PATIENCE).unwrap()
 }
 
 /// One datagram on a connected UDP socket, then a receive: its error kind.
 fn udp_exchange(ns: &NetNs, to: SocketAddrV4) -> Option<ErrorKind> {
-    let socket = ns
-        .run(move || -> std::io::Result<UdpSocket> {
-            let socket = UdpSocket::bind("0.0.0.0:0")?;
-            socket.connect(to)?;
-            Ok(socket)
-        })
-        .unwrap()
-        .unwrap();
-    socket.set_read_timeout(Some(PATIENCE)).unwrap();
-    socket.send(b"hello").unwrap();
-    socket.recv(&mut [0u8; 64]).err().map(|e| e.kind())
+    udp_exchange_outcome(ns, to, PATIENCE).unwrap()
 }
 
 /// The lab with the agent on the examples plus the Service `nothing`.

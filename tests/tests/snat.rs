@@ -84,7 +84,7 @@ impl Harness {
     fn new(ports: SnatPorts) -> Option<Harness> {
         let loaded = parse_documents("snat.yaml", &manifests());
         assert_eq!(loaded.problems, []);
-        let node = NodeInfo { name: "node-a".into(), addresses: vec![NODE] };
+        let node = NodeInfo { name: "node-a".into(), addresses: vec![NODE.into()] };
         let (desired, problems) = translate(&loaded.snapshot, &node);
         assert_eq!(problems, []);
         let programs = Programmed::load("snat", &desired)?;
@@ -380,13 +380,13 @@ fn a_client_of_node_a_reaches_pods_on_node_b_through_a_with_snat() {
     for i in 0..16 {
         let mut tcp = TcpSession::open(client, frontend).unwrap_or_else(|e| panic!("TCP connection {i}: {e:#}"));
         let reply = tcp.request().unwrap_or_else(|e| panic!("TCP request {i}: {e:#}"));
-        assert_eq!(*reply.peer.ip(), a.ip(), "{} saw its caller as {} instead of node A", reply.pod, reply.peer);
+        assert_eq!(reply.peer.ip(), a.ip(), "{} saw its caller as {} instead of node A", reply.pod, reply.peer);
         assert!(PORTS_DEFAULT.contains(&reply.peer.port()), "SNAT port {} outside the default range", reply.peer.port());
         answered.insert(reply.pod);
 
         let udp = UdpSession::open(client, frontend).unwrap();
         let reply = udp.request().unwrap_or_else(|e| panic!("UDP request {i}: {e:#}"));
-        assert_eq!(*reply.peer.ip(), a.ip(), "{} saw its caller as {} over UDP", reply.pod, reply.peer);
+        assert_eq!(reply.peer.ip(), a.ip(), "{} saw its caller as {} over UDP", reply.pod, reply.peer);
         answered.insert(reply.pod);
     }
     assert_eq!(answered, on_b, "every answer came from node B's pods");

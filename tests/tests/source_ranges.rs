@@ -34,7 +34,7 @@ fn manifests(ranges: &str) -> String {
 fn program(maps: &mut PinnedMaps, ranges: &str) {
     let loaded = parse_documents("lb.yaml", &manifests(ranges));
     assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
-    let node = NodeInfo { name: "node".into(), addresses: vec![NODE_IP] };
+    let node = NodeInfo { name: "node".into(), addresses: vec![NODE_IP.into()] };
     let (desired, problems) = translate(&loaded.snapshot, &node);
     assert!(problems.is_empty(), "{problems:?}");
     reconcile(maps, &desired).expect("programming the maps");

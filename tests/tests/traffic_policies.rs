@@ -82,7 +82,7 @@ impl Harness {
     fn new() -> Option<Harness> {
         let loaded = parse_documents("policies.yaml", &manifests());
         assert_eq!(loaded.problems, []);
-        let node = NodeInfo { name: "node-a".into(), addresses: vec![NODE] };
+        let node = NodeInfo { name: "node-a".into(), addresses: vec![NODE.into()] };
         let (desired, problems) = translate(&loaded.snapshot, &node);
         assert_eq!(problems, []);
         Programmed::load("policies", &desired).map(Harness)

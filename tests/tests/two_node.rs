@@ -88,7 +88,7 @@ fn tcp_answers(from: &NetNs, to: SocketAddrV4, expected_peer: Ipv4Addr) -> BTree
     (0..CONNECTIONS)
         .map(|i| {
             let reply = tcp_request(from, to).unwrap_or_else(|e| panic!("connection {i} to {to}: {e:#}"));
-            assert_eq!(*reply.peer.ip(), expected_peer, "the address {} saw through {to}", reply.pod);
+            assert_eq!(reply.peer.ip(), expected_peer, "the address {} saw through {to}", reply.pod);
             reply.pod
         })
         .collect()
@@ -110,8 +110,8 @@ fn pods_reach_each_other_across_nodes_and_everything_is_removed() {
     let (a1, b1) = (lab.pod("a-1").unwrap(), lab.pod("b-1").unwrap());
     assert_ne!(a1.ip.octets()[1], b1.ip.octets()[1], "the nodes have distinct pod networks");
     // Direct pod to pod across the segment, both ways, without any NAT.
-    assert_eq!(tcp_request(&a1.ns, b1.echo_addr()).unwrap().peer.ip(), &a1.ip);
-    assert_eq!(udp_request(&b1.ns, a1.echo_addr()).unwrap().peer.ip(), &b1.ip);
+    assert_eq!(tcp_request(&a1.ns, b1.echo_addr()).unwrap().peer.ip(), a1.ip);
+    assert_eq!(udp_request(&b1.ns, a1.echo_addr()).unwrap().peer.ip(), b1.ip);
     // The client reaches both nodes on the shared segment.
     for node in lab.nodes() {
         node.ns().ip(&["link", "show", node.uplink_iface()]).unwrap();
@@ -138,7 +138,7 @@ fn external_traffic_policy_local_serves_local_pods_with_the_clients_address_or_r
     for (to, local) in [(on_a, ["a-1", "a-2"].as_slice()), (on_b, &["b-1"])] {
         let reply = udp_request(client, to).unwrap();
         assert!(local.contains(&reply.pod.as_str()), "UDP through {to} answered by {}", reply.pod);
-        assert_eq!(*reply.peer.ip(), lab.client_ip());
+        assert_eq!(reply.peer.ip(), lab.client_ip());
     }
 
     // Node A has no endpoint of b-only: its NodePort there takes the

@@ -86,7 +86,7 @@ mod tests {
         let set = ManifestSet::write(&services).unwrap();
         let loaded = load_dir(set.path()).unwrap();
         assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
-        let node = NodeInfo { name: "n".into(), addresses: vec![std::net::Ipv4Addr::new(198, 51, 100, 1)] };
+        let node = NodeInfo { name: "n".into(), addresses: vec![std::net::Ipv4Addr::new(198, 51, 100, 1).into()] };
         let (desired, problems) = translate(&loaded.snapshot, &node);
         assert!(problems.is_empty(), "{problems:?}");
         // A ClusterIP frontend per Service and a NodePort one for each that has it.

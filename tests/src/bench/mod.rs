@@ -274,7 +274,7 @@ fn pod_ip(lab: &Lab, name: &str) -> Result<Ipv4Addr> {
 /// of N Services would compete with the agent for the CPUs it is timed on.
 fn wait_for_node_port(pins: &Path, limit: Duration, count: usize) -> Result<()> {
     let deadline = Instant::now() + limit;
-    let frontend = Frontend { addr: NODE_IP, port: MEASURED_NODE_PORT, protocol: Protocol::Tcp };
+    let frontend = Frontend { addr: NODE_IP.into(), port: MEASURED_NODE_PORT, protocol: Protocol::Tcp };
     let header = abi::service_key(&frontend, 0);
     let mut services: Option<aya::maps::HashMap<MapData, ServiceKey, ServiceValue>> = None;
     loop {

@@ -2,7 +2,7 @@
 //! agent binary in the node namespace on a manifest directory, sends traffic
 //! to every frontend those manifests define, and prints which pod answered.
 
-use std::net::SocketAddrV4;
+use std::net::{SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,7 +52,7 @@ fn main() -> Result<()> {
     let pins = PinDir::unique("lab");
     let agent = AgentProcess::spawn(&args.agent, &lab, &args.manifests, pins.path())?;
     println!("Agent {} running in {}, maps pinned in {}\n", agent.pid(), lab.node().name(), pins.path().display());
-    let node = NodeInfo { name: NODE_NAME.into(), addresses: vec![lab.node_ip()] };
+    let node = NodeInfo { name: NODE_NAME.into(), addresses: lab.node_ips().to_vec() };
     let loaded = load_dir(&args.manifests)?;
     let (desired, _) = translate(&loaded.snapshot, &node);
     let toolbox = &lab.pod("toolbox").context("the lab has a toolbox pod")?.ns;
@@ -62,8 +62,9 @@ fn main() -> Result<()> {
             break;
         }
         // NodePorts are called from outside the cluster, the rest from a pod.
-        let (from, who) = if frontend.addr == lab.node_ip() { (lab.client(), "client") } else { (toolbox, "toolbox pod") };
-        let to = SocketAddrV4::new(frontend.addr, frontend.port);
+        let (from, who) =
+            if lab.node_ips().contains(&frontend.addr) { (lab.client(), "client") } else { (toolbox, "toolbox pod") };
+        let to = SocketAddr::new(frontend.addr, frontend.port);
         let tally = send(from, to, frontend.protocol, &interrupted);
         println!("{frontend} from the {who}: {} answers, {} failed\n{tally}", tally.total(), tally.failures());
         failed |= tally.failures() > 0;
@@ -93,7 +94,7 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn send(from: &NetNs, to: SocketAddrV4, protocol: Protocol, stop: &AtomicBool) -> Tally {
+fn send(from: &NetNs, to: SocketAddr, protocol: Protocol, stop: &AtomicBool) -> Tally {
     let mut tally = Tally::new();
     let count = if protocol == Protocol::Tcp { TCP_CONNECTIONS } else { UDP_REQUESTS };
     for _ in 0..count {
