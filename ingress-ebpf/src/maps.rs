@@ -7,36 +7,36 @@ use ingress_common::maps::*;
 use ingress_common::stats::{Counter, REASON_COUNT};
 
 /// (frontend, slot) -> header or backend id. Written only by the agent.
-#[map(name = "lb4_services")]
+#[map(name = "lb_services")]
 pub static SERVICES: HashMap<ServiceKey, ServiceValue> = HashMap::pinned(SERVICES_MAX_ENTRIES, 0);
 
 /// Backend id -> pod address. Written only by the agent; ids are stable
 /// for as long as the endpoint exists so conntrack entries stay valid.
-#[map(name = "lb4_backends")]
+#[map(name = "lb_backends")]
 pub static BACKENDS: HashMap<u32, Backend> = HashMap::pinned(BACKENDS_MAX_ENTRIES, 0);
 
 /// Reverse-NAT id -> frontend address a reply must show. Written only by the agent.
-#[map(name = "lb4_rev_nat")]
+#[map(name = "lb_rev_nat")]
 pub static REV_NAT: HashMap<u32, RevNat> = HashMap::pinned(REV_NAT_MAX_ENTRIES, 0);
 
 /// Flows in both directions. Written by the programs; LRU so a flood of new
 /// flows evicts the idle ones instead of failing inserts.
-#[map(name = "lb4_ct")]
+#[map(name = "lb_ct")]
 pub static CONNTRACK: LruHashMap<CtKey, CtEntry> = LruHashMap::pinned(CONNTRACK_MAX_ENTRIES, 0);
 
 /// Index 0: the conntrack idle timeouts. Written only by the agent; all
 /// zero (the defaults) until it does.
-#[map(name = "lb4_ct_timeouts")]
+#[map(name = "lb_ct_timeouts")]
 pub static CT_TIMEOUTS: Array<CtTimeouts> = Array::pinned(1, 0);
 
 /// The backend each client of a ClientIP-affinity frontend last got. LRU:
 /// the oldest clients go first when it is full.
-#[map(name = "lb4_affinity")]
+#[map(name = "lb_affinity")]
 pub static AFFINITY: LruHashMap<AffinityKey, AffinityValue> = LruHashMap::pinned(AFFINITY_MAX_ENTRIES, 0);
 
 /// (Maglev table, row) -> backend ids. Written only by the agent. Not
 /// preallocated: a capacity for many tables costs nothing until used.
-#[map(name = "lb4_maglev")]
+#[map(name = "lb_maglev")]
 pub static MAGLEV: HashMap<MaglevKey, MaglevRow> =
     HashMap::pinned(MAGLEV_MAX_ENTRIES, aya_ebpf::bindings::BPF_F_NO_PREALLOC as u32);
 
@@ -46,22 +46,22 @@ pub static STATS: PerCpuArray<Counter> = PerCpuArray::pinned(REASON_COUNT, 0);
 
 /// Packets and bytes addressed to each frontend, by its reverse-NAT id
 /// (ids start at 1; slot 0 stays empty), per CPU.
-#[map(name = "lb4_fe_stats")]
+#[map(name = "lb_fe_stats")]
 pub static FRONTEND_STATS: PerCpuArray<Counter> = PerCpuArray::pinned(REV_NAT_MAX_ENTRIES + 1, 0);
 
 /// (frontend, client prefix) of LoadBalancer frontends with source ranges.
 /// Written only by the agent; read only for frontends whose header has
 /// `SERVICE_FLAG_SOURCE_RANGES`.
-#[map(name = "lb4_src_ranges")]
+#[map(name = "lb_src_ranges")]
 pub static SOURCE_RANGES: LpmTrie<SourceRangeKey, u32> = LpmTrie::pinned(SOURCE_RANGES_MAX_ENTRIES, 0);
 
 /// Both directions of every flow from an uplink to a pod on another node,
 /// source-translated to the node (see `snat`). Written by the programs and
 /// swept by the agent; LRU so a flood of new flows evicts the idle ones.
-#[map(name = "lb4_snat")]
+#[map(name = "lb_snat")]
 pub static SNAT: LruHashMap<SnatKey, SnatEntry> = LruHashMap::pinned(SNAT_MAX_ENTRIES, 0);
 
 /// Index 0: the SNAT address and port range. Written only by the agent; all
 /// zero (SNAT off) until it does.
-#[map(name = "lb4_snat_config")]
+#[map(name = "lb_snat_config")]
 pub static SNAT_CONFIG: Array<SnatConfig> = Array::pinned(1, 0);

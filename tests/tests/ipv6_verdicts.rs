@@ -67,7 +67,24 @@ fn desired() -> DesiredState {
     let sticky = FrontendState { affinity_timeout_s: 600, ..pods.clone() };
     add_tcp_and_udp_frontends(&mut desired, STICKY_VIP, 80, 53, "sticky", &sticky);
     add_tcp_and_udp_service(&mut desired, SELF_VIP, "self", &local_backends(&PODS[..1], POD_PORT));
+    add_tcp_and_udp_service(&mut desired, IPV4_VIP, "ipv4", &local_backends(&PODS4[..1], POD_PORT));
     desired
+}
+
+/// An IPv4 ClusterIP beside the IPv6 frontends: the maps hold it IPv4-mapped.
+const IPV4_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 77);
+
+#[test]
+fn an_ipv6_packet_to_an_ipv4_mapped_address_never_matches_ipv4_state() {
+    let Some(mut p) = programmed() else { return };
+    let mapped = IpAddr::V6(IPV4_VIP.to_ipv6_mapped());
+    let syn = Frame { ttl: HOP_LIMIT, ..Frame::tcp(CLIENT, 40030, mapped, 80, SYN) }.build();
+    assert_eq!(p.xdp(&syn), (XDP_PASS, syn.clone()));
+    assert_eq!(p.tc_in(&syn), (TC_ACT_OK, syn.clone()));
+    let from_mapped = Frame { ttl: HOP_LIMIT, ..Frame::tcp(mapped, 80, CLIENT, 40030, SYN | ACK) }.build();
+    assert_eq!(p.tc_out(&from_mapped), (TC_ACT_OK, from_mapped.clone()));
+    assert_eq!(p.packets(PASS_BAD_IP_HEADER), 3, "passed as a bad header, not as a frame for the IPv4 frontend");
+    assert_eq!(p.packets(FORWARD_TRANSLATED), 0);
 }
 
 /// The programs with maps of their own, programmed with `desired()`.
