@@ -39,41 +39,42 @@ fn scratch() -> Option<*mut Scratch> {
     SCRATCH.get_ptr_mut(0)
 }
 
+/// Stores `value` in `slots[slot]` and returns it there.
+#[inline(always)]
+fn store<T, const N: usize>(slots: *mut [T; N], slot: usize, value: T) -> Option<&'static T> {
+    // SAFETY: this CPU's scratch, used by one packet at a time (see above);
+    // a caller holds a reference only until it stores another value in the
+    // same slot.
+    let place = unsafe { (*slots).get_mut(slot)? };
+    *place = value;
+    Some(place)
+}
+
 /// Stores `key` in conntrack slot `slot` (0 or 1) and returns it there.
 #[inline(always)]
 pub fn ct(slot: usize, key: CtKey) -> Option<&'static CtKey> {
-    let scratch = scratch()?;
-    // SAFETY: this CPU's slot, used by one packet at a time (see above); a
-    // caller holds a reference only until it stores another key in the slot.
-    let place = unsafe { (*scratch).ct.get_mut(slot)? };
-    *place = key;
-    Some(place)
+    // SAFETY: a field of this CPU's scratch; no reference is made to it here.
+    store(unsafe { &raw mut (*scratch()?).ct }, slot, key)
 }
 
 /// Stores `key` in SNAT slot `slot` (0, 1 or 2) and returns it there.
 #[inline(always)]
 pub fn snat(slot: usize, key: SnatKey) -> Option<&'static SnatKey> {
-    let scratch = scratch()?;
     // SAFETY: as in `ct`.
-    let place = unsafe { (*scratch).snat.get_mut(slot)? };
-    *place = key;
-    Some(place)
+    store(unsafe { &raw mut (*scratch()?).snat }, slot, key)
 }
 
 /// Stores `entry` in SNAT entry slot `slot` (0 or 1) and returns it there.
 #[inline(always)]
 pub fn snat_entry(slot: usize, entry: SnatEntry) -> Option<&'static SnatEntry> {
-    let scratch = scratch()?;
     // SAFETY: as in `ct`.
-    let place = unsafe { (*scratch).snat_entries.get_mut(slot)? };
-    *place = entry;
-    Some(place)
+    store(unsafe { &raw mut (*scratch()?).snat_entries }, slot, entry)
 }
 
 /// The memory a reject's headers are built in.
 #[inline(always)]
 pub fn frame() -> Option<&'static mut [u8; FRAME_MAX]> {
     let scratch = scratch()?;
-    // SAFETY: as in `ct`.
+    // SAFETY: as in `store`.
     Some(unsafe { &mut (*scratch).frame })
 }
