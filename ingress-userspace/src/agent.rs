@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -165,10 +165,9 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
                     events.publish(&loaded.snapshot, &problems);
                     let snapshot = &loaded.snapshot;
                     let served = snapshot.ingresses.iter().filter(|i| is_served(i, &snapshot.ingress_classes));
-                    // The L7 listeners bind IPv4 only (`run_args`), so an
-                    // IPv6 node address would send clients nowhere.
-                    let reachable = node.addresses.iter().copied().filter(IpAddr::is_ipv4).collect();
-                    let status = k8s::status::publish(client.clone(), served.cloned().collect(), reachable, metrics.clone());
+                    // The L7 listeners take every node address of both families.
+                    let addresses = node.addresses.clone();
+                    let status = k8s::status::publish(client.clone(), served.cloned().collect(), addresses, metrics.clone());
                     tokio::spawn(status);
                 }
                 false

@@ -4,7 +4,6 @@
 //! load balancer sends the Service's traffic only to nodes that can serve it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{SocketAddr, TcpListener as StdListener};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -15,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::listen;
 use crate::model::HealthCheck;
 
 /// The answer for `check`: kube-proxy's status code and JSON body.
@@ -81,11 +81,9 @@ impl Drop for HealthChecks {
 }
 
 /// Binds at once (so a taken port is reported now, not in a task) on every
-/// address of the node's namespace, as a NodePort is.
+/// address of the node's namespace, of both families, as a NodePort is.
 fn start(port: u16, check: HealthCheck) -> std::io::Result<Server> {
-    let listener = StdListener::bind(SocketAddr::from(([0, 0, 0, 0], port)))?;
-    listener.set_nonblocking(true)?;
-    let listener = TcpListener::from_std(listener)?;
+    let listener = listen::on_every_address(port)?;
     let (check, answers) = watch::channel(check);
     let task = tokio::spawn(serve(listener, answers));
     Ok(Server { check, task })

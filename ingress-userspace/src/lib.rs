@@ -8,6 +8,7 @@ pub mod admin;
 pub mod agent;
 pub mod metrics;
 pub mod health_check;
+pub mod listen;
 pub mod interfaces;
 pub mod k8s;
 pub mod source;

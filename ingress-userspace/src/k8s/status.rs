@@ -9,10 +9,10 @@ use kube::{Api, Client, ResourceExt};
 
 use crate::metrics::Metrics;
 
-/// The Ingress with this node's addresses added to its status; `None` when
-/// none is missing. Other entries stay: every node's agent serves the Ingress
-/// and adds its own, and agents writing exactly their own addresses would
-/// overwrite each other forever.
+/// The Ingress with this node's addresses (of either family) added to its
+/// status; `None` when none is missing. Other entries stay: every node's agent
+/// serves the Ingress and adds its own, and agents writing exactly their own
+/// addresses would overwrite each other forever.
 pub fn with_addresses(ingress: &Ingress, addresses: &[IpAddr]) -> Option<Ingress> {
     let mut updated = ingress.clone();
     let status = updated.status.get_or_insert_with(IngressStatus::default);
@@ -23,10 +23,11 @@ pub fn with_addresses(ingress: &Ingress, addresses: &[IpAddr]) -> Option<Ingress
         .get_or_insert_with(Vec::new);
     let mut changed = false;
     for addr in addresses {
-        let ip = addr.to_string();
-        if !listed.iter().any(|entry| entry.ip.as_deref() == Some(ip.as_str())) {
+        // Compared as addresses: an IPv6 one has many spellings.
+        let is_listed = |entry: &IngressLoadBalancerIngress| entry.ip.as_deref().and_then(|ip| ip.parse().ok()) == Some(*addr);
+        if !listed.iter().any(is_listed) {
             listed.push(IngressLoadBalancerIngress {
-                ip: Some(ip),
+                ip: Some(addr.to_string()),
                 ..IngressLoadBalancerIngress::default()
             });
             changed = true;
@@ -84,5 +85,16 @@ mod tests {
         );
         assert_eq!(with_addresses(&ingress(&["203.0.113.7", "192.168.0.2"]), &ours), None);
         assert_eq!(with_addresses(&Ingress::default(), &[]), None);
+    }
+
+    #[test]
+    fn adds_ipv6_addresses_beside_ipv4_ones_however_another_agent_spelled_them() {
+        let ours: Vec<IpAddr> = vec!["192.168.0.2".parse().unwrap(), "2001:db8::2".parse().unwrap()];
+        assert_eq!(with_addresses(&Ingress::default(), &ours), Some(ingress(&["192.168.0.2", "2001:db8::2"])));
+        assert_eq!(
+            with_addresses(&ingress(&["192.168.0.2", "2001:db8::3"]), &ours),
+            Some(ingress(&["192.168.0.2", "2001:db8::3", "2001:db8::2"]))
+        );
+        assert_eq!(with_addresses(&ingress(&["2001:DB8:0:0::2", "192.168.0.2"]), &ours), None);
     }
 }

@@ -96,7 +96,7 @@ pub(crate) async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    on_accept(stream, peer, &mut connections);
+                    on_accept(stream, client_addr(peer), &mut connections);
                 }
                 Err(error) => {
                     // Out of file descriptors, most likely: back off instead of spinning.
@@ -107,6 +107,13 @@ pub(crate) async fn accept_loop(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
+}
+
+/// The client as logs and forwarding headers name it: an IPv4 client of a
+/// dual-stack listener arrives IPv4-mapped (`::ffff:a.b.c.d`), and is an
+/// IPv4 client all the same.
+fn client_addr(peer: SocketAddr) -> SocketAddr {
+    SocketAddr::new(peer.ip().to_canonical(), peer.port())
 }
 
 impl Proxy {

@@ -2,6 +2,7 @@
 //! upstream that either keeps its connections (HTTP/1.1) or closes each one
 //! after its answer (HTTP/1.0, like the lab's echo pods).
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use http_body_util::Empty;
@@ -51,14 +52,33 @@ async fn counting_upstream(closes: bool) -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, accepted)
 }
 
+/// An upstream that answers every request with the X-Forwarded-For it got.
+async fn forwarded_for_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(|request: Request<Incoming>| {
+                let forwarded_for = request.headers().get("x-forwarded-for").map(|value| Bytes::copy_from_slice(value.as_bytes()));
+                async move { Ok::<_, std::convert::Infallible>(Response::new(Full::new(forwarded_for.unwrap_or_default()))) }
+            });
+            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+        }
+    });
+    addr
+}
+
 async fn start_proxy(upstream: SocketAddr) -> SocketAddr {
+    start_proxy_on(TcpListener::bind("127.0.0.1:0").await.unwrap(), upstream)
+}
+
+fn start_proxy_on(listener: TcpListener, upstream: SocketAddr) -> SocketAddr {
     let snapshot = Snapshot {
         pods: vec![pod("web", &upstream.ip().to_string(), true, HOST, &format!("{}:/", upstream.port()))],
         ..Snapshot::default()
     };
     let (table, problems) = RouteTable::build(&snapshot, &L7Options::default());
     assert!(problems.is_empty(), "{problems:?}");
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(serve(listener, shared_routes(table), ProxyOptions::default()));
     addr
@@ -101,4 +121,20 @@ async fn an_http_1_0_client_is_answered_in_http_1_0() {
     stream.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.0 200 OK\r\n"), "{answer}");
     assert!(answer.ends_with("\r\n\r\nok"), "{answer}");
+}
+
+#[tokio::test]
+async fn clients_of_a_dual_stack_listener_are_forwarded_as_they_connected() {
+    let upstream = forwarded_for_upstream().await;
+    let port = start_proxy_on(crate::listen::on_every_address(0).unwrap(), upstream).port();
+    // An IPv4 client arrives IPv4-mapped on the IPv6 socket; the upstream
+    // must see it as the IPv4 client it is.
+    for (client, forwarded_for) in [(IpAddr::from(Ipv4Addr::LOCALHOST), "127.0.0.1"), (Ipv6Addr::LOCALHOST.into(), "::1")] {
+        let mut stream = TcpStream::connect((client, port)).await.unwrap();
+        stream.write_all(format!("GET / HTTP/1.0\r\nHost: {HOST}\r\n\r\n").as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.0 200 OK\r\n"), "{client}: {answer}");
+        assert!(answer.ends_with(&format!("\r\n\r\n{forwarded_for}")), "{client}: {answer}");
+    }
 }

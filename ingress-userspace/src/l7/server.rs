@@ -1,7 +1,7 @@
 //! The L7 side of the agent: the listeners and the route table they share,
 //! rebuilt from every snapshot and swapped in without a reload.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -11,9 +11,13 @@ use tokio::task::JoinHandle;
 
 use super::proxy::{self, ProxyOptions};
 use super::{L7Options, RouteTable, SharedRoutes, shared_routes, tls};
+use crate::listen;
 use crate::manifests::Snapshot;
 use crate::problem::Problem;
 
+/// A listener address of `0.0.0.0:port` stands for that port on every node
+/// address, of both families (see [`listen::on_every_address`]); any other
+/// address is listened on exactly as given.
 pub struct L7Config {
     pub http: Option<SocketAddr>,
     /// The HTTPS listener and the certificate for clients whose SNI no
@@ -36,13 +40,13 @@ impl L7Server {
         let routes = shared_routes(RouteTable::build(&Snapshot::default(), &config.routes).0);
         let mut listeners = Vec::new();
         if let Some(addr) = config.http {
-            let listener = TcpListener::bind(addr).await.with_context(|| format!("listening for HTTP on {addr}"))?;
-            tracing::info!(%addr, "L7 proxy listening (HTTP/1.1, h2c)");
+            let listener = listen_on(addr).await.with_context(|| format!("listening for HTTP on {addr}"))?;
+            tracing::info!(addr = %listener.local_addr()?, "L7 proxy listening (HTTP/1.1, h2c)");
             listeners.push(tokio::spawn(proxy::serve(listener, routes.clone(), config.proxy.clone())));
         }
         if let Some((addr, default_certificate)) = config.https {
-            let listener = TcpListener::bind(addr).await.with_context(|| format!("listening for HTTPS on {addr}"))?;
-            tracing::info!(%addr, "L7 proxy listening (TLS, HTTP/1.1 and HTTP/2 by ALPN)");
+            let listener = listen_on(addr).await.with_context(|| format!("listening for HTTPS on {addr}"))?;
+            tracing::info!(addr = %listener.local_addr()?, "L7 proxy listening (TLS, HTTP/1.1 and HTTP/2 by ALPN)");
             let serving = tls::serve_tls(listener, routes.clone(), config.proxy.clone(), default_certificate);
             listeners.push(tokio::spawn(serving));
         }
@@ -55,6 +59,14 @@ impl L7Server {
         let (table, problems) = RouteTable::build(snapshot, &self.options);
         self.routes.store(Arc::new(table));
         problems
+    }
+}
+
+async fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    if addr == SocketAddr::from((Ipv4Addr::UNSPECIFIED, addr.port())) {
+        listen::on_every_address(addr.port())
+    } else {
+        TcpListener::bind(addr).await
     }
 }
 
