@@ -2,7 +2,7 @@
 //! inside a namespace, to check where the L7 proxy routed it.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, SocketAddrV4, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 
 use anyhow::{Context, Result};
 
@@ -17,8 +17,9 @@ pub struct Response {
 }
 
 /// `GET path` with `Host: host` to `to`, read until the server closes.
-pub fn get(ns: &NetNs, to: SocketAddrV4, host: &str, path: &str) -> Result<Response> {
-    let stream = ns.run(move || TcpStream::connect_timeout(&SocketAddr::V4(to), DEFAULT_TIMEOUT))??;
+pub fn get(ns: &NetNs, to: impl Into<SocketAddr>, host: &str, path: &str) -> Result<Response> {
+    let to = to.into();
+    let stream = ns.run(move || TcpStream::connect_timeout(&to, DEFAULT_TIMEOUT))??;
     let mut stream = stream;
     stream.set_read_timeout(Some(DEFAULT_TIMEOUT))?;
     write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;

@@ -11,8 +11,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ingress_tests::agent::{HTTP_PORT, InProcessAgent, ManifestDir, NODE_NAME};
+use ingress_tests::http;
 use ingress_tests::lab::NODE_A_NAME;
-use ingress_tests::netns::run_command;
 use ingress_tests::{ECHO_PORT, Lab, LabSpec, NetNs, TwoNodeLab, TwoNodeSpec, is_root};
 use ingress_userspace::l7::INGRESS_CONTROLLER;
 
@@ -63,17 +63,10 @@ fn manifest_dir(yaml: &str) -> ManifestDir {
     dir
 }
 
-/// `GET path` with `Host: host` to `to` by curl in `ns`: the status and the
-/// body. curl, because `ingress_tests::http::get` speaks IPv4 only.
+/// `GET path` with `Host: host` to `to` from `ns`: the status and the body.
 fn get(ns: &NetNs, to: SocketAddr, host: &str, path: &str) -> (u16, String) {
-    let url = format!("http://{to}{path}");
-    let host_header = format!("Host: {host}");
-    let args = ["--silent", "--show-error", "--globoff", "--noproxy", "*", "--max-time", "5"];
-    let mut curl = ns.exec("curl", &args);
-    curl.args(["--header", &host_header, "--write-out", "\n%{http_code}", &url]);
-    let output = run_command(&mut curl).unwrap_or_else(|error| panic!("GET {url}: {error:#}"));
-    let (body, status) = output.rsplit_once('\n').unwrap_or_else(|| panic!("GET {url}: no status in {output:?}"));
-    (status.parse().unwrap_or_else(|_| panic!("GET {url}: status {status:?}")), body.to_owned())
+    let response = http::get(ns, to, host, path).unwrap_or_else(|error| panic!("GET http://{to}{path}: {error:#}"));
+    (response.status, response.body)
 }
 
 #[test]
