@@ -115,9 +115,9 @@ pub fn wait_for_maps(pins: &Path, timeout: Duration, done: impl Fn(&PinnedMaps) 
     }
 }
 
-/// How many backends are programmed.
-pub fn backend_count(maps: &PinnedMaps) -> usize {
-    maps.read().map(|c| c.backends.len()).unwrap_or(0)
+/// How many IPv4 backends are programmed (the examples have IPv6 ones too).
+pub fn ipv4_backend_count(maps: &PinnedMaps) -> usize {
+    maps.read().map(|c| c.backends.values().filter(|b| b.addr.is_v4()).count()).unwrap_or(0)
 }
 
 /// The agent library running on a thread in the node namespace. Dropping it

@@ -21,31 +21,26 @@ use ingress_userspace::model::NodeInfo;
 use ingress_userspace::reconcile::reconcile;
 use ingress_userspace::translate::translate;
 
-const fn v6(segments: [u16; 8]) -> Ipv6Addr {
-    let [a, b, c, d, e, f, g, h] = segments;
-    Ipv6Addr::new(a, b, c, d, e, f, g, h)
-}
-
 /// A client outside the node, and the node, on 2001:db8::/64 (and their
 /// IPv4 addresses for the dual-stack cases).
-const CLIENT: Ipv6Addr = v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 2]);
-const NODE: Ipv6Addr = v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]);
+const CLIENT: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
+const NODE: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
 const NODE4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 /// A pod on this node and one on the other node, each with both families.
-const LOCAL_POD: Ipv6Addr = v6([0xfd00, 0x10, 0x244, 1, 0, 0, 0, 2]);
-const REMOTE_POD: Ipv6Addr = v6([0xfd00, 0x10, 0x245, 1, 0, 0, 0, 2]);
+const LOCAL_POD: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0x244, 1, 0, 0, 0, 2);
+const REMOTE_POD: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0x245, 1, 0, 0, 0, 2);
 const LOCAL_POD4: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 2);
 /// A pod of this node calling Services.
-const POD_CLIENT: Ipv6Addr = v6([0xfd00, 0x10, 0x244, 9, 0, 0, 0, 2]);
+const POD_CLIENT: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0x244, 9, 0, 0, 0, 2);
 const POD_PORT: u16 = 8080;
 
 /// IPv6 only, externalTrafficPolicy Local, its only endpoint on node-b.
-const ETP_REMOTE_VIP: Ipv6Addr = v6([0xfd00, 0x10, 0x96, 0, 0, 0, 0, 0x21]);
+const ETP_REMOTE_VIP: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0x96, 0, 0, 0, 0, 0x21);
 const ETP_REMOTE_NODE_PORT: u16 = 30181;
 /// IPv6 only, internalTrafficPolicy Local, endpoints on both nodes.
-const ITP_VIP: Ipv6Addr = v6([0xfd00, 0x10, 0x96, 0, 0, 0, 0, 0x22]);
+const ITP_VIP: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0x96, 0, 0, 0, 0, 0x22);
 /// IPv6 only, internalTrafficPolicy Local, its only endpoint on node-b.
-const ITP_REMOTE_VIP: Ipv6Addr = v6([0xfd00, 0x10, 0x96, 0, 0, 0, 0, 0x23]);
+const ITP_REMOTE_VIP: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0x96, 0, 0, 0, 0, 0x23);
 
 /// Enough flows that a frontend choosing among two pods would pick both.
 const FLOWS: u16 = 32;
@@ -198,28 +193,28 @@ fn internal_local_over_ipv6_keeps_clients_on_local_endpoints_and_rejects_without
 // ---- loadBalancerSourceRanges ------------------------------------------------
 
 /// IPv6 only: a LoadBalancer ingress IP restricted to `V6_RANGE`.
-const LB6_IP: Ipv6Addr = v6([0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 1]);
-const LB6_VIP: Ipv6Addr = v6([0xfd00, 0x10, 0x96, 0, 0, 0, 0, 0x70]);
+const LB6_IP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 1);
+const LB6_VIP: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0x96, 0, 0, 0, 0, 0x70);
 const LB6_NODE_PORT: u16 = 30170;
 const V6_RANGE: &str = "2001:db8:1::/48";
 /// Dual stack: an ingress IP of each family, ranges of both families.
 const DUAL_LB4_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
-const DUAL_LB6_IP: Ipv6Addr = v6([0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 2]);
+const DUAL_LB6_IP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 2);
 const DUAL_VIP4: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 71);
-const DUAL_VIP6: Ipv6Addr = v6([0xfd00, 0x10, 0x96, 0, 0, 0, 0, 0x71]);
+const DUAL_VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0x96, 0, 0, 0, 0, 0x71);
 const DUAL_NODE_PORT: u16 = 30171;
 
 /// Clients of `V6_RANGE` (its first and last address among them) and
 /// clients just outside it and elsewhere.
 const INSIDE6: [Ipv6Addr; 3] = [
-    v6([0x2001, 0xdb8, 1, 0, 0, 0, 0, 0]),
-    v6([0x2001, 0xdb8, 1, 0x2, 0, 0, 0, 0x3]),
-    v6([0x2001, 0xdb8, 1, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff]),
+    Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0),
+    Ipv6Addr::new(0x2001, 0xdb8, 1, 0x2, 0, 0, 0, 0x3),
+    Ipv6Addr::new(0x2001, 0xdb8, 1, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff),
 ];
 const OUTSIDE6: [Ipv6Addr; 4] = [
-    v6([0x2001, 0xdb8, 0, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff]),
-    v6([0x2001, 0xdb8, 2, 0, 0, 0, 0, 0]),
-    v6([0x2001, 0xdb9, 1, 0, 0, 0, 0, 1]),
+    Ipv6Addr::new(0x2001, 0xdb8, 0, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff),
+    Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0),
+    Ipv6Addr::new(0x2001, 0xdb9, 1, 0, 0, 0, 0, 1),
     CLIENT,
 ];
 

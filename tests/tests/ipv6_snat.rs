@@ -19,17 +19,12 @@ use ingress_tests::prog_run::{Programmed, TC_ACT_OK, XDP_PASS};
 use ingress_userspace::dataplane::conntrack_gc::{self, SnatPorts, snat_config};
 use ingress_userspace::model::NodeInfo;
 
-const fn v6(segments: [u16; 8]) -> Ipv6Addr {
-    let [a, b, c, d, e, f, g, h] = segments;
-    Ipv6Addr::new(a, b, c, d, e, f, g, h)
-}
-
-const CLIENT: Ipv6Addr = v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 2]);
-const NODE: Ipv6Addr = v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]);
+const CLIENT: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
+const NODE: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
 const CLIENT4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 const NODE4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
-const LOCAL_POD: Ipv6Addr = v6([0xfd00, 0x10, 0x244, 1, 0, 0, 0, 2]);
-const REMOTE_POD: Ipv6Addr = v6([0xfd00, 0x10, 0x245, 1, 0, 0, 0, 2]);
+const LOCAL_POD: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0x244, 1, 0, 0, 0, 2);
+const REMOTE_POD: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0x245, 1, 0, 0, 0, 2);
 const REMOTE_POD4: Ipv4Addr = Ipv4Addr::new(10, 245, 1, 2);
 const POD_PORT: u16 = 8080;
 

@@ -27,34 +27,29 @@ use ingress_userspace::dataplane::MapWriter;
 use ingress_userspace::dataplane::ebpf::{TC_IN_PROGRAM, TC_OUT_PROGRAM};
 use ingress_userspace::model::{DesiredState, FrontendState, NodeInfo};
 
-const fn v6(segments: [u16; 8]) -> Ipv6Addr {
-    let [a, b, c, d, e, f, g, h] = segments;
-    Ipv6Addr::new(a, b, c, d, e, f, g, h)
-}
-
 /// A client outside the node, and the node, on 2001:db8::/64.
-const CLIENT: Ipv6Addr = v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 2]);
-const NODE: Ipv6Addr = v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1]);
+const CLIENT: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
+const NODE: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
 /// A pod of this node calling Services.
-const POD_CLIENT: Ipv6Addr = v6([0xfd00, 0x10, 0x244, 9, 0, 0, 0, 2]);
+const POD_CLIENT: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0x244, 9, 0, 0, 0, 2);
 const PODS: [Ipv6Addr; 3] = [
-    v6([0xfd00, 0x10, 0x244, 1, 0, 0, 0, 2]),
-    v6([0xfd00, 0x10, 0x244, 2, 0, 0, 0, 2]),
-    v6([0xfd00, 0x10, 0x244, 3, 0, 0, 0, 2]),
+    Ipv6Addr::new(0xfd00, 0x10, 0x244, 1, 0, 0, 0, 2),
+    Ipv6Addr::new(0xfd00, 0x10, 0x244, 2, 0, 0, 0, 2),
+    Ipv6Addr::new(0xfd00, 0x10, 0x244, 3, 0, 0, 0, 2),
 ];
 const POD_PORT: u16 = 8080;
 /// 80/TCP and 53/UDP over `PODS`, and their NodePorts on `NODE`.
-const VIP: Ipv6Addr = v6([0xfd00, 0x10, 0x96, 0, 0, 0, 0, 0xa]);
+const VIP: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0x96, 0, 0, 0, 0, 0xa);
 const TCP_NODE_PORT: u16 = 30080;
 const UDP_NODE_PORT: u16 = 30053;
 /// 80/TCP and 53/UDP without endpoints.
-const EMPTY_VIP: Ipv6Addr = v6([0xfd00, 0x10, 0x96, 0, 0, 0, 0, 0x63]);
+const EMPTY_VIP: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0x96, 0, 0, 0, 0, 0x63);
 /// 80/TCP and 53/UDP over `PODS` with `sessionAffinity: ClientIP`.
-const STICKY_VIP: Ipv6Addr = v6([0xfd00, 0x10, 0x96, 0, 0, 0, 0, 0x4d]);
+const STICKY_VIP: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0x96, 0, 0, 0, 0, 0x4d);
 /// 80/TCP and 53/UDP whose only endpoint is `PODS[0]`, for the hairpin.
-const SELF_VIP: Ipv6Addr = v6([0xfd00, 0x10, 0x96, 0, 0, 0, 0, 0xc]);
+const SELF_VIP: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0x96, 0, 0, 0, 0, 0xc);
 /// The IPv6 hairpin source, `HAIRPIN_ADDR6`.
-const HAIRPIN: Ipv6Addr = v6([0xfd00, 0x6c62, 0, 0, 0, 0, 0xa9fe, 0x2a01]);
+const HAIRPIN: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x6c62, 0, 0, 0, 0, 0xa9fe, 0x2a01);
 /// The hop limit client frames carry: the programs must not change it.
 const HOP_LIMIT: u8 = 57;
 
@@ -377,13 +372,13 @@ const POD_CLIENT4: Ipv4Addr = Ipv4Addr::new(10, 244, 9, 2);
 const PODS4: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 244, 1, 2), Ipv4Addr::new(10, 244, 2, 2)];
 /// Service `dual`: both families, endpoints `PODS4` and `PODS[..2]`.
 const DUAL_VIP4: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 50);
-const DUAL_VIP6: Ipv6Addr = v6([0xfd00, 0x10, 0x96, 0, 0, 0, 0, 0x32]);
+const DUAL_VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0x96, 0, 0, 0, 0, 0x32);
 const DUAL_NODE_PORT: u16 = 30050;
 /// Service `etp6`: IPv6 only, externalTrafficPolicy Local, an endpoint on
 /// this node ("node-a", `PODS[0]`) and one on "node-b".
-const ETP_VIP6: Ipv6Addr = v6([0xfd00, 0x10, 0x96, 0, 0, 0, 0, 0x14]);
+const ETP_VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0x96, 0, 0, 0, 0, 0x14);
 const ETP_NODE_PORT: u16 = 30081;
-const REMOTE_POD: Ipv6Addr = v6([0xfd00, 0x10, 0x245, 1, 0, 0, 0, 2]);
+const REMOTE_POD: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0x245, 1, 0, 0, 0, 2);
 /// New connections per check: enough to see every backend a frontend may pick.
 const FLOWS: u16 = 32;
 

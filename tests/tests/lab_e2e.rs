@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
 use std::time::Duration;
 
-use ingress_tests::agent::{InProcessAgent, ManifestDir, backend_count, wait_for_maps};
+use ingress_tests::agent::{InProcessAgent, ManifestDir, ipv4_backend_count, wait_for_maps};
 use ingress_tests::{Lab, LabSpec, NetNs, Tally, TcpSession, is_root, tcp_request, udp_request};
 
 const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
@@ -55,13 +55,16 @@ fn pod_ip(lab: &Lab, name: &str) -> Ipv4Addr {
     lab.pod(name).unwrap().ip
 }
 
-/// Finds the file in the examples that holds the EndpointSlice, to replace it.
+/// Finds the file in the examples that holds the IPv4 EndpointSlice, to replace it.
 fn slice_file(dir: &ManifestDir) -> String {
     std::fs::read_dir(dir.path())
         .unwrap()
         .flatten()
-        .find(|e| std::fs::read_to_string(e.path()).unwrap_or_default().contains("kind: EndpointSlice"))
-        .expect("an EndpointSlice in deploy/examples")
+        .find(|e| {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            text.contains("kind: EndpointSlice") && text.contains("addressType: IPv4")
+        })
+        .expect("an IPv4 EndpointSlice in deploy/examples")
         .file_name()
         .to_string_lossy()
         .into_owned()
@@ -132,7 +135,7 @@ fn an_open_connection_keeps_its_pod_when_an_endpoint_is_added() {
     let mut endpoints: Vec<(&str, Ipv4Addr)> = ECHO_PODS.iter().map(|p| (*p, pod_ip(&lab, p))).collect();
     endpoints.push(("toolbox", pod_ip(&lab, "toolbox")));
     manifests.write(&slice_file(&manifests), &endpoint_slice(&endpoints)).unwrap();
-    wait_for_maps(agent.pins(), Duration::from_secs(5), |m| backend_count(m) == 4).unwrap();
+    wait_for_maps(agent.pins(), Duration::from_secs(5), |m| ipv4_backend_count(m) == 4).unwrap();
 
     for (session, pod) in sessions.iter_mut().zip(&pods) {
         for _ in 0..5 {
@@ -150,7 +153,7 @@ fn removing_an_endpoint_from_the_manifests_stops_new_connections_to_it() {
     let agent = InProcessAgent::start(&lab, manifests.path()).unwrap();
     let endpoints: Vec<(&str, Ipv4Addr)> = ["pod-a", "pod-b"].iter().map(|p| (*p, pod_ip(&lab, p))).collect();
     manifests.write(&slice_file(&manifests), &endpoint_slice(&endpoints)).unwrap();
-    wait_for_maps(agent.pins(), Duration::from_secs(5), |m| backend_count(m) == 2).unwrap();
+    wait_for_maps(agent.pins(), Duration::from_secs(5), |m| ipv4_backend_count(m) == 2).unwrap();
 
     for (from, to) in [(toolbox(&lab), SocketAddrV4::new(CLUSTER_IP, 80)), (lab.client(), SocketAddrV4::new(NODE_IP, 30080))] {
         let tally = tcp_tally(from, to, 100);
