@@ -16,7 +16,10 @@ use crate::dataplane::MapWriter;
 use crate::dataplane::conntrack_gc::{self, ConntrackConfig, Sweeper};
 use crate::dataplane::plan::describe;
 use crate::dataplane::sizes::MapSizes;
-use ingress_common::maps::{BACKENDS_MAP, MAGLEV_MAP, REV_NAT_MAP, SERVICES_MAP};
+use crate::dataplane::usage::KernelMapUsage;
+use ingress_common::maps::{
+    AFFINITY_MAP, BACKENDS_MAP, CONNTRACK_MAP, MAGLEV_MAP, REV_NAT_MAP, SERVICES_MAP, SNAT_MAP,
+};
 use crate::dataplane::ebpf::Dataplane;
 use crate::health_check::HealthChecks;
 use crate::interfaces::Interfaces;
@@ -138,7 +141,10 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             }
             _ = sweep.tick() => {
                 match sweeper.sweep() {
-                    Ok(done) => metrics.conntrack_swept(done.removed),
+                    Ok(done) => {
+                        metrics.conntrack_swept(done.removed);
+                        publish_kernel_map_usage(&sweeper.usage(), &config.map_sizes, &metrics);
+                    }
                     Err(error) => tracing::warn!("sweeping expired conntrack entries failed: {error:#}"),
                 }
                 continue;
@@ -266,6 +272,22 @@ pub fn sync_with(
         "dataplane programmed"
     );
     Ok(Synced { problems, health_checks: desired.health_checks })
+}
+
+/// The fill of the maps the programs write, as the sweep last counted it.
+fn publish_kernel_map_usage(usage: &KernelMapUsage, sizes: &MapSizes, metrics: &Metrics) {
+    for (map, entries, capacity) in [
+        (CONNTRACK_MAP, usage.conntrack, sizes.conntrack),
+        (SNAT_MAP, usage.snat_entries, sizes.snat),
+        (AFFINITY_MAP, usage.affinity, sizes.affinity),
+    ] {
+        if let Some(entries) = entries {
+            metrics.set_map_usage(map, entries, capacity);
+        }
+    }
+    if let Some(flows) = usage.snat_flows {
+        metrics.set_snat_flows(flows);
+    }
 }
 
 /// Aborts the task when dropped (on every return from `run`).

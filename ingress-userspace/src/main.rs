@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use ingress_userspace::agent;
+use ingress_userspace::dataplane::pin_dir::remove_pins;
 use ingress_userspace::dataplane::ebpf::DEFAULT_PIN_DIR;
 use ingress_userspace::state;
 use run_args::RunArgs;
@@ -35,13 +36,22 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    match Cli::parse().command {
+    // One line, the cause and the fix: never anyhow's multi-line report
+    // (with a backtrace wherever RUST_BACKTRACE is set).
+    if let Err(error) = execute(Cli::parse().command) {
+        eprintln!("error: {}", one_line(&error));
+        std::process::exit(1);
+    }
+}
+
+fn execute(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
@@ -51,13 +61,16 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Cleanup { pin_dir } => {
-            // Removing the last reference to a link detaches its program.
-            std::fs::remove_dir_all(&pin_dir)
-                .map_err(|error| anyhow::anyhow!("removing {}: {error}", pin_dir.display()))?;
-            println!("removed {}: programs detached, maps released", pin_dir.display());
+            println!("{}", remove_pins(&pin_dir)?);
             Ok(())
         }
     }
+}
+
+/// The error's chain on one line; a cause that spans lines (a verifier log)
+/// keeps its first line.
+fn one_line(error: &anyhow::Error) -> String {
+    error.chain().map(|cause| cause.to_string().lines().next().unwrap_or_default().to_owned()).collect::<Vec<_>>().join(": ")
 }
 
 async fn shutdown_signal() {
@@ -66,5 +79,16 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn a_chain_is_one_line_and_a_multi_line_cause_keeps_its_first() {
+        let error = anyhow::anyhow!("the verifier rejected it:\n0: (b7) r0 = 0\n1: (95) exit").context("loading lb_xdp");
+        assert_eq!(one_line(&error), "loading lb_xdp: the verifier rejected it:");
     }
 }

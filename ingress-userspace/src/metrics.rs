@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use ingress_common::stats::{Counter, REASON_NAMES};
 
+use crate::dataplane::usage::SnatFlows;
+
 #[derive(Default)]
 pub struct Metrics {
     /// Malformed or rejected input by problem kind.
@@ -30,6 +32,8 @@ pub struct Metrics {
     map_usage: Mutex<BTreeMap<&'static str, (usize, u32)>>,
     /// Service ports left out of a pass because this map was full.
     map_full: Mutex<BTreeMap<&'static str, u64>>,
+    /// Flows being source-translated, by family, as of the last SNAT walk.
+    snat_flows: Mutex<Option<SnatFlows>>,
 }
 
 /// A Prometheus histogram with fixed buckets.
@@ -79,6 +83,10 @@ impl Metrics {
 
     pub fn set_map_usage(&self, map: &'static str, entries: usize, capacity: u32) {
         self.map_usage.lock().unwrap().insert(map, (entries, capacity));
+    }
+
+    pub fn set_snat_flows(&self, flows: SnatFlows) {
+        *self.snat_flows.lock().unwrap() = Some(flows);
     }
 
     pub fn conntrack_swept(&self, removed: usize) {
@@ -164,6 +172,10 @@ impl Metrics {
         for (map, n) in self.map_full.lock().unwrap().iter() {
             let _ = writeln!(out, "lb_map_full_total{{map=\"{map}\"}} {n}");
         }
+        if let Some(flows) = *self.snat_flows.lock().unwrap() {
+            family(&mut out, "lb_snat_flows", "gauge", "Flows to pods on other nodes being source-translated, by family.");
+            let _ = writeln!(out, "lb_snat_flows{{family=\"ipv4\"}} {}\nlb_snat_flows{{family=\"ipv6\"}} {}", flows.v4, flows.v6);
+        }
         let _ = writeln!(out, "# HELP lb_dataplane_packets_total Packets seen by the eBPF programs, by verdict reason.");
         let _ = writeln!(out, "# TYPE lb_dataplane_packets_total counter");
         for (name, counter) in REASON_NAMES.iter().zip(dataplane) {
@@ -191,6 +203,7 @@ mod tests {
         metrics.set_map_usage("lb_services", 12, 65_536);
         metrics.count_map_full("lb_backends");
         metrics.count_map_full("lb_backends");
+        metrics.set_snat_flows(SnatFlows { v4: 3, v6: 1 });
         let mut dataplane = vec![Counter::default(); REASON_NAMES.len()];
         dataplane[0] = Counter { packets: 5, bytes: 500 };
         let text = metrics.render(&dataplane);
@@ -205,6 +218,8 @@ mod tests {
             "lb_map_entries{map=\"lb_services\"} 12",
             "lb_map_capacity{map=\"lb_services\"} 65536",
             "lb_map_full_total{map=\"lb_backends\"} 2",
+            "lb_snat_flows{family=\"ipv4\"} 3",
+            "lb_snat_flows{family=\"ipv6\"} 1",
             "lb_dataplane_packets_total{reason=\"forward_translated\"} 5",
             "lb_dataplane_bytes_total{reason=\"forward_translated\"} 500",
         ] {

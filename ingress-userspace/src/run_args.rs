@@ -146,7 +146,14 @@ impl MapSizeArgs {
 impl RunArgs {
     pub fn into_config(self) -> anyhow::Result<AgentConfig> {
         let source = match self.manifests {
-            Some(path) => SourceConfig::Directory { path, poll_interval: Duration::from_millis(self.poll_ms) },
+            Some(path) => {
+                anyhow::ensure!(
+                    path.is_dir(),
+                    "--manifests {}: no such directory; pass the directory that holds the manifests to serve",
+                    path.display()
+                );
+                SourceConfig::Directory { path, poll_interval: Duration::from_millis(self.poll_ms) }
+            }
             None => {
                 // Without it nothing is local to this node and NodePorts have no address.
                 anyhow::ensure!(!self.node_name.is_empty(), "--kubernetes needs this node's name: NODE_NAME or --node-name");
@@ -221,7 +228,8 @@ mod tests {
     }
 
     fn config(extra: &[&str]) -> Result<AgentConfig, String> {
-        let args = ["ingress-userspace", "--manifests", "/nonexistent"].iter().chain(extra);
+        let manifests = std::env::temp_dir();
+        let args = ["ingress-userspace", "--manifests", manifests.to_str().unwrap()].iter().chain(extra);
         let cli = Cli::try_parse_from(args).map_err(|error| error.to_string())?;
         cli.run.into_config().map_err(|error| format!("{error:#}"))
     }

@@ -186,6 +186,28 @@ impl Drop for InProcessAgent {
     }
 }
 
+/// Where an agent binary's log goes: a file keeps the terminal for a
+/// report (the L7 access log alone is a line per request).
+pub enum AgentLog {
+    Terminal,
+    File(PathBuf),
+}
+
+impl AgentLog {
+    /// Points `command`'s stdout and stderr at the log (appended to a file, so
+    /// a benchmark's successive agents all stay in it).
+    pub fn apply(&self, command: &mut Command) -> Result<()> {
+        if let AgentLog::File(path) = self {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            }
+            let file = std::fs::File::options().create(true).append(true).open(path).with_context(|| format!("creating the agent log {}", path.display()))?;
+            command.stdout(file.try_clone()?).stderr(file);
+        }
+        Ok(())
+    }
+}
+
 /// The agent binary started inside the node namespace with `nsenter`, which
 /// (unlike `ip netns exec`) keeps the host's /sys/fs/bpf mount visible.
 pub struct AgentProcess {
@@ -194,16 +216,17 @@ pub struct AgentProcess {
 
 impl AgentProcess {
     pub fn spawn(binary: &Path, lab: &Lab, manifests: &Path, pins: &Path) -> Result<AgentProcess> {
-        AgentProcess::spawn_with(binary, lab, manifests, pins, |_| {})
+        AgentProcess::spawn_with(binary, lab, manifests, pins, &AgentLog::Terminal, |_| {})
     }
 
-    /// [`AgentProcess::spawn`], letting `configure` add flags for `run` (e.g.
-    /// `--poll-ms`) or environment to the command.
+    /// [`AgentProcess::spawn`] with its output to `log`, letting `configure`
+    /// add flags for `run` (e.g. `--poll-ms`) or environment to the command.
     pub fn spawn_with(
         binary: &Path,
         lab: &Lab,
         manifests: &Path,
         pins: &Path,
+        log: &AgentLog,
         configure: impl FnOnce(&mut Command),
     ) -> Result<AgentProcess> {
         let config = config(lab, manifests, pins);
@@ -222,12 +245,16 @@ impl AgentProcess {
             .arg(&config.pin_dir)
             .args(["--admin", &ADMIN.to_string()])
             .args(["--http-port", &HTTP_PORT.to_string()]);
+        log.apply(&mut command)?;
         configure(&mut command);
         let child = command.spawn().with_context(|| format!("starting {}", binary.display()))?;
         let mut process = AgentProcess { child };
         if let Err(error) = wait_ready(lab.node(), Duration::from_secs(15)) {
             if let Ok(Some(status)) = process.child.try_wait() {
-                bail!("the agent exited ({status}) before it was ready");
+                match log {
+                    AgentLog::File(path) => bail!("the agent exited ({status}) before it was ready; its log: {}", path.display()),
+                    AgentLog::Terminal => bail!("the agent exited ({status}) before it was ready"),
+                }
             }
             return Err(error);
         }

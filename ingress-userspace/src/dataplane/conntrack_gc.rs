@@ -26,9 +26,11 @@ use aya::maps::{Array, HashMap, MapData};
 use ingress_common::IPPROTO_UDP;
 use ingress_common::addr::Addr;
 use ingress_common::maps::{
-    CONNTRACK_MAP, CT_TIMEOUTS_MAP, CtEntry, CtKey, CtTimeouts, DEFAULT_SNAT_PORT_MAX, DEFAULT_SNAT_PORT_MIN,
+    AFFINITY_MAP, AffinityKey, AffinityValue, CONNTRACK_MAP, CT_TIMEOUTS_MAP, CtEntry, CtKey, CtTimeouts, DEFAULT_SNAT_PORT_MAX, DEFAULT_SNAT_PORT_MIN,
     SNAT_CONFIG_MAP, SNAT_FORWARD, SNAT_MAP, SnatConfig, SnatEntry, SnatKey,
 };
+
+use super::usage::{KernelMapUsage, SnatFlows};
 
 /// The agent's conntrack settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -239,6 +241,10 @@ struct Walk<K: Pod, V: Pod> {
     raw: MapData,
     /// The next key to look at; `None` starts over from the first.
     next: Option<K>,
+    /// Entries seen so far in the pass under way.
+    counting: usize,
+    /// Entries seen in the last complete pass over the whole map.
+    counted: Option<usize>,
 }
 
 impl<K: Pod + Default, V: Pod> Walk<K, V> {
@@ -246,7 +252,7 @@ impl<K: Pod + Default, V: Pod> Walk<K, V> {
         let path = pin_dir.join(name);
         let open = || MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()));
         let table = HashMap::try_from(aya::maps::Map::from_map_data(open()?)?)?;
-        Ok(Walk { table, raw: open()?, next: None })
+        Ok(Walk { table, raw: open()?, next: None, counting: 0, counted: None })
     }
 
     /// Up to `budget` entries after the last walk's.
@@ -268,7 +274,16 @@ impl<K: Pod + Default, V: Pod> Walk<K, V> {
             key = self.next_key(Some(&at))?;
         }
         self.next = key;
+        self.counting += batch.len();
+        if self.pass_complete() {
+            self.counted = Some(std::mem::take(&mut self.counting));
+        }
         Ok(batch)
+    }
+
+    /// Whether the last batch reached the end of the map.
+    fn pass_complete(&self) -> bool {
+        self.next.is_none()
     }
 
     /// Deletes `keys` and says how many went (already gone is as good as
@@ -315,16 +330,28 @@ impl<K: Pod + Default, V: Pod> Walk<K, V> {
 }
 
 /// Walks the pinned conntrack and SNAT maps a budget at a time and deletes
-/// what expired.
+/// what expired; counts, on the way, how full they and the affinity map are.
 pub struct Sweeper {
     conntrack: Walk<CtKey, CtEntry>,
     snat: Walk<SnatKey, SnatEntry>,
+    /// Walked only to be counted: the kernel's LRU ages it out.
+    affinity: Walk<AffinityKey, AffinityValue>,
+    /// Live SNAT flows seen so far in the pass under way, and in the last.
+    snat_flows_counting: SnatFlows,
+    snat_flows: Option<SnatFlows>,
     config: ConntrackConfig,
 }
 
 impl Sweeper {
     pub fn open(pin_dir: &Path, config: ConntrackConfig) -> anyhow::Result<Sweeper> {
-        Ok(Sweeper { conntrack: Walk::open(pin_dir, CONNTRACK_MAP)?, snat: Walk::open(pin_dir, SNAT_MAP)?, config })
+        Ok(Sweeper {
+            conntrack: Walk::open(pin_dir, CONNTRACK_MAP)?,
+            snat: Walk::open(pin_dir, SNAT_MAP)?,
+            affinity: Walk::open(pin_dir, AFFINITY_MAP)?,
+            snat_flows_counting: SnatFlows::default(),
+            snat_flows: None,
+            config,
+        })
     }
 
     /// Looks at up to `sweep_budget` entries of each map after the last
@@ -339,14 +366,29 @@ impl Sweeper {
         let batch = self.snat.batch(budget)?;
         let now = monotonic_now_ns();
         let table = &self.snat.table;
-        let dead: Vec<SnatKey> = batch
+        let (dead, live): (Vec<_>, Vec<_>) = batch
             .iter()
-            .filter(|(key, entry)| snat_entry_dead(key, entry, |forward| table.get(forward, 0).ok(), &timeouts, now))
-            .map(|(key, _)| *key)
-            .collect();
+            .partition(|(key, entry)| snat_entry_dead(key, entry, |forward| table.get(forward, 0).ok(), &timeouts, now));
+        self.snat_flows_counting = self.snat_flows_counting.add(SnatFlows::count(live.iter().map(|(key, _)| key)));
+        if self.snat.pass_complete() {
+            self.snat_flows = Some(std::mem::take(&mut self.snat_flows_counting));
+        }
+        let dead: Vec<SnatKey> = dead.iter().map(|(key, _)| *key).collect();
         done.examined += batch.len();
         done.removed += self.snat.remove(&dead);
+
+        self.affinity.batch(budget)?;
         Ok(done)
+    }
+
+    /// The maps' fill as of each one's last complete walk.
+    pub fn usage(&self) -> KernelMapUsage {
+        KernelMapUsage {
+            conntrack: self.conntrack.counted,
+            snat_entries: self.snat.counted,
+            snat_flows: self.snat_flows,
+            affinity: self.affinity.counted,
+        }
     }
 }
 

@@ -6,13 +6,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use aya::maps::{HashMap, LpmTrie, MapData, PerCpuArray, lpm_trie};
+use aya::maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, lpm_trie};
 use aya::programs::links::{FdLink, LinkError, PinnedLink};
 use aya::programs::{SchedClassifier, TcAttachType, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use ingress_common::maps::*;
 use ingress_common::stats::{Counter, REASON_COUNT};
 
+use super::pin_dir::ensure_bpffs;
 use super::sizes::MapSizes;
 use super::{MapContents, MapOp, MapWriter};
 
@@ -25,7 +26,6 @@ pub const TC_IN_PROGRAM: &str = "lb_tc_in";
 pub const TC_OUT_PROGRAM: &str = "lb_tc_out";
 /// Where the maps are pinned unless configured otherwise.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/k8s-ebpf-lb";
-const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 
 /// The loaded programs and the maps the agent owns.
 pub struct Dataplane {
@@ -236,43 +236,6 @@ fn remove_retired_pins(pin_dir: &Path) {
     }
 }
 
-/// Pins need a bpffs. Like Cilium's agent, mount the standard one when the
-/// host has not (a DaemonSet gets the host's mount through a hostPath).
-fn ensure_bpffs(pin_dir: &Path) -> anyhow::Result<()> {
-    // Two loads racing to mount would stack two bpffs instances.
-    static MOUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _mounting = MOUNTING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let standard = Path::new("/sys/fs/bpf");
-    let root = if pin_dir.starts_with(standard) { standard } else { pin_dir.parent().unwrap_or(pin_dir) };
-    if is_bpffs(root) {
-        return Ok(());
-    }
-    if root == standard {
-        tracing::info!("mounting bpffs at /sys/fs/bpf");
-        let c = |s: &str| std::ffi::CString::new(s).expect("no NUL in a constant");
-        let (source, target, fstype) = (c("bpf"), c("/sys/fs/bpf"), c("bpf"));
-        // SAFETY: valid C strings; no data argument.
-        let rc = unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
-        if rc == 0 {
-            return Ok(());
-        }
-        bail!("mounting bpffs at /sys/fs/bpf failed: {}", std::io::Error::last_os_error());
-    }
-    bail!(
-        "{} is not on a bpffs mount, so maps could not be pinned there; use a directory under \
-         /sys/fs/bpf or mount one with `mount -t bpf bpf DIR`",
-        pin_dir.display()
-    )
-}
-
-fn is_bpffs(path: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else { return false };
-    // SAFETY: an all-zero statfs is a valid value to be overwritten.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: c is a valid C string and st a writable statfs.
-    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC }
-}
-
 /// The agent-owned maps and the counters, opened from their pins.
 pub struct PinnedMaps {
     services: HashMap<MapData, ServiceKey, ServiceValue>,
@@ -287,6 +250,9 @@ pub struct PinnedMaps {
     maglev: HashMap<MapData, MaglevKey, MaglevRow>,
     /// An LRU hash in the kernel, like `conntrack`.
     snat: HashMap<MapData, SnatKey, SnatEntry>,
+    snat_config: Array<MapData, SnatConfig>,
+    /// An LRU hash in the kernel, like `conntrack`.
+    affinity: HashMap<MapData, AffinityKey, AffinityValue>,
     sizes: MapSizes,
 }
 
@@ -303,6 +269,12 @@ fn open_or_create_names(dir: &Path, capacity: u32) -> anyhow::Result<HashMap<Map
     open_pinned(dir, FRONTEND_NAMES_MAP)
 }
 
+/// The capacity (max_entries) the map pinned in `dir` as `name` was created with.
+pub fn pinned_capacity(dir: &Path, name: &str) -> anyhow::Result<u32> {
+    let pin = dir.join(name);
+    Ok(MapData::from_pin(&pin).and_then(|map| map.info()).with_context(|| format!("reading the size of {}", pin.display()))?.max_entries())
+}
+
 fn open_pinned<T>(dir: &Path, name: &str) -> anyhow::Result<T>
 where
     T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
@@ -317,11 +289,7 @@ impl PinnedMaps {
     /// The maps pinned in `dir`, planned for with the default sizes (see
     /// `with_sizes`).
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
-        let rev_nat_pin = dir.join(REV_NAT_MAP);
-        let rev_nat_capacity = MapData::from_pin(&rev_nat_pin)
-            .and_then(|map| map.info())
-            .with_context(|| format!("reading the size of {}", rev_nat_pin.display()))?
-            .max_entries();
+        let rev_nat_capacity = pinned_capacity(dir, REV_NAT_MAP)?;
         Ok(PinnedMaps {
             services: open_pinned(dir, SERVICES_MAP)?,
             backends: open_pinned(dir, BACKENDS_MAP)?,
@@ -333,6 +301,8 @@ impl PinnedMaps {
             source_ranges: open_pinned(dir, SOURCE_RANGES_MAP)?,
             maglev: open_pinned(dir, MAGLEV_MAP)?,
             snat: open_pinned(dir, SNAT_MAP)?,
+            snat_config: open_pinned(dir, SNAT_CONFIG_MAP)?,
+            affinity: open_pinned(dir, AFFINITY_MAP)?,
             sizes: MapSizes::default(),
         })
     }
@@ -393,6 +363,17 @@ impl PinnedMaps {
     pub fn snat(&self) -> anyhow::Result<Vec<(SnatKey, SnatEntry)>> {
         Ok(self.snat.iter().collect::<Result<_, _>>()?)
     }
+
+    /// The node addresses and port range SNAT uses.
+    pub fn snat_config(&self) -> anyhow::Result<SnatConfig> {
+        Ok(self.snat_config.get(&0, 0)?)
+    }
+
+    /// How many clients are pinned to a backend by ClientIP affinity.
+    pub fn affinity_entries(&self) -> usize {
+        self.affinity.keys().filter(Result::is_ok).count()
+    }
+
 }
 
 fn sum(per_cpu: &[Counter]) -> Counter {

@@ -8,9 +8,11 @@ pub mod diff;
 pub mod ebpf;
 pub mod fake;
 pub mod maglev;
+pub mod pin_dir;
 pub mod plan;
 pub mod rollback;
 pub mod sizes;
+pub mod usage;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -386,6 +386,12 @@ pub struct ProgrammedFrontend {
     /// `(backend id, backend)` in slot order; the backend is `None` when the
     /// slot or the backend it names is missing (an inconsistency worth seeing).
     pub backends: Vec<(u32, Option<Backend>)>,
+    /// The header's `SERVICE_FLAG_*` bits (Local traffic policies, source ranges).
+    pub flags: u16,
+    /// Backends on this node: the `SCOPE_LOCAL` header's count, 0 without one.
+    pub local_count: u16,
+    /// ClientIP affinity timeout in seconds, 0 = no affinity.
+    pub affinity_timeout_s: u32,
 }
 
 /// The maps' frontends in address order, for humans.
@@ -404,10 +410,14 @@ pub fn describe(contents: &MapContents) -> Vec<ProgrammedFrontend> {
                     (id, contents.backends.get(&id).and_then(abi::backend_of))
                 })
                 .collect();
+            let local_header = contents.services.get(&ServiceKey { scope: SCOPE_LOCAL, ..*key });
             Some(ProgrammedFrontend {
                 frontend: abi::frontend_of(key)?,
                 rev_nat_id: header.rev_nat_id,
                 backends,
+                flags: header.flags,
+                local_count: local_header.map_or(0, |local| local.count),
+                affinity_timeout_s: header.affinity_timeout_s,
             })
         })
         .collect();
@@ -419,7 +429,7 @@ impl fmt::Display for ProgrammedFrontend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} rev-nat {} ->", self.frontend, self.rev_nat_id)?;
         if self.backends.is_empty() {
-            return f.write_str(" no backend (dropped)");
+            return f.write_str(" no backend (rejected)");
         }
         for (id, backend) in &self.backends {
             match backend {
@@ -520,7 +530,7 @@ mod tests {
         assert!(planned.backends.is_empty());
         assert_eq!(
             describe(&planned)[0].to_string(),
-            "10.0.0.1:80/TCP rev-nat 1 -> no backend (dropped)"
+            "10.0.0.1:80/TCP rev-nat 1 -> no backend (rejected)"
         );
     }
 

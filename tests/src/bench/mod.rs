@@ -28,7 +28,7 @@ use ingress_common::maps::{SERVICES_MAP, ServiceKey, ServiceValue};
 use ingress_userspace::dataplane::abi;
 use ingress_userspace::model::{Frontend, Protocol};
 
-use crate::agent::AgentProcess;
+use crate::agent::{AgentLog, AgentProcess};
 use crate::lab::{Lab, LabSpec, NODE_IP};
 use crate::netns::run_command;
 use crate::pins::PinDir;
@@ -208,7 +208,8 @@ impl<'a> SizeBench<'a> {
             Contender::Ebpf => {
                 let pins = PinDir::unique("bench");
                 let started = Instant::now();
-                let agent = AgentProcess::spawn(&self.config.agent, self.lab, self.manifests.path(), pins.path())?;
+                let log = AgentLog::File(self.config.out_dir.join("agent.log"));
+                let agent = AgentProcess::spawn_with(&self.config.agent, self.lab, self.manifests.path(), pins.path(), &log, |_| {})?;
                 let count = self.measured.endpoints.len();
                 wait_for_node_port(pins.path(), PROGRAMMING_LIMIT, count)?;
                 let programmed = started.elapsed();

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use ingress_tests::interrupt::on_ctrl_c;
-use ingress_tests::agent::{ADMIN, AgentProcess, HTTP_PORT, NODE_NAME, admin_get};
+use ingress_tests::agent::{ADMIN, AgentLog, AgentProcess, HTTP_PORT, NODE_NAME, admin_get};
 use ingress_tests::http;
 use ingress_tests::pins::PinDir;
 use ingress_tests::{Lab, LabSpec, NetNs, Tally, is_root, tcp_request, udp_request};
@@ -38,6 +38,12 @@ struct Args {
     /// Leave everything running until Ctrl-C.
     #[arg(long)]
     keep: bool,
+    /// Where the agent's log goes (kept after the lab ends).
+    #[arg(long, default_value = "/tmp/k8s-ebpf-lb-lab-agent.log")]
+    agent_log: PathBuf,
+    /// Stream the agent's log to the terminal instead of the log file.
+    #[arg(long)]
+    verbose: bool,
 }
 
 fn main() -> Result<()> {
@@ -50,8 +56,15 @@ fn main() -> Result<()> {
     println!("Lab: client -> node (XDP on uplink0, TC on pod veths) -> pods {:?}", spec.pods);
     let lab = Lab::build(spec).context("building the lab")?;
     let pins = PinDir::unique("lab");
-    let agent = AgentProcess::spawn(&args.agent, &lab, &args.manifests, pins.path())?;
-    println!("Agent {} running in {}, maps pinned in {}\n", agent.pid(), lab.node().name(), pins.path().display());
+    let log = if args.verbose { AgentLog::Terminal } else { AgentLog::File(args.agent_log.clone()) };
+    // This run's log only.
+    let _ = std::fs::remove_file(&args.agent_log);
+    let agent = AgentProcess::spawn_with(&args.agent, &lab, &args.manifests, pins.path(), &log, |_| {})?;
+    println!("Agent {} running in {}, maps pinned in {}", agent.pid(), lab.node().name(), pins.path().display());
+    if let AgentLog::File(path) = &log {
+        println!("Agent log: {} (`cargo xtask lab --verbose` streams it here instead)", path.display());
+    }
+    println!();
     let node = NodeInfo { name: NODE_NAME.into(), addresses: lab.node_ips().to_vec() };
     let loaded = load_dir(&args.manifests)?;
     let (desired, _) = translate(&loaded.snapshot, &node);

@@ -11,7 +11,7 @@ use super::daemon::Daemon;
 use super::report::Contender;
 use super::routes::{self, RouteSet};
 use super::{haproxy, ingress, nginx};
-use crate::agent::{AgentProcess, HTTP_PORT, admin_get};
+use crate::agent::{AgentLog, AgentProcess, HTTP_PORT, admin_get};
 use crate::bench::manifests::ManifestSet;
 use crate::http;
 use crate::lab::{Lab, NODE_IP};
@@ -70,7 +70,8 @@ impl<'a> Bed<'a> {
                     command.env("RUST_LOG", "warn");
                     pin_at_exec(command, cpus);
                 };
-                let process = AgentProcess::spawn_with(self.agent, self.lab, self.manifests.path(), pins.path(), configure)?;
+                let log = AgentLog::File(self.work.path.join("agent.out"));
+                let process = AgentProcess::spawn_with(self.agent, self.lab, self.manifests.path(), pins.path(), &log, configure)?;
                 Kind::Agent { process, _pins: pins }
             }
             Contender::Nginx => {
