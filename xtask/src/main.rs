@@ -7,6 +7,7 @@ mod build;
 mod install;
 mod kind;
 mod run;
+mod shell;
 
 use clap::{Parser, Subcommand};
 
