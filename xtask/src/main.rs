@@ -4,6 +4,8 @@
 
 mod bench;
 mod build;
+#[cfg(test)]
+mod imports;
 mod install;
 mod kind;
 mod run;
