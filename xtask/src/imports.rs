@@ -452,6 +452,46 @@ mod tests {
     }
 
     #[test]
+    fn edges_go_to_the_file_where_a_named_item_lives() {
+        let files: &[(&str, &str)] = &[
+            // `mod` and `pub use` are no edges; `b::go` goes through a child.
+            ("lib.rs", "mod a; mod b; pub use b::Thing; pub struct Root; fn main() { b::go(); }"),
+            // Through the root's re-export to b.rs; `Root` lives in lib.rs.
+            ("a.rs", "use crate::{Thing, Root}; #[path = \"a_tests.rs\"] mod tests;"),
+            ("a_tests.rs", "use super::*;"),
+            // Paths inside inline modules, function bodies and macro arguments.
+            ("b.rs", "pub struct Thing; mod c; mod inner { use super::c::Deep; } fn go() { assert!(crate::b::c::f()); }"),
+            ("b/c.rs", "pub struct Deep; pub fn f() -> bool { self::g() } fn g() -> bool { true }"),
+        ];
+        let dir = std::env::temp_dir().join(format!("xtask-imports-{}", std::process::id()));
+        for (file, text) in files {
+            std::fs::create_dir_all(dir.join(file).parent().unwrap()).unwrap();
+            std::fs::write(dir.join(file), text).unwrap();
+        }
+        let tree = ModuleTree::read(&dir.join("lib.rs"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        let mut edges: Vec<(String, String, String)> = tree
+            .edges()
+            .into_iter()
+            .map(|(from, to, via)| {
+                let name = |file: PathBuf| file.strip_prefix(&dir).unwrap().display().to_string();
+                (name(from), name(to), via)
+            })
+            .collect();
+        edges.sort();
+        let expected = [
+            ("a.rs", "b.rs", "crate::Thing"),
+            ("a.rs", "lib.rs", "crate::Root"),
+            ("a_tests.rs", "a.rs", "super"),
+            ("b.rs", "b/c.rs", "crate::b::c::f"),
+            ("b.rs", "b/c.rs", "super::c::Deep"),
+            ("lib.rs", "b.rs", "b::go"),
+        ];
+        let expected: Vec<_> = expected.iter().map(|(from, to, via)| (from.to_string(), to.to_string(), via.to_string())).collect();
+        assert_eq!(edges, expected);
+    }
+
+    #[test]
     fn no_source_file_imports_one_that_imports_it_back() {
         let graph = workspace_graph(&workspace_root());
         assert!(graph.len() > 50, "the scan found only {} files: is the workspace root right?", graph.len());
