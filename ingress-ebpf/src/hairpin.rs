@@ -29,9 +29,9 @@ use ingress_common::maps::{CT_FORWARD, CT_REPLY, CtKey};
 use ingress_common::stats::{DROP_REWRITE_FAILED, HAIRPIN_REPLY_TRANSLATED, HAIRPIN_TRANSLATED, PASS_NOT_A_REPLY};
 
 use crate::conntrack;
-use crate::lb::Outcome;
 use crate::maps::{CONNTRACK, REV_NAT};
 use crate::nat::{Rewriter, Side, Translation};
+use crate::outcome::Outcome;
 use crate::parse::Flow;
 use crate::scratch;
 

@@ -1,10 +1,7 @@
 //! The decision: is this packet a reply to reverse-translate, a packet to a
 //! frontend to send to a backend, or neither?
 
-use ingress_common::maps::{
-    Backend, SCOPE_EXTERNAL, SCOPE_LOCAL, SERVICE_FLAG_LOCAL_EXTERNAL, SERVICE_FLAG_LOCAL_INTERNAL, ServiceKey,
-    ServiceValue,
-};
+use ingress_common::maps::{Backend, SCOPE_EXTERNAL, SCOPE_LOCAL, ServiceValue};
 use ingress_common::stats::*;
 
 use crate::affinity;
@@ -16,26 +13,9 @@ use crate::source_range;
 use crate::stats;
 use crate::maps::{BACKENDS, REV_NAT, SERVICES};
 use crate::nat::Translation;
+use crate::outcome::Outcome;
 use crate::parse::Flow;
-
-/// What happened to a packet, with the `ingress_common::stats` reason it is
-/// counted under.
-pub enum Outcome {
-    Translated(u32),
-    Pass(u32),
-    Drop(u32),
-    /// Answered with a reject sent back to the client (see `reject`).
-    Reject(u32),
-}
-
-impl Outcome {
-    #[inline(always)]
-    pub fn reason(&self) -> u32 {
-        match self {
-            Outcome::Translated(r) | Outcome::Pass(r) | Outcome::Drop(r) | Outcome::Reject(r) => *r,
-        }
-    }
-}
+use crate::service::{Origin, slot_key};
 
 /// A reply from a backend: its source becomes the frontend the client used.
 /// Runs where packets leave the node (after routing): rewriting the source
@@ -46,38 +26,6 @@ pub fn reverse(flow: &Flow) -> Result<Translation, Outcome> {
     // SAFETY: map values are plain data; the agent replaces them whole.
     let frontend = unsafe { REV_NAT.get(entry.rev_nat_id) }.ok_or(Outcome::Pass(PASS_NOT_A_REPLY))?;
     Ok(Translation::from_frontend(frontend.addr, frontend.port))
-}
-
-/// Where a client's packet entered the node: it decides which of a
-/// frontend's traffic policies applies.
-#[derive(Clone, Copy)]
-pub enum Origin {
-    /// An uplink: an external client (externalTrafficPolicy).
-    Uplink,
-    /// A pod veth: a pod of this node (internalTrafficPolicy).
-    Pod,
-}
-
-impl Origin {
-    #[inline(always)]
-    fn local_flag(self) -> u16 {
-        match self {
-            Origin::Uplink => SERVICE_FLAG_LOCAL_EXTERNAL,
-            Origin::Pod => SERVICE_FLAG_LOCAL_INTERNAL,
-        }
-    }
-}
-
-#[inline(always)]
-pub fn slot_key(flow: &Flow, scope: u8, slot: u16) -> ServiceKey {
-    ServiceKey {
-        addr: flow.daddr,
-        port: flow.dport,
-        proto: flow.proto,
-        scope,
-        slot,
-        _pad: [0; 2],
-    }
 }
 
 /// The scope a new connection picks its backend in, and that scope's header:

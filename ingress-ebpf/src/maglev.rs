@@ -7,9 +7,10 @@ use ingress_common::hash::flow_hash;
 use ingress_common::maps::{Backend, DEFAULT_MAGLEV_TABLE_SIZE, MaglevKey, ServiceValue, maglev_position};
 use ingress_common::stats::DROP_BAD_SLOT;
 
-use crate::lb::{Outcome, slot_key};
 use crate::maps::{BACKENDS, MAGLEV, SERVICES};
+use crate::outcome::Outcome;
 use crate::parse::Flow;
+use crate::service::slot_key;
 
 /// M, the entries of every table; set by the agent at load time
 /// (`MAGLEV_TABLE_SIZE_GLOBAL`). Read-only data, so the verifier sees a constant.

@@ -22,10 +22,12 @@ mod lb;
 mod maglev;
 mod maps;
 mod nat;
+mod outcome;
 mod packet;
 mod parse;
 mod reject;
 mod scratch;
+mod service;
 mod snat;
 mod source_range;
 mod stats;
@@ -35,9 +37,10 @@ use aya_ebpf::macros::{classifier, xdp};
 use aya_ebpf::programs::{TcContext, XdpContext};
 use ingress_common::stats::DROP_REWRITE_FAILED;
 
-use lb::{Origin, Outcome};
 use nat::Rewriter;
+use outcome::Outcome;
 use packet::{Packet, Reshape, TcPacket, XdpPacket};
+use service::Origin;
 
 /// Which way a program translates.
 #[derive(Clone, Copy)]

@@ -8,7 +8,7 @@ use ingress_common::checksum::{finish, sum};
 use ingress_common::stats::{DROP_NO_BACKEND, REJECT_NO_BACKEND};
 use ingress_common::{IPPROTO_TCP, IPPROTO_UDP};
 
-use crate::lb::Outcome;
+use crate::outcome::Outcome;
 use crate::packet::{Packet, Reshape};
 use crate::parse::{ETH_HLEN, Flow, IPV6_HLEN};
 use crate::scratch;

@@ -40,11 +40,12 @@ use ingress_common::maps::{
 use ingress_common::stats::{DROP_REWRITE_FAILED, DROP_SNAT_PORTS_EXHAUSTED, SNAT_REPLY_TRANSLATED, SNAT_TRANSLATED};
 
 use crate::conntrack;
-use crate::lb::{Origin, Outcome};
 use crate::maps::{SNAT, SNAT_CONFIG};
 use crate::nat::{Side, Translation};
+use crate::outcome::Outcome;
 use crate::parse::Flow;
 use crate::scratch;
+use crate::service::Origin;
 
 /// The agent's SNAT settings for a flow towards `dst`: the node address of
 /// `dst`'s family and the port range; `None` while SNAT is off for that

@@ -13,7 +13,7 @@ use ingress_common::maps;
 use ingress_userspace::dataplane::ebpf::DEFAULT_PIN_DIR;
 use ingress_userspace::dataplane::sizes::MapSizes;
 use ingress_userspace::l7::L7Options;
-use ingress_userspace::l7::proxy::ProxyOptions;
+use ingress_userspace::l7::options::ProxyOptions;
 use ingress_userspace::l7::server::L7Config;
 use ingress_userspace::l7::tls::certified_key_from_pem;
 use ingress_userspace::k8s::node;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ingress_userspace::l7::metrics::L7Metrics;
-use ingress_userspace::l7::proxy::ProxyOptions;
+use ingress_userspace::l7::options::ProxyOptions;
 use ingress_userspace::manifests::Snapshot;
 use l7_support::*;
 use serde_json::json;
@@ -400,7 +400,7 @@ async fn tls_with_sni_alpn_h2_and_a_default_certificate() {
         ingress_userspace::l7::tls::certified_key_from_pem(default_cert.as_bytes(), default_key.as_bytes()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy = listener.local_addr().unwrap();
-    let serve = ingress_userspace::l7::tls::serve_tls(listener, routes(&snapshot), ProxyOptions::default(), default_certificate);
+    let serve = ingress_userspace::l7::server::serve_tls(listener, routes(&snapshot), ProxyOptions::default(), default_certificate);
     tokio::spawn(serve);
 
     let connect = |server_name: &'static str, alpn: &'static [u8]| {

@@ -14,7 +14,7 @@ use ingress_userspace::dataplane::MapWriter;
 use ingress_userspace::dataplane::ebpf::PinnedMaps;
 use ingress_userspace::dataplane::sizes::MapSizes;
 use ingress_userspace::l7::L7Options;
-use ingress_userspace::l7::proxy::ProxyOptions;
+use ingress_userspace::l7::options::ProxyOptions;
 use ingress_userspace::l7::server::L7Config;
 use ingress_userspace::model::NodeInfo;
 

@@ -8,7 +8,7 @@ use clap::ValueEnum;
 
 use crate::build;
 use crate::install;
-use crate::run::{check, step, workspace_root};
+use crate::shell::{check, step, workspace_root};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Suite {

@@ -3,12 +3,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::install::{self, LLVM_BIN};
-use crate::run::{check, step, workspace_root};
-
-pub fn path_with_llvm() -> String {
-    format!("{LLVM_BIN}:{}", std::env::var("PATH").unwrap_or_default())
-}
+use crate::install::{self, path_with_llvm};
+use crate::shell::{check, step, workspace_root};
 
 pub fn agent_binary() -> PathBuf {
     workspace_root().join("target/release/ingress-userspace")

@@ -4,7 +4,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use crate::run::{check, step};
+use crate::shell::{check, step};
 
 /// Debian packages: LLVM 22 for bpf-linker (the same major as nightly rustc's
 /// LLVM), iproute2/ethtool/util-linux (nsenter) for the lab, iptables for
@@ -31,7 +31,12 @@ const APT_PACKAGES: &[&str] = &[
 /// Packages whose install may start a system service: the benchmark runs its
 /// own instances inside the lab, so the system ones are stopped and disabled.
 const SERVICES: &[&str] = &["nginx", "haproxy"];
-pub const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
+const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
+
+/// `PATH` with LLVM 22's tools first: building bpf-linker and linking with it look for them there.
+pub fn path_with_llvm() -> String {
+    format!("{LLVM_BIN}:{}", std::env::var("PATH").unwrap_or_default())
+}
 
 pub fn all() -> anyhow::Result<()> {
     require_root("installing prerequisites")?;
@@ -146,7 +151,7 @@ fn bpf_linker() -> anyhow::Result<()> {
                 "--features",
                 "llvm-22",
             ])
-            .env("PATH", crate::build::path_with_llvm()),
+            .env("PATH", path_with_llvm()),
         "cargo install bpf-linker",
     )
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::run::{check, step, workspace_root};
+use crate::shell::{check, step, workspace_root};
 
 /// Also the prefix of kind's node containers (`ebpf-lb-control-plane`).
 const CLUSTER: &str = "ebpf-lb";

@@ -4,9 +4,12 @@
 
 mod bench;
 mod build;
+#[cfg(test)]
+mod imports;
 mod install;
 mod kind;
 mod run;
+mod shell;
 
 use clap::{Parser, Subcommand};
 

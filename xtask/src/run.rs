@@ -1,35 +1,13 @@
-//! The lab and the tests, and the small helpers every command uses.
+//! The lab and the tests.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
 
 use crate::build;
 use crate::install;
-
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-pub fn step(what: &str) {
-    eprintln!("==> {what}");
-}
-
-/// Runs a command with inherited output; a failure names the step.
-pub fn check(command: &mut Command, what: &str) -> anyhow::Result<()> {
-    let status = command
-        .status()
-        .with_context(|| format!("{what}: could not start {command:?}"))?;
-    if !status.success() {
-        bail!("{what} failed ({status})");
-    }
-    Ok(())
-}
+use crate::shell::{check, step, workspace_root};
 
 pub fn lab(keep: bool) -> anyhow::Result<()> {
     install::require_root("the lab")?;

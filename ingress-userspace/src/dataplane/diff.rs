@@ -58,7 +58,8 @@ pub fn diff(current: &MapContents, desired: &MapContents) -> Vec<MapOp> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataplane::fake::{FakeMaps, Spec, planned};
+    use crate::dataplane::fake::{FakeMaps, Spec};
+    use crate::dataplane::plan::planned;
     use crate::dataplane::sizes::MapSizes;
     use crate::dataplane::{MapWriter, abi};
     use ingress_common::maps::MaglevKey;

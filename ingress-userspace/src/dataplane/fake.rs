@@ -164,12 +164,6 @@ pub(crate) fn desired_state(spec: Spec) -> crate::model::DesiredState {
     desired
 }
 
-/// The plan of a `desired_state` over `current`, with the default sizes.
-#[cfg(test)]
-pub(crate) fn planned(spec: Spec, current: &MapContents) -> MapContents {
-    super::plan::plan(&desired_state(spec), current, &MapSizes::default()).contents
-}
-
 /// The inverse of `desired_state`'s notation, one line per frontend.
 #[cfg(test)]
 pub(crate) fn render(desired: &crate::model::DesiredState) -> Vec<String> {

@@ -449,10 +449,16 @@ impl fmt::Display for ProgrammedFrontend {
     }
 }
 
+/// The plan of a `desired_state` over `current`, with the default sizes.
+#[cfg(test)]
+pub(crate) fn planned(spec: super::fake::Spec, current: &MapContents) -> MapContents {
+    plan(&super::fake::desired_state(spec), current, &MapSizes::default()).contents
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataplane::fake::{Spec, desired_state, planned};
+    use crate::dataplane::fake::{Spec, desired_state};
 
     /// `frontend -> [(backend, id)]`, and rev-NAT ids, of a plan.
     fn ids(contents: &MapContents) -> Vec<String> {

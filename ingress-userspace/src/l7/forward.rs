@@ -13,7 +13,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use super::path::PathMatch;
-use super::proxy::{BoxError, ProxyBody, ProxyOptions, local};
+use super::options::ProxyOptions;
+use super::response::{BoxError, ProxyBody, local};
 use super::rewrite::rewrite;
 use super::table::Route;
 

@@ -8,10 +8,12 @@ pub mod endpoints;
 mod forward;
 pub mod host;
 pub mod metrics;
+pub mod options;
 pub mod path;
 pub mod proxy;
-pub mod server;
+pub mod response;
 pub mod rewrite;
+pub mod server;
 pub mod table;
 pub mod tls;
 

@@ -10,10 +10,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http_body_util::BodyExt;
-use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HOST, HeaderValue, SERVER};
+use hyper::header::{HOST, HeaderValue, SERVER};
 use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -21,52 +19,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use super::forward::{Forwarded, Upstreams};
-use super::metrics::L7Metrics;
-use super::table::Decision;
 use super::SharedRoutes;
-
-pub const SERVER_NAME: &str = "ebpf-lb";
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-pub type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
-
-#[derive(Clone)]
-pub struct ProxyOptions {
-    /// Close the connection without a response when no rule claims the host
-    /// (nginx's `return 444`) instead of answering 404. `/healthz` still answers,
-    /// so load balancer health checks by IP keep working.
-    pub close_unknown_hosts: bool,
-    pub connect_timeout: Duration,
-    /// Until the upstream's response headers arrive (504 after it).
-    pub request_timeout: Duration,
-    /// For a client to send a request head (408 after it on a new connection).
-    pub header_read_timeout: Duration,
-    /// A keep-alive client connection with no request in flight is closed after it.
-    pub client_idle_timeout: Duration,
-    /// Pooled upstream connections are closed after it.
-    pub upstream_idle_timeout: Duration,
-    /// Request line and headers (431 above it).
-    pub max_header_bytes: usize,
-    /// Request body (413 above it).
-    pub max_body_bytes: u64,
-    pub metrics: Arc<L7Metrics>,
-}
-
-impl Default for ProxyOptions {
-    fn default() -> Self {
-        ProxyOptions {
-            close_unknown_hosts: false,
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(60),
-            header_read_timeout: Duration::from_secs(10),
-            client_idle_timeout: Duration::from_secs(75),
-            upstream_idle_timeout: Duration::from_secs(60),
-            max_header_bytes: 16 * 1024,
-            max_body_bytes: 16 * 1024 * 1024,
-            metrics: Arc::default(),
-        }
-    }
-}
+use super::forward::{Forwarded, Upstreams};
+use super::options::ProxyOptions;
+use super::response::{ProxyBody, SERVER_NAME, local};
+use super::table::Decision;
 
 /// Everything a connection needs, shared by all of them.
 pub(crate) struct Proxy {
@@ -273,14 +230,6 @@ fn authority_of<B>(request: &Request<B>) -> String {
     }
     let host = request.headers().get(HOST).and_then(|host| host.to_str().ok());
     host.unwrap_or_default().to_owned()
-}
-
-pub(crate) fn local(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())).map_err(|never| match never {}).boxed());
-    *response.status_mut() = status;
-    let text = HeaderValue::from_static("text/plain; charset=utf-8");
-    response.headers_mut().insert(CONTENT_TYPE, text);
-    response
 }
 
 /// The bytes read ahead of hyper, replayed before the rest of the stream.

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use http_body_util::Empty;
+use http_body_util::{BodyExt, Empty, Full};
 use tokio::net::TcpStream;
 
 use super::*;

@@ -1,25 +1,18 @@
-//! TLS termination with SNI: served Ingresses' `spec.tls` name hosts and a
-//! `kubernetes.io/tls` Secret of their namespace; the certificate is chosen by
-//! SNI from the current route table, and an unknown SNI gets the default one.
-//! ALPN offers HTTP/2 and HTTP/1.1.
+//! TLS certificates: served Ingresses' `spec.tls` name hosts and a
+//! `kubernetes.io/tls` Secret of their namespace. The route table holds them;
+//! the HTTPS listener (`server`) chooses one by SNI from the current table.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
-use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
-use super::SharedRoutes;
 use super::host::{HostPattern, normalize_host, wildcard_suffix};
-use super::proxy::{Proxy, ProxyOptions, accept_loop};
 use crate::manifests::Snapshot;
 use crate::problem::{Problem, ProblemKind};
 
@@ -108,61 +101,6 @@ pub fn certified_key_from_pem(chain: &[u8], key: &[u8]) -> Result<Arc<CertifiedK
     let signing_key =
         rustls::crypto::ring::sign::any_supported_type(&key).map_err(|error| format!("unusable private key: {error}"))?;
     Ok(Arc::new(CertifiedKey::new(chain, signing_key)))
-}
-
-/// Chooses the certificate by SNI from whatever route table is current.
-struct SniResolver {
-    routes: SharedRoutes,
-    default_certificate: Arc<CertifiedKey>,
-}
-
-impl fmt::Debug for SniResolver {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SniResolver")
-    }
-}
-
-impl ResolvesServerCert for SniResolver {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let found = hello.server_name().and_then(|name| self.routes.load().certificates().find(name));
-        Some(found.unwrap_or_else(|| self.default_certificate.clone()))
-    }
-}
-
-/// Serves HTTPS on `listener` until the future is dropped: TLS with SNI, then
-/// HTTP/2 or HTTP/1.1 as ALPN decided, routed like plain HTTP.
-pub async fn serve_tls(
-    listener: TcpListener,
-    routes: SharedRoutes,
-    options: ProxyOptions,
-    default_certificate: Arc<CertifiedKey>,
-) {
-    let resolver = SniResolver {
-        routes: routes.clone(),
-        default_certificate,
-    };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("the ring provider supports the default TLS versions");
-    let mut config = config.with_no_client_auth().with_cert_resolver(Arc::new(resolver));
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let acceptor = TlsAcceptor::from(Arc::new(config));
-    let handshake_timeout = options.header_read_timeout;
-    let proxy = Proxy::new(routes, options);
-    accept_loop(listener, move |stream, peer: SocketAddr, connections| {
-        let (proxy, acceptor) = (proxy.clone(), acceptor.clone());
-        connections.spawn(async move {
-            let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(error)) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
-                Err(_elapsed) => return tracing::debug!(%peer, "TLS handshake timed out"),
-            };
-            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            proxy.serve_connection(stream, peer, "https", h2).await;
-        });
-    })
-    .await
 }
 
 #[cfg(test)]

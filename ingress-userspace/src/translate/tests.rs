@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::dataplane::fake::render;
-use crate::manifests::parse_documents;
+use crate::manifests::{load_dir, parse_documents};
 
 mod dual_stack;
 
@@ -546,4 +546,34 @@ fn a_translator_follows_changes_like_a_fresh_translation() {
     let (_, problems) = translator.translate(&moved.snapshot, &other);
     assert_eq!(problems, translate(&moved.snapshot, &other).1);
     assert!(problems[0].to_string().starts_with("u.yaml"), "{}", problems[0]);
+}
+
+#[test]
+fn the_lab_examples_load_cleanly() {
+    let loaded = load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples")).unwrap();
+    assert_eq!(loaded.problems, []);
+    let node = NodeInfo {
+        name: "lab-node".into(),
+        addresses: vec!["192.168.100.2".parse().unwrap(), "2001:db8::1".parse().unwrap()],
+    };
+    let (desired, problems) = translate(&loaded.snapshot, &node);
+    assert_eq!(problems, []);
+    let backends = "10.244.1.2:8080* 10.244.2.2:8080* 10.244.3.2:8080*";
+    let backends6 = "[fd00:10:244:1::2]:8080* [fd00:10:244:2::2]:8080* [fd00:10:244:3::2]:8080*";
+    // echo is dual-stack, each family over its own EndpointSlice; echo-a
+    // is IPv4 only, so it has no IPv6 frontend.
+    assert_eq!(
+        render(&desired),
+        [
+            format!("10.96.0.10:53/UDP default/echo:udp -> {backends}"),
+            format!("10.96.0.10:80/TCP default/echo:tcp -> {backends}"),
+            "10.96.0.11:80/TCP default/echo-a:tcp -> 10.244.1.2:8080*".to_string(),
+            format!("192.168.100.2:30053/UDP default/echo:udp -> {backends}"),
+            format!("192.168.100.2:30080/TCP default/echo:tcp -> {backends}"),
+            format!("[2001:db8::1]:30053/UDP default/echo:udp -> {backends6}"),
+            format!("[2001:db8::1]:30080/TCP default/echo:tcp -> {backends6}"),
+            format!("[fd00:10:96::10]:53/UDP default/echo:udp -> {backends6}"),
+            format!("[fd00:10:96::10]:80/TCP default/echo:tcp -> {backends6}"),
+        ]
+    );
 }
