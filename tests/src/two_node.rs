@@ -226,11 +226,11 @@ impl TwoNodeFixture {
     pub fn start(family: Family, services: &[ServiceDef]) -> Option<TwoNodeFixture> {
         let lab = two_node_lab()?;
         let client_xdp = client_xdp(&lab);
-        let manifests = ManifestDir::empty().expect("creating the manifest directory");
-        manifests.write("services.yaml", &self::manifests(family, &lab, services)).expect("writing the manifests");
-        let agent_a = InProcessAgent::start_on(lab.node_a(), manifests.path()).expect("starting the agent of node A");
-        let agent_b = InProcessAgent::start_on(lab.node_b(), manifests.path()).expect("starting the agent of node B");
-        Some(TwoNodeFixture { agent_a, agent_b, _client_xdp: client_xdp, _manifests: manifests, lab, family })
+        let dir = ManifestDir::empty().expect("creating the manifest directory");
+        dir.write("services.yaml", &manifests(family, &lab, services)).expect("writing the manifests");
+        let agent_a = InProcessAgent::start_on(lab.node_a(), dir.path()).expect("starting the agent of node A");
+        let agent_b = InProcessAgent::start_on(lab.node_b(), dir.path()).expect("starting the agent of node B");
+        Some(TwoNodeFixture { agent_a, agent_b, _client_xdp: client_xdp, _manifests: dir, lab, family })
     }
 
     pub fn client(&self) -> &NetNs {
