@@ -161,6 +161,12 @@ impl InProcessAgent {
         self.pins.path()
     }
 
+    /// Packets its dataplane counted under `reason` (an `ingress_common::stats` index).
+    pub fn packets(&self, reason: u32) -> u64 {
+        let maps = PinnedMaps::open(self.pins()).expect("opening the agent's pinned maps");
+        maps.stats().expect("reading the agent's stats")[reason as usize].packets
+    }
+
     /// Stops the agent and returns what `agent::run` returned.
     pub fn stop(mut self) -> Result<()> {
         self.shutdown_and_join()

@@ -17,6 +17,7 @@ pub mod packet;
 pub mod pins;
 pub mod prog_run;
 pub mod traffic;
+pub mod two_node;
 pub mod bench;
 
 pub use echo::EchoServer;

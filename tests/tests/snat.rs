@@ -6,22 +6,21 @@
 //! checked from scratch by `packet::read`), as node "node-a" programmed from
 //! manifests: `lb_xdp` (DNAT, port reserved) -> `lb_tc_out` (SNAT) -> the
 //! reply through `lb_xdp` (back to the client) -> `lb_tc_out` (reverse DNAT).
-//! Then end to end on the two-node lab with both agents.
+//! Then end to end on the two-node lab with both agents, once per address
+//! family (the crafted IPv6 frames are in `ipv6_snat.rs`).
 
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use ingress_common::maps::{CtTimeouts, SNAT_FORWARD, SNAT_REPLY, SnatConfig};
 use ingress_common::stats::{DROP_SNAT_PORTS_EXHAUSTED, SNAT_REPLY_TRANSLATED, SNAT_TRANSLATED};
-use ingress_tests::agent::{InProcessAgent, ManifestDir};
-use ingress_tests::lab::{NODE_A_NAME, NODE_B_NAME};
+use ingress_tests::lab::NODE_A_NAME;
 use ingress_tests::packet::{self, ACK, Frame, SYN, Seen, TCP, UDP};
 use ingress_tests::prog_run::{Programmed, TC_ACT_OK, XDP_DROP, XDP_PASS};
-use ingress_tests::traffic::UdpSession;
-use ingress_tests::{ECHO_PORT, TcpSession, TwoNodeLab, TwoNodeSpec, is_root};
+use ingress_tests::per_family_tests;
+use ingress_tests::two_node::{CONNECTIONS, Family, ServiceDef, TwoNodeFixture, pods, replies};
 use ingress_userspace::dataplane::conntrack_gc::{self, SnatPorts, snat_config};
-use ingress_userspace::dataplane::ebpf::PinnedMaps;
 use ingress_userspace::manifests::parse_documents;
 use ingress_userspace::model::NodeInfo;
 use ingress_userspace::translate::translate;
@@ -336,67 +335,43 @@ fn snat_is_off_until_the_agent_writes_a_node_address() {
     assert_eq!(h.snat_entries(), 0);
 }
 
+// ---- the two-node lab, once per address family ------------------------------
+
 /// externalTrafficPolicy: Cluster, both endpoints on node B.
-const B_ONLY_NODE_PORT: u16 = 30085;
-
-fn lab_manifests(lab: &TwoNodeLab) -> ManifestDir {
-    let endpoints: Vec<String> = ["b-1", "b-2"]
-        .iter()
-        .map(|pod| format!("{{addresses: [{}], nodeName: {NODE_B_NAME}}}", lab.pod(pod).unwrap().ip))
-        .collect();
-    let yaml = format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: on-b, namespace: default}}\nspec: {{type: NodePort, \
-         externalTrafficPolicy: Cluster, ports: [{{name: tcp, port: 80, targetPort: {ECHO_PORT}, nodePort: {B_ONLY_NODE_PORT}}}, \
-         {{name: udp, protocol: UDP, port: 80, targetPort: {ECHO_PORT}, nodePort: {B_ONLY_NODE_PORT}}}]}}\n---\n\
-         apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: on-b-1, namespace: default, \
-         labels: {{kubernetes.io/service-name: on-b}}}}\naddressType: IPv4\n\
-         ports: [{{name: tcp, port: {ECHO_PORT}}}, {{name: udp, protocol: UDP, port: {ECHO_PORT}}}]\n\
-         endpoints: [{}]\n",
-        endpoints.join(", ")
-    );
-    let dir = ManifestDir::empty().unwrap();
-    dir.write("services.yaml", &yaml).unwrap();
-    dir
-}
-
-#[test]
-fn a_client_of_node_a_reaches_pods_on_node_b_through_a_with_snat() {
-    if !is_root() {
-        eprintln!("skipped: needs root for network namespaces");
-        return;
-    }
-    let lab = TwoNodeLab::build(TwoNodeSpec::default()).expect("building the two-node lab");
-    let manifests = lab_manifests(&lab);
-    let agent_a = InProcessAgent::start_on(lab.node_a(), manifests.path()).unwrap();
-    let _agent_b = InProcessAgent::start_on(lab.node_b(), manifests.path()).unwrap();
-    let (a, client) = (lab.node_a(), lab.client());
-    assert_eq!(a.name(), NODE_A_NAME);
-    let frontend = SocketAddrV4::new(a.ip(), B_ONLY_NODE_PORT);
-    let on_b = BTreeSet::from(["b-1".to_string(), "b-2".to_string()]);
-
-    // Connected sockets: an answer from any other address than the
-    // frontend would not be delivered, so an answer at all shows where it came from.
-    let mut answered = BTreeSet::new();
-    for i in 0..16 {
-        let mut tcp = TcpSession::open(client, frontend).unwrap_or_else(|e| panic!("TCP connection {i}: {e:#}"));
-        let reply = tcp.request().unwrap_or_else(|e| panic!("TCP request {i}: {e:#}"));
-        assert_eq!(reply.peer.ip(), a.ip(), "{} saw its caller as {} instead of node A", reply.pod, reply.peer);
-        assert!(PORTS_DEFAULT.contains(&reply.peer.port()), "SNAT port {} outside the default range", reply.peer.port());
-        answered.insert(reply.pod);
-
-        let udp = UdpSession::open(client, frontend).unwrap();
-        let reply = udp.request().unwrap_or_else(|e| panic!("UDP request {i}: {e:#}"));
-        assert_eq!(reply.peer.ip(), a.ip(), "{} saw its caller as {} over UDP", reply.pod, reply.peer);
-        answered.insert(reply.pod);
-    }
-    assert_eq!(answered, on_b, "every answer came from node B's pods");
-
-    let maps = PinnedMaps::open(agent_a.pins()).unwrap();
-    let stats = maps.stats().unwrap();
-    assert!(stats[SNAT_TRANSLATED as usize].packets >= 32, "SNAT on node A: {:?}", stats[SNAT_TRANSLATED as usize]);
-    assert!(stats[SNAT_REPLY_TRANSLATED as usize].packets >= 32);
-    assert_eq!(stats[DROP_SNAT_PORTS_EXHAUSTED as usize].packets, 0);
-}
-
+const ON_B_NODE_PORT: u16 = 30085;
+/// The last byte of its ClusterIP (see `Family::cluster_ip`).
+const ON_B_VIP: u8 = 0x55;
 const PORTS_DEFAULT: std::ops::RangeInclusive<u16> =
     ingress_common::maps::DEFAULT_SNAT_PORT_MIN..=ingress_common::maps::DEFAULT_SNAT_PORT_MAX;
+
+per_family_tests!(a_client_of_node_a_reaches_pods_on_node_b_through_a_with_snat);
+
+fn a_client_of_node_a_reaches_pods_on_node_b_through_a_with_snat(family: Family) {
+    let on_b = ServiceDef {
+        name: "on-b",
+        cluster_ip: ON_B_VIP,
+        node_port: Some(ON_B_NODE_PORT),
+        fields: "externalTrafficPolicy: Cluster",
+        endpoints: &["b-1", "b-2"],
+    };
+    let Some(f) = TwoNodeFixture::start(family, &[on_b]) else { return };
+    let a = f.lab.node_a();
+    assert_eq!(a.name(), NODE_A_NAME);
+    let node_a = f.node_ip(a);
+
+    // Every pod of node B sees node A's address and a SNAT port as its
+    // caller, over TCP and UDP alike; the answers reach the client's
+    // connected sockets, so they came back from the frontend it called.
+    let replies = replies(f.client(), f.node_port(a, ON_B_NODE_PORT));
+    for reply in &replies {
+        assert_eq!(reply.peer.ip(), node_a, "{} saw its caller as {} instead of node A", reply.pod, reply.peer);
+        assert!(PORTS_DEFAULT.contains(&reply.peer.port()), "SNAT port {} outside the default range", reply.peer.port());
+    }
+    let answered: BTreeSet<String> = replies.into_iter().map(|reply| reply.pod).collect();
+    assert_eq!(answered, pods(&["b-1", "b-2"]), "every answer came from node B's pods");
+
+    let translated = f.agent_a.packets(SNAT_TRANSLATED);
+    assert!(translated >= 2 * CONNECTIONS as u64, "SNAT on node A: {translated} packets");
+    assert!(f.agent_a.packets(SNAT_REPLY_TRANSLATED) >= 2 * CONNECTIONS as u64);
+    assert_eq!(f.agent_a.packets(DROP_SNAT_PORTS_EXHAUSTED), 0);
+}
