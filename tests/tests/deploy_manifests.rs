@@ -29,7 +29,8 @@ use k8s_openapi::serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
 /// The agent's own `run` flags, compiled from its source: they live in the
-/// binary crate, which nothing can depend on, and a copy could drift.
+/// binary crate, which nothing can depend on, and a copy could drift. (Its
+/// unit tests come along and run here too.)
 #[path = "../../ingress-userspace/src/run_args.rs"]
 mod run_args;
 
