@@ -1,17 +1,26 @@
-//! deploy/ parsed into k8s-openapi's types, and checked against what the
-//! agent does: the ClusterRole grants exactly the accesses in
+//! deploy/ as `kubectl apply -k deploy/` applies it, alone and with each of
+//! deploy/components/, rendered by kubectl's kustomize, parsed into
+//! k8s-openapi's types and checked against what the agent does: the
+//! ClusterRole grants exactly the accesses in
 //! `ingress_userspace::k8s::access::API_ACCESS`, the DaemonSet gives the agent
-//! what it needs on a node, and the IngressClass names the agent's controller.
-//! Needs no cluster and no root.
+//! what it needs on a node and arguments its own parser accepts, the
+//! IngressClass names the agent's controller, and each component changes what
+//! it says it changes. Needs kubectl on PATH, but no cluster and no root.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::path::{Component, Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
 
+use clap::{Parser, Subcommand};
+use ingress_userspace::agent::AgentConfig;
 use ingress_userspace::k8s::access::API_ACCESS;
-use ingress_userspace::k8s::ingress_class::INGRESS_CONTROLLER;
+use ingress_userspace::l7::INGRESS_CONTROLLER;
+use ingress_userspace::l7::table::is_served;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{Container, Namespace, PodSpec, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass, IngressSpec};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 // serde as k8s-openapi re-exports it: the same version its types implement.
@@ -19,16 +28,131 @@ use k8s_openapi::serde::de::DeserializeOwned;
 use k8s_openapi::serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
+/// The agent's own `run` flags, compiled from its source: they live in the
+/// binary crate, which nothing can depend on, and a copy could drift. (Its
+/// unit tests come along and run here too.)
+#[path = "../../ingress-userspace/src/run_args.rs"]
+mod run_args;
+
 const NAMESPACE: &str = "ebpf-lb";
 const BPFFS: &str = "/sys/fs/bpf";
 const AGENT_CONTAINER: &str = "agent";
 
 fn deploy_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy")
+        .canonicalize()
+        .expect("the repository has no deploy/")
 }
 
-/// Every object of the files `kubectl apply -f DIR` would read (DIR's own
-/// .yaml/.yml/.json files, not its subdirectories), by type.
+fn components_dir() -> PathBuf {
+    deploy_dir().join("components")
+}
+
+/// `kubectl kustomize DIR`: what `kubectl apply -k DIR` would apply.
+fn kustomize(dir: &Path) -> String {
+    let output = match Command::new("kubectl").arg("kustomize").arg(dir).output() {
+        Ok(output) => output,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "kubectl is not on PATH: install kubectl (its built-in kustomize renders deploy/ for these tests)"
+        ),
+        Err(e) => panic!("running kubectl kustomize {}: {e}", dir.display()),
+    };
+    assert!(
+        output.status.success(),
+        "kubectl kustomize {} failed: {}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    String::from_utf8(output.stdout).expect("kubectl kustomize printed non-UTF-8")
+}
+
+/// `to` as a path relative to `from` (both absolute): kustomize refuses
+/// absolute paths to other kustomizations.
+fn relative(from: &Path, to: &Path) -> PathBuf {
+    let ups = from
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .map(|_| "..");
+    ups.collect::<PathBuf>().join(to.strip_prefix("/").unwrap())
+}
+
+/// A user's overlay in a fresh directory: deploy/ plus one component, as the
+/// README shows it.
+fn kustomize_with(component: &str) -> String {
+    let overlay =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("deploy-overlay-{component}"));
+    let _ = std::fs::remove_dir_all(&overlay);
+    std::fs::create_dir_all(&overlay).unwrap();
+    let overlay = overlay.canonicalize().unwrap();
+    let kustomization = format!(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {}\ncomponents:\n  - {}\n",
+        relative(&overlay, &deploy_dir()).display(),
+        relative(&overlay, &components_dir().join(component)).display(),
+    );
+    std::fs::write(overlay.join("kustomization.yaml"), kustomization).unwrap();
+    let rendered = kustomize(&overlay);
+    std::fs::remove_dir_all(&overlay).unwrap();
+    rendered
+}
+
+/// deploy/ alone, then with each component.
+struct Variant {
+    name: String,
+    manifests: Manifests,
+}
+
+fn variants() -> &'static [Variant] {
+    static VARIANTS: OnceLock<Vec<Variant>> = OnceLock::new();
+    VARIANTS.get_or_init(|| {
+        let base = Variant {
+            name: "deploy/".into(),
+            manifests: Manifests::parse("kubectl kustomize deploy/", &kustomize(&deploy_dir())),
+        };
+        let with_components = components().into_iter().map(|component| {
+            let name = format!("deploy/ with components/{component}");
+            let manifests = Manifests::parse(&name, &kustomize_with(&component));
+            Variant { name, manifests }
+        });
+        std::iter::once(base).chain(with_components).collect()
+    })
+}
+
+fn base() -> &'static Manifests {
+    &variants()[0].manifests
+}
+
+fn variant(component: &str) -> &'static Manifests {
+    let name = format!("deploy/ with components/{component}");
+    &variants()
+        .iter()
+        .find(|v| v.name == name)
+        .unwrap_or_else(|| panic!("deploy/components/{component} does not exist"))
+        .manifests
+}
+
+/// The directory names under deploy/components.
+fn components() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(components_dir())
+        .unwrap_or_else(|e| panic!("reading deploy/components: {e}"))
+        .map(|entry| entry.unwrap())
+        .filter(|entry| entry.path().is_dir())
+        .map(|entry| entry.file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Runs `check` on every variant; a failure names the variant it failed on.
+fn for_every_variant(check: fn(&Manifests)) {
+    for variant in variants() {
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| check(&variant.manifests))) {
+            eprintln!("the failure above is in {}", variant.name);
+            resume_unwind(panic);
+        }
+    }
+}
+
 #[derive(Default)]
 struct Manifests {
     namespaces: Vec<Namespace>,
@@ -48,41 +172,17 @@ struct Manifests {
 }
 
 impl Manifests {
-    fn load(dir: &Path) -> Manifests {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
-            .map(|entry| entry.unwrap().path())
-            .filter(|path| {
-                path.is_file()
-                    && matches!(
-                        path.extension().and_then(|e| e.to_str()),
-                        Some("yaml" | "yml" | "json")
-                    )
-            })
-            .collect();
-        files.sort();
-        assert!(!files.is_empty(), "{} holds no manifest", dir.display());
-        Manifests::from_files(&files)
-    }
-
-    fn from_files(files: &[PathBuf]) -> Manifests {
+    /// Every document of a multi-document YAML text; `source` names it in
+    /// messages.
+    fn parse(source: &str, text: &str) -> Manifests {
         let mut manifests = Manifests::default();
-        for file in files {
-            let text = std::fs::read_to_string(file)
-                .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
-            let name = file
-                .strip_prefix(deploy_dir())
-                .unwrap_or(file)
-                .display()
-                .to_string();
-            for (index, document) in serde_yaml::Deserializer::from_str(&text).enumerate() {
-                let value = Value::deserialize(document)
-                    .unwrap_or_else(|e| panic!("deploy/{name} document {index}: not YAML: {e}"));
-                if value.is_null() {
-                    continue;
-                }
-                manifests.add(&format!("deploy/{name} document {index}"), value);
+        for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+            let value = Value::deserialize(document)
+                .unwrap_or_else(|e| panic!("{source} document {index}: not YAML: {e}"));
+            if value.is_null() {
+                continue;
             }
+            manifests.add(&format!("{source} document {index}"), value);
         }
         manifests
     }
@@ -172,22 +272,20 @@ fn lost_fields(
     }
 }
 
-/// What `kubectl apply -f deploy/` applies.
-fn deploy() -> Manifests {
-    Manifests::load(&deploy_dir())
-}
-
 /// The workload `cargo xtask kind` deploys (deploy/kind/cluster.yaml is
 /// kind's own config, not an API object).
 fn kind_echo() -> Manifests {
-    Manifests::from_files(&[deploy_dir().join("kind/echo.yaml")])
+    let path = deploy_dir().join("kind/echo.yaml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    Manifests::parse("deploy/kind/echo.yaml", &text)
 }
 
 fn one<'a, T>(objects: &'a [T], kind: &str) -> &'a T {
     assert_eq!(
         objects.len(),
         1,
-        "deploy/ should hold exactly one {kind}, holds {}",
+        "should hold exactly one {kind}, holds {}",
         objects.len()
     );
     &objects[0]
@@ -278,13 +376,18 @@ fn rbac_mismatches(granted: &BTreeSet<Grant>, used: &BTreeSet<Grant>) -> Vec<Str
 
 #[test]
 fn every_manifest_parses_into_its_api_type_without_losing_a_field() {
-    for manifests in [deploy(), kind_echo()] {
-        assert!(
-            manifests.problems.is_empty(),
-            "{}",
-            manifests.problems.join("\n")
-        );
-    }
+    let echo = kind_echo();
+    let every = variants().iter().map(|v| &v.manifests).chain([&echo]);
+    let problems: Vec<&String> = every.flat_map(|m| &m.problems).collect();
+    assert!(
+        problems.is_empty(),
+        "{}",
+        problems
+            .iter()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
 
 #[test]
@@ -317,97 +420,100 @@ fn the_comparison_names_a_missing_and_an_extra_grant() {
 
 #[test]
 fn the_cluster_role_grants_exactly_what_the_agent_uses() {
-    let manifests = deploy();
-    let role = one(&manifests.cluster_roles, "ClusterRole");
-    assert!(
-        role.aggregation_rule.is_none(),
-        "an aggregated ClusterRole grants whatever other roles add"
-    );
-    let (granted, mut problems) = grants(role.rules.as_deref().unwrap_or_default());
-    problems.extend(rbac_mismatches(&granted, &agent_uses()));
-    assert!(
-        problems.is_empty(),
-        "ClusterRole {:?}:\n{}",
-        role.metadata.name,
-        problems.join("\n")
-    );
+    for_every_variant(|manifests| {
+        let role = one(&manifests.cluster_roles, "ClusterRole");
+        assert!(
+            role.aggregation_rule.is_none(),
+            "an aggregated ClusterRole grants whatever other roles add"
+        );
+        let (granted, mut problems) = grants(role.rules.as_deref().unwrap_or_default());
+        problems.extend(rbac_mismatches(&granted, &agent_uses()));
+        assert!(
+            problems.is_empty(),
+            "ClusterRole {:?}:\n{}",
+            role.metadata.name,
+            problems.join("\n")
+        );
+    });
 }
 
 #[test]
 fn the_binding_the_service_account_and_the_daemon_set_agree() {
-    let manifests = deploy();
-    let account = one(&manifests.service_accounts, "ServiceAccount");
-    let role = one(&manifests.cluster_roles, "ClusterRole");
-    let binding = one(&manifests.cluster_role_bindings, "ClusterRoleBinding");
-    let daemon_set = one(&manifests.daemon_sets, "DaemonSet");
-    let account_name = account
-        .metadata
-        .name
-        .as_deref()
-        .expect("the ServiceAccount has no name");
+    for_every_variant(|manifests| {
+        let account = one(&manifests.service_accounts, "ServiceAccount");
+        let role = one(&manifests.cluster_roles, "ClusterRole");
+        let binding = one(&manifests.cluster_role_bindings, "ClusterRoleBinding");
+        let daemon_set = one(&manifests.daemon_sets, "DaemonSet");
+        let account_name = account
+            .metadata
+            .name
+            .as_deref()
+            .expect("the ServiceAccount has no name");
 
-    assert_eq!(
-        binding.role_ref.api_group, "rbac.authorization.k8s.io",
-        "roleRef.apiGroup"
-    );
-    assert_eq!(binding.role_ref.kind, "ClusterRole", "roleRef.kind");
-    assert_eq!(
-        Some(&binding.role_ref.name),
-        role.metadata.name.as_ref(),
-        "roleRef.name is not the ClusterRole"
-    );
-    let subjects = binding.subjects.as_deref().unwrap_or_default();
-    assert!(
-        subjects.iter().any(|s| s.kind == "ServiceAccount"
-            && s.name == account_name
-            && s.namespace.as_deref() == account.metadata.namespace.as_deref()),
-        "the ClusterRoleBinding's subjects do not include ServiceAccount {:?}/{account_name}",
-        account.metadata.namespace
-    );
-    assert_eq!(
-        subjects.len(),
-        1,
-        "the ClusterRoleBinding grants the role to more than the agent's ServiceAccount"
-    );
+        assert_eq!(
+            binding.role_ref.api_group, "rbac.authorization.k8s.io",
+            "roleRef.apiGroup"
+        );
+        assert_eq!(binding.role_ref.kind, "ClusterRole", "roleRef.kind");
+        assert_eq!(
+            Some(&binding.role_ref.name),
+            role.metadata.name.as_ref(),
+            "roleRef.name is not the ClusterRole"
+        );
+        let subjects = binding.subjects.as_deref().unwrap_or_default();
+        assert!(
+            subjects.iter().any(|s| s.kind == "ServiceAccount"
+                && s.name == account_name
+                && s.namespace.as_deref() == account.metadata.namespace.as_deref()),
+            "the ClusterRoleBinding's subjects do not include ServiceAccount {:?}/{account_name}",
+            account.metadata.namespace
+        );
+        assert_eq!(
+            subjects.len(),
+            1,
+            "the ClusterRoleBinding grants the role to more than the agent's ServiceAccount"
+        );
 
-    assert_eq!(
-        daemon_set.metadata.namespace, account.metadata.namespace,
-        "the DaemonSet and its ServiceAccount are in different namespaces"
-    );
-    assert_eq!(
-        pod_spec(daemon_set).service_account_name.as_deref(),
-        Some(account_name),
-        "the DaemonSet's serviceAccountName is not the bound ServiceAccount"
-    );
+        assert_eq!(
+            daemon_set.metadata.namespace, account.metadata.namespace,
+            "the DaemonSet and its ServiceAccount are in different namespaces"
+        );
+        assert_eq!(
+            pod_spec(daemon_set).service_account_name.as_deref(),
+            Some(account_name),
+            "the DaemonSet's serviceAccountName is not the bound ServiceAccount"
+        );
+    });
 }
 
 #[test]
 fn every_namespaced_object_is_in_the_namespace_deploy_creates() {
-    let manifests = deploy();
-    let namespace = one(&manifests.namespaces, "Namespace");
-    assert_eq!(namespace.metadata.name.as_deref(), Some(NAMESPACE));
-    let cluster_scoped = [
-        "Namespace",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "IngressClass",
-    ];
-    let misplaced: Vec<String> = manifests
-        .objects
-        .iter()
-        .filter_map(|(origin, kind, ns)| {
-            match (cluster_scoped.contains(&kind.as_str()), ns.as_deref()) {
-                (true, Some(ns)) => Some(format!(
-                    "{origin} ({kind}) is cluster-scoped but sets namespace {ns:?}"
-                )),
-                (false, Some(NAMESPACE)) | (true, None) => None,
-                (false, other) => Some(format!(
-                    "{origin} ({kind}) has namespace {other:?}, not {NAMESPACE:?}"
-                )),
-            }
-        })
-        .collect();
-    assert!(misplaced.is_empty(), "{}", misplaced.join("\n"));
+    for_every_variant(|manifests| {
+        let namespace = one(&manifests.namespaces, "Namespace");
+        assert_eq!(namespace.metadata.name.as_deref(), Some(NAMESPACE));
+        let cluster_scoped = [
+            "Namespace",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "IngressClass",
+        ];
+        let misplaced: Vec<String> = manifests
+            .objects
+            .iter()
+            .filter_map(|(origin, kind, ns)| {
+                match (cluster_scoped.contains(&kind.as_str()), ns.as_deref()) {
+                    (true, Some(ns)) => Some(format!(
+                        "{origin} ({kind}) is cluster-scoped but sets namespace {ns:?}"
+                    )),
+                    (false, Some(NAMESPACE)) | (true, None) => None,
+                    (false, other) => Some(format!(
+                        "{origin} ({kind}) has namespace {other:?}, not {NAMESPACE:?}"
+                    )),
+                }
+            })
+            .collect();
+        assert!(misplaced.is_empty(), "{}", misplaced.join("\n"));
+    });
 }
 
 /// Each check returns what is wrong, or None.
@@ -575,36 +681,247 @@ const DAEMON_SET_CHECKS: &[(&str, Check)] = &[
 
 #[test]
 fn the_daemon_set_gives_the_agent_what_it_needs_on_a_node() {
-    let manifests = deploy();
-    let daemon_set = one(&manifests.daemon_sets, "DaemonSet");
-    let pod = pod_spec(daemon_set);
-    let agent = agent(pod);
-    let problems: Vec<String> = DAEMON_SET_CHECKS
+    for_every_variant(|manifests| {
+        let daemon_set = one(&manifests.daemon_sets, "DaemonSet");
+        let pod = pod_spec(daemon_set);
+        let agent = agent(pod);
+        let problems: Vec<String> = DAEMON_SET_CHECKS
+            .iter()
+            .filter_map(|(what, check)| {
+                check(pod, agent).map(|problem| format!("{what}: {problem}"))
+            })
+            .collect();
+        assert!(
+            problems.is_empty(),
+            "DaemonSet {:?}:\n{}",
+            daemon_set.metadata.name,
+            problems.join("\n")
+        );
+    });
+}
+
+#[test]
+fn the_kustomization_installs_the_agent_and_nothing_else() {
+    let mut kinds: Vec<&str> = base()
+        .objects
         .iter()
-        .filter_map(|(what, check)| check(pod, agent).map(|problem| format!("{what}: {problem}")))
+        .map(|(_, kind, _)| kind.as_str())
         .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "DaemonSet",
+            "IngressClass",
+            "Namespace",
+            "ServiceAccount"
+        ],
+        "deploy/kustomization.yaml renders other objects (examples/ or kind/ included?)"
+    );
+}
+
+/// The agent's command line as the API server would start it.
+#[derive(Parser)]
+struct AgentCommandLine {
+    #[command(subcommand)]
+    command: AgentCommand,
+}
+
+#[derive(Subcommand)]
+enum AgentCommand {
+    Run(Box<run_args::RunArgs>),
+}
+
+/// The agent container's command and args through the agent's own parser
+/// and `into_config`, with NODE_NAME (the downward API's) given as a flag.
+/// Files the args name are read from `files` instead, under the same name.
+fn agent_config(
+    manifests: &Manifests,
+    files: &BTreeMap<&str, PathBuf>,
+) -> Result<AgentConfig, String> {
+    let container = agent(pod_spec(one(&manifests.daemon_sets, "DaemonSet")));
+    let command = container.command.iter().flatten();
+    let args = container.args.iter().flatten().map(|arg| {
+        files
+            .get(arg.as_str())
+            .map_or(arg.clone(), |local| local.display().to_string())
+    });
+    let node_name = ["--node-name".to_owned(), "node-a".to_owned()];
+    let command_line = command.cloned().chain(args).chain(node_name);
+    let AgentCommand::Run(run) = AgentCommandLine::try_parse_from(command_line)
+        .map_err(|e| e.to_string())?
+        .command;
+    run.into_config().map_err(|e| format!("{e:#}"))
+}
+
+#[test]
+fn the_agent_accepts_its_arguments_in_every_variant() {
+    for_every_variant(|manifests| {
+        let files = default_certificate_files();
+        if let Err(error) = agent_config(manifests, &files) {
+            panic!("the agent would refuse its arguments: {error}");
+        }
+    });
+}
+
+/// The https component's certificate and key paths, mapped to a
+/// certificate made for the test.
+fn default_certificate_files() -> BTreeMap<&'static str, PathBuf> {
+    static FILES: OnceLock<PathBuf> = OnceLock::new();
+    let dir = FILES.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("deploy-default-tls");
+        std::fs::create_dir_all(&dir).unwrap();
+        let certified =
+            rcgen::generate_simple_self_signed(vec!["ebpf-lb.test".to_owned()]).unwrap();
+        std::fs::write(dir.join("tls.crt"), certified.cert.pem()).unwrap();
+        std::fs::write(dir.join("tls.key"), certified.key_pair.serialize_pem()).unwrap();
+        dir
+    });
+    BTreeMap::from([
+        (DEFAULT_CERT, dir.join("tls.crt")),
+        (DEFAULT_KEY, dir.join("tls.key")),
+    ])
+}
+
+const DEFAULT_CERT: &str = "/etc/ebpf-lb/default-tls/tls.crt";
+const DEFAULT_KEY: &str = "/etc/ebpf-lb/default-tls/tls.key";
+
+/// What the agent runs with in one respect, for comparing variants.
+type Effect = fn(&Manifests) -> String;
+
+fn config_of(manifests: &Manifests) -> AgentConfig {
+    agent_config(manifests, &default_certificate_files())
+        .unwrap_or_else(|e| panic!("the agent would refuse its arguments: {e}"))
+}
+
+/// Per component, what it changes and to what; deploy/ alone must differ.
+const COMPONENT_EFFECTS: &[(&str, Effect, &str)] = &[
+    (
+        "default-ingress-class",
+        |manifests| {
+            let class = one(&manifests.ingress_classes, "IngressClass").clone();
+            let classless = Ingress {
+                spec: Some(IngressSpec::default()),
+                ..Ingress::default()
+            };
+            format!(
+                "serves an Ingress without a class: {}",
+                is_served(&classless, &[class])
+            )
+        },
+        "serves an Ingress without a class: true",
+    ),
+    (
+        "http-port",
+        |manifests| format!("HTTP on {:?}", config_of(manifests).l7.http),
+        "HTTP on Some(0.0.0.0:8080)",
+    ),
+    (
+        "https",
+        |manifests| {
+            let config = config_of(manifests);
+            format!("HTTPS on {:?}", config.l7.https.map(|(addr, _)| addr))
+        },
+        "HTTPS on Some(0.0.0.0:443)",
+    ),
+    (
+        "map-sizes",
+        |manifests| {
+            let sizes = config_of(manifests).map_sizes;
+            format!(
+                "services {}, backends {}, conntrack {}",
+                sizes.services, sizes.backends, sizes.conntrack
+            )
+        },
+        "services 1048576, backends 524288, conntrack 1048576",
+    ),
+    (
+        "snat-ports",
+        |manifests| {
+            let ports = config_of(manifests).conntrack.snat_ports;
+            format!("SNAT ports {}-{}", ports.min, ports.max)
+        },
+        "SNAT ports 20000-29999",
+    ),
+];
+
+#[test]
+fn each_component_changes_what_the_agent_runs_with() {
+    let mut problems = Vec::new();
+    for component in components() {
+        let Some((_, effect, expected)) = COMPONENT_EFFECTS
+            .iter()
+            .find(|(name, ..)| *name == component)
+        else {
+            problems.push(format!(
+                "components/{component}: no entry in COMPONENT_EFFECTS saying what it changes"
+            ));
+            continue;
+        };
+        let without = effect(base());
+        let with = effect(variant(&component));
+        if with != *expected || without == with {
+            problems.push(format!(
+                "components/{component}: expected {expected:?}; deploy/ alone gives {without:?}, with the component {with:?}"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_https_component_reads_its_certificate_from_the_mounted_secret() {
+    let manifests = variant("https");
+    let pod = pod_spec(one(&manifests.daemon_sets, "DaemonSet"));
+    let agent = agent(pod);
+    let mounted_from_secret = |file: &str| {
+        agent.volume_mounts.iter().flatten().any(|mount| {
+            Path::new(file).starts_with(&mount.mount_path)
+                && pod.volumes.iter().flatten().any(|volume| {
+                    volume.name == mount.name
+                        && volume
+                            .secret
+                            .as_ref()
+                            .and_then(|s| s.secret_name.as_deref())
+                            == Some("ebpf-lb-default-tls")
+                })
+        })
+    };
+    for (flag, file) in [
+        ("--default-cert", DEFAULT_CERT),
+        ("--default-key", DEFAULT_KEY),
+    ] {
+        assert_eq!(arg_value(agent, flag), Some(file), "{flag}");
+        assert!(
+            mounted_from_secret(file),
+            "{flag} {file} is not under a mount of Secret ebpf-lb-default-tls"
+        );
+    }
+    let https = container_port(agent, "https");
+    let listens = arg_value(agent, "--https-port").and_then(|p| p.parse::<i32>().ok());
     assert!(
-        problems.is_empty(),
-        "DaemonSet {:?}:\n{}",
-        daemon_set.metadata.name,
-        problems.join("\n")
+        https.is_some() && https == listens,
+        "--https-port is {listens:?}, the container port named https is {https:?}"
     );
 }
 
 #[test]
 fn the_ingress_class_names_the_agents_controller() {
-    let manifests = deploy();
-    let class = one(&manifests.ingress_classes, "IngressClass");
-    assert_eq!(
-        class.metadata.name.as_deref(),
-        Some("ebpf-lb"),
-        "IngressClass name"
-    );
-    assert_eq!(
-        class.spec.as_ref().and_then(|s| s.controller.as_deref()),
-        Some(INGRESS_CONTROLLER),
-        "IngressClass spec.controller is not the agent's INGRESS_CONTROLLER"
-    );
+    for_every_variant(|manifests| {
+        let class = one(&manifests.ingress_classes, "IngressClass");
+        assert_eq!(
+            class.metadata.name.as_deref(),
+            Some("ebpf-lb"),
+            "IngressClass name"
+        );
+        assert_eq!(
+            class.spec.as_ref().and_then(|s| s.controller.as_deref()),
+            Some(INGRESS_CONTROLLER),
+            "IngressClass spec.controller is not the agent's INGRESS_CONTROLLER"
+        );
+    });
 }
 
 #[test]
@@ -641,8 +958,7 @@ fn the_kind_echo_workload_is_reachable_the_three_ways_xtask_checks() {
     let deployment = one(&manifests.deployments, "Deployment in deploy/kind");
     let service = one(&manifests.services, "Service in deploy/kind");
     let ingress = one(&manifests.ingresses, "Ingress in deploy/kind");
-    let deploy = deploy();
-    let class = one(&deploy.ingress_classes, "IngressClass");
+    let class = one(&base().ingress_classes, "IngressClass");
 
     let pod_labels = deployment
         .spec
