@@ -229,7 +229,8 @@ mod tests {
 
     fn config(extra: &[&str]) -> Result<AgentConfig, String> {
         let manifests = std::env::temp_dir();
-        let args = ["ingress-userspace", "--manifests", manifests.to_str().unwrap()].iter().chain(extra);
+        let base = ["ingress-userspace", "--manifests", manifests.to_str().unwrap()];
+        let args = base.iter().chain(extra);
         let cli = Cli::try_parse_from(args).map_err(|error| error.to_string())?;
         cli.run.into_config().map_err(|error| format!("{error:#}"))
     }

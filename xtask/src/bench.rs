@@ -8,7 +8,7 @@ use clap::ValueEnum;
 
 use crate::build;
 use crate::install;
-use crate::shell::{check, step, workspace_root};
+use crate::shell::{show, step, workspace_root};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Suite {
@@ -48,7 +48,7 @@ pub fn run(suite: Suite, quick: bool, out: Option<PathBuf>, extra: &[String]) ->
     if std::env::var_os("RUST_LOG").is_none() {
         bench.env("RUST_LOG", "warn");
     }
-    check(&mut bench, "the benchmark")
+    show(&mut bench, "the benchmark")
 }
 
 /// `cargo xtask bench l7`: builds (which installs nginx, HAProxy and wrk if
@@ -59,7 +59,7 @@ fn l7(quick: bool, out: Option<PathBuf>, extra: &[String]) -> anyhow::Result<()>
     step("running the L7 benchmark");
     let quick_flag = quick.then_some("--quick");
     let said: Vec<&str> = ["cargo xtask bench l7"].into_iter().chain(quick_flag).chain(extra.iter().map(String::as_str)).collect();
-    check(
+    show(
         Command::new(workspace_root().join("target/release/bench_l7"))
             .arg("--agent")
             .arg(build::agent_binary())

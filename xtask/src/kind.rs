@@ -257,7 +257,7 @@ fn deploy_and_check(cluster: &Cluster) -> anyhow::Result<()> {
         ],
         "kubectl create configmap ebpf-lb-apiserver",
     )?;
-    cluster.kubectl_ok(&["apply", "-f", "deploy/"], "kubectl apply -f deploy/")?;
+    cluster.kubectl_ok(&["apply", "-k", "deploy/"], "kubectl apply -k deploy/")?;
     step("waiting for the agent on every node");
     cluster.kubectl_ok(
         &[

@@ -16,6 +16,10 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Build, run the lab and test the eBPF load balancer")]
 struct Cli {
+    /// Stream the output of every step (apt, cargo, the lab's agent) instead
+    /// of keeping it in log files.
+    #[arg(long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -61,6 +65,7 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    shell::set_verbose(cli.verbose);
     let result = match cli.command {
         Command::Install => install::all(),
         Command::Build => build::all(),

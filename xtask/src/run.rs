@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 
 use crate::build;
 use crate::install;
-use crate::shell::{check, step, workspace_root};
+use crate::shell::{check, show, step, verbose, workspace_root};
 
 pub fn lab(keep: bool) -> anyhow::Result<()> {
     install::require_root("the lab")?;
@@ -21,7 +21,12 @@ pub fn lab(keep: bool) -> anyhow::Result<()> {
     if keep {
         lab.arg("--keep");
     }
-    check(&mut lab, "the lab")
+    if verbose() {
+        lab.arg("--verbose");
+    } else {
+        lab.arg("--agent-log").arg(workspace_root().join("target/lab/agent.log"));
+    }
+    show(&mut lab, "the lab")
 }
 
 pub fn tests(cargo_args: &[String]) -> anyhow::Result<()> {
