@@ -48,7 +48,7 @@ pub fn render(pin_dir: &Path) -> anyhow::Result<String> {
         snat_summary(&maps.snat_config()?, SnatFlows::count(snat.iter().map(|(key, _)| key))),
         fill(snat.len(), capacity(SNAT_MAP)?)
     )?;
-    writeln!(out, "affinity: {} clients pinned to a backend; {}", maps.affinity_entries(), fill(maps.affinity_entries(), capacity(AFFINITY_MAP)?))?;
+    writeln!(out, "affinity (one entry per client and frontend): {}", fill(maps.affinity_entries(), capacity(AFFINITY_MAP)?))?;
     writeln!(out, "packets by verdict reason:")?;
     for (name, counter) in REASON_NAMES.iter().zip(maps.stats()?) {
         if counter.packets > 0 {

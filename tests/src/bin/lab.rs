@@ -87,11 +87,10 @@ fn main() -> Result<()> {
         failed |= l7_routes(&lab)?;
     }
     print_state(&args, &pins)?;
+    // The same counters, as Prometheus scrapes them.
     let metrics = admin_get(lab.node(), "/metrics")?;
-    println!("Dataplane counters (GET http://{ADMIN}/metrics in the node namespace):");
-    for line in metrics.lines().filter(|l| l.starts_with("lb_dataplane_packets_total") && !l.ends_with(" 0")) {
-        println!("  {line}");
-    }
+    let series = metrics.lines().filter(|l| l.starts_with("lb_dataplane_packets_total") && !l.ends_with(" 0")).count();
+    println!("GET http://{ADMIN}/metrics in the node namespace: {series} non-zero lb_dataplane_packets_total series\n");
 
     if args.keep {
         print_keep_instructions(&lab, &args, &pins);
