@@ -1,7 +1,6 @@
 //! The Kubernetes side of the agent.
 
 pub mod access;
-pub mod ingress_class;
 pub mod events;
 pub mod node;
 pub mod status;
