@@ -45,7 +45,10 @@ pub fn check(command: &mut Command, what: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(log.parent().unwrap_or(Path::new(".")))?;
     let file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
     command.stdout(file.try_clone()?).stderr(file);
-    show(command, what).inspect_err(|_| print_tail(&log)).with_context(|| format!("its whole output: {}", log.display()))
+    show(command, what).map_err(|error| {
+        print_tail(&log);
+        anyhow::anyhow!("{error:#}; its whole output: {}", log.display())
+    })
 }
 
 /// Runs a command whose output is what the user came for (the lab's and the

@@ -369,7 +369,7 @@ impl Sweeper {
         let (dead, live): (Vec<_>, Vec<_>) = batch
             .iter()
             .partition(|(key, entry)| snat_entry_dead(key, entry, |forward| table.get(forward, 0).ok(), &timeouts, now));
-        self.snat_flows_counting = self.snat_flows_counting.add(SnatFlows::count(live.iter().map(|(key, _)| key)));
+        self.snat_flows_counting = self.snat_flows_counting + SnatFlows::count(live.iter().map(|(key, _)| key));
         if self.snat.pass_complete() {
             self.snat_flows = Some(std::mem::take(&mut self.snat_flows_counting));
         }

@@ -22,8 +22,12 @@ impl SnatFlows {
             }
         })
     }
+}
 
-    pub fn add(self, other: SnatFlows) -> SnatFlows {
+impl std::ops::Add for SnatFlows {
+    type Output = SnatFlows;
+
+    fn add(self, other: SnatFlows) -> SnatFlows {
         SnatFlows { v4: self.v4 + other.v4, v6: self.v6 + other.v6 }
     }
 }
