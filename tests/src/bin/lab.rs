@@ -90,7 +90,7 @@ fn main() -> Result<()> {
     // The same counters, as Prometheus scrapes them.
     let metrics = admin_get(lab.node(), "/metrics")?;
     let series = metrics.lines().filter(|l| l.starts_with("lb_dataplane_packets_total") && !l.ends_with(" 0")).count();
-    println!("GET http://{ADMIN}/metrics in the node namespace: {series} non-zero lb_dataplane_packets_total series\n");
+    println!("GET http://{ADMIN}/metrics in the node namespace: {series} non-zero lb_dataplane_packets_total series");
 
     if args.keep {
         print_keep_instructions(&lab, &args, &pins);
