@@ -21,6 +21,7 @@ use ingress_tests::prog_run::{Programmed, TC_ACT_OK, XDP_DROP, XDP_PASS};
 use ingress_tests::per_family_tests;
 use ingress_tests::two_node::{CONNECTIONS, Family, ServiceDef, TwoNodeFixture, pods, replies};
 use ingress_userspace::dataplane::conntrack_gc::{self, SnatPorts, snat_config};
+use ingress_userspace::dataplane::usage::SnatFlows;
 use ingress_userspace::manifests::parse_documents;
 use ingress_userspace::model::NodeInfo;
 use ingress_userspace::translate::translate;
@@ -307,6 +308,11 @@ fn a_finished_flows_snat_entries_are_swept_and_a_live_ones_stay() {
     let mut sweeper = conntrack_gc::Sweeper::open(h.0.pins.path(), config).unwrap();
     let swept = sweeper.sweep().unwrap();
     assert!(swept.removed >= 2, "{swept:?}");
+    // The map fits one budget, so this sweep was a whole pass and counted it.
+    let usage = sweeper.usage();
+    assert_eq!(usage.snat_entries, Some(4), "the pass counts what it found, the finished pair included");
+    assert_eq!(usage.snat_flows, Some(SnatFlows { v4: 1, v6: 0 }), "only the live flow is being translated");
+    assert_eq!(usage.affinity, Some(0), "no affinity Service, no affinity entry");
     let left: BTreeSet<(u8, u16)> = h
         .0
         .maps
