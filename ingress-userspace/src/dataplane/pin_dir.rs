@@ -38,7 +38,8 @@ fn bpffs_root(pin_dir: &Path) -> &Path {
 }
 
 /// Pins need a bpffs. Like Cilium's agent, mount the standard one when the
-/// host has not (a DaemonSet gets the host's mount through a hostPath).
+/// host has not (a DaemonSet gets the host's mount through a hostPath), but
+/// only where the mount outlives the agent.
 pub fn ensure_bpffs(pin_dir: &Path) -> anyhow::Result<()> {
     // Two loads racing to mount would stack two bpffs instances.
     static MOUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -48,6 +49,9 @@ pub fn ensure_bpffs(pin_dir: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     if root == Path::new(STANDARD_ROOT) {
+        if let Some(refusal) = refuse_mount_that_dies_with_us(&MountNamespaceFacts::gather()) {
+            bail!(refusal);
+        }
         tracing::info!("mounting bpffs at {STANDARD_ROOT}");
         let c = |s: &str| std::ffi::CString::new(s).expect("no NUL in a constant");
         let (source, target, fstype) = (c("bpf"), c(STANDARD_ROOT), c("bpf"));
@@ -63,6 +67,52 @@ pub fn ensure_bpffs(pin_dir: &Path) -> anyhow::Result<()> {
          {STANDARD_ROOT} or mount one with `mount -t bpf bpf DIR`",
         pin_dir.display()
     )
+}
+
+/// Where this process stands among namespaces, for deciding whether a bpffs
+/// it mounts would outlive it (a mount lives as long as its mount namespace).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MountNamespaceFacts {
+    /// In the kernel's initial PID namespace, i.e. not in a container of its own.
+    pub host_pid_namespace: bool,
+    /// In the same mount namespace as pid 1 (true when that cannot be read).
+    pub pid1_mount_namespace: bool,
+}
+
+impl MountNamespaceFacts {
+    pub fn gather() -> MountNamespaceFacts {
+        use std::os::unix::fs::MetadataExt;
+        // The kernel's fixed inode number of the initial PID namespace (PROC_PID_INIT_INO).
+        const INITIAL_PID_NAMESPACE: u64 = 0xEFFF_FFFC;
+        let namespace = |path: &str| std::fs::metadata(path).map(|meta| meta.ino());
+        let host_pid_namespace = namespace("/proc/self/ns/pid").is_ok_and(|ino| ino == INITIAL_PID_NAMESPACE);
+        let pid1_mount_namespace = match (namespace("/proc/self/ns/mnt"), namespace("/proc/1/ns/mnt")) {
+            (Ok(ours), Ok(pid1s)) => ours == pid1s,
+            _ => true,
+        };
+        MountNamespaceFacts { host_pid_namespace, pid1_mount_namespace }
+    }
+}
+
+/// Why mounting a bpffs here would silently break the restart guarantee,
+/// if it would: the mount, and with it every pin, goes when the last process
+/// of this mount namespace does, and every program detaches then.
+pub fn refuse_mount_that_dies_with_us(facts: &MountNamespaceFacts) -> Option<String> {
+    if !facts.host_pid_namespace {
+        Some(format!(
+            "no bpffs at {STANDARD_ROOT} in this container, and one mounted here would die with the container and \
+             detach every program: mount the host's {STANDARD_ROOT} into it (hostPath with mountPropagation: \
+             Bidirectional, as deploy/daemonset.yaml does)"
+        ))
+    } else if !facts.pid1_mount_namespace {
+        Some(format!(
+            "no bpffs at {STANDARD_ROOT} in this mount namespace, which is not the host's (pid 1's), so one mounted \
+             here would vanish with it and detach every program: run the agent in the host's mount namespace, or \
+             `mount -t bpf bpf {STANDARD_ROOT}` here yourself if pins that die with this namespace are what you want"
+        ))
+    } else {
+        None
+    }
 }
 
 fn is_bpffs(path: &Path) -> bool {
@@ -200,6 +250,39 @@ mod tests {
             assert!(!line.contains('\n'), "one line: {line}");
             for part in expected {
                 assert!(line.contains(part), "{facts:?}: {line:?} should say {part:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_bpffs_is_mounted_only_where_it_outlives_the_agent() {
+        let host = MountNamespaceFacts { host_pid_namespace: true, pid1_mount_namespace: true };
+        let cases: [(MountNamespaceFacts, Option<&[&str]>); 4] = [
+            (host, None),
+            (
+                MountNamespaceFacts { pid1_mount_namespace: false, ..host },
+                Some(&["not the host's (pid 1's)", "detach every program", "mount -t bpf bpf /sys/fs/bpf"]),
+            ),
+            (
+                MountNamespaceFacts { host_pid_namespace: false, ..host },
+                Some(&["in this container", "hostPath with mountPropagation: Bidirectional"]),
+            ),
+            (
+                MountNamespaceFacts { host_pid_namespace: false, pid1_mount_namespace: false },
+                Some(&["in this container"]),
+            ),
+        ];
+        for (facts, expected) in cases {
+            let refusal = refuse_mount_that_dies_with_us(&facts);
+            match expected {
+                None => assert_eq!(refusal, None, "{facts:?}"),
+                Some(parts) => {
+                    let line = refusal.unwrap_or_else(|| panic!("{facts:?} refused"));
+                    assert!(!line.contains('\n'), "one line: {line}");
+                    for part in parts {
+                        assert!(line.contains(part), "{facts:?}: {line:?} should say {part:?}");
+                    }
+                }
             }
         }
     }
