@@ -1,8 +1,8 @@
 //! Batched map writes in the real kernel: a list of ops applied through
 //! `apply_all` (one BPF_MAP_*_BATCH call per run of one kind) leaves exactly
 //! what the same ops applied one by one leave, puts and deletes of every
-//! map (the LPM trie of source ranges has no batch ops: its single-write
-//! fallback is on the way), and a batch that fails in the middle reports
+//! map (the source ranges' LPM trie too, batched or through the single-write
+//! fallback where its kernel has no batch ops), and a batch that fails in the middle reports
 //! the op it stopped at, with every op before it written and none after.
 
 use std::net::Ipv4Addr;
