@@ -428,13 +428,14 @@ fn flush_udp_flows_of_removed_backends(writer: &mut dyn MapWriter, ops: &[MapOp]
 
 /// Applies `ops` in order, counting them; on a failure, how many were applied.
 fn apply(writer: &mut dyn MapWriter, ops: &[MapOp], report: &mut ReconcileReport) -> Result<(), (usize, anyhow::Error)> {
-    for (index, op) in ops.iter().enumerate() {
-        writer.apply(op).map_err(|error| {
-            (index, error.context(format!("map write {} of {} failed: {}", index + 1, ops.len(), describe_op(op))))
-        })?;
+    let result = writer.apply_all(ops);
+    let applied = result.as_ref().err().map_or(ops.len(), |(index, _)| *index);
+    for op in &ops[..applied] {
         *report.ops.entry(op_kind(op)).or_default() += 1;
     }
-    Ok(())
+    result.map_err(|(index, error)| {
+        (index, error.context(format!("map write {} of {} failed: {}", index + 1, ops.len(), describe_op(&ops[index]))))
+    })
 }
 
 /// The op in model terms: raw keys are in network byte order, useless in a log.

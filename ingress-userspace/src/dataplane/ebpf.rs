@@ -3,16 +3,19 @@
 //! `MapWriter` on the pinned maps.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use aya::maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, lpm_trie};
+use aya::Pod;
+use aya::maps::{Array, HashMap, IterableMap, LpmTrie, MapData, PerCpuArray, lpm_trie};
 use aya::programs::links::{FdLink, LinkError, PinnedLink};
 use aya::programs::{SchedClassifier, TcAttachType, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use ingress_common::maps::*;
 use ingress_common::stats::{Counter, REASON_COUNT};
 
+use super::batch::{self, BatchError};
 use super::pin_dir::ensure_bpffs;
 use super::sizes::MapSizes;
 use super::{MapContents, MapOp, MapWriter};
@@ -376,6 +379,55 @@ impl PinnedMaps {
 
 }
 
+impl PinnedMaps {
+    /// Ops of one kind: one batch call, or single writes where the kernel
+    /// has no batch op for the map. On a failure, the index in `run`.
+    fn apply_run(&mut self, run: &[MapOp]) -> Result<(), (usize, anyhow::Error)> {
+        use MapOp::*;
+        let batched = match &run[0] {
+            _ if run.len() == 1 => Err(BatchError::Unsupported),
+            PutBackend(..) => put(&self.backends, run, |op| if let PutBackend(id, v) = op { Some((*id, *v)) } else { None }),
+            PutRevNat(..) => put(&self.rev_nat, run, |op| if let PutRevNat(id, v) = op { Some((*id, *v)) } else { None }),
+            PutService(..) => put(&self.services, run, |op| if let PutService(k, v) = op { Some((*k, *v)) } else { None }),
+            PutMaglevRow(..) => put(&self.maglev, run, |op| if let PutMaglevRow(k, row) = op { Some((*k, **row)) } else { None }),
+            // The value is unused: a hit is what allows the client.
+            PutSourceRange(..) => put(&self.source_ranges, run, |op| match op {
+                PutSourceRange((len, data)) => Some((lpm_trie::Key::new(*len, *data), 1)),
+                _ => None,
+            }),
+            DeleteBackend(..) => remove(&self.backends, run, |op| if let DeleteBackend(id) = op { Some(*id) } else { None }),
+            DeleteRevNat(..) => remove(&self.rev_nat, run, |op| if let DeleteRevNat(id) = op { Some(*id) } else { None }),
+            DeleteService(..) => remove(&self.services, run, |op| if let DeleteService(k) = op { Some(*k) } else { None }),
+            DeleteMaglevRow(..) => remove(&self.maglev, run, |op| if let DeleteMaglevRow(k) = op { Some(*k) } else { None }),
+            DeleteSourceRange(..) => remove(&self.source_ranges, run, |op| match op {
+                DeleteSourceRange((len, data)) => Some(lpm_trie::Key::new(*len, *data)),
+                _ => None,
+            }),
+        };
+        match batched {
+            Ok(()) => Ok(()),
+            Err(BatchError::Failed { done, error }) => Err((done, anyhow::Error::new(error).context(format!("{:?}", run[done])))),
+            Err(BatchError::Unsupported) => {
+                run.iter().enumerate().try_for_each(|(index, op)| self.apply(op).map_err(|error| (index, error)))
+            }
+        }
+    }
+}
+
+/// One batch update of the entries `entry` takes out of `run`'s ops.
+fn put<K: Pod, V: Pod>(map: &impl IterableMap<K, V>, run: &[MapOp], entry: impl Fn(&MapOp) -> Option<(K, V)>) -> Result<(), BatchError> {
+    let (keys, values): (Vec<K>, Vec<V>) = run.iter().filter_map(entry).unzip();
+    debug_assert_eq!(keys.len(), run.len(), "a run holds ops of one kind");
+    batch::update(map.map().fd().as_fd(), &keys, &values)
+}
+
+/// One batch delete of the keys `key` takes out of `run`'s ops.
+fn remove<K: Pod, V: Pod>(map: &impl IterableMap<K, V>, run: &[MapOp], key: impl Fn(&MapOp) -> Option<K>) -> Result<(), BatchError> {
+    let keys: Vec<K> = run.iter().filter_map(key).collect();
+    debug_assert_eq!(keys.len(), run.len(), "a run holds ops of one kind");
+    batch::delete(map.map().fd().as_fd(), &keys)
+}
+
 fn sum(per_cpu: &[Counter]) -> Counter {
     per_cpu.iter().fold(Counter::default(), |sum, c| Counter { packets: sum.packets + c.packets, bytes: sum.bytes + c.bytes })
 }
@@ -414,6 +466,18 @@ impl MapWriter for PinnedMaps {
             MapOp::DeleteMaglevRow(key) => self.maglev.remove(key),
         }
         .with_context(|| format!("{op:?}"))
+    }
+
+    /// Each run of consecutive ops of one kind (so on one map) is one
+    /// batch call: the kernel applies its entries in order, so packets see
+    /// the same states as with single writes, and a failure names its op.
+    fn apply_all(&mut self, ops: &[MapOp]) -> Result<(), (usize, anyhow::Error)> {
+        let mut start = 0;
+        for run in ops.chunk_by(|a, b| std::mem::discriminant(a) == std::mem::discriminant(b)) {
+            self.apply_run(run).map_err(|(done, error)| (start + done, error))?;
+            start += run.len();
+        }
+        Ok(())
     }
 
     fn label_frontends(&mut self, names: &BTreeMap<u32, String>) -> anyhow::Result<()> {

@@ -52,6 +52,14 @@ pub fn table(backends: &[BackendAddr], size: u32) -> Vec<BackendAddr> {
     let mut backends = backends.to_vec();
     backends.sort();
     backends.dedup();
+    table_indices(&backends, size).into_iter().map(|index| backends[index as usize]).collect()
+}
+
+/// `table` for backends already sorted and without duplicates (a
+/// `BTreeMap`'s keys), as indices into `backends`: the planner maps them to
+/// ids without looking every entry up.
+pub fn table_indices(backends: &[BackendAddr], size: u32) -> Vec<u32> {
+    debug_assert!(backends.is_sorted_by(|a, b| a < b), "sorted, without duplicates");
     if backends.is_empty() {
         return Vec::new();
     }
@@ -62,12 +70,20 @@ pub fn table(backends: &[BackendAddr], size: u32) -> Vec<BackendAddr> {
         .map(|backend| {
             // An IPv4 backend keeps its 4-byte identity, so the tables of
             // IPv4 Services are the same as before IPv6 existed.
-            let mut identity = match backend.addr {
-                IpAddr::V4(v4) => v4.octets().to_vec(),
-                IpAddr::V6(v6) => v6.octets().to_vec(),
+            let mut identity = [0; 18];
+            let len = match backend.addr {
+                IpAddr::V4(v4) => {
+                    identity[..4].copy_from_slice(&v4.octets());
+                    4
+                }
+                IpAddr::V6(v6) => {
+                    identity[..16].copy_from_slice(&v6.octets());
+                    16
+                }
             };
-            identity.extend(backend.port.to_be_bytes());
-            (hash(0, &identity) % m, hash(1, &identity) % (m - 1) + 1)
+            identity[len..len + 2].copy_from_slice(&backend.port.to_be_bytes());
+            let identity = &identity[..len + 2];
+            (hash(0, identity) % m, hash(1, identity) % (m - 1) + 1)
         })
         .collect();
     // Each backend's next candidate, `offset + n * skip (mod M)` for its
@@ -79,25 +95,27 @@ pub fn table(backends: &[BackendAddr], size: u32) -> Vec<BackendAddr> {
             *position -= m;
         }
     };
-    let mut entries: Vec<Option<usize>> = vec![None; size as usize];
+    const FREE: u32 = u32::MAX;
+    let mut entries = vec![FREE; size as usize];
     let mut filled = 0;
     // Backends take turns claiming their next preferred free entry, so the
     // counts differ by at most one and a removal only frees its own entries
     // (plus a few claimed differently in the reshuffled turns).
     'fill: loop {
-        for (backend, (_, skip)) in permutations.iter().enumerate() {
-            while entries[next[backend] as usize].is_some() {
-                advance(&mut next[backend], *skip);
+        for (backend, (_, skip)) in (0..).zip(&permutations) {
+            let position = &mut next[backend as usize];
+            while entries[*position as usize] != FREE {
+                advance(position, *skip);
             }
-            entries[next[backend] as usize] = Some(backend);
-            advance(&mut next[backend], *skip);
+            entries[*position as usize] = backend;
+            advance(position, *skip);
             filled += 1;
             if filled == entries.len() {
                 break 'fill;
             }
         }
     }
-    entries.into_iter().map(|entry| backends[entry.expect("every entry is filled")]).collect()
+    entries
 }
 
 #[cfg(test)]

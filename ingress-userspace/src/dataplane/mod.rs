@@ -3,6 +3,7 @@
 //! planning code and the kernel.
 
 pub mod abi;
+pub mod batch;
 pub mod conntrack_gc;
 pub mod diff;
 pub mod ebpf;
@@ -69,6 +70,16 @@ pub trait MapWriter {
     /// The capacities and Maglev table size the maps were loaded with.
     fn sizes(&self) -> MapSizes;
     fn apply(&mut self, op: &MapOp) -> anyhow::Result<()>;
+
+    /// Applies `ops` in order, as that many `apply` calls would; on a
+    /// failure, the index of the op that failed (every op before it was
+    /// applied, none after) and its error. The kernel writer batches runs.
+    fn apply_all(&mut self, ops: &[MapOp]) -> Result<(), (usize, anyhow::Error)> {
+        for (index, op) in ops.iter().enumerate() {
+            self.apply(op).map_err(|error| (index, error))?;
+        }
+        Ok(())
+    }
 
     /// Records which Service port each frontend (by reverse-NAT id) belongs
     /// to, for people reading the maps; nothing to do where nobody does.

@@ -307,14 +307,14 @@ impl Planner {
         // same backends, one after the other: their rows are computed once.
         let same = self.last_table.as_ref().is_some_and(|(last, _)| last.iter().eq(ids.iter()));
         if !same {
-            let addrs: Vec<BackendAddr> = ids.keys().copied().collect();
-            let lookup = maglev::table(&addrs, self.sizes.maglev_table_size);
+            let (addrs, backend_ids): (Vec<BackendAddr>, Vec<u32>) = ids.iter().map(|(addr, id)| (*addr, *id)).unzip();
+            let lookup = maglev::table_indices(&addrs, self.sizes.maglev_table_size);
             let rows = lookup
                 .chunks(MAGLEV_ROW_LEN)
                 .map(|chunk| {
                     let mut value = MaglevRow { backend_ids: [0; MAGLEV_ROW_LEN] };
-                    for (slot, addr) in value.backend_ids.iter_mut().zip(chunk) {
-                        *slot = ids[addr];
+                    for (slot, index) in value.backend_ids.iter_mut().zip(chunk) {
+                        *slot = backend_ids[*index as usize];
                     }
                     value
                 })
