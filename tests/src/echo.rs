@@ -23,6 +23,15 @@ const JOIN_LIMIT: Duration = Duration::from_secs(2);
 /// Header lines read from an HTTP request before answering anyway.
 const MAX_HTTP_HEADERS: usize = 100;
 
+/// How the echo server answers an HTTP request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpAnswers {
+    /// HTTP/1.0 with `Connection: close`, then the connection ends (the lab's pods).
+    CloseAfterEach,
+    /// HTTP/1.1 on a connection kept for request after request, as most services answer.
+    KeepAlive,
+}
+
 /// TCP and UDP echo server on `0.0.0.0:port` and `[::]:port` inside a
 /// namespace; stops on drop.
 pub struct EchoServer {
@@ -55,7 +64,7 @@ fn bind_v6_only(kind: SockType, port: u16) -> io::Result<Option<OwnedFd>> {
 
 impl EchoServer {
     /// Binds all sockets before returning, so the server is reachable at once.
-    pub fn spawn(ns: &NetNs, pod_name: &str, port: u16) -> Result<EchoServer> {
+    pub fn spawn(ns: &NetNs, pod_name: &str, port: u16, answers: HttpAnswers) -> Result<EchoServer> {
         let (listeners, udp) = ns
             .run(move || -> io::Result<_> {
                 let any = SocketAddr::from(([0, 0, 0, 0], port));
@@ -76,7 +85,7 @@ impl EchoServer {
         };
         for i in 0..server.listeners.len() {
             let (listener, stop, pod) = (server.listeners[i].try_clone()?, server.stop.clone(), pod_name.to_owned());
-            let tcp = spawn_named("echo-tcp", move || accept_loop(listener, &stop, &pod))?;
+            let tcp = spawn_named("echo-tcp", move || accept_loop(listener, &stop, &pod, answers))?;
             server.threads.push(tcp);
         }
         for i in 0..server.udp.len() {
@@ -126,14 +135,14 @@ fn join_bounded(threads: Vec<JoinHandle<()>>) {
     }
 }
 
-fn accept_loop(listener: TcpListener, stop: &Arc<AtomicBool>, pod: &str) {
+fn accept_loop(listener: TcpListener, stop: &Arc<AtomicBool>, pod: &str, answers: HttpAnswers) {
     let mut conns: Vec<JoinHandle<()>> = Vec::new();
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((stream, _)) => {
                 conns.retain(|h| !h.is_finished());
                 let (stop, pod) = (stop.clone(), pod.to_owned());
-                match spawn_named("echo-conn", move || serve_connection(stream, &stop, &pod)) {
+                match spawn_named("echo-conn", move || serve_connection(stream, &stop, &pod, answers)) {
                     Ok(h) => conns.push(h),
                     Err(e) => eprintln!("warning: {e:#}"),
                 }
@@ -146,15 +155,15 @@ fn accept_loop(listener: TcpListener, stop: &Arc<AtomicBool>, pod: &str) {
     join_bounded(conns);
 }
 
-fn serve_connection(stream: TcpStream, stop: &AtomicBool, pod: &str) {
-    if let Err(e) = try_serve_connection(stream, stop, pod)
+fn serve_connection(stream: TcpStream, stop: &AtomicBool, pod: &str, answers: HttpAnswers) {
+    if let Err(e) = try_serve_connection(stream, stop, pod, answers)
         && !matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe)
     {
         eprintln!("warning: echo connection in {pod}: {e}");
     }
 }
 
-fn try_serve_connection(stream: TcpStream, stop: &AtomicBool, pod: &str) -> io::Result<()> {
+fn try_serve_connection(stream: TcpStream, stop: &AtomicBool, pod: &str, answers: HttpAnswers) -> io::Result<()> {
     // A short read timeout lets an idle connection notice the stop flag.
     stream.set_read_timeout(Some(POLL))?;
     stream.set_write_timeout(Some(JOIN_LIMIT))?;
@@ -165,13 +174,7 @@ fn try_serve_connection(stream: TcpStream, stop: &AtomicBool, pod: &str) -> io::
     let mut first = true;
     while read_line(&mut reader, &mut line, stop)? {
         if first && (line.starts_with(b"GET ") || line.starts_with(b"HEAD ")) {
-            return answer_http(
-                &mut reader,
-                &mut writer,
-                stop,
-                pod,
-                line.starts_with(b"GET "),
-            );
+            return answer_http(&mut reader, &mut writer, stop, pod, line, answers);
         }
         first = false;
         writer.write_all(reply.as_bytes())?;
@@ -180,33 +183,45 @@ fn try_serve_connection(stream: TcpStream, stop: &AtomicBool, pod: &str) -> io::
     Ok(())
 }
 
-/// Minimal HTTP/1.0 so that a person can `curl` a pod.
+/// Minimal HTTP so that a person can `curl` a pod: `request_line` is the
+/// first request's; with [`HttpAnswers::KeepAlive`] the requests that follow
+/// on the connection are answered too.
 fn answer_http(
     reader: &mut BufReader<TcpStream>,
     writer: &mut TcpStream,
     stop: &AtomicBool,
     pod: &str,
-    with_body: bool,
+    mut request_line: Vec<u8>,
+    answers: HttpAnswers,
 ) -> io::Result<()> {
-    // Read the headers first: closing with unread data would send a RST that
-    // can destroy the response before the client reads it.
+    let body = format!("{pod}\n");
+    let head = match answers {
+        HttpAnswers::CloseAfterEach => "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nConnection: close",
+        HttpAnswers::KeepAlive => "HTTP/1.1 200 OK\r\nContent-Type: text/plain",
+    };
     let mut line = Vec::new();
-    for _ in 0..MAX_HTTP_HEADERS {
-        line.clear();
-        if !read_line(reader, &mut line, stop)? || line.trim_ascii().is_empty() {
-            break;
+    loop {
+        // Read the headers first: closing with unread data would send a RST that
+        // can destroy the response before the client reads it.
+        for _ in 0..MAX_HTTP_HEADERS {
+            line.clear();
+            if !read_line(reader, &mut line, stop)? || line.trim_ascii().is_empty() {
+                break;
+            }
+        }
+        let mut response = format!("{head}\r\nContent-Length: {}\r\n\r\n", body.len());
+        if request_line.starts_with(b"GET ") {
+            response.push_str(&body);
+        }
+        writer.write_all(response.as_bytes())?;
+        if answers == HttpAnswers::CloseAfterEach {
+            return writer.shutdown(Shutdown::Write);
+        }
+        request_line.clear();
+        if !read_line(reader, &mut request_line, stop)? || !(request_line.starts_with(b"GET ") || request_line.starts_with(b"HEAD ")) {
+            return Ok(());
         }
     }
-    let body = format!("{pod}\n");
-    let mut response = format!(
-        "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    if with_body {
-        response.push_str(&body);
-    }
-    writer.write_all(response.as_bytes())?;
-    writer.shutdown(Shutdown::Write)
 }
 
 /// Reads one line into `buf`, riding out read timeouts until `stop` is set.

@@ -30,7 +30,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
 use anyhow::{Context, Result, ensure};
 
-use crate::echo::EchoServer;
+use crate::echo::{EchoServer, HttpAnswers};
 use crate::netns::{NetNs, run_command};
 
 pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
@@ -452,7 +452,7 @@ fn add_pods(node: &NetNs, net: PodNet, names: &[String]) -> Result<Vec<Pod>> {
 }
 
 fn spawn_echo<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Result<Vec<EchoServer>> {
-    pods.into_iter().map(|pod| EchoServer::spawn(&pod.ns, &pod.name, ECHO_PORT)).collect()
+    pods.into_iter().map(|pod| EchoServer::spawn(&pod.ns, &pod.name, ECHO_PORT, HttpAnswers::CloseAfterEach)).collect()
 }
 
 fn add_pod(node: &NetNs, net: PodNet, index: u8, name: &str) -> Result<Pod> {

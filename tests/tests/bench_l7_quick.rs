@@ -21,16 +21,20 @@ fn quick_l7_benchmark_writes_table_json_and_plot() {
 
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&outputs.json_file).unwrap()).unwrap();
     let cells = json["cells"].as_array().unwrap();
-    for contender in ["direct", "ebpf-lb", "nginx", "haproxy"] {
-        let cell = cells.iter().find(|c| c["contender"] == contender).unwrap_or_else(|| panic!("no {contender} in {json}"));
-        assert!(cell["median"]["requests_per_s"].as_f64().is_some_and(|v| v > 0.0), "{contender}: {json}");
+    for pods in ["close", "keep-alive"] {
+        for contender in ["direct", "ebpf-lb", "nginx", "haproxy"] {
+            let cell = cells.iter().find(|c| c["contender"] == contender && c["pods"] == pods);
+            let cell = cell.unwrap_or_else(|| panic!("no {contender} with {pods} pods in {json}"));
+            assert!(cell["median"]["requests_per_s"].as_f64().is_some_and(|v| v > 0.0), "{contender} {pods}: {json}");
+            assert_eq!(cell["median"]["failed"].as_f64(), Some(0.0), "{contender} {pods}: {json}");
+        }
     }
     let churn = json["churn"].as_array().unwrap();
     assert_eq!(churn.len(), 3, "{json}");
     assert!(churn.iter().all(|c| c["changes"].as_u64().is_some_and(|n| n > 0)), "{json}");
     let markdown = std::fs::read_to_string(&outputs.markdown_file).unwrap();
     assert_eq!(markdown, outputs.markdown);
-    assert!(markdown.contains("| haproxy |"), "{markdown}");
+    assert!(markdown.contains("| haproxy | keep-alive |"), "{markdown}");
     let png = std::fs::read(&outputs.plot_file).unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
     std::fs::remove_dir_all(&out).unwrap();

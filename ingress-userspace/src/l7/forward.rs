@@ -1,22 +1,22 @@
-//! The proxy's upstream side: one keep-alive pool for all endpoints, the
-//! forwarding headers, the rewrite, timeouts mapped to 504/502/503 and one
-//! retry elsewhere for idempotent requests without a body.
+//! The proxy's upstream side: the forwarding headers, the rewrite, timeouts
+//! mapped to 504/502/503 and one retry elsewhere for idempotent requests
+//! without a body; connections come from the proxy's own pool (`upstream`).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
 use hyper::body::{Body, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 
 use super::path::PathMatch;
 use super::options::ProxyOptions;
 use super::response::{BoxError, ProxyBody, local};
 use super::rewrite::rewrite;
 use super::table::Route;
+use super::upstream::Pool;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -37,7 +37,7 @@ const HOP_BY_HOP: [&str; 8] = [
 ];
 
 pub(crate) struct Upstreams {
-    client: Client<HttpConnector, ProxyBody>,
+    pool: Arc<Pool>,
 }
 
 /// What the client side knows about a request that the upstream must learn.
@@ -56,15 +56,7 @@ enum Failure {
 
 impl Upstreams {
     pub(crate) fn new(options: &ProxyOptions) -> Upstreams {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(options.connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(options.upstream_idle_timeout)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
-        Upstreams { client }
+        Upstreams { pool: Pool::new(options.connect_timeout, options.upstream_idle_timeout) }
     }
 
     pub(crate) async fn forward(
@@ -83,16 +75,17 @@ impl Upstreams {
         }
         let upgrade = upgrade_protocol(request.headers());
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
-        let path_and_query = request.uri().path_and_query().map_or("/", |pq| pq.as_str()).to_owned();
-        let rewritten = match (&route.rewrite_target, forwarded.rule) {
-            (Some(target), Some(rule)) => rewrite(rule, target, &path_and_query),
+        let rewritten = match (&route.rewrite_target, forwarded.rule, request.uri().path_and_query()) {
+            (Some(target), Some(rule), Some(path_and_query)) => rewrite(rule, target, path_and_query.as_str()),
             _ => None,
         };
-        let (path_and_query, forwarded_prefix) = match rewritten {
-            Some(rewritten) => (rewritten.path_and_query, rewritten.forwarded_prefix),
-            None => (path_and_query, None),
-        };
         let (parts, body) = request.into_parts();
+        // Origin form, as an HTTP/1.1 upstream expects it: the client's own
+        // path and query are shared, not copied.
+        let (uri, forwarded_prefix) = match rewritten {
+            Some(rewritten) => (rewritten.path_and_query.parse::<Uri>().unwrap_or_default(), rewritten.forwarded_prefix),
+            None => (parts.uri.path_and_query().cloned().map_or_else(|| Uri::from_static("/"), Uri::from), None),
+        };
         let mut headers = parts.headers;
         strip_hop_by_hop(&mut headers);
         add_forwarding_headers(&mut headers, &forwarded, forwarded_prefix.as_deref());
@@ -112,20 +105,25 @@ impl Upstreams {
                 Some(body) if !retryable => body.map_err(BoxError::from).boxed(),
                 _ => Empty::new().map_err(|never| match never {}).boxed(),
             };
-            let uri = format!("http://{endpoint}{path_and_query}");
             let mut upstream_request = Request::new(attempt_body);
             *upstream_request.method_mut() = parts.method.clone();
-            *upstream_request.uri_mut() = uri.parse::<Uri>().unwrap_or_default();
+            *upstream_request.uri_mut() = uri.clone();
             *upstream_request.version_mut() = Version::HTTP_11;
             // Copied only while another attempt may still need them.
             *upstream_request.headers_mut() = if endpoints.peek().is_some() { headers.clone() } else { std::mem::take(&mut headers) };
-            let sent = tokio::time::timeout(options.request_timeout, self.client.request(upstream_request)).await;
+            let sent = match &client_upgrade {
+                None => tokio::time::timeout(options.request_timeout, self.pool.send(endpoint, upstream_request)).await,
+                Some(_) => {
+                    let sending = self.pool.send_upgrade(endpoint, upstream_request);
+                    tokio::time::timeout(options.request_timeout, sending).await.map(|sent| sent.map(|response| response.map(|body| body.map_err(BoxError::from).boxed())))
+                }
+            };
             match sent {
                 Ok(Ok(response)) => return respond(response, client_upgrade),
                 Err(_elapsed) => return local(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n"),
                 Ok(Err(error)) => {
-                    tracing::warn!(route = route.name, %endpoint, error = %error_chain(&error), "upstream request failed");
-                    last_failure = classify(error);
+                    tracing::warn!(route = route.name, %endpoint, error = %error_chain(error.as_ref()), "upstream request failed");
+                    last_failure = classify(error.as_ref());
                     if matches!(last_failure, Failure::BodyTooLarge) {
                         break;
                     }
@@ -140,7 +138,7 @@ impl Upstreams {
     }
 }
 
-fn respond(mut response: Response<Incoming>, client_upgrade: Option<hyper::upgrade::OnUpgrade>) -> Response<ProxyBody> {
+fn respond(mut response: Response<ProxyBody>, client_upgrade: Option<hyper::upgrade::OnUpgrade>) -> Response<ProxyBody> {
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     let upstream_upgrade = switching.then(|| hyper::upgrade::on(&mut response));
     let (mut parts, body) = response.into_parts();
@@ -157,15 +155,15 @@ fn respond(mut response: Response<Incoming>, client_upgrade: Option<hyper::upgra
             let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
             let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
         });
-        return Response::from_parts(parts, body.map_err(BoxError::from).boxed());
+        return Response::from_parts(parts, body);
     }
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::UPGRADE);
-    Response::from_parts(parts, body.map_err(BoxError::from).boxed())
+    Response::from_parts(parts, body)
 }
 
-fn classify(error: hyper_util::client::legacy::Error) -> Failure {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+fn classify(error: &(dyn std::error::Error + 'static)) -> Failure {
+    let mut source = Some(error);
     while let Some(cause) = source {
         if cause.is::<LengthLimitError>() {
             return Failure::BodyTooLarge;

@@ -16,6 +16,7 @@ pub mod rewrite;
 pub mod server;
 pub mod table;
 pub mod tls;
+mod upstream;
 
 use std::sync::Arc;
 

@@ -16,16 +16,23 @@ const MEASURED_FILE: &str = "zz-measured.yaml";
 
 pub struct ManifestSet {
     dir: PathBuf,
+    /// The pods' port the Services target.
+    target_port: u16,
 }
 
 impl ManifestSet {
     pub fn write(services: &[Service]) -> Result<ManifestSet> {
+        ManifestSet::write_targeting(services, TARGET_PORT)
+    }
+
+    /// As [`ManifestSet::write`], for pods that serve on `target_port`.
+    pub fn write_targeting(services: &[Service], target_port: u16) -> Result<ManifestSet> {
         let dir = std::env::temp_dir().join(format!("lb-bench-{}-{}", std::process::id(), crate::pins::next_id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let set = ManifestSet { dir };
+        let set = ManifestSet { dir, target_port };
         let (measured, others) = services.split_last().context("no Services")?;
         for (index, chunk) in others.chunks(PER_FILE).enumerate() {
-            let text: String = chunk.iter().map(yaml).collect();
+            let text: String = chunk.iter().map(|service| yaml(service, target_port)).collect();
             std::fs::write(set.dir.join(format!("svc-{index:05}.yaml")), text)?;
         }
         set.set_measured(measured)?;
@@ -40,7 +47,7 @@ impl ManifestSet {
     /// agent never reads half a file.
     pub fn set_measured(&self, service: &Service) -> Result<()> {
         let tmp = self.dir.join(".measured.tmp");
-        std::fs::write(&tmp, yaml(service))?;
+        std::fs::write(&tmp, yaml(service, self.target_port))?;
         std::fs::rename(&tmp, self.dir.join(MEASURED_FILE))?;
         Ok(())
     }
@@ -52,7 +59,7 @@ impl Drop for ManifestSet {
     }
 }
 
-fn yaml(service: &Service) -> String {
+fn yaml(service: &Service, target_port: u16) -> String {
     let Service { name, cluster_ip, node_port, endpoints } = service;
     let (kind, node_port) = match node_port {
         Some(port) => ("NodePort", format!(", nodePort: {port}")),
@@ -61,10 +68,10 @@ fn yaml(service: &Service) -> String {
     let mut text = format!(
         "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  type: {kind}\n  \
          clusterIP: {cluster_ip}\n  clusterIPs: [{cluster_ip}]\n  ports:\n    \
-         - {{name: tcp, protocol: TCP, port: {SERVICE_PORT}, targetPort: {TARGET_PORT}{node_port}}}\n\
+         - {{name: tcp, protocol: TCP, port: {SERVICE_PORT}, targetPort: {target_port}{node_port}}}\n\
          ---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-abc\n  namespace: default\n  \
          labels: {{kubernetes.io/service-name: {name}}}\naddressType: IPv4\n\
-         ports:\n  - {{name: tcp, protocol: TCP, port: {TARGET_PORT}}}\nendpoints:\n"
+         ports:\n  - {{name: tcp, protocol: TCP, port: {target_port}}}\nendpoints:\n"
     );
     for address in endpoints {
         let _ = writeln!(text, "  - {{addresses: [{address}], conditions: {{ready: true}}}}");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use ingress_tests::bench::command_line;
-use ingress_tests::bench::l7::{Config, Contender, run_l7};
+use ingress_tests::bench::l7::{Config, Contender, Pods, run_l7};
 use ingress_tests::interrupt::on_ctrl_c;
 use ingress_tests::is_root;
 
@@ -43,6 +43,13 @@ struct Args {
     /// Only these contenders, comma-separated (direct, ebpf-lb, nginx, haproxy); default all.
     #[arg(long, value_delimiter = ',', value_parser = contender)]
     contenders: Option<Vec<Contender>>,
+    /// Only these kinds of pods, comma-separated (close, keep-alive); default both.
+    #[arg(long, value_delimiter = ',', value_parser = pods)]
+    pods: Option<Vec<Pods>>,
+}
+
+fn pods(name: &str) -> Result<Pods, String> {
+    Pods::from_name(name).ok_or_else(|| format!("unknown kind of pods {name:?} (close, keep-alive)"))
 }
 
 fn contender(name: &str) -> Result<Contender, String> {
@@ -67,6 +74,7 @@ fn main() -> Result<()> {
         connections: args.connections.unwrap_or(base.connections),
         time_limit: args.time_limit_s.map_or(base.time_limit, Duration::from_secs),
         contenders: args.contenders.unwrap_or(base.contenders),
+        pods: args.pods.unwrap_or(base.pods),
         command: command_line(),
         ..base
     };

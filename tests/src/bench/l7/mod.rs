@@ -15,6 +15,7 @@ mod report;
 mod routes;
 mod wrk;
 
+use std::net::SocketAddrV4;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -23,16 +24,19 @@ use anyhow::{Context, Result, bail};
 
 use super::{Outputs, write};
 use crate::bench::manifests::ManifestSet;
+use crate::echo::{EchoServer, HttpAnswers};
 use crate::lab::{Lab, LabSpec};
 use crate::netns::run_command;
 use proxies::{Bed, WorkDir};
 use report::{Cell, Churn, Figures, Report};
-pub use report::Contender;
+pub use report::{Contender, Pods};
 use routes::{CHURN_HOST, MEASURED_HOST, MEASURED_PATH, PODS};
 use wrk::{Load, WrkResult};
 
 /// The programs the contenders and the load need, from `cargo xtask install`.
 const TOOLS: [&str; 4] = ["nginx", "haproxy", "wrk", "taskset"];
+/// Where every pod serves HTTP/1.1 keep-alive, beside the lab's echo port.
+const KEEP_ALIVE_PORT: u16 = 8090;
 /// After the route changes, how long the last one may take to be served.
 const LAST_CHANGE_LIMIT: Duration = Duration::from_secs(10);
 
@@ -55,6 +59,9 @@ pub struct Config {
     /// The contenders measured, in this order within each round; the route
     /// changes run for the proxies among them.
     pub contenders: Vec<Contender>,
+    /// The kinds of pods every contender is measured against, in this order
+    /// within each round; the route changes run against the first.
+    pub pods: Vec<Pods>,
 }
 
 impl Config {
@@ -72,6 +79,7 @@ impl Config {
             time_limit: Duration::from_secs(6 * 60),
             command: "cargo xtask bench l7".into(),
             contenders: Contender::ALL.to_vec(),
+            pods: Pods::ALL.to_vec(),
         }
     }
 
@@ -98,43 +106,63 @@ pub fn run_l7(config: &Config, stop: &AtomicBool) -> Result<Outputs> {
         bail!("nothing to run: give at least one round");
     }
     require_tools()?;
+    if config.contenders.is_empty() || config.pods.is_empty() {
+        bail!("nothing to run: give at least one contender and one kind of pods");
+    }
     let (proxy_cpus, wrk_cpus) = cpus();
     let lab = Lab::build(LabSpec { pods: (0..PODS).map(routes::pod_name).collect() }).context("building the lab")?;
     let pods = (0..PODS)
-        .map(|i| lab.pod(&routes::pod_name(i)).map(|p| p.echo_addr()).context("a pod of the lab is missing"))
+        .map(|i| lab.pod(&routes::pod_name(i)).context("a pod of the lab is missing"))
         .collect::<Result<Vec<_>>>()?;
-    let bed = Bed {
-        lab: &lab,
-        agent: &config.agent,
-        manifests: ManifestSet::write(&routes::services(&routes::RouteSet::new(&pods, 0)))?,
-        pods,
-        work: WorkDir::create()?,
-        proxy_cpus: proxy_cpus.clone(),
-    };
-    let bench = Bench { bed: &bed, config, stop, wrk_cpus: &wrk_cpus };
+    // The lab's echo servers answer and close; these keep their connections.
+    let keep_alive_servers = pods
+        .iter()
+        .map(|pod| EchoServer::spawn(&pod.ns, &pod.name, KEEP_ALIVE_PORT, HttpAnswers::KeepAlive))
+        .collect::<Result<Vec<_>>>()?;
+    let beds = config
+        .pods
+        .iter()
+        .map(|&kind| {
+            let endpoints: Vec<SocketAddrV4> = match kind {
+                Pods::Close => pods.iter().map(|pod| pod.echo_addr()).collect(),
+                Pods::KeepAlive => pods.iter().map(|pod| SocketAddrV4::new(pod.ip, KEEP_ALIVE_PORT)).collect(),
+            };
+            let services = routes::services(&routes::RouteSet::new(&endpoints, 0));
+            Ok(Bed {
+                lab: &lab,
+                agent: &config.agent,
+                manifests: ManifestSet::write_targeting(&services, endpoints[0].port())?,
+                pods: endpoints,
+                work: WorkDir::create()?,
+                proxy_cpus: proxy_cpus.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let start = Instant::now();
-    if config.contenders.is_empty() {
-        bail!("nothing to run: give at least one contender");
-    }
-    let mut rounds: Vec<Vec<Figures>> = vec![Vec::new(); config.contenders.len()];
+    let mut rounds: Vec<Vec<Figures>> = vec![Vec::new(); config.contenders.len() * beds.len()];
     for round in 0..config.rounds {
         if round > 0 && start.elapsed() > config.time_limit {
             eprintln!("time budget used after {round} rounds, skipping the rest");
             break;
         }
-        for (&contender, figures) in config.contenders.iter().zip(&mut rounds) {
-            eprintln!("round {}/{}: {}", round + 1, config.rounds, contender.name());
-            figures.push(bench.measure(contender).with_context(|| format!("measuring {}", contender.name()))?);
+        let runs = config.pods.iter().zip(&beds).flat_map(|(kind, bed)| config.contenders.iter().map(move |c| (*kind, bed, *c)));
+        for ((kind, bed, contender), figures) in runs.zip(&mut rounds) {
+            eprintln!("round {}/{}: {} ({} pods)", round + 1, config.rounds, contender.name(), kind.name());
+            let bench = Bench { bed, config, stop, wrk_cpus: &wrk_cpus };
+            figures.push(bench.measure(contender).with_context(|| format!("measuring {} ({} pods)", contender.name(), kind.name()))?);
         }
     }
     let mut churn = Vec::new();
+    let bench = Bench { bed: &beds[0], config, stop, wrk_cpus: &wrk_cpus };
     for contender in Contender::PROXIES.into_iter().filter(|c| config.contenders.contains(c)) {
         eprintln!("route changes: {}", contender.name());
         churn.push(bench.churn(contender).with_context(|| format!("route changes on {}", contender.name()))?);
     }
-    drop(bed);
+    drop(beds);
+    drop(keep_alive_servers);
     drop(lab);
-    let cells = config.contenders.iter().zip(rounds).map(|(&c, r)| Cell::new(c, r)).collect();
+    let cells = config.pods.iter().flat_map(|kind| config.contenders.iter().map(move |c| (*kind, *c)));
+    let cells = cells.zip(rounds).map(|((kind, contender), r)| Cell::new(contender, kind, r)).collect();
     write_outputs(config, cells, churn, proxy_cpus, wrk_cpus)
 }
 

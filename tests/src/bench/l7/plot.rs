@@ -1,4 +1,4 @@
-//! `l7.png`: one bar per contender for requests/s, p50 and p99 latency, and
+//! `l7.png`: one bar per contender and kind of pods for requests/s, p50 and p99 latency, and
 //! the failed requests while routes changed.
 
 use std::path::Path;
@@ -20,16 +20,16 @@ fn color(contender: Contender) -> RGBColor {
 
 pub fn bars_png(path: &Path, report: &Report) -> Result<()> {
     load_font()?;
-    let root = BitMapBackend::new(path, (1200, 800)).into_drawing_area();
+    let root = BitMapBackend::new(path, (1800, 800)).into_drawing_area();
     root.fill(&WHITE)?;
-    let median = |f: fn(&super::report::Figures) -> f64| -> Vec<(Contender, f64)> {
-        report.cells.iter().map(|c| (c.contender, f(&c.median))).collect()
+    let median = |f: fn(&super::report::Figures) -> f64| -> Vec<(Contender, String, f64)> {
+        report.cells.iter().map(|c| (c.contender, format!("{} {}", c.contender.name(), c.pods.name()), f(&c.median))).collect()
     };
     let panels = [
         ("requests/s (higher is better)", median(|f| f.requests_per_s)),
         ("latency p50 µs", median(|f| f.p50_us)),
         ("latency p99 µs", median(|f| f.p99_us)),
-        ("failed requests while routes change", report.churn.iter().map(|c| (c.contender, c.failed as f64)).collect()),
+        ("failed requests while routes change", report.churn.iter().map(|c| (c.contender, c.contender.name().to_owned(), c.failed as f64)).collect()),
     ];
     for (area, (title, bars)) in root.split_evenly((2, 2)).iter().zip(panels) {
         bar_panel(area, title, &bars)?;
@@ -38,9 +38,9 @@ pub fn bars_png(path: &Path, report: &Report) -> Result<()> {
     Ok(())
 }
 
-fn bar_panel(area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>, title: &str, bars: &[(Contender, f64)]) -> Result<()> {
-    let y_max = bars.iter().map(|(_, v)| *v).fold(1.0, f64::max) * 1.15;
-    let names: Vec<&str> = bars.iter().map(|(c, _)| c.name()).collect();
+fn bar_panel(area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>, title: &str, bars: &[(Contender, String, f64)]) -> Result<()> {
+    let y_max = bars.iter().map(|(_, _, v)| *v).fold(1.0, f64::max) * 1.15;
+    let names: Vec<&str> = bars.iter().map(|(_, name, _)| name.as_str()).collect();
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 22))
         .margin(15)
@@ -55,12 +55,12 @@ fn bar_panel(area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>, titl
             _ => String::new(),
         })
         .draw()?;
-    chart.draw_series(bars.iter().enumerate().map(|(i, (contender, value))| {
+    chart.draw_series(bars.iter().enumerate().map(|(i, (contender, _, value))| {
         let mut bar = Rectangle::new([(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), *value)], color(*contender).filled());
         bar.set_margin(0, 0, 20, 20);
         bar
     }))?;
-    chart.draw_series(bars.iter().enumerate().map(|(i, (_, value))| {
+    chart.draw_series(bars.iter().enumerate().map(|(i, (_, _, value))| {
         Text::new(format!("{value:.0}"), (SegmentValue::CenterOf(i), *value + y_max * 0.02), ("sans-serif", 16))
     }))?;
     Ok(())

@@ -37,6 +37,32 @@ impl Contender {
     }
 }
 
+/// What the echo pods behind every proxy do after an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pods {
+    /// HTTP/1.0 and close: every request costs a proxy a new upstream connection.
+    Close,
+    /// HTTP/1.1 keep-alive, as most services: a proxy can reuse its upstream connections.
+    KeepAlive,
+}
+
+impl Pods {
+    pub const ALL: [Pods; 2] = [Pods::Close, Pods::KeepAlive];
+
+    /// The pods a [`Pods::name`] names.
+    pub fn from_name(name: &str) -> Option<Pods> {
+        Pods::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Pods::Close => "close",
+            Pods::KeepAlive => "keep-alive",
+        }
+    }
+}
+
 /// One contender in one round; latencies in microseconds.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Figures {
@@ -52,12 +78,13 @@ pub struct Figures {
 #[derive(Debug, Clone, Serialize)]
 pub struct Cell {
     pub contender: Contender,
+    pub pods: Pods,
     pub median: Figures,
     pub rounds: Vec<Figures>,
 }
 
 impl Cell {
-    pub fn new(contender: Contender, rounds: Vec<Figures>) -> Cell {
+    pub fn new(contender: Contender, pods: Pods, rounds: Vec<Figures>) -> Cell {
         let m = |f: fn(&Figures) -> f64| median(rounds.iter().map(f).collect()).unwrap_or(f64::NAN);
         let median = Figures {
             requests_per_s: m(|f| f.requests_per_s),
@@ -66,7 +93,7 @@ impl Cell {
             failed: m(|f| f.failed),
             peak_rss_mib: median(rounds.iter().filter_map(|f| f.peak_rss_mib).collect()),
         };
-        Cell { contender, median, rounds }
+        Cell { contender, pods, median, rounds }
     }
 }
 
@@ -105,13 +132,15 @@ impl Report {
         let mut md = format!(
             "L7 benchmark, {} on {}; `{}`.\nLoad: wrk, {} connections for {} s per run, pinned to CPU {}, asking \
              `shop.example/` (one route over 10 pods); every proxy pinned to CPU {}. Medians over rounds \
-             (contenders alternated within each round); added = over `direct` in this run.\n\n",
+             (contenders alternated within each round); added = over `direct` to the same pods in this run. \
+             Pods `close` answer in HTTP/1.0 and close (a new upstream connection per request), `keep-alive` \
+             pods keep their connections (HTTP/1.1).\n\n",
             self.date, self.machine, self.command, self.connections, self.seconds_per_run, self.wrk_cpus, self.proxy_cpus
         );
-        md.push_str("| contender | rounds | req/s | p50 µs | p99 µs | added p50 µs | added p99 µs | peak RSS MiB | failed |\n");
-        md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-        let direct = self.cells.iter().find(|c| c.contender == Contender::Direct).map(|c| c.median);
+        md.push_str("| contender | pods | rounds | req/s | p50 µs | p99 µs | added p50 µs | added p99 µs | peak RSS MiB | failed |\n");
+        md.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for cell in &self.cells {
+            let direct = self.cells.iter().find(|c| c.contender == Contender::Direct && c.pods == cell.pods).map(|c| c.median);
             let f = &cell.median;
             let added = |v: f64, base: Option<f64>| match (cell.contender, base) {
                 (Contender::Direct, _) | (_, None) => "-".to_owned(),
@@ -119,8 +148,9 @@ impl Report {
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {:.0} |",
+                "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {:.0} |",
                 cell.contender.name(),
+                cell.pods.name(),
                 cell.rounds.len(),
                 f.requests_per_s,
                 f.p50_us,
@@ -166,6 +196,9 @@ mod tests {
             assert_eq!(Contender::from_name(contender.name()), Some(contender));
         }
         assert_eq!(Contender::from_name("envoy"), None);
+        for pods in Pods::ALL {
+            assert_eq!(Pods::from_name(pods.name()), Some(pods));
+        }
     }
 
     #[test]
@@ -181,8 +214,10 @@ mod tests {
             connections: 16,
             seconds_per_run: 10,
             cells: vec![
-                Cell::new(Contender::Direct, vec![figures(100.0, None), figures(300.0, None), figures(200.0, None)]),
-                Cell::new(Contender::Nginx, vec![figures(250.0, Some(3.0)), figures(270.0, Some(5.0))]),
+                Cell::new(Contender::Direct, Pods::Close, vec![figures(100.0, None), figures(300.0, None), figures(200.0, None)]),
+                Cell::new(Contender::Nginx, Pods::Close, vec![figures(250.0, Some(3.0)), figures(270.0, Some(5.0))]),
+                Cell::new(Contender::Direct, Pods::KeepAlive, vec![figures(50.0, None)]),
+                Cell::new(Contender::Nginx, Pods::KeepAlive, vec![figures(80.0, Some(4.0))]),
             ],
             churn: vec![Churn {
                 contender: Contender::Nginx,
@@ -196,8 +231,9 @@ mod tests {
             }],
         };
         let md = report.markdown();
-        assert!(md.contains("| direct | 3 | 1000 | 200 | 400 | - | - | - | 0 |"), "{md}");
-        assert!(md.contains("| nginx | 2 | 1000 | 260 | 520 | 60 | 120 | 4.0 | 0 |"), "{md}");
+        assert!(md.contains("| direct | close | 3 | 1000 | 200 | 400 | - | - | - | 0 |"), "{md}");
+        assert!(md.contains("| nginx | close | 2 | 1000 | 260 | 520 | 60 | 120 | 4.0 | 0 |"), "{md}");
+        assert!(md.contains("| nginx | keep-alive | 1 | 1000 | 80 | 160 | 30 | 60 | 4.0 | 0 |"), "{md}");
         assert!(md.contains("| nginx | nginx -s reload | 1000 | - | 5000 | 12 | 500 | yes |"), "{md}");
     }
 }
