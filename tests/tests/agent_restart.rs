@@ -105,7 +105,8 @@ fn an_agent_restarted_with_another_uplink_hook_detaches_the_one_before() {
         eprintln!("skipped: network namespaces and eBPF need root");
         return;
     }
-    let lab = Lab::build(LabSpec { pods: ["pod-a", "pod-b"].map(String::from).to_vec() }).unwrap();
+    // Every pod the examples' EndpointSlices name, so that any backend answers.
+    let lab = Lab::build(LabSpec { pods: ["pod-a", "pod-b", "pod-c", "toolbox"].map(String::from).to_vec() }).unwrap();
     let manifests = ManifestDir::copy_of(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples")).unwrap();
     let pins = PinDir::unique("hook-switch");
     let binary = agent_binary().unwrap();

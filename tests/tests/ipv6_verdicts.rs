@@ -20,7 +20,7 @@ use ingress_tests::checks::{
 };
 use ingress_tests::packet::{self, ACK, Ext6, FIN, Frame, ICMPV6, PSH, RST, SYN, Seen, TCP, UDP};
 use ingress_tests::prog_run::{
-    Entry, Programmed, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_PASS, add_tcp_and_udp_frontends,
+    Entry, Programmed, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_PASS, add_tcp_and_udp_frontends,
     add_tcp_and_udp_service, local_backends,
 };
 use ingress_userspace::dataplane::MapWriter;
