@@ -1,14 +1,17 @@
 //! The node's L4 dataplane: Service frontends to pod endpoints and back.
 //!
 //! Frontends are translated where packets enter the node, before routing:
-//! `lb_xdp` on the uplink (north-south, before the stack allocates anything)
-//! and `lb_tc_in` on the ingress of each pod veth's host side (east-west).
+//! on the uplink (north-south) `lb_xdp`, before the stack allocates anything,
+//! or `lb_tc_uplink` on its TC ingress where XDP cannot answer (a veth
+//! uplink, as on kind nodes: see the agent's `uplink_hook`), and `lb_tc_in`
+//! on the ingress of each pod veth's host side (east-west).
 //! Replies are translated back where packets leave it, after routing:
 //! `lb_tc_out` on the egress of the uplink and of every pod veth. All share
 //! one parse and one lookup path (`lb`); XDP and TC differ only in how a
 //! rewrite is written into the packet (`nat`). A packet to a frontend without
 //! endpoints is turned into a reject (`reject`) and sent back the way it came:
-//! XDP_TX on the uplink, a redirect to the pod veth's egress in TC. A flow
+//! XDP_TX from `lb_xdp`, in TC a redirect to the egress of the interface it
+//! came in on (the uplink or the pod veth). A flow
 //! from an uplink to a pod on another node is also source-translated to the
 //! node on its way out, and its replies back on their way in (`snat`). This file
 //! is the single place where an outcome becomes a verdict and is counted.
@@ -65,6 +68,12 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
         // Back out of the uplink it came in on.
         Outcome::Reject(_) => xdp_action::XDP_TX,
     }
+}
+
+/// The uplink's ingress where XDP cannot answer: the same path as `lb_xdp`.
+#[classifier]
+pub fn lb_tc_uplink(ctx: TcContext) -> i32 {
+    tc(&ctx, Way::In(Origin::Uplink))
 }
 
 #[classifier]

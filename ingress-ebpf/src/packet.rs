@@ -183,7 +183,7 @@ impl Reshape for TcPacket<'_> {
 
 impl TcPacket<'_> {
     /// The verdict that sends the packet back out of the interface it came
-    /// in on (its egress: towards the pod that sent it).
+    /// in on (its egress: towards whoever sent it, a pod or the uplink's peer).
     #[inline(always)]
     pub fn redirect_back(&self) -> i32 {
         // SAFETY: reads the context and calls a helper without pointers.

@@ -16,6 +16,7 @@ use crate::dataplane::MapWriter;
 use crate::dataplane::conntrack_gc::{self, ConntrackConfig, Sweeper};
 use crate::dataplane::plan::describe;
 use crate::dataplane::sizes::MapSizes;
+use crate::dataplane::uplink_hook::UplinkHookChoice;
 use crate::dataplane::usage::KernelMapUsage;
 use ingress_common::maps::{
     AFFINITY_MAP, BACKENDS_MAP, CONNTRACK_MAP, MAGLEV_MAP, REV_NAT_MAP, SERVICES_MAP, SNAT_MAP,
@@ -51,8 +52,10 @@ pub enum SourceConfig {
 pub struct AgentConfig {
     pub source: SourceConfig,
     pub node: NodeInfo,
-    /// Node uplinks: XDP in, TC egress out.
+    /// Node uplinks: XDP or TC ingress in (`uplink_hook`), TC egress out.
     pub uplinks: Vec<String>,
+    /// Which ingress hook the uplinks get: by their driver, or forced.
+    pub uplink_hook: UplinkHookChoice,
     /// Host sides of pod veths known up front.
     pub pod_veths: Vec<String>,
     /// Name prefixes of pod veths to attach to as they appear (e.g. "veth").
@@ -92,7 +95,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
 
     let mut dataplane = Dataplane::load_sized(&config.pin_dir, &config.map_sizes)?;
     for uplink in &config.uplinks {
-        dataplane.attach_uplink(uplink)?;
+        dataplane.attach_uplink(uplink, config.uplink_hook)?;
     }
     let mut interfaces = Interfaces::new(config.pod_veth_prefixes.clone());
     interfaces.attach_named(&mut dataplane, &config.pod_veths)?;

@@ -12,6 +12,7 @@ use ingress_userspace::dataplane::conntrack_gc::{ConntrackConfig, SnatPorts};
 use ingress_common::maps;
 use ingress_userspace::dataplane::ebpf::DEFAULT_PIN_DIR;
 use ingress_userspace::dataplane::sizes::MapSizes;
+use ingress_userspace::dataplane::uplink_hook::UplinkHookChoice;
 use ingress_userspace::l7::L7Options;
 use ingress_userspace::l7::options::ProxyOptions;
 use ingress_userspace::l7::server::L7Config;
@@ -36,9 +37,15 @@ pub struct RunArgs {
     /// from the Node object when watching the API server).
     #[arg(long = "node-ip", value_parser = parse_node_ip)]
     node_ips: Vec<IpAddr>,
-    /// Node uplink interfaces to attach XDP to (repeatable).
+    /// Node uplink interfaces to attach to (repeatable).
     #[arg(long = "uplink")]
     uplinks: Vec<String>,
+    /// What translates what comes in on the uplinks: `auto` picks TC ingress
+    /// for a veth or another virtual device without native XDP (XDP_TX
+    /// rejects would be lost on a veth) and XDP for a NIC; `xdp` or `tc`
+    /// force one.
+    #[arg(long, default_value_t = UplinkHookChoice::Auto, value_parser = parse_uplink_hook)]
+    uplink_hook: UplinkHookChoice,
     /// Host-side pod veth interfaces to attach TC to (repeatable).
     #[arg(long = "pod-veth")]
     pod_veths: Vec<String>,
@@ -175,6 +182,7 @@ impl RunArgs {
             source,
             node: NodeInfo { name: self.node_name, addresses: self.node_ips },
             uplinks: self.uplinks,
+            uplink_hook: self.uplink_hook,
             pod_veths: self.pod_veths,
             pod_veth_prefixes: self.pod_veth_prefixes,
             pin_dir: self.pin_dir,
@@ -210,6 +218,11 @@ fn parse_node_ip(text: &str) -> Result<IpAddr, String> {
     }
 }
 
+/// `--uplink-hook`: auto, xdp or tc.
+fn parse_uplink_hook(text: &str) -> Result<UplinkHookChoice, String> {
+    text.parse()
+}
+
 /// `--snat-ports`: "MIN-MAX", checked by `SnatPorts`'s parser.
 fn parse_snat_ports(text: &str) -> Result<SnatPorts, String> {
     text.parse()
@@ -242,6 +255,15 @@ mod tests {
         assert_eq!(set.conntrack.snat_ports, SnatPorts { min: 40_000, max: 40_999 });
         assert_eq!(set.map_sizes.snat, maps::SNAT_MAX_ENTRIES);
         assert_eq!(config(&["--snat-map-size", "4096"]).unwrap().map_sizes.snat, 4096);
+    }
+
+    #[test]
+    fn the_uplink_hook_defaults_to_auto_and_can_be_forced() {
+        use ingress_userspace::dataplane::uplink_hook::UplinkHook;
+        assert_eq!(config(&[]).unwrap().uplink_hook, UplinkHookChoice::Auto);
+        assert_eq!(config(&["--uplink-hook", "tc"]).unwrap().uplink_hook, UplinkHookChoice::Forced(UplinkHook::Tc));
+        let error = config(&["--uplink-hook", "skb"]).err().unwrap();
+        assert!(error.contains("--uplink-hook") && error.contains("auto, xdp, tc"), "{error}");
     }
 
     #[test]

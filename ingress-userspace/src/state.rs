@@ -14,7 +14,8 @@ use ingress_common::maps::{
 use ingress_common::stats::REASON_NAMES;
 
 use crate::dataplane::MapWriter;
-use crate::dataplane::ebpf::{PinnedMaps, pinned_capacity};
+use crate::dataplane::ebpf::{PinnedMaps, pinned_capacity, uplink_hooks};
+use crate::dataplane::uplink_hook::UplinkHook;
 use crate::dataplane::usage::{SnatFlows, fill};
 use crate::dataplane::pin_dir::explained;
 use crate::dataplane::plan::{ProgrammedFrontend, describe};
@@ -40,6 +41,7 @@ pub fn render(pin_dir: &Path) -> anyhow::Result<String> {
     let mut out = table(&rows);
     let capacity = |map| pinned_capacity(pin_dir, map);
     writeln!(out, "\n{} frontends, {} backends (maps in {})", frontends.len(), contents.backends.len(), pin_dir.display())?;
+    writeln!(out, "uplinks: {}", uplinks(&uplink_hooks(pin_dir)?))?;
     writeln!(out, "conntrack: {}", fill(maps.conntrack()?.len(), capacity(CONNTRACK_MAP)?))?;
     let snat = maps.snat()?;
     writeln!(
@@ -56,6 +58,14 @@ pub fn render(pin_dir: &Path) -> anyhow::Result<String> {
         }
     }
     Ok(out)
+}
+
+/// Each uplink with the hook on its ingress.
+fn uplinks(hooks: &[(String, UplinkHook)]) -> String {
+    if hooks.is_empty() {
+        return "none attached".into();
+    }
+    hooks.iter().map(|(interface, hook)| format!("{interface} ({hook})")).collect::<Vec<_>>().join(", ")
 }
 
 /// The traffic policies and options that change who gets which backend.
@@ -220,6 +230,13 @@ mod tests {
         );
         let v4_only = SnatConfig { v6: Addr::default(), ..both };
         assert_eq!(snat_summary(&v4_only, SnatFlows::default()), "IPv4 198.51.100.1 (0 flows), IPv6 off, ports 61000-65535");
+    }
+
+    #[test]
+    fn uplinks_show_their_ingress_hook() {
+        assert_eq!(uplinks(&[]), "none attached");
+        let hooks = [("eth0".to_string(), UplinkHook::Tc), ("eth1".to_string(), UplinkHook::Xdp)];
+        assert_eq!(uplinks(&hooks), "eth0 (TC ingress), eth1 (XDP)");
     }
 
     #[test]

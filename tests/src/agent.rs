@@ -13,6 +13,7 @@ use ingress_userspace::agent::{self, AgentConfig, SourceConfig};
 use ingress_userspace::dataplane::MapWriter;
 use ingress_userspace::dataplane::ebpf::PinnedMaps;
 use ingress_userspace::dataplane::sizes::MapSizes;
+use ingress_userspace::dataplane::uplink_hook::UplinkHookChoice;
 use ingress_userspace::l7::L7Options;
 use ingress_userspace::l7::options::ProxyOptions;
 use ingress_userspace::l7::server::L7Config;
@@ -46,6 +47,7 @@ fn config_with(node: NodeInfo, uplink: &str, pod_ifaces: &[&str], manifests: &Pa
         source: SourceConfig::Directory { path: manifests.to_owned(), poll_interval: Duration::from_millis(100) },
         node,
         uplinks: vec![uplink.to_owned()],
+        uplink_hook: UplinkHookChoice::Auto,
         pod_veths: pod_ifaces.iter().map(|iface| String::from(*iface)).collect(),
         pod_veth_prefixes: Vec::new(),
         pin_dir: pins.to_owned(),

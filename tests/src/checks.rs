@@ -8,9 +8,11 @@ use std::net::IpAddr;
 use crate::packet::{self, ACK, DST_MAC, ETHERTYPE_IPV4, ETHERTYPE_IPV6, Frame, ICMPV6, RST, SRC_MAC, Seen, TCP};
 use crate::prog_run::{Entry, TC_ACT_REDIRECT, XDP_TX};
 
-/// Each entry with what its program answers a reject with: XDP_TX on the
-/// uplink, a redirect to the veth's egress on a pod veth.
-pub const REJECT_ENTRIES: [(Entry, u32); 2] = [(Entry::Uplink, XDP_TX), (Entry::PodVeth, TC_ACT_REDIRECT)];
+/// Each entry with what its program answers a reject with: XDP_TX from
+/// `lb_xdp`, a redirect to the egress of the interface it came in on in TC
+/// (the uplink's or the pod veth's).
+pub const REJECT_ENTRIES: [(Entry, u32); 3] =
+    [(Entry::Uplink, XDP_TX), (Entry::UplinkTc, TC_ACT_REDIRECT), (Entry::PodVeth, TC_ACT_REDIRECT)];
 
 /// The TTL (IPv4) or hop limit (IPv6) of the answers the programs make up.
 pub const ANSWER_TTL: u8 = 64;

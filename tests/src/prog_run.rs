@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use aya::programs::{TestRun, TestRunOptions, TestRunResult};
-use ingress_userspace::dataplane::ebpf::{Dataplane, PinnedMaps, TC_IN_PROGRAM, TC_OUT_PROGRAM};
+use ingress_userspace::dataplane::ebpf::{Dataplane, PinnedMaps, TC_IN_PROGRAM, TC_OUT_PROGRAM, TC_UPLINK_PROGRAM};
 use ingress_userspace::manifests::parse_documents;
 use ingress_userspace::model::{
     Backend, BackendAddr, BackendState, DesiredState, Frontend, FrontendState, NodeInfo, Protocol, ServicePortRef,
@@ -32,7 +32,7 @@ pub fn xdp(dataplane: &mut Dataplane, frame: &[u8]) -> (u32, Vec<u8>) {
     run(dataplane.xdp().expect("lb_xdp is loaded"), frame)
 }
 
-/// Runs a TC program (`TC_IN_PROGRAM` or `TC_OUT_PROGRAM`) on `frame`.
+/// Runs a TC program (`TC_UPLINK_PROGRAM`, `TC_IN_PROGRAM` or `TC_OUT_PROGRAM`) on `frame`.
 pub fn tc(dataplane: &mut Dataplane, program: &str, frame: &[u8]) -> (u32, Vec<u8>) {
     run(dataplane.tc(program).expect("the TC program is loaded"), frame)
 }
@@ -53,18 +53,42 @@ where
 /// Where a client's frame enters the node, hence which program runs it.
 #[derive(Clone, Copy, Debug)]
 pub enum Entry {
-    /// `lb_xdp` on the uplink: a client outside the node.
+    /// `lb_xdp` on the uplink: a client outside the node (a NIC uplink).
     Uplink,
+    /// `lb_tc_uplink` on the uplink's TC ingress: a client outside the node
+    /// (a veth uplink, as on kind nodes).
+    UplinkTc,
     /// `lb_tc_in` on a pod veth's host side: a pod of this node.
     PodVeth,
 }
+
+/// Both programs an uplink may run: what an outside client gets must not
+/// depend on which one the agent chose.
+pub const UPLINKS: [Entry; 2] = [Entry::Uplink, Entry::UplinkTc];
 
 impl Entry {
     /// The verdict of a frame the program lets through.
     pub fn passed(self) -> u32 {
         match self {
             Entry::Uplink => XDP_PASS,
-            Entry::PodVeth => TC_ACT_OK,
+            Entry::UplinkTc | Entry::PodVeth => TC_ACT_OK,
+        }
+    }
+
+    /// The verdict of a frame the program drops.
+    pub fn dropped(self) -> u32 {
+        match self {
+            Entry::Uplink => XDP_DROP,
+            Entry::UplinkTc | Entry::PodVeth => TC_ACT_SHOT,
+        }
+    }
+
+    /// The verdict of a frame turned into a reject: XDP_TX, or in TC a
+    /// redirect to the egress of the interface it came in on.
+    pub fn rejected(self) -> u32 {
+        match self {
+            Entry::Uplink => XDP_TX,
+            Entry::UplinkTc | Entry::PodVeth => TC_ACT_REDIRECT,
         }
     }
 }
@@ -134,6 +158,7 @@ impl Programmed {
     pub fn run(&mut self, entry: Entry, frame: &[u8]) -> (u32, Vec<u8>) {
         match entry {
             Entry::Uplink => self.xdp(frame),
+            Entry::UplinkTc => tc(&mut self.dataplane, TC_UPLINK_PROGRAM, frame),
             Entry::PodVeth => self.tc_in(frame),
         }
     }

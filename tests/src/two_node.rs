@@ -11,12 +11,12 @@ use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use ingress_userspace::dataplane::ebpf::Dataplane;
+use ingress_userspace::dataplane::ebpf::uplink_hooks;
+use ingress_userspace::dataplane::uplink_hook::UplinkHook;
 
 use crate::agent::{InProcessAgent, ManifestDir};
 use crate::lab::{CLIENT_IP, CLIENT_IP6, LabNode, Pod, TwoNodeLab, TwoNodeSpec};
-use crate::netns::{NetNs, is_root};
-use crate::pins::PinDir;
+use crate::netns::{NetNs, is_root, run_command};
 use crate::traffic::{Reply, connect_outcome, tcp_request, udp_exchange_outcome, udp_request};
 use crate::ECHO_PORT;
 
@@ -186,35 +186,11 @@ pub fn two_node_lab() -> Option<TwoNodeLab> {
     Some(TwoNodeLab::build(TwoNodeSpec::default()).expect("building the two-node lab"))
 }
 
-/// A pass-everything XDP program on the client's end of node A's uplink,
-/// with maps of its own and no Service. A frame node A's XDP sends back
-/// with XDP_TX on its veth uplink (a reject) is only picked up by the peer
-/// when the peer has an XDP program of its own (veth kicks no one else's
-/// receive queue; see `reject.rs`); a NIC's transmit ring needs nothing of
-/// the kind.
-struct ClientXdp {
-    // Dropped in this order: the program before its pins.
-    _dataplane: Dataplane,
-    _pins: PinDir,
-}
-
-fn client_xdp(lab: &TwoNodeLab) -> ClientXdp {
-    let pins = PinDir::unique("two-node-client");
-    let mut dataplane = Dataplane::load(pins.path()).expect("loading the client's XDP program");
-    let dataplane = lab
-        .client()
-        .run(move || dataplane.attach_uplink(NODE_A_SEGMENT_PORT).map(|()| dataplane))
-        .unwrap()
-        .expect("attaching the client's XDP program");
-    ClientXdp { _dataplane: dataplane, _pins: pins }
-}
-
 /// The two-node lab with both agents running on Services of one family.
 pub struct TwoNodeFixture {
     // Dropped in this order: the programs before their pins, manifests and lab.
     pub agent_a: InProcessAgent,
     pub agent_b: InProcessAgent,
-    _client_xdp: ClientXdp,
     _manifests: ManifestDir,
     pub lab: TwoNodeLab,
     pub family: Family,
@@ -225,12 +201,21 @@ impl TwoNodeFixture {
     /// started on them; None (with a note) when not root.
     pub fn start(family: Family, services: &[ServiceDef]) -> Option<TwoNodeFixture> {
         let lab = two_node_lab()?;
-        let client_xdp = client_xdp(&lab);
         let dir = ManifestDir::empty().expect("creating the manifest directory");
         dir.write("services.yaml", &manifests(family, &lab, services)).expect("writing the manifests");
         let agent_a = InProcessAgent::start_on(lab.node_a(), dir.path()).expect("starting the agent of node A");
         let agent_b = InProcessAgent::start_on(lab.node_b(), dir.path()).expect("starting the agent of node B");
-        Some(TwoNodeFixture { agent_a, agent_b, _client_xdp: client_xdp, _manifests: dir, lab, family })
+        Some(TwoNodeFixture { agent_a, agent_b, _manifests: dir, lab, family })
+    }
+
+    /// Node A's uplink (a veth) is translated by TC ingress, and the
+    /// client's end of it runs no XDP: a reject must reach a client as on a
+    /// kind node, whose peer runs nothing.
+    pub fn assert_uplink_answers_without_xdp_on_the_peer(&self) {
+        let hooks = uplink_hooks(self.agent_a.pins()).expect("reading node A's link pins");
+        assert!(!hooks.is_empty() && hooks.iter().all(|(_, hook)| *hook == UplinkHook::Tc), "node A's uplink hooks: {hooks:?}");
+        let link = run_command(&mut self.client().exec("ip", &["-d", "link", "show", NODE_A_SEGMENT_PORT])).unwrap();
+        assert!(!link.contains("xdp"), "an XDP program on the client's end of node A's uplink:\n{link}");
     }
 
     pub fn client(&self) -> &NetNs {

@@ -9,9 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ingress_tests::agent::{AgentProcess, ManifestDir, agent_binary};
+use ingress_tests::agent::{AgentLog, AgentProcess, ManifestDir, agent_binary};
+use ingress_tests::netns::run_command;
 use ingress_tests::pins::PinDir;
 use ingress_tests::{Lab, LabSpec, TcpSession, is_root, tcp_request, udp_request};
+use ingress_userspace::dataplane::ebpf::uplink_hooks;
+use ingress_userspace::dataplane::uplink_hook::UplinkHook;
 
 const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 const NODE_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
@@ -80,4 +83,46 @@ fn killing_and_restarting_the_agent_under_traffic_fails_no_request() {
     println!("restart under traffic: {sent} requests sent, {failed} failed");
     assert!(sent >= 100, "too little traffic to show anything: {sent}");
     assert_eq!(failed, 0, "{failed} of {sent} requests failed across three agent crashes");
+}
+
+/// Whether `ip` shows an XDP program on the lab's uplink, polled for a
+/// moment: the kernel releases an unpinned link a little later.
+fn uplink_runs_xdp(lab: &Lab, expected: bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let link = run_command(&mut lab.node().exec("ip", &["-d", "link", "show", lab.uplink_iface()])).unwrap();
+        let runs_xdp = link.contains("xdp");
+        if runs_xdp == expected || Instant::now() > deadline {
+            return runs_xdp;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_agent_restarted_with_another_uplink_hook_detaches_the_one_before() {
+    if !is_root() {
+        eprintln!("skipped: network namespaces and eBPF need root");
+        return;
+    }
+    // Every pod the examples' EndpointSlices name, so that any backend answers.
+    let lab = Lab::build(LabSpec { pods: ["pod-a", "pod-b", "pod-c", "toolbox"].map(String::from).to_vec() }).unwrap();
+    let manifests = ManifestDir::copy_of(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples")).unwrap();
+    let pins = PinDir::unique("hook-switch");
+    let binary = agent_binary().unwrap();
+    let uplink = lab.uplink_iface().to_owned();
+    // Forced XDP, then auto (TC ingress on the lab's veth uplink), then XDP
+    // again: each agent leaves exactly its own hook attached and serving.
+    for (flag, hook, xdp) in [("xdp", UplinkHook::Xdp, true), ("auto", UplinkHook::Tc, false), ("xdp", UplinkHook::Xdp, true)] {
+        let agent = AgentProcess::spawn_with(&binary, &lab, manifests.path(), pins.path(), &AgentLog::Terminal, |command| {
+            command.args(["--uplink-hook", flag]);
+        })
+        .unwrap();
+        assert_eq!(uplink_hooks(pins.path()).unwrap(), [(uplink.clone(), hook)], "--uplink-hook {flag}");
+        assert_eq!(uplink_runs_xdp(&lab, xdp), xdp, "--uplink-hook {flag}: XDP on {uplink}");
+        tcp_request(lab.client(), SocketAddrV4::new(NODE_IP, 30080))
+            .unwrap_or_else(|error| panic!("--uplink-hook {flag}: the NodePort: {error:#}"));
+        // Gone without detaching anything, as in a crash or an upgrade.
+        agent.crash().unwrap();
+    }
 }

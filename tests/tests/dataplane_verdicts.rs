@@ -12,10 +12,10 @@ use ingress_tests::backend_choice::{NewFlow, fresh_choice};
 use ingress_tests::checks::assert_checksums;
 use ingress_tests::packet::{self, ACK, ETHERTYPE_ARP, Frame, SYN};
 use ingress_tests::prog_run::{
-    self, Programmed, TC_ACT_OK, TC_ACT_REDIRECT, XDP_PASS, XDP_TX, add_tcp_and_udp_service, local_backends,
+    self, Entry, Programmed, TC_ACT_OK, UPLINKS, XDP_PASS, add_tcp_and_udp_service, local_backends,
 };
 use ingress_userspace::dataplane::MapWriter;
-use ingress_userspace::dataplane::ebpf::{TC_IN_PROGRAM, TC_OUT_PROGRAM};
+use ingress_userspace::dataplane::ebpf::{TC_IN_PROGRAM, TC_OUT_PROGRAM, TC_UPLINK_PROGRAM};
 use ingress_userspace::model::*;
 use ingress_userspace::reconcile::reconcile;
 
@@ -78,17 +78,19 @@ impl DerefMut for Harness {
 
 #[test]
 fn tcp_syn_to_a_frontend_goes_to_a_backend_with_valid_checksums_and_a_conntrack_entry() {
-    let Some(mut h) = Harness::new() else { return };
-    let syn = Frame::tcp(CLIENT, 40000, VIP, 80, SYN).build();
-    let (verdict, out) = h.xdp(&syn);
-    assert_eq!(verdict, XDP_PASS);
-    let seen = packet::read(&out);
-    assert!(PODS.contains(&seen.dst), "destination {} is no backend", seen.dst);
-    assert_eq!((seen.src, seen.sport, seen.dport), (CLIENT, 40000, 8080));
-    assert_checksums(&seen);
-    assert_eq!(h.ct_entries(CT_FORWARD), 1);
-    assert_eq!(h.ct_entries(CT_REPLY), 1);
-    assert_eq!(h.packets(FORWARD_TRANSLATED), 1);
+    for entry in UPLINKS {
+        let Some(mut h) = Harness::new() else { return };
+        let syn = Frame::tcp(CLIENT, 40000, VIP, 80, SYN).build();
+        let (verdict, out) = h.run(entry, &syn);
+        assert_eq!(verdict, entry.passed(), "{entry:?}");
+        let seen = packet::read(&out);
+        assert!(PODS.contains(&seen.dst), "{entry:?}: destination {} is no backend", seen.dst);
+        assert_eq!((seen.src, seen.sport, seen.dport), (CLIENT, 40000, 8080), "{entry:?}");
+        assert_checksums(&seen);
+        assert_eq!(h.ct_entries(CT_FORWARD), 1, "{entry:?}");
+        assert_eq!(h.ct_entries(CT_REPLY), 1, "{entry:?}");
+        assert_eq!(h.packets(FORWARD_TRANSLATED), 1, "{entry:?}");
+    }
 }
 
 #[test]
@@ -96,10 +98,11 @@ fn every_packet_of_a_flow_reaches_the_same_backend_through_either_program() {
     let Some(mut h) = Harness::new() else { return };
     let (_, first) = h.xdp(&Frame::tcp(CLIENT, 40001, VIP, 80, SYN).build());
     let backend = packet::read(&first).dst;
-    for i in 0..20 {
+    for i in 0..21usize {
         let data = Frame::tcp(CLIENT, 40001, VIP, 80, ACK).with_payload(format!("request {i}\n").as_bytes()).build();
-        let (verdict, out) = if i % 2 == 0 { h.xdp(&data) } else { h.tc_in(&data) };
-        assert!(verdict == XDP_PASS || verdict == TC_ACT_OK);
+        let entry = [Entry::Uplink, Entry::UplinkTc, Entry::PodVeth][i % 3];
+        let (verdict, out) = h.run(entry, &data);
+        assert_eq!(verdict, entry.passed(), "{entry:?}");
         let seen = packet::read(&out);
         assert_eq!(seen.dst, backend, "packet {i} changed backend");
         assert_eq!(seen.payload, format!("request {i}\n").as_bytes());
@@ -115,8 +118,9 @@ fn replies_are_reverse_translated_to_the_frontend_on_the_way_out_only() {
     let reply = Frame::tcp(backend, 8080, CLIENT, 40002, SYN | ACK).with_payload(b"pod-x\n").build();
     // On the way in (before routing) a reply is left alone: a node address
     // as source would make it a martian.
-    assert_eq!(h.tc_in(&reply), (TC_ACT_OK, reply.clone()));
-    assert_eq!(h.xdp(&reply), (XDP_PASS, reply.clone()));
+    for entry in [Entry::PodVeth, Entry::Uplink, Entry::UplinkTc] {
+        assert_eq!(h.run(entry, &reply), (entry.passed(), reply.clone()), "{entry:?}");
+    }
     let (verdict, out) = h.tc_out(&reply);
     assert_eq!(verdict, TC_ACT_OK);
     let seen = packet::read(&out);
@@ -142,8 +146,10 @@ fn udp_to_a_frontend_and_back_keeps_valid_or_absent_checksums() {
     let Some(mut h) = Harness::new() else { return };
     for (sport, no_checksum) in [(5000, false), (5001, true)] {
         let query = Frame { udp_no_checksum: no_checksum, ..Frame::udp(CLIENT, sport, VIP, 53).with_payload(b"q") };
-        let (verdict, out) = h.xdp(&query.build());
-        assert_eq!(verdict, XDP_PASS);
+        // Through each uplink program in turn: one flow per source port.
+        let entry = if no_checksum { Entry::UplinkTc } else { Entry::Uplink };
+        let (verdict, out) = h.run(entry, &query.build());
+        assert_eq!(verdict, entry.passed(), "{entry:?}");
         let seen = packet::read(&out);
         assert!(PODS.contains(&seen.dst));
         assert_eq!(seen.dport, 8080);
@@ -167,10 +173,11 @@ fn traffic_to_no_frontend_is_untouched() {
         Frame::tcp(CLIENT, 40003, VIP, 81, SYN).build(),
         Frame::udp(CLIENT, 40003, VIP, 80).build(),
     ] {
-        assert_eq!(h.xdp(&frame), (XDP_PASS, frame.clone()));
-        assert_eq!(h.tc_in(&frame), (TC_ACT_OK, frame.clone()));
+        for entry in [Entry::Uplink, Entry::UplinkTc, Entry::PodVeth] {
+            assert_eq!(h.run(entry, &frame), (entry.passed(), frame.clone()), "{entry:?}");
+        }
     }
-    assert_eq!(h.packets(PASS_NO_SERVICE), 6);
+    assert_eq!(h.packets(PASS_NO_SERVICE), 9);
     assert_eq!(h.ct_entries(CT_FORWARD), 0);
 }
 
@@ -179,9 +186,10 @@ fn a_frontend_without_endpoints_rejects_and_counts() {
     let Some(mut h) = Harness::new() else { return };
     let syn = Frame::tcp(CLIENT, 40004, EMPTY_VIP, 80, SYN).build();
     // Sent back as a RST (the bytes are checked in tests/reject.rs).
-    assert_eq!(h.xdp(&syn).0, XDP_TX);
-    assert_eq!(h.tc_in(&syn).0, TC_ACT_REDIRECT);
-    assert_eq!(h.packets(REJECT_NO_BACKEND), 2);
+    for entry in [Entry::Uplink, Entry::UplinkTc, Entry::PodVeth] {
+        assert_eq!(h.run(entry, &syn).0, entry.rejected(), "{entry:?}");
+    }
+    assert_eq!(h.packets(REJECT_NO_BACKEND), 3);
     assert_eq!(h.packets(DROP_NO_BACKEND), 0);
 }
 
@@ -218,12 +226,12 @@ fn malformed_and_foreign_frames_get_a_defined_counted_verdict() {
         assert_eq!(verdict, XDP_PASS, "{name}: XDP verdict");
         assert_eq!(out, frame, "{name}: XDP must not change the frame");
         assert_eq!(h.packets(reason), before + 1, "{name}: XDP counter {}", REASON_NAMES[reason as usize]);
-        for way in [TC_IN_PROGRAM, TC_OUT_PROGRAM] {
+        for way in [TC_UPLINK_PROGRAM, TC_IN_PROGRAM, TC_OUT_PROGRAM] {
             let (verdict, out) = prog_run::tc(&mut h.dataplane, way, &frame);
             assert_eq!(verdict, TC_ACT_OK, "{name}: {way} verdict");
             assert_eq!(out, frame, "{name}: {way} must not change the frame");
         }
-        assert_eq!(h.packets(reason), before + 3, "{name}: counter {}", REASON_NAMES[reason as usize]);
+        assert_eq!(h.packets(reason), before + 4, "{name}: counter {}", REASON_NAMES[reason as usize]);
     }
     assert_eq!(h.ct_entries(CT_FORWARD), 0);
 }
@@ -233,12 +241,14 @@ fn ipv4_options_and_empty_payloads_are_translated() {
     let Some(mut h) = Harness::new() else { return };
     let with_options = Frame { ip_options: vec![0x94, 0x04, 0, 0, 1, 1, 1, 0], ..Frame::tcp(CLIENT, 40006, VIP, 80, SYN) };
     for frame in [with_options, Frame::tcp(CLIENT, 40007, VIP, 80, ACK), Frame::udp(CLIENT, 40008, VIP, 53)] {
-        let (verdict, out) = h.xdp(&frame.build());
-        assert_eq!(verdict, XDP_PASS);
-        let seen = packet::read(&out);
-        assert!(PODS.contains(&seen.dst), "{frame:?} not translated");
-        assert_eq!(seen.dport, 8080);
-        assert_checksums(&seen);
+        for entry in UPLINKS {
+            let (verdict, out) = h.run(entry, &frame.build());
+            assert_eq!(verdict, entry.passed(), "{entry:?}");
+            let seen = packet::read(&out);
+            assert!(PODS.contains(&seen.dst), "{entry:?}: {frame:?} not translated");
+            assert_eq!(seen.dport, 8080);
+            assert_checksums(&seen);
+        }
     }
 }
 
@@ -280,7 +290,7 @@ fn a_new_direct_connection_reusing_a_translated_flows_ports_is_not_rewritten() {
     let backend = packet::read(&out).dst;
     // The client now connects straight to that pod from the same port.
     let direct = Frame::tcp(CLIENT, 40010, backend, 8080, SYN).build();
-    assert_eq!(h.xdp(&direct), (XDP_PASS, direct.clone()));
+    assert_eq!(h.run(Entry::UplinkTc, &direct), (TC_ACT_OK, direct.clone()));
     let reply = Frame::tcp(backend, 8080, CLIENT, 40010, SYN | ACK).build();
     assert_eq!(h.tc_out(&reply), (TC_ACT_OK, reply.clone()), "the direct flow's reply was rewritten");
     assert_eq!(h.ct_entries(CT_FORWARD) + h.ct_entries(CT_REPLY), 0, "the old flow's entries remain");

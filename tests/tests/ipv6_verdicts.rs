@@ -20,11 +20,11 @@ use ingress_tests::checks::{
 };
 use ingress_tests::packet::{self, ACK, Ext6, FIN, Frame, ICMPV6, PSH, RST, SYN, Seen, TCP, UDP};
 use ingress_tests::prog_run::{
-    Entry, Programmed, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_PASS, add_tcp_and_udp_frontends,
+    Entry, Programmed, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_PASS, add_tcp_and_udp_frontends,
     add_tcp_and_udp_service, local_backends,
 };
 use ingress_userspace::dataplane::MapWriter;
-use ingress_userspace::dataplane::ebpf::{TC_IN_PROGRAM, TC_OUT_PROGRAM};
+use ingress_userspace::dataplane::ebpf::{TC_IN_PROGRAM, TC_OUT_PROGRAM, TC_UPLINK_PROGRAM};
 use ingress_userspace::model::{DesiredState, FrontendState, NodeInfo};
 
 /// A client outside the node, and the node, on 2001:db8::/64.
@@ -123,10 +123,11 @@ fn tcp_and_udp_to_ipv6_frontends_reach_an_ipv6_backend_with_valid_checksums() {
     let cases = [
         ("TCP SYN to the ClusterIP from a pod", Entry::PodVeth, tcp(POD_CLIENT, 40000, VIP, 80, SYN)),
         ("TCP SYN to the ClusterIP from outside", Entry::Uplink, tcp(CLIENT, 40000, VIP, 80, SYN)),
-        ("TCP SYN with data to the NodePort", Entry::Uplink, tcp(CLIENT, 40001, NODE, TCP_NODE_PORT, SYN).with_payload(b"hi")),
+        ("TCP SYN to the ClusterIP from outside, TC", Entry::UplinkTc, tcp(CLIENT, 40003, VIP, 80, SYN)),
+        ("TCP SYN with data to the NodePort", Entry::UplinkTc, tcp(CLIENT, 40001, NODE, TCP_NODE_PORT, SYN).with_payload(b"hi")),
         ("UDP to the ClusterIP from a pod", Entry::PodVeth, udp(POD_CLIENT, 5000, VIP, 53).with_payload(b"query")),
         ("UDP to the NodePort", Entry::Uplink, udp(CLIENT, 5001, NODE, UDP_NODE_PORT).with_payload(b"odd")),
-        ("empty UDP to the NodePort", Entry::Uplink, udp(CLIENT, 5002, NODE, UDP_NODE_PORT)),
+        ("empty UDP to the NodePort", Entry::UplinkTc, udp(CLIENT, 5002, NODE, UDP_NODE_PORT)),
     ];
     for (name, entry, frame) in &cases {
         let seen = translated(&mut p, *entry, frame);
@@ -150,9 +151,9 @@ fn tcp_and_udp_to_ipv6_frontends_reach_an_ipv6_backend_with_valid_checksums() {
 fn every_packet_of_an_ipv6_flow_reaches_the_same_backend_through_either_program() {
     let Some(mut p) = programmed() else { return };
     let backend = translated(&mut p, Entry::Uplink, &tcp(CLIENT, 40002, VIP, 80, SYN)).dst;
-    for i in 0..10 {
+    for i in 0..12 {
         let data = tcp(CLIENT, 40002, VIP, 80, ACK).with_payload(format!("request {i}\n").as_bytes());
-        let entry = if i % 2 == 0 { Entry::Uplink } else { Entry::PodVeth };
+        let entry = [Entry::Uplink, Entry::UplinkTc, Entry::PodVeth][i % 3];
         assert_eq!(translated(&mut p, entry, &data).dst, backend, "packet {i} changed backend");
     }
 }
@@ -162,9 +163,9 @@ fn replies_from_ipv6_backends_are_reverse_translated_on_the_way_out_only() {
     let Some(mut p) = programmed() else { return };
     let flows = [
         (Entry::Uplink, CLIENT, 40010, VIP, 80, TCP),
-        (Entry::Uplink, CLIENT, 40011, NODE, TCP_NODE_PORT, TCP),
+        (Entry::UplinkTc, CLIENT, 40011, NODE, TCP_NODE_PORT, TCP),
         (Entry::PodVeth, POD_CLIENT, 5010, VIP, 53, UDP),
-        (Entry::Uplink, CLIENT, 5011, NODE, UDP_NODE_PORT, UDP),
+        (Entry::UplinkTc, CLIENT, 5011, NODE, UDP_NODE_PORT, UDP),
     ];
     for (entry, client, sport, frontend, port, proto) in flows {
         let first = match proto {
@@ -179,8 +180,9 @@ fn replies_from_ipv6_backends_are_reverse_translated_on_the_way_out_only() {
         .with_payload(b"pod-x\n")
         .build();
         // On the way in (before routing) a reply is left alone.
-        assert_eq!(p.tc_in(&reply), (TC_ACT_OK, reply.clone()), "{frontend}:{port}");
-        assert_eq!(p.xdp(&reply), (XDP_PASS, reply.clone()), "{frontend}:{port}");
+        for way in [Entry::PodVeth, Entry::Uplink, Entry::UplinkTc] {
+            assert_eq!(p.run(way, &reply), (way.passed(), reply.clone()), "{way:?}: {frontend}:{port}");
+        }
         let (verdict, out) = p.tc_out(&reply);
         assert_eq!(verdict, TC_ACT_OK);
         let seen = assert_rewritten_in_place(&reply, &out);
@@ -222,11 +224,11 @@ fn truncated_and_extension_header_ipv6_frames_pass_untouched_and_are_counted() {
     for (name, frame, reason) in cases {
         let before = p.packets(reason);
         assert_eq!(p.xdp(&frame), (XDP_PASS, frame.clone()), "{name}: XDP must pass it untouched");
-        for way in [TC_IN_PROGRAM, TC_OUT_PROGRAM] {
+        for way in [TC_UPLINK_PROGRAM, TC_IN_PROGRAM, TC_OUT_PROGRAM] {
             let (verdict, out) = ingress_tests::prog_run::tc(&mut p.dataplane, way, &frame);
             assert_eq!((verdict, &out), (TC_ACT_OK, &frame), "{name}: {way} must pass it untouched");
         }
-        assert_eq!(p.packets(reason), before + 3, "{name}: counter {}", REASON_NAMES[reason as usize]);
+        assert_eq!(p.packets(reason), before + 4, "{name}: counter {}", REASON_NAMES[reason as usize]);
     }
     assert!(p.maps.conntrack().unwrap().is_empty());
 }
@@ -242,10 +244,11 @@ fn ipv6_traffic_to_no_frontend_is_untouched() {
     ];
     for frame in &frames {
         let bytes = frame.build();
-        assert_eq!(p.xdp(&bytes), (XDP_PASS, bytes.clone()), "{frame:?}");
-        assert_eq!(p.tc_in(&bytes), (TC_ACT_OK, bytes.clone()), "{frame:?}");
+        for entry in [Entry::Uplink, Entry::UplinkTc, Entry::PodVeth] {
+            assert_eq!(p.run(entry, &bytes), (entry.passed(), bytes.clone()), "{entry:?}: {frame:?}");
+        }
     }
-    assert_eq!(p.packets(PASS_NO_SERVICE), 2 * frames.len() as u64);
+    assert_eq!(p.packets(PASS_NO_SERVICE), 3 * frames.len() as u64);
     assert!(p.maps.conntrack().unwrap().is_empty());
 }
 
@@ -294,7 +297,7 @@ fn an_ipv6_frontend_without_endpoints_answers_tcp_with_a_rst() {
             assert_reset_answers(&out, frame, *seq, *ack, &format!("{name}, {entry:?}"));
         }
     }
-    assert_eq!(p.packets(REJECT_NO_BACKEND), 2 * cases.len() as u64);
+    assert_eq!(p.packets(REJECT_NO_BACKEND), (REJECT_ENTRIES.len() * cases.len()) as u64);
     assert_eq!(p.packets(DROP_NO_BACKEND), 0);
     assert!(p.maps.conntrack().unwrap().is_empty());
 }
@@ -315,7 +318,7 @@ fn an_ipv6_datagram_to_a_frontend_without_endpoints_gets_an_icmpv6_port_unreacha
             assert_port_unreachable6_quotes(&out, frame, &format!("{name}, {entry:?}"));
         }
     }
-    assert_eq!(p.packets(REJECT_NO_BACKEND), 2 * cases.len() as u64);
+    assert_eq!(p.packets(REJECT_NO_BACKEND), (REJECT_ENTRIES.len() * cases.len()) as u64);
 }
 
 #[test]
@@ -323,10 +326,12 @@ fn a_reset_to_an_ipv6_frontend_without_endpoints_is_dropped_not_answered() {
     let Some(mut p) = programmed() else { return };
     for flags in [RST, RST | ACK] {
         let bytes = Frame::tcp(CLIENT, 40041, EMPTY_VIP, 80, flags).build();
-        assert_eq!(p.run(Entry::Uplink, &bytes), (XDP_DROP, bytes.clone()), "flags {flags:#x}");
+        for entry in [Entry::Uplink, Entry::UplinkTc] {
+            assert_eq!(p.run(entry, &bytes), (entry.dropped(), bytes.clone()), "{entry:?}: flags {flags:#x}");
+        }
         assert_eq!(p.run(Entry::PodVeth, &bytes).0, TC_ACT_SHOT, "flags {flags:#x}");
     }
-    assert_eq!((p.packets(DROP_NO_BACKEND), p.packets(REJECT_NO_BACKEND)), (4, 0));
+    assert_eq!((p.packets(DROP_NO_BACKEND), p.packets(REJECT_NO_BACKEND)), (6, 0));
 }
 
 #[test]
@@ -436,6 +441,8 @@ fn each_frontend_of_a_dual_stack_service_picks_backends_of_its_own_family_only()
         ("IPv4 NodePort from outside", Entry::Uplink, ip(CLIENT4), (ip(NODE4), DUAL_NODE_PORT), &v4),
         ("IPv6 ClusterIP from a pod", Entry::PodVeth, ip(POD_CLIENT), (ip(DUAL_VIP6), 80), &v6),
         ("IPv6 NodePort from outside", Entry::Uplink, ip(CLIENT), (ip(NODE), DUAL_NODE_PORT), &v6),
+        ("IPv4 NodePort from outside, TC", Entry::UplinkTc, ip(CLIENT4), (ip(NODE4), DUAL_NODE_PORT), &v4),
+        ("IPv6 NodePort from outside, TC", Entry::UplinkTc, ip(CLIENT), (ip(NODE), DUAL_NODE_PORT), &v6),
     ];
     for (i, (name, entry, client, to, expected)) in cases.into_iter().enumerate() {
         let first_port = 44000 + i as u16 * FLOWS;

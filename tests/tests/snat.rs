@@ -4,7 +4,7 @@
 //!
 //! First in the kernel on crafted frames (BPF_PROG_TEST_RUN, checksums
 //! checked from scratch by `packet::read`), as node "node-a" programmed from
-//! manifests: `lb_xdp` (DNAT, port reserved) -> `lb_tc_out` (SNAT) -> the
+//! manifests: `lb_xdp` or `lb_tc_uplink` (DNAT, port reserved) -> `lb_tc_out` (SNAT) -> the
 //! reply through `lb_xdp` (back to the client) -> `lb_tc_out` (reverse DNAT).
 //! Then end to end on the two-node lab with both agents, once per address
 //! family (the crafted IPv6 frames are in `ipv6_snat.rs`).
@@ -17,7 +17,7 @@ use ingress_common::maps::{CtTimeouts, SNAT_FORWARD, SNAT_REPLY, SnatConfig};
 use ingress_common::stats::{DROP_SNAT_PORTS_EXHAUSTED, SNAT_REPLY_TRANSLATED, SNAT_TRANSLATED};
 use ingress_tests::lab::NODE_A_NAME;
 use ingress_tests::packet::{self, ACK, Frame, SYN, Seen, TCP, UDP};
-use ingress_tests::prog_run::{Programmed, TC_ACT_OK, XDP_DROP, XDP_PASS};
+use ingress_tests::prog_run::{Entry, Programmed, TC_ACT_OK, UPLINKS, XDP_PASS};
 use ingress_tests::per_family_tests;
 use ingress_tests::two_node::{CONNECTIONS, Family, ServiceDef, TwoNodeFixture, pods, replies};
 use ingress_userspace::dataplane::conntrack_gc::{self, SnatPorts, snat_config};
@@ -77,11 +77,17 @@ fn manifests() -> String {
     .concat()
 }
 
-/// The programs with maps of their own, programmed as node-a, SNAT to `NODE`.
-struct Harness(Programmed);
+/// The programs with maps of their own, programmed as node-a, SNAT to
+/// `NODE`, and the program the uplink runs.
+struct Harness(Programmed, Entry);
 
 impl Harness {
     fn new(ports: SnatPorts) -> Option<Harness> {
+        Harness::on(Entry::Uplink, ports)
+    }
+
+    /// With `uplink` (`lb_xdp` or `lb_tc_uplink`) on the uplink's ingress.
+    fn on(uplink: Entry, ports: SnatPorts) -> Option<Harness> {
         let loaded = parse_documents("snat.yaml", &manifests());
         assert_eq!(loaded.problems, []);
         let node = NodeInfo { name: "node-a".into(), addresses: vec![NODE.into()] };
@@ -89,11 +95,12 @@ impl Harness {
         assert_eq!(problems, []);
         let programs = Programmed::load("snat", &desired)?;
         conntrack_gc::write_snat_config(programs.pins.path(), &snat_config(&node.addresses, ports)).unwrap();
-        Some(Harness(programs))
+        Some(Harness(programs, uplink))
     }
 
-    fn xdp(&mut self, frame: &Frame) -> (u32, Vec<u8>) {
-        self.0.xdp(&frame.build())
+    /// `frame` through the uplink's ingress program.
+    fn uplink(&mut self, frame: &Frame) -> (u32, Vec<u8>) {
+        self.0.run(self.1, &frame.build())
     }
 
     fn tc_out(&mut self, frame: &[u8]) -> (u32, Vec<u8>) {
@@ -108,12 +115,13 @@ impl Harness {
         self.0.maps.snat().unwrap().len()
     }
 
-    /// A client's first packet through `lb_xdp`, then what `lb_tc_out` on
-    /// the uplink makes of the DNATed packet the stack routes out: (after
-    /// XDP, after TC). Both steps must pass the packet with valid checksums.
+    /// A client's first packet through the uplink's ingress program, then
+    /// what `lb_tc_out` on the uplink makes of the DNATed packet the stack
+    /// routes out: (after ingress, after egress). Both steps must pass the
+    /// packet with valid checksums.
     fn client_to(&mut self, frame: &Frame) -> (Seen, Seen) {
-        let (verdict, dnat) = self.xdp(frame);
-        assert_eq!(verdict, XDP_PASS, "lb_xdp on {frame:?}");
+        let (verdict, dnat) = self.uplink(frame);
+        assert_eq!(verdict, self.1.passed(), "{:?} on {frame:?}", self.1);
         let after_xdp = packet::read(&dnat);
         assert!(after_xdp.ip_checksum_ok && after_xdp.l4_checksum_ok, "checksums after DNAT: {after_xdp:?}");
         let (verdict, out) = self.tc_out(&dnat);
@@ -129,8 +137,8 @@ fn in_range(port: u16, ports: SnatPorts) -> bool {
 }
 
 /// The whole round trip of one flow of `proto` to the remote pod.
-fn round_trip_through_the_node(proto: u8) {
-    let Some(mut h) = Harness::new(PORTS) else { return };
+fn round_trip_through_the_node(uplink: Entry, proto: u8) {
+    let Some(mut h) = Harness::on(uplink, PORTS) else { return };
     let client_port = 41_000;
     let first = match proto {
         TCP => Frame::tcp(CLIENT, client_port, NODE, REMOTE_NODE_PORT, SYN),
@@ -154,8 +162,8 @@ fn round_trip_through_the_node(proto: u8) {
         TCP => Frame { ack: 1001, ..Frame::tcp(REMOTE_POD, POD_PORT, NODE, snat.sport, SYN | ACK) },
         _ => Frame::udp(REMOTE_POD, POD_PORT, NODE, snat.sport).with_payload(b"pong\n"),
     };
-    let (verdict, back) = h.xdp(&answer);
-    assert_eq!(verdict, XDP_PASS);
+    let (verdict, back) = h.uplink(&answer);
+    assert_eq!(verdict, uplink.passed(), "{uplink:?}");
     let back_seen = packet::read(&back);
     assert!(back_seen.ip_checksum_ok && back_seen.l4_checksum_ok, "checksums: {back_seen:?}");
     assert_eq!(
@@ -188,12 +196,16 @@ fn round_trip_through_the_node(proto: u8) {
 
 #[test]
 fn a_tcp_flow_to_a_pod_on_another_node_leaves_with_the_node_address_and_its_reply_returns() {
-    round_trip_through_the_node(TCP);
+    for uplink in UPLINKS {
+        round_trip_through_the_node(uplink, TCP);
+    }
 }
 
 #[test]
 fn a_udp_flow_to_a_pod_on_another_node_leaves_with_the_node_address_and_its_reply_returns() {
-    round_trip_through_the_node(UDP);
+    for uplink in UPLINKS {
+        round_trip_through_the_node(uplink, UDP);
+    }
 }
 
 #[test]
@@ -213,7 +225,7 @@ fn concurrent_flows_to_one_pod_get_distinct_ports_in_the_range() {
     let entries = h.0.maps.snat().unwrap();
     for (key, value) in entries.iter().filter(|(key, _)| key.direction == SNAT_REPLY) {
         let port = u16::from_be(key.dport);
-        let (verdict, back) = h.xdp(&Frame { ack: 1001, ..Frame::tcp(REMOTE_POD, POD_PORT, NODE, port, SYN | ACK) });
+        let (verdict, back) = h.uplink(&Frame { ack: 1001, ..Frame::tcp(REMOTE_POD, POD_PORT, NODE, port, SYN | ACK) });
         assert_eq!(verdict, XDP_PASS);
         let seen = packet::read(&back);
         assert_eq!((seen.dst, seen.dport), (CLIENT, u16::from_be(value.port)), "the reply to port {port}");
@@ -258,14 +270,20 @@ fn pods_reaching_a_remote_endpoint_keep_their_own_address() {
 
 #[test]
 fn port_exhaustion_is_counted_and_dropped_and_an_expired_flow_frees_its_port() {
+    for uplink in UPLINKS {
+        port_exhaustion_through(uplink);
+    }
+}
+
+fn port_exhaustion_through(uplink: Entry) {
     let one_port = SnatPorts { min: 62_500, max: 62_500 };
-    let Some(mut h) = Harness::new(one_port) else { return };
+    let Some(mut h) = Harness::on(uplink, one_port) else { return };
     let (_, first) = h.client_to(&Frame::udp(CLIENT, 46_000, NODE, REMOTE_NODE_PORT));
     assert_eq!((first.src, first.sport), (NODE, 62_500));
     // A second client port to the same pod: no port left.
     let second = Frame::udp(CLIENT, 46_001, NODE, REMOTE_NODE_PORT);
-    let (verdict, _) = h.xdp(&second);
-    assert_eq!(verdict, XDP_DROP, "a flow without a SNAT port must not leave with the client's address");
+    let (verdict, _) = h.uplink(&second);
+    assert_eq!(verdict, uplink.dropped(), "{uplink:?}: a flow without a SNAT port must not leave with the client's address");
     assert_eq!(h.count(DROP_SNAT_PORTS_EXHAUSTED), 1);
     assert_eq!(h.snat_entries(), 2, "the dropped flow reserved nothing");
     // The first flow's packets still go out on their port.
@@ -280,7 +298,7 @@ fn port_exhaustion_is_counted_and_dropped_and_an_expired_flow_frees_its_port() {
     assert_eq!((taken_over.src, taken_over.sport), (NODE, 62_500));
     // And the old flow's late reply no longer reaches its client.
     let late = Frame::udp(REMOTE_POD, POD_PORT, NODE, 62_500);
-    let (_, back) = h.xdp(&late);
+    let (_, back) = h.uplink(&late);
     assert_eq!(packet::read(&back).dport, 46_001, "the port now answers for the new flow");
     assert_eq!(h.count(DROP_SNAT_PORTS_EXHAUSTED), 1);
 }
@@ -292,7 +310,7 @@ fn a_finished_flows_snat_entries_are_swept_and_a_live_ones_stay() {
     let mut ports = Vec::new();
     for client_port in [48_000, 48_001] {
         let (_, out) = h.client_to(&Frame::tcp(CLIENT, client_port, NODE, REMOTE_NODE_PORT, SYN));
-        let (verdict, _) = h.xdp(&Frame { ack: 1001, ..Frame::tcp(REMOTE_POD, POD_PORT, NODE, out.sport, SYN | ACK) });
+        let (verdict, _) = h.uplink(&Frame { ack: 1001, ..Frame::tcp(REMOTE_POD, POD_PORT, NODE, out.sport, SYN | ACK) });
         assert_eq!(verdict, XDP_PASS);
         h.client_to(&Frame { seq: 1001, ..Frame::tcp(CLIENT, client_port, NODE, REMOTE_NODE_PORT, ACK) });
         ports.push(out.sport);
@@ -327,7 +345,7 @@ fn a_finished_flows_snat_entries_are_swept_and_a_live_ones_stay() {
     assert_eq!(left, BTreeSet::from([(SNAT_FORWARD, ports[1]), (SNAT_REPLY, ports[1])]), "only the live flow's pair stays");
     // The finished flow's late packets no longer get its port.
     let late = Frame::tcp(REMOTE_POD, POD_PORT, NODE, ports[0], ACK);
-    let (_, back) = h.xdp(&late);
+    let (_, back) = h.uplink(&late);
     assert_eq!(packet::read(&back).dst, NODE, "not translated back to the client any more");
 }
 

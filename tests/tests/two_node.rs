@@ -109,7 +109,9 @@ fn external_traffic_policy_local_serves_local_pods_with_the_clients_address_or_r
     assert_eq!(answers(client, f.node_port(b, LOCAL_NODE_PORT), f.client_ip()), pods(&["b-1"]));
 
     // Node A has no endpoint of b-only: the client is refused at once there,
-    // both protocols, counted; node B serves it with the client's address.
+    // both protocols, counted, with no XDP on its side of the veth uplink;
+    // node B serves it with the client's address.
+    f.assert_uplink_answers_without_xdp_on_the_peer();
     let (on_a, on_b) = (f.node_port(a, B_ONLY_NODE_PORT), f.node_port(b, B_ONLY_NODE_PORT));
     let before = f.agent_a.packets(REJECT_NO_BACKEND);
     assert_refused(client, on_a);

@@ -18,11 +18,14 @@ use ingress_common::stats::{Counter, REASON_COUNT};
 use super::batch::{self, BatchError};
 use super::pin_dir::ensure_bpffs;
 use super::sizes::MapSizes;
+use super::uplink_hook::{self, UplinkHook, UplinkHookChoice};
 use super::{MapContents, MapOp, MapWriter};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ingress-ebpf.o"));
 
 pub const XDP_PROGRAM: &str = "lb_xdp";
+/// The same translation as `XDP_PROGRAM` on an uplink's TC ingress.
+pub const TC_UPLINK_PROGRAM: &str = "lb_tc_uplink";
 /// Translates frontends to backends on the way in (pod veth ingress).
 pub const TC_IN_PROGRAM: &str = "lb_tc_in";
 /// Translates replies back on the way out (uplink and pod veth egress).
@@ -71,7 +74,7 @@ impl Dataplane {
             .with_context(|| format!("loading the eBPF object with maps pinned in {}", pin_dir.display()))?;
         let mut dataplane = Dataplane { ebpf, pin_dir: pin_dir.to_owned(), sizes: *sizes };
         dataplane.xdp()?.load().context("the verifier rejected lb_xdp")?;
-        for name in [TC_IN_PROGRAM, TC_OUT_PROGRAM] {
+        for name in [TC_UPLINK_PROGRAM, TC_IN_PROGRAM, TC_OUT_PROGRAM] {
             dataplane.tc(name)?.load().with_context(|| format!("the verifier rejected {name}"))?;
         }
         Ok(dataplane)
@@ -85,7 +88,7 @@ impl Dataplane {
         Ok(self.ebpf.program_mut(XDP_PROGRAM).context("lb_xdp missing from the object")?.try_into()?)
     }
 
-    /// `TC_IN_PROGRAM` or `TC_OUT_PROGRAM`.
+    /// `TC_UPLINK_PROGRAM`, `TC_IN_PROGRAM` or `TC_OUT_PROGRAM`.
     pub fn tc(&mut self, name: &str) -> anyhow::Result<&mut SchedClassifier> {
         let program = self.ebpf.program_mut(name).with_context(|| format!("{name} missing from the object"))?;
         Ok(program.try_into()?)
@@ -94,7 +97,7 @@ impl Dataplane {
     /// Where the link of a program on an interface's hook is pinned. bpffs
     /// refuses dots in names (EPERM), and VLAN interfaces have them.
     fn link_pin(&self, interface: &str, hook: Hook) -> PathBuf {
-        self.pin_dir.join("links").join(format!("{}-{}", interface.replace('.', "_"), hook.label()))
+        link_pin(&self.pin_dir, interface, hook)
     }
 
     fn attach_tc(&mut self, name: &str, interface: &str, hook: Hook) -> anyhow::Result<()> {
@@ -102,12 +105,31 @@ impl Dataplane {
         attach_pinned(self.tc(name)?, interface, hook, &pin).with_context(|| format!("attaching {name} to {interface}"))
     }
 
-    /// A node uplink: XDP translates what comes in, TC egress the replies
-    /// that go out. In the calling thread's network namespace.
-    pub fn attach_uplink(&mut self, interface: &str) -> anyhow::Result<()> {
-        let pin = self.link_pin(interface, Hook::Xdp);
-        attach_pinned(self.xdp()?, interface, Hook::Xdp, &pin).with_context(|| format!("attaching XDP to {interface}"))?;
-        self.attach_tc(TC_OUT_PROGRAM, interface, Hook::TcOut)
+    /// A node uplink: XDP or TC ingress (`choice`, see `uplink_hook`)
+    /// translates what comes in, TC egress the replies that go out. The
+    /// other ingress hook, left pinned by an agent that chose differently,
+    /// is detached once the chosen one is in place (a moment with both is
+    /// harmless: the second sees a backend, no frontend). In the calling
+    /// thread's network namespace.
+    pub fn attach_uplink(&mut self, interface: &str, choice: UplinkHookChoice) -> anyhow::Result<UplinkHook> {
+        let driver = uplink_hook::driver_info(interface)?;
+        let (hook, why) = uplink_hook::choose(choice, driver.as_ref());
+        let (chosen, other) = match hook {
+            UplinkHook::Xdp => {
+                let pin = self.link_pin(interface, Hook::Xdp);
+                attach_pinned(self.xdp()?, interface, Hook::Xdp, &pin)
+                    .with_context(|| format!("attaching XDP to {interface}"))?;
+                (Hook::Xdp, Hook::TcUplink)
+            }
+            UplinkHook::Tc => {
+                self.attach_tc(TC_UPLINK_PROGRAM, interface, Hook::TcUplink)?;
+                (Hook::TcUplink, Hook::Xdp)
+            }
+        };
+        unpin_link(&self.link_pin(interface, other))?;
+        tracing::info!(uplink = interface, hook = %hook, "uplink ingress through {hook} ({why}); pinned as {}", chosen.label());
+        self.attach_tc(TC_OUT_PROGRAM, interface, Hook::TcOut)?;
+        Ok(hook)
     }
 
     /// The host side of a pod veth: TC ingress translates what the pod
@@ -124,20 +146,80 @@ impl Dataplane {
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Hook {
     Xdp,
+    /// An uplink's TC ingress (`TC_UPLINK_PROGRAM`).
+    TcUplink,
     TcIn,
     TcOut,
 }
 
 impl Hook {
+    const ALL: [Hook; 4] = [Hook::Xdp, Hook::TcUplink, Hook::TcIn, Hook::TcOut];
+
     fn label(self) -> &'static str {
         match self {
             Hook::Xdp => "xdp",
+            Hook::TcUplink => "tc-uplink",
             Hook::TcIn => "tc-in",
             Hook::TcOut => "tc-out",
         }
+    }
+
+    fn uplink_ingress(self) -> Option<UplinkHook> {
+        match self {
+            Hook::Xdp => Some(UplinkHook::Xdp),
+            Hook::TcUplink => Some(UplinkHook::Tc),
+            Hook::TcIn | Hook::TcOut => None,
+        }
+    }
+}
+
+/// Where the link of a program on an interface's hook is pinned. bpffs
+/// refuses dots in names (EPERM), and VLAN interfaces have them.
+fn link_pin(pin_dir: &Path, interface: &str, hook: Hook) -> PathBuf {
+    pin_dir.join("links").join(format!("{}-{}", interface.replace('.', "_"), hook.label()))
+}
+
+/// The uplink and its ingress hook a link pin's file name stands for.
+fn uplink_of_pin(file_name: &str) -> Option<(&str, UplinkHook)> {
+    Hook::ALL.iter().find_map(|hook| {
+        let interface = file_name.strip_suffix(hook.label())?.strip_suffix('-')?;
+        Some((interface, hook.uplink_ingress()?))
+    })
+}
+
+/// The uplinks attached under `pin_dir` and the hook on each one's ingress,
+/// from the pinned links (what `state` shows; VLAN dots read as `_`).
+pub fn uplink_hooks(pin_dir: &Path) -> anyhow::Result<Vec<(String, UplinkHook)>> {
+    let dir = pin_dir.join("links");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error).with_context(|| format!("listing {}", dir.display())),
+    };
+    let mut uplinks = Vec::new();
+    for entry in entries {
+        let name = entry.with_context(|| format!("listing {}", dir.display()))?.file_name();
+        if let Some((interface, hook)) = uplink_of_pin(&name.to_string_lossy()) {
+            uplinks.push((interface.to_owned(), hook));
+        }
+    }
+    uplinks.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(uplinks)
+}
+
+/// Removes a pinned link, which detaches its program once no process holds
+/// the link open; no pin is nothing to do.
+fn unpin_link(pin: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(pin) {
+        Ok(()) => {
+            tracing::info!(pin = %pin.display(), "detached the uplink hook an earlier run chose");
+            Ok(())
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error).with_context(|| format!("removing the pinned link {}", pin.display())),
     }
 }
 
@@ -167,7 +249,7 @@ impl LinkedProgram for SchedClassifier {
     }
 
     fn attach_fresh(&mut self, interface: &str, hook: Hook) -> anyhow::Result<FdLink> {
-        let way = if matches!(hook, Hook::TcIn) { TcAttachType::Ingress } else { TcAttachType::Egress };
+        let way = if matches!(hook, Hook::TcIn | Hook::TcUplink) { TcAttachType::Ingress } else { TcAttachType::Egress };
         let id = self.attach(interface, way)?;
         Ok(self.take_link(id)?.try_into()?)
     }
@@ -508,5 +590,22 @@ mod tests {
         left.sort();
         assert_eq!(left, [SERVICES_MAP], "the missing retired pins are no error");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn link_pins_name_the_uplinks_ingress_hook_and_nothing_else() {
+        let dir = Path::new("/pins");
+        let cases = [
+            (Hook::Xdp, "eth0", Some(("eth0", UplinkHook::Xdp))),
+            (Hook::TcUplink, "eth0.100", Some(("eth0_100", UplinkHook::Tc))),
+            (Hook::TcIn, "veth-a", None),
+            (Hook::TcOut, "eth0", None),
+        ];
+        for (hook, interface, expected) in cases {
+            let pin = link_pin(dir, interface, hook);
+            let name = pin.file_name().unwrap().to_str().unwrap();
+            assert_eq!(uplink_of_pin(name), expected, "{name}");
+        }
+        assert_eq!(uplink_of_pin("xdp"), None, "no interface name");
     }
 }

@@ -13,6 +13,7 @@ pub mod pin_dir;
 pub mod plan;
 pub mod rollback;
 pub mod sizes;
+pub mod uplink_hook;
 pub mod usage;
 
 use std::collections::{BTreeMap, BTreeSet};

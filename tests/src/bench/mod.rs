@@ -4,15 +4,20 @@
 //! within every round, for N Services of which the last is measured.
 //!
 //! `ebpf` and `iptables` are reached the same way: a NodePort of the node
-//! from the client namespace, so `ebpf` runs the XDP program on the uplink
-//! and `iptables` walks KUBE-SERVICES to KUBE-NODEPORTS. `direct` goes from
-//! the client namespace to a pod IP through the same node.
+//! from the client namespace, so `ebpf` runs its uplink program (TC ingress
+//! on the lab's veth uplink, as the agent picks by default; `lb_xdp` with
+//! `--uplink-hook xdp`) and `iptables` walks KUBE-SERVICES to
+//! KUBE-NODEPORTS. `direct` goes from the client namespace to a pod IP
+//! through the same node. While `ebpf` runs, the kernel's run-time
+//! statistics are on, and each program's nanoseconds per packet are reported
+//! (`prog_stats`).
 
 mod detach;
 mod iptables;
 pub mod l7;
 mod manifests;
 mod plot;
+mod prog_stats;
 mod report;
 mod services;
 mod workload;
@@ -26,6 +31,7 @@ use anyhow::{Context, Result, bail};
 use aya::maps::MapData;
 use ingress_common::maps::{SERVICES_MAP, ServiceKey, ServiceValue};
 use ingress_userspace::dataplane::abi;
+use ingress_userspace::dataplane::uplink_hook::UplinkHookChoice;
 use ingress_userspace::model::{Frontend, Protocol};
 
 use crate::agent::{AgentLog, AgentProcess};
@@ -67,24 +73,27 @@ pub struct Config {
     pub command: String,
     /// The contenders run, in this order within a round (default all).
     pub contenders: Vec<Contender>,
+    /// The agent's `--uplink-hook`.
+    pub uplink_hook: UplinkHookChoice,
 }
 
 impl Config {
-    /// The default run: within 10 minutes on 2 cores.
+    /// The default run: within 15 minutes on 2 cores.
     pub fn standard(agent: PathBuf, out_dir: PathBuf) -> Config {
         Config {
             agent,
             out_dir,
-            sizes: vec![1, 1_000, 10_000],
+            sizes: vec![1, 1_000, 10_000, 30_000],
             rounds: 5,
             rr_requests: 5_000,
             crr_requests: 1_000,
             threads: 8,
             requests_per_thread: 2_000,
             workload_limit: Duration::from_secs(20),
-            time_limit: Duration::from_secs(8 * 60),
+            time_limit: Duration::from_secs(12 * 60),
             command: "cargo xtask bench l4".into(),
             contenders: Contender::ALL.to_vec(),
+            uplink_hook: UplinkHookChoice::Auto,
         }
     }
 
@@ -209,11 +218,17 @@ impl<'a> SizeBench<'a> {
                 let pins = PinDir::unique("bench");
                 let started = Instant::now();
                 let log = AgentLog::File(self.config.out_dir.join("agent.log"));
-                let agent = AgentProcess::spawn_with(&self.config.agent, self.lab, self.manifests.path(), pins.path(), &log, |_| {})?;
+                let agent = AgentProcess::spawn_with(&self.config.agent, self.lab, self.manifests.path(), pins.path(), &log, |command| {
+                    command.args(["--uplink-hook", &self.config.uplink_hook.to_string()]);
+                })?;
                 let count = self.measured.endpoints.len();
                 wait_for_node_port(pins.path(), PROGRAMMING_LIMIT, count)?;
                 let programmed = started.elapsed();
+                let stats = prog_stats::enable()?;
+                let before = prog_stats::snapshot(self.lab)?;
                 let mut figures = self.traffic(node_port)?;
+                figures.set_ns_per_packet(&prog_stats::ns_per_run(&before, &prog_stats::snapshot(self.lab)?));
+                drop(stats);
                 figures.programming_ms = Some(ms(programmed));
                 if self.change {
                     let since = Instant::now();
@@ -260,8 +275,7 @@ impl<'a> SizeBench<'a> {
             crr_p99_us: crr.p99,
             throughput_per_s: rate,
             cpu_us_per_request: cpu,
-            programming_ms: None,
-            endpoint_change_ms: None,
+            ..Figures::default()
         })
     }
 }
@@ -307,7 +321,7 @@ fn write_outputs(config: &Config, cells: Vec<Cell>) -> Result<Outputs> {
         date: date.trim().to_owned(),
         machine: report::machine(),
         command: config.command.clone(),
-        path: "NodePort of the node from the client namespace (XDP on the uplink for ebpf, \
+        path: "NodePort of the node from the client namespace (the agent's uplink program for ebpf, \
                nat PREROUTING for iptables); direct = client to pod IP:8080",
         concurrency: config.threads,
         cells,

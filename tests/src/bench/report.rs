@@ -1,5 +1,6 @@
 //! The figures of a run: per round, their medians, the markdown table, JSON.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -45,6 +46,27 @@ pub struct Figures {
     pub programming_ms: Option<f64>,
     /// From one endpoint change to traffic reaching the new endpoint (largest N).
     pub endpoint_change_ms: Option<f64>,
+    /// `ebpf`: the program on the uplink's ingress (`lb_xdp` or `lb_tc_uplink`).
+    pub uplink_program: Option<&'static str>,
+    /// `ebpf`: nanoseconds per packet of each program over the measured
+    /// traffic, from the kernel's run-time statistics.
+    pub uplink_ns_per_packet: Option<f64>,
+    pub tc_in_ns_per_packet: Option<f64>,
+    pub tc_out_ns_per_packet: Option<f64>,
+}
+
+/// The uplink's ingress programs the agent may attach.
+const UPLINK_PROGRAMS: [&str; 2] = ["lb_xdp", "lb_tc_uplink"];
+
+impl Figures {
+    /// Takes each program's nanoseconds per run, by program name.
+    pub fn set_ns_per_packet(&mut self, by_program: &BTreeMap<String, f64>) {
+        let uplink = UPLINK_PROGRAMS.into_iter().find(|name| by_program.contains_key(*name));
+        self.uplink_program = uplink;
+        self.uplink_ns_per_packet = uplink.and_then(|name| by_program.get(name).copied());
+        self.tc_in_ns_per_packet = by_program.get("lb_tc_in").copied();
+        self.tc_out_ns_per_packet = by_program.get("lb_tc_out").copied();
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -52,6 +74,9 @@ pub struct Cell {
     pub services: usize,
     pub contender: Contender,
     pub median: Figures,
+    /// The lowest and highest RR p50 of the rounds: how far apart rounds
+    /// are, to tell noise from a gap between contenders.
+    pub rr_p50_range_us: (f64, f64),
     pub rounds: Vec<Figures>,
 }
 
@@ -70,8 +95,14 @@ impl Cell {
             cpu_us_per_request: m(|f| f.cpu_us_per_request),
             programming_ms: opt(|f| f.programming_ms),
             endpoint_change_ms: opt(|f| f.endpoint_change_ms),
+            uplink_program: rounds.iter().find_map(|f| f.uplink_program),
+            uplink_ns_per_packet: opt(|f| f.uplink_ns_per_packet),
+            tc_in_ns_per_packet: opt(|f| f.tc_in_ns_per_packet),
+            tc_out_ns_per_packet: opt(|f| f.tc_out_ns_per_packet),
         };
-        Cell { services, contender, median, rounds }
+        let p50s = rounds.iter().map(|f| f.rr_p50_us);
+        let rr_p50_range_us = (p50s.clone().fold(f64::NAN, f64::min), p50s.fold(f64::NAN, f64::max));
+        Cell { services, contender, median, rr_p50_range_us, rounds }
     }
 }
 
@@ -115,21 +146,23 @@ impl Report {
             self.date, self.machine, self.command, self.path
         );
         md.push_str(
-            "| N | contender | rounds | RR p50 µs | RR p99 µs | RR p99.9 µs | RR p50 ×direct | RR p99 ×direct | CRR conn/s | CRR p50 µs | CRR p99 µs | ",
+            "| N | contender | rounds | RR p50 µs | RR p50 min-max µs | RR p99 µs | RR p99.9 µs | RR p50 ×direct | RR p99 ×direct | CRR conn/s | CRR p50 µs | CRR p99 µs | ",
         );
         let _ = writeln!(md, "req/s @{} conns | CPU µs/req | programming ms | endpoint change ms |", self.concurrency);
-        md.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        md.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for cell in &self.cells {
             let f = &cell.median;
             let direct = self.cell(cell.services, Contender::Direct);
             let ratio = |v: f64, base: Option<f64>| base.map_or("-".into(), |b| format!("{:.2}", v / b));
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {} | {} |",
+                "| {} | {} | {} | {:.0} | {:.0}-{:.0} | {:.0} | {:.0} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {} | {} |",
                 cell.services,
                 cell.contender.name(),
                 cell.rounds.len(),
                 f.rr_p50_us,
+                cell.rr_p50_range_us.0,
+                cell.rr_p50_range_us.1,
                 f.rr_p99_us,
                 f.rr_p999_us,
                 ratio(f.rr_p50_us, direct.map(|d| d.rr_p50_us)),
@@ -144,7 +177,37 @@ impl Report {
             );
         }
         md.push('\n');
+        md.push_str(&self.ns_per_packet());
         md.push_str(&self.targets());
+        md
+    }
+
+    /// The `ebpf` programs' nanoseconds per packet (medians over rounds), or
+    /// nothing when no run measured them.
+    fn ns_per_packet(&self) -> String {
+        let measured: Vec<&Cell> = self.cells.iter().filter(|c| c.median.uplink_program.is_some()).collect();
+        if measured.is_empty() {
+            return String::new();
+        }
+        let mut md = String::from(
+            "`ebpf` programs, ns per packet over the measured traffic (kernel run-time statistics, \
+             run_time_ns / run_cnt; medians over rounds):\n\n\
+             | N | uplink program | uplink ns/pkt | lb_tc_in ns/pkt | lb_tc_out ns/pkt |\n|---:|---|---:|---:|---:|\n",
+        );
+        for cell in measured {
+            let f = &cell.median;
+            let ns = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                cell.services,
+                f.uplink_program.unwrap_or("-"),
+                ns(f.uplink_ns_per_packet),
+                ns(f.tc_in_ns_per_packet),
+                ns(f.tc_out_ns_per_packet)
+            );
+        }
+        md.push('\n');
         md
     }
 
@@ -240,8 +303,27 @@ mod tests {
             ],
         };
         let md = report.markdown();
-        assert!(md.contains("| 1 | direct | 3 | 20 | 40 |"), "{md}");
-        assert!(md.contains("| 1 | ebpf | 1 | 21 | 42 | 0 | 1.05 | 1.05 |"), "{md}");
+        assert!(md.contains("| 1 | direct | 3 | 20 | 10-30 | 40 |"), "{md}");
+        assert!(md.contains("| 1 | ebpf | 1 | 21 | 21-21 | 42 | 0 | 1.05 | 1.05 |"), "{md}");
         assert!(md.contains("| NOT met |"), "{md}");
+        assert!(!md.contains("ns per packet"), "no program figures measured: no table\n{md}");
+    }
+
+    #[test]
+    fn ns_per_packet_names_the_uplink_program_and_takes_medians() {
+        let measured = |uplink: &str, ns: f64| {
+            let mut f = Figures::default();
+            let by_program = BTreeMap::from([(uplink.to_string(), ns), ("lb_tc_in".into(), 40.0), ("lb_tc_out".into(), 2.0 * ns)]);
+            f.set_ns_per_packet(&by_program);
+            f
+        };
+        let cells = vec![
+            Cell::new(1, Contender::Ebpf, vec![measured("lb_tc_uplink", 100.0), measured("lb_tc_uplink", 300.0), measured("lb_tc_uplink", 200.0)]),
+            Cell::new(1000, Contender::Ebpf, vec![measured("lb_xdp", 150.0)]),
+        ];
+        let report = Report { suite: "l4", date: "today".into(), machine: "m".into(), command: "bench".into(), path: "p", concurrency: 8, cells };
+        let md = report.markdown();
+        assert!(md.contains("| 1 | lb_tc_uplink | 200 | 40 | 400 |"), "{md}");
+        assert!(md.contains("| 1000 | lb_xdp | 150 | 40 | 300 |"), "{md}");
     }
 }

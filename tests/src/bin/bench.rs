@@ -9,6 +9,7 @@ use clap::Parser;
 use ingress_tests::interrupt::on_ctrl_c;
 use ingress_tests::bench::{Config, Contender, command_line, run_l4};
 use ingress_tests::is_root;
+use ingress_userspace::dataplane::uplink_hook::UplinkHookChoice;
 
 #[derive(Parser)]
 struct Args {
@@ -21,7 +22,7 @@ struct Args {
     /// CI mode: tiny sizes and counts; checks that everything runs.
     #[arg(long)]
     quick: bool,
-    /// Numbers of Services, comma-separated (default 1,1000,10000).
+    /// Numbers of Services, comma-separated (default 1,1000,10000,30000).
     #[arg(long, value_delimiter = ',')]
     sizes: Option<Vec<usize>>,
     /// Rounds per size; contenders alternate within each.
@@ -45,6 +46,14 @@ struct Args {
     /// Budget of the whole run in seconds: later rounds are skipped past it.
     #[arg(long)]
     time_limit_s: Option<u64>,
+    /// The agent's `--uplink-hook` for `ebpf`: auto (TC ingress on the lab's
+    /// veth uplink), xdp or tc.
+    #[arg(long, default_value_t = UplinkHookChoice::Auto, value_parser = parse_uplink_hook)]
+    uplink_hook: UplinkHookChoice,
+}
+
+fn parse_uplink_hook(text: &str) -> Result<UplinkHookChoice, String> {
+    text.parse()
 }
 
 fn main() -> Result<()> {
@@ -74,6 +83,7 @@ fn main() -> Result<()> {
         requests_per_thread: args.requests_per_thread.unwrap_or(base.requests_per_thread),
         time_limit: args.time_limit_s.map_or(base.time_limit, Duration::from_secs),
         command: command_line(),
+        uplink_hook: args.uplink_hook,
         ..base
     };
     let interrupted = on_ctrl_c()?;
