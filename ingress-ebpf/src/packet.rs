@@ -103,13 +103,39 @@ impl Packet for TcPacket<'_> {
 impl TcPacket<'_> {
     /// An skb may carry its headers outside the linear area that direct
     /// packet access sees; pull them in once, before any pointer is taken.
+    /// Only as far as this packet's headers really go: a TCP segment from a
+    /// local socket has its payload in page fragments right after a 66-byte
+    /// head, and pulling beyond it would copy the (cloned) skb's head on
+    /// every packet, even the ones that are only passed.
     #[inline(always)]
     pub fn make_headers_linear(&self) -> Result<(), ()> {
-        let want = if self.0.len() < MAX_HEADERS { self.0.len() } else { MAX_HEADERS };
+        let headers = self.headers_len().unwrap_or(MAX_HEADERS);
+        let want = if self.0.len() < headers { self.0.len() } else { headers };
         if ((self.end() - self.start()) as u32) < want {
             self.0.pull_data(want).map_err(|_| ())?;
         }
         Ok(())
+    }
+
+    /// How many bytes of headers the parser reads from this packet: Ethernet,
+    /// IP (with IPv4 options) and the fixed TCP or UDP header. `None` when the
+    /// IP header itself is not linear; then the most the parser could read.
+    #[inline(always)]
+    fn headers_len(&self) -> Option<u32> {
+        let ethertype: u16 = self.read(12)?;
+        let (l4, proto) = if ethertype == 0x0800u16.to_be() {
+            let version_ihl: u8 = self.read(14)?;
+            (14 + (version_ihl & 0x0f) as u32 * 4, self.read::<u8>(14 + 9)?)
+        } else if ethertype == 0x86ddu16.to_be() {
+            (14 + 40, self.read::<u8>(14 + 6)?)
+        } else {
+            return Some(14);
+        };
+        Some(match proto {
+            ingress_common::IPPROTO_TCP => l4 + 20,
+            ingress_common::IPPROTO_UDP => l4 + 8,
+            _ => l4,
+        })
     }
 }
 
