@@ -157,7 +157,9 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         }
         // The L4 maps first: the L7 routes do not hold them up.
         let synced = sync_with(&loaded, &node, &mut maps, &mut state, &metrics);
+        let routes_started = std::time::Instant::now();
         let route_problems = l7.update(&loaded.snapshot);
+        tracing::debug!(routes_ms = routes_started.elapsed().as_secs_f64() * 1e3, "L7 routes rebuilt");
         for problem in &route_problems {
             report(problem, &metrics);
         }
