@@ -105,11 +105,9 @@ impl Translated {
         let mut seen = HashSet::new();
         for item in &self.items {
             match item {
-                Item::Frontend { frontend, state, .. } if seen.insert(*frontend) => {
-                    if desired.frontends.get(frontend) != Some(state) {
-                        desired.frontends.insert(*frontend, state.clone());
-                        changed.insert(*frontend);
-                    }
+                Item::Frontend { frontend, state, .. } if seen.insert(*frontend) && desired.frontends.get(frontend) != Some(state) => {
+                    desired.frontends.insert(*frontend, state.clone());
+                    changed.insert(*frontend);
                 }
                 Item::HealthCheck { port, check } => {
                     desired.health_checks.insert(*port, check.clone());
