@@ -160,7 +160,9 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         }
         // The L4 maps first: the L7 routes do not hold them up.
         let synced = sync_with(&loaded, &node, &mut maps, &mut state, &metrics);
+        let routes_started = std::time::Instant::now();
         let route_problems = l7.update(&loaded.snapshot);
+        tracing::debug!(routes_ms = routes_started.elapsed().as_secs_f64() * 1e3, "L7 routes rebuilt");
         for problem in &route_problems {
             report(problem, &metrics);
         }
@@ -226,13 +228,14 @@ pub fn sync_with(
     metrics: &Metrics,
 ) -> anyhow::Result<Synced> {
     let started = std::time::Instant::now();
-    let (desired, translation_problems) = state.translator.translate(&loaded.snapshot, node);
-    let problems: Vec<Problem> = loaded.problems.iter().chain(&translation_problems).cloned().collect();
+    let changed = state.translator.translate(&loaded.snapshot, node);
+    let desired = state.translator.desired();
+    let problems: Vec<Problem> = loaded.problems.iter().chain(state.translator.problems()).cloned().collect();
     for problem in &problems {
         report(problem, metrics);
     }
     let translated = started.elapsed();
-    let result = state.reconciler.reconcile(maps, &desired);
+    let result = state.reconciler.reconcile_changes(maps, desired, changed.as_ref());
     let report = match result {
         Ok(report) => report,
         Err(error) => {
@@ -243,7 +246,7 @@ pub fn sync_with(
     if report.frontends_changed || !state.labelled {
         state.labelled = false;
         if let Some(contents) = state.reconciler.contents() {
-            let names = crate::state::frontend_names(&desired, &describe(contents));
+            let names = crate::state::frontend_names(desired, &describe(contents));
             match maps.label_frontends(&names) {
                 Ok(()) => state.labelled = true,
                 Err(error) => tracing::warn!("labelling frontends for `state` failed: {error:#}"),
@@ -267,6 +270,7 @@ pub fn sync_with(
         backends = report.backends,
         left_out = report.left_out.len(),
         changed_services = report.changed_services,
+        incremental = changed.is_some(),
         map_writes,
         ignored = loaded.ignored,
         problems = problems.len(),
@@ -274,7 +278,7 @@ pub fn sync_with(
         total_ms = started.elapsed().as_secs_f64() * 1e3,
         "dataplane programmed"
     );
-    Ok(Synced { problems, health_checks: desired.health_checks })
+    Ok(Synced { problems, health_checks: desired.health_checks.clone() })
 }
 
 /// The fill of the maps the programs write, as the sweep last counted it.

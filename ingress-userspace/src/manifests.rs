@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use k8s_openapi::Metadata;
@@ -27,11 +28,15 @@ pub struct Source {
 }
 
 /// The objects the node is programmed from: the L4 dataplane from Services
-/// and EndpointSlices, the L7 routes also from the rest.
+/// and EndpointSlices, the L7 routes also from the rest. Services and
+/// EndpointSlices, tens of thousands in a large cluster, are shared with the
+/// source's own copy (and the reflector stores'), so that a snapshot that
+/// differs from the last one by one object costs a pointer per object to
+/// make, not a deep copy of every object.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Snapshot {
-    pub services: Vec<Service>,
-    pub endpoint_slices: Vec<EndpointSlice>,
+    pub services: Vec<Arc<Service>>,
+    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
     /// Pods labelled `microservice: "true"` (annotation-routed).
     pub pods: Vec<Pod>,
     pub ingresses: Vec<Ingress>,
@@ -42,7 +47,8 @@ pub struct Snapshot {
     /// source watches only that one).
     pub nodes: Vec<Node>,
     /// Keyed by `object_label`; empty for objects from the API server.
-    pub sources: BTreeMap<String, Source>,
+    /// Shared: a snapshot patched in place keeps every object's source.
+    pub sources: Arc<BTreeMap<String, Source>>,
     /// What the source knows about which objects stayed the same.
     pub versions: Versions,
 }
@@ -56,6 +62,24 @@ pub struct Snapshot {
 pub struct Versions {
     pub services: Vec<u64>,
     pub endpoint_slices: Vec<u64>,
+    /// This snapshot's number, unique in the process (0: none).
+    pub revision: u64,
+    /// How this snapshot differs from the one numbered `since`, where the
+    /// source knows it did only by objects replaced in place.
+    pub replaced: Option<Replaced>,
+}
+
+/// Objects replaced in place since snapshot `since`: the same kinds, names
+/// and sources at the same indexes, only their contents may differ. Every
+/// other object and problem is as it was.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Replaced {
+    pub since: u64,
+    /// Indexes into `Snapshot::services` and `Snapshot::endpoint_slices`.
+    pub services: Vec<usize>,
+    pub endpoint_slices: Vec<usize>,
+    /// Whether objects of other kinds (Pods, Ingresses, ...) were replaced.
+    pub others: bool,
 }
 
 impl PartialEq for Versions {
@@ -76,8 +100,13 @@ impl Versions {
     }
 }
 
-/// Numbers parsed documents: never the same twice in a process.
+/// Numbers parsed documents and snapshots: never the same twice in a process.
 static NEXT_VERSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A number never handed out before in this process.
+pub fn next_version() -> u64 {
+    NEXT_VERSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
 
 impl Snapshot {
     /// The location of an object, with its file when it came from one.
@@ -209,8 +238,8 @@ enum Doc {
 /// The kinds the agent uses (boxed: they differ a lot in size).
 #[derive(Clone, Debug, PartialEq)]
 enum Object {
-    Service(Box<Service>),
-    EndpointSlice(Box<EndpointSlice>),
+    Service(Arc<Service>),
+    EndpointSlice(Arc<EndpointSlice>),
     Pod(Box<Pod>),
     Secret(Box<Secret>),
     Node(Box<Node>),
@@ -241,13 +270,22 @@ pub fn parse_file(file: &str, text: &str) -> ParsedFile {
     parsed
 }
 
+/// Where each document of a file landed in a [`Loaded`]: the index of its
+/// object in the vector of its kind, `None` for a document that added no
+/// object (a problem, a later definition of an object).
+pub type Placement = Vec<Option<usize>>;
+
 impl Loaded {
     /// Adds a file's objects and problems after those of the files added
     /// before it. An object already defined keeps its first definition; the
     /// later one is reported.
-    pub fn add_file(&mut self, parsed: &ParsedFile) {
+    pub fn add_file(&mut self, parsed: &ParsedFile) -> Placement {
         self.ignored += parsed.ignored;
+        let mut placement = Vec::with_capacity(parsed.docs.len());
+        let snapshot = &mut self.snapshot;
+        let sources = Arc::make_mut(&mut snapshot.sources);
         for doc in &parsed.docs {
+            placement.push(None);
             let (label, at, result, version) = match doc {
                 Doc::Problem(problem) => {
                     self.problems.push(problem.clone());
@@ -255,7 +293,7 @@ impl Loaded {
                 }
                 Doc::Object { label, at, parsed, version } => (label, at, parsed, version.0),
             };
-            if let Some(first) = self.snapshot.sources.get(label) {
+            if let Some(first) = sources.get(label) {
                 let message = format!(
                     "also defined in {} doc {}, which wins; object skipped",
                     first.file, first.document
@@ -275,28 +313,94 @@ impl Loaded {
                 file: at.file.clone().unwrap_or_default(),
                 document: at.document.unwrap_or(0),
             };
-            self.snapshot.sources.insert(label.clone(), source);
-            let snapshot = &mut self.snapshot;
-            match object {
+            sources.insert(label.clone(), source);
+            let index = match object {
                 Object::Service(object) => {
-                    snapshot.services.push((**object).clone());
                     snapshot.versions.services.push(version);
+                    push(&mut snapshot.services, object.clone())
                 }
                 Object::EndpointSlice(object) => {
-                    snapshot.endpoint_slices.push((**object).clone());
                     snapshot.versions.endpoint_slices.push(version);
+                    push(&mut snapshot.endpoint_slices, object.clone())
                 }
-                Object::Pod(object) => snapshot.pods.push((**object).clone()),
-                Object::Secret(object) => snapshot.secrets.push((**object).clone()),
-                Object::Node(object) => snapshot.nodes.push((**object).clone()),
-                Object::Ingress(object) => snapshot.ingresses.push((**object).clone()),
-                Object::IngressClass(object) => snapshot.ingress_classes.push((**object).clone()),
-            }
+                Object::Pod(object) => push(&mut snapshot.pods, (**object).clone()),
+                Object::Secret(object) => push(&mut snapshot.secrets, (**object).clone()),
+                Object::Node(object) => push(&mut snapshot.nodes, (**object).clone()),
+                Object::Ingress(object) => push(&mut snapshot.ingresses, (**object).clone()),
+                Object::IngressClass(object) => push(&mut snapshot.ingress_classes, (**object).clone()),
+            };
+            *placement.last_mut().expect("pushed above") = Some(index);
         }
+        placement
+    }
+
+    /// Puts `new`, a new parse of a file added as `old` with `placement`,
+    /// in its place, if it has the same shape (see [`ParsedFile::same_shape`]):
+    /// every object replaced in place, `replaced` told which. Gives what
+    /// adding every file again would, at the cost of the one file. `false`
+    /// (and nothing changed) when the shapes differ.
+    pub fn replace_file(&mut self, old: &ParsedFile, new: &ParsedFile, placement: &Placement, replaced: &mut Replaced) -> bool {
+        if !old.same_shape(new) || placement.len() != new.docs.len() {
+            return false;
+        }
+        let snapshot = &mut self.snapshot;
+        for (doc, index) in new.docs.iter().zip(placement) {
+            let (Some(index), Doc::Object { parsed: Ok((object, _)), version, .. }) = (index, doc) else { continue };
+            let index = *index;
+            match object {
+                Object::Service(object) => {
+                    snapshot.services[index] = object.clone();
+                    snapshot.versions.services[index] = version.0;
+                    replaced.services.push(index);
+                }
+                Object::EndpointSlice(object) => {
+                    snapshot.endpoint_slices[index] = object.clone();
+                    snapshot.versions.endpoint_slices[index] = version.0;
+                    replaced.endpoint_slices.push(index);
+                }
+                Object::Pod(object) => snapshot.pods[index] = (**object).clone(),
+                Object::Secret(object) => snapshot.secrets[index] = (**object).clone(),
+                Object::Node(object) => snapshot.nodes[index] = (**object).clone(),
+                Object::Ingress(object) => snapshot.ingresses[index] = (**object).clone(),
+                Object::IngressClass(object) => snapshot.ingress_classes[index] = (**object).clone(),
+            }
+            replaced.others |= !matches!(object, Object::Service(_) | Object::EndpointSlice(_));
+        }
+        true
     }
 }
 
+/// Pushes `item` and returns its index.
+fn push<T>(items: &mut Vec<T>, item: T) -> usize {
+    items.push(item);
+    items.len() - 1
+}
+
 impl ParsedFile {
+    /// Whether `other` has the same documents but for the contents of its
+    /// objects: the same problems, ignored documents, object labels,
+    /// locations and kinds, each read or not read alike. A file rewritten
+    /// with other contents for the same objects (an endpoint moved) has
+    /// the same shape, so its objects can replace the old ones in place.
+    fn same_shape(&self, other: &ParsedFile) -> bool {
+        self.ignored == other.ignored
+            && self.docs.len() == other.docs.len()
+            && self.docs.iter().zip(&other.docs).all(|pair| match pair {
+                (Doc::Problem(a), Doc::Problem(b)) => a == b,
+                (Doc::Object { label, at, parsed, .. }, Doc::Object { label: other_label, at: other_at, parsed: other_parsed, .. }) => {
+                    let same_result = match (parsed, other_parsed) {
+                        (Ok((a, warnings)), Ok((b, other_warnings))) => {
+                            std::mem::discriminant(a) == std::mem::discriminant(b) && warnings == other_warnings
+                        }
+                        (Err(a), Err(b)) => a == b,
+                        _ => false,
+                    };
+                    label == other_label && at == other_at && same_result
+                }
+                _ => false,
+            })
+    }
+
     fn add_document(&mut self, at: Location, value: Value) {
         if value.is_null() {
             return;
@@ -304,9 +408,9 @@ impl ParsedFile {
         let api_version = value.get("apiVersion").and_then(Value::as_str);
         let kind = value.get("kind").and_then(Value::as_str);
         let doc = match (api_version, kind) {
-            (Some("v1"), Some("Service")) => object(at, value, |o| Object::Service(Box::new(o))),
+            (Some("v1"), Some("Service")) => object(at, value, |o| Object::Service(Arc::new(o))),
             (Some("discovery.k8s.io/v1"), Some("EndpointSlice")) => {
-                object(at, value, |o| Object::EndpointSlice(Box::new(o)))
+                object(at, value, |o| Object::EndpointSlice(Arc::new(o)))
             }
             (Some("v1"), Some("Pod")) => object(at, value, |o| Object::Pod(Box::new(o))),
             (Some("v1"), Some("Secret")) => object(at, value, |o| Object::Secret(Box::new(o))),
@@ -375,7 +479,7 @@ where
             Err(if field == "." { problem } else { problem.at(field) })
         }
     };
-    let version = NEXT_VERSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let version = next_version();
     Doc::Object { label, at, parsed, version: Version(version) }
 }
 

@@ -13,7 +13,10 @@ use crate::dataplane::diff::diff;
 use crate::dataplane::plan::{LeftOut, PartPlanner, Plan, ServiceFrontends, backend_values, by_service, plan};
 use crate::dataplane::sizes::MapSizes;
 use crate::dataplane::{MapContents, MapOp, MapWriter, SourceRangeEntry, abi, rollback};
+use index::ServiceIndex;
 use crate::model::{BackendAddr, DesiredState, Frontend, FrontendState, ServicePortRef};
+
+mod index;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReconcileReport {
@@ -110,6 +113,9 @@ struct Known {
     rev_nat_refs: HashMap<u32, usize>,
     /// Maglev tables in use.
     tables: usize,
+    /// Headers (frontends by scope) in `contents`.
+    headers: usize,
+    index: ServiceIndex,
 }
 
 struct Programmed {
@@ -126,8 +132,20 @@ impl Reconciler {
     /// One pass to `desired`: incremental when the last pass left the maps
     /// in a known state, full otherwise.
     pub fn reconcile(&mut self, writer: &mut dyn MapWriter, desired: &DesiredState) -> anyhow::Result<ReconcileReport> {
+        self.reconcile_changes(writer, desired, None)
+    }
+
+    /// [`Reconciler::reconcile`], told which frontends may differ from the
+    /// last pass's `desired` (all when `None`): the Service ports they
+    /// belong to are the only ones looked at.
+    pub fn reconcile_changes(
+        &mut self,
+        writer: &mut dyn MapWriter,
+        desired: &DesiredState,
+        changed: Option<&BTreeSet<Frontend>>,
+    ) -> anyhow::Result<ReconcileReport> {
         match self.known.take() {
-            Some(known) if known.sizes == writer.sizes() => self.incremental(writer, desired, known),
+            Some(known) if known.sizes == writer.sizes() => self.incremental(writer, desired, changed, known),
             _ => self.full(writer, desired),
         }
     }
@@ -178,18 +196,22 @@ impl Reconciler {
             let by_service = by_service(desired);
             let mut refs = Refs { backends: HashMap::new(), rev_nat: HashMap::new(), tables: 0 };
             let mut programmed = BTreeMap::new();
+            let mut index = ServiceIndex::default();
             for (service, part) in services {
                 let frontends = by_service.get(&service).map_or_else(Vec::new, |frontends| owned(frontends));
                 refs.count(&part, true);
+                index.add(&service, &frontends);
                 programmed.insert(service, Programmed { frontends, part });
             }
             self.known = Some(Known {
                 sizes,
+                headers: report.frontends,
                 contents: planned,
                 services: programmed,
                 backend_refs: refs.backends,
                 rev_nat_refs: refs.rev_nat,
                 tables: refs.tables,
+                index,
             });
         }
         Ok(report)
@@ -197,14 +219,27 @@ impl Reconciler {
 
     /// Re-plans and writes only the Service ports whose frontends differ
     /// from `known`'s, then removes what only their old versions used.
-    fn incremental(&mut self, writer: &mut dyn MapWriter, desired: &DesiredState, mut known: Known) -> anyhow::Result<ReconcileReport> {
-        let groups = by_service(desired);
+    fn incremental(
+        &mut self,
+        writer: &mut dyn MapWriter,
+        desired: &DesiredState,
+        hint: Option<&BTreeSet<Frontend>>,
+        mut known: Known,
+    ) -> anyhow::Result<ReconcileReport> {
+        let programmed = |service: &ServicePortRef| known.services.get(service).map(|programmed| programmed.frontends.as_slice());
+        let (groups, removed) = match hint {
+            Some(frontends) => known.index.regroup(desired, frontends, programmed),
+            None => {
+                let groups = by_service(desired);
+                let removed = known.services.keys().filter(|service| !groups.contains_key(service)).cloned().collect();
+                (groups, removed)
+            }
+        };
         let changed: Vec<(&ServicePortRef, &ServiceFrontends)> = groups
             .iter()
             .filter(|(service, frontends)| known.services.get(**service).is_none_or(|programmed| !same(&programmed.frontends, frontends)))
             .map(|(service, frontends)| (*service, frontends))
             .collect();
-        let removed: Vec<ServicePortRef> = known.services.keys().filter(|service| !groups.contains_key(service)).cloned().collect();
         let mut report = ReconcileReport { changed_services: changed.len() + removed.len(), ..ReconcileReport::default() };
         if changed.is_empty() && removed.is_empty() {
             known.summarize(&mut report);
@@ -217,7 +252,16 @@ impl Reconciler {
         let mut parts: Vec<(ServicePortRef, MapContents)> =
             changed.iter().map(|(service, frontends)| ((*service).clone(), planner.plan_service(frontends))).collect();
         let addrs: HashMap<u32, BackendAddr> = planner.planned_backends().collect();
-        let values = backend_values(groups.values());
+        let values = match hint {
+            None => backend_values(groups.values()),
+            Some(_) => {
+                let old_backends = changed.iter().filter_map(|(service, _)| known.services.get(*service));
+                let old_backends = old_backends.chain(removed.iter().filter_map(|service| known.services.get(service)));
+                let old_addrs = old_backends.flat_map(|programmed| programmed.frontends.iter().flat_map(|(_, state)| state.backends.iter().map(|b| b.addr)));
+                let new_addrs = changed.iter().flat_map(|(_, frontends)| frontends.iter().flat_map(|(_, state)| state.backends.iter().map(|b| b.addr)));
+                known.index.backend_values(old_addrs.chain(new_addrs).collect::<Vec<_>>(), &groups, &removed, programmed)
+            }
+        };
         for (_, part) in &mut parts {
             for (id, value) in &mut part.backends {
                 match addrs.get(id).and_then(|addr| values.get(addr)) {
@@ -239,7 +283,9 @@ impl Reconciler {
 
         // What the maps will hold, counted before anything is written: a
         // Service port that no longer fits is for the full pass to leave out.
-        let mut refs = Refs::of(&known);
+        // Counted in place: a pass that does not finish drops `known` (the next one is full).
+        let backends = std::mem::take(&mut known.backend_refs);
+        let mut refs = Refs { backends, rev_nat: std::mem::take(&mut known.rev_nat_refs), tables: known.tables };
         for programmed in &old {
             refs.count(&programmed.part, false);
         }
@@ -338,10 +384,19 @@ impl Reconciler {
         known.backend_refs = refs.backends;
         known.rev_nat_refs = refs.rev_nat;
         for service in &removed {
-            known.services.remove(service);
+            if let Some(old) = known.services.remove(service) {
+                known.index.remove(service, &old.frontends);
+                known.headers -= headers(&old.part).len();
+            }
         }
         for ((service, part), (_, frontends)) in parts.into_iter().zip(&changed) {
-            known.services.insert(service, Programmed { frontends: owned(frontends), part });
+            known.headers += headers(&part).len();
+            let new = Programmed { frontends: owned(frontends), part };
+            if let Some(old) = known.services.insert(service.clone(), new) {
+                known.index.remove(&service, &old.frontends);
+                known.headers -= headers(&old.part).len();
+            }
+            known.index.add(&service, &known.services[&service].frontends);
         }
         known.summarize(&mut report);
         self.known = Some(known);
@@ -351,7 +406,7 @@ impl Reconciler {
 
 impl Known {
     fn summarize(&self, report: &mut ReconcileReport) {
-        report.frontends = self.contents.services.keys().filter(|key| key.slot == 0).count();
+        report.frontends = self.headers;
         report.backends = self.contents.backends.len();
         report.usage = Usage::of(&self.contents);
     }
@@ -365,10 +420,6 @@ struct Refs {
 }
 
 impl Refs {
-    fn of(known: &Known) -> Refs {
-        Refs { backends: known.backend_refs.clone(), rev_nat: known.rev_nat_refs.clone(), tables: known.tables }
-    }
-
     /// Counts `part`'s entries in (`add`) or out.
     fn count(&mut self, part: &MapContents, add: bool) {
         fn bump(refs: &mut HashMap<u32, usize>, id: u32, add: bool) {

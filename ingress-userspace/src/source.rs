@@ -18,7 +18,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout};
 
-use crate::manifests::{self, Loaded, ParsedFile};
+use crate::manifests::{self, Loaded, ParsedFile, Placement, Replaced};
 
 pub type Snapshots = watch::Sender<Option<Arc<Loaded>>>;
 
@@ -112,13 +112,14 @@ impl Changes {
     }
 }
 
-/// The manifest files of a directory as last read: each one's stamp and
-/// parsed documents, in name order.
+/// The manifest files of a directory as last read: each one's stamp,
+/// parsed documents and where they landed in `merged`, in name order.
 #[derive(Default)]
 pub struct ParsedDir {
-    files: BTreeMap<PathBuf, (FileStamp, ParsedFile)>,
-    /// Whether a snapshot was made since the directory was first read.
-    published: bool,
+    files: BTreeMap<PathBuf, (FileStamp, ParsedFile, Placement)>,
+    /// The last snapshot made, patched in place when files change only in
+    /// the contents of their objects.
+    merged: Option<Loaded>,
 }
 
 impl ParsedDir {
@@ -136,34 +137,55 @@ impl ParsedDir {
             .collect();
         let stale: Vec<&(PathBuf, FileStamp)> = stamped
             .iter()
-            .filter(|(path, stamp)| changes.names(path) || self.files.get(path).is_none_or(|(known, _)| known != stamp))
+            .filter(|(path, stamp)| changes.names(path) || self.files.get(path).is_none_or(|(known, ..)| known != stamp))
             .collect();
         let paths: Vec<PathBuf> = stale.iter().map(|(path, _)| path.clone()).collect();
-        let mut changed = !removed.is_empty() || !self.published;
+        let started = std::time::Instant::now();
+        let mut merged = self.merged.take().filter(|_| removed.is_empty());
+        let mut replaced = Replaced { since: merged.as_ref().map_or(0, |loaded| loaded.snapshot.versions.revision), ..Replaced::default() };
+        let mut changed = !removed.is_empty() || merged.is_none();
         for path in &removed {
             self.files.remove(path);
         }
         for ((path, stamp), parsed) in stale.into_iter().zip(manifests::read_files(&paths)) {
             let kept = match self.files.remove(path) {
                 // The same documents: the last parse stays, with its versions.
-                Some((_, before)) if before == parsed => before,
-                _ => {
+                Some((_, before, placement)) if before == parsed => (before, placement),
+                Some((_, before, placement)) => {
                     changed = true;
-                    parsed
+                    // Only the changed objects are put in; any other change
+                    // (a new file, objects added or renamed) merges every file again.
+                    if let Some(loaded) = &mut merged
+                        && !loaded.replace_file(&before, &parsed, &placement, &mut replaced)
+                    {
+                        merged = None;
+                    }
+                    (parsed, placement)
+                }
+                None => {
+                    changed = true;
+                    merged = None;
+                    (parsed, Placement::new())
                 }
             };
-            self.files.insert(path.clone(), (stamp.clone(), kept));
+            self.files.insert(path.clone(), (stamp.clone(), kept.0, kept.1));
         }
         if !changed {
+            self.merged = merged;
             return Ok(None);
         }
-        let started = std::time::Instant::now();
-        let mut loaded = Loaded::default();
-        for (_, parsed) in self.files.values() {
-            loaded.add_file(parsed);
-        }
-        self.published = true;
-        tracing::debug!(reparsed = paths.len(), merge_ms = started.elapsed().as_secs_f64() * 1e3, "manifests read");
+        let patched = merged.is_some();
+        let mut loaded = merged.unwrap_or_else(|| {
+            let mut loaded = Loaded::default();
+            for (_, parsed, placement) in self.files.values_mut() {
+                *placement = loaded.add_file(parsed);
+            }
+            loaded
+        });
+        loaded.snapshot.versions.revision = manifests::next_version();
+        loaded.snapshot.versions.replaced = patched.then_some(replaced);
+        tracing::debug!(reparsed = paths.len(), patched, merge_ms = started.elapsed().as_secs_f64() * 1e3, "manifests read");
+        self.merged = Some(loaded.clone());
         Ok(Some(loaded))
     }
 }

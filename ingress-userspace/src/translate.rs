@@ -3,14 +3,18 @@
 //! concerns, and is reported as a problem.
 
 mod addresses;
+mod patch;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::manifests::{Snapshot, Source, Versions, object_label};
+#[cfg(doc)]
+use crate::manifests::Replaced;
 use crate::model::{
     Backend, BackendAddr, BackendState, DesiredState, Frontend, FrontendState, HealthCheck, LocalOnly, NodeInfo,
     Protocol, ServicePortRef,
@@ -42,22 +46,39 @@ type ServiceName<'a> = (&'a str, &'a str);
 
 /// Translates a whole snapshot from scratch (see [`Translator`]).
 pub fn translate(snapshot: &Snapshot, node: &NodeInfo) -> (DesiredState, Vec<Problem>) {
-    Translator::default().translate(snapshot, node)
+    let mut translator = Translator::default();
+    translator.translate(snapshot, node);
+    (translator.desired, translator.problems)
 }
 
 /// Translates snapshot after snapshot, keeping each Service's translation:
 /// a Service whose object, EndpointSlices and their sources are the same as
-/// last time is not translated again. Gives exactly what [`translate`] gives.
+/// last time is not translated again, and a snapshot that only replaced
+/// objects of the last one (see [`Replaced`]) costs what those objects
+/// cost, not a walk of every Service. Gives exactly what [`translate`] gives.
 #[derive(Default)]
 pub struct Translator {
     node: Option<NodeInfo>,
-    services: HashMap<(String, String), Translated>,
+    services: HashMap<ServiceKey, Translated>,
+    /// The revision of the snapshot last translated (0: none or unknown).
+    revision: u64,
+    desired: DesiredState,
+    problems: Vec<Problem>,
+    /// The Service each slice of that snapshot serves, by index; `None`
+    /// for one that serves none (no family, no known Service).
+    slice_services: Vec<Option<ServiceKey>>,
 }
+
+/// A Service's namespace and name.
+type ServiceKey = (String, String);
 
 /// One Service's inputs and what they translate to, before conflicts with
 /// other Services are resolved.
 struct Translated {
     inputs: Inputs,
+    /// Indexes in the snapshot last translated: the Service's and its slices'.
+    service: usize,
+    slices: Vec<usize>,
     /// The problems of each slice (in `slices` order).
     slice_problems: Vec<Vec<Problem>>,
     location: Location,
@@ -69,11 +90,12 @@ struct Translated {
 enum Inputs {
     /// The source's versions of the Service and of its slices, in order.
     Versions(u64, Vec<u64>),
-    /// Without versions: the objects themselves and where they came from.
+    /// Without versions: the objects themselves and where they came from
+    /// (shared with the source, so unchanged ones compare by pointer).
     Objects {
-        service: Box<Service>,
+        service: Arc<Service>,
         source: Option<Source>,
-        slices: Vec<(EndpointSlice, Option<Source>)>,
+        slices: Vec<(Arc<EndpointSlice>, Option<Source>)>,
     },
 }
 
@@ -86,10 +108,34 @@ enum Item {
 }
 
 /// A Service or EndpointSlice and its index in the snapshot.
-type Indexed<'a, T> = (usize, &'a T);
+type Indexed<'a, T> = (usize, &'a Arc<T>);
 
 impl Translator {
-    pub fn translate(&mut self, snapshot: &Snapshot, node: &NodeInfo) -> (DesiredState, Vec<Problem>) {
+    /// What the last snapshot translates to.
+    pub fn desired(&self) -> &DesiredState {
+        &self.desired
+    }
+
+    /// The problems found in the last snapshot, in the order a single pass finds them.
+    pub fn problems(&self) -> &[Problem] {
+        &self.problems
+    }
+
+    /// Translates `snapshot`. Returns the frontends whose state may differ
+    /// from the last snapshot's (added, removed or changed), `None` when
+    /// any may have.
+    pub fn translate(&mut self, snapshot: &Snapshot, node: &NodeInfo) -> Option<BTreeSet<Frontend>> {
+        let changed = if self.node.as_ref() == Some(node) { self.patch(snapshot) } else { None };
+        if changed.is_none() {
+            self.translate_all(snapshot, node);
+        }
+        self.revision = snapshot.versions.revision;
+        changed
+    }
+
+    /// Translates every Service that changed and puts the whole desired
+    /// state together again.
+    fn translate_all(&mut self, snapshot: &Snapshot, node: &NodeInfo) {
         if self.node.as_ref() != Some(node) {
             self.services.clear();
             self.node = Some(node.clone());
@@ -104,15 +150,16 @@ impl Translator {
         // Each used slice's Service and its place among that Service's slices.
         let mut slices: HashMap<ServiceName, Vec<Indexed<EndpointSlice>>> = HashMap::new();
         let mut order: Vec<(ServiceName, usize)> = Vec::new();
+        let mut slice_services = Vec::with_capacity(snapshot.endpoint_slices.len());
         for (index, slice) in snapshot.endpoint_slices.iter().enumerate() {
+            slice_services.push(None);
             // FQDN slices are for DNS, not for proxies (kube-proxy skips
             // them too): not errors.
             if Family::named(&slice.address_type).is_none() {
                 continue;
             }
-            let namespace = slice.metadata.namespace.as_deref().unwrap_or("default");
-            let service = slice.metadata.labels.as_ref().and_then(|labels| labels.get(SERVICE_NAME_LABEL));
-            let Some(service) = service.filter(|service| known.contains(&(namespace, service.as_str()))) else {
+            let (namespace, service) = slice_service(slice);
+            let Some(service) = service.filter(|service| known.contains(&(namespace, service))) else {
                 let location = snapshot.location("EndpointSlice", &slice.metadata);
                 let message = match service {
                     Some(service) => format!("no Service {namespace}/{service}, slice unused"),
@@ -122,8 +169,9 @@ impl Translator {
                 order.push((("", ""), usize::MAX));
                 continue;
             };
-            let own = slices.entry((namespace, service.as_str())).or_default();
-            order.push(((namespace, service.as_str()), own.len()));
+            slice_services[index] = Some((namespace.to_owned(), service.to_owned()));
+            let own = slices.entry((namespace, service)).or_default();
+            order.push(((namespace, service), own.len()));
             own.push((index, slice));
         }
 
@@ -137,13 +185,14 @@ impl Translator {
             });
             let key = (name.0.to_owned(), name.1.to_owned());
             let translated = match (self.services.remove(&key), inputs) {
-                (Some(known), Some(inputs)) if known.inputs == inputs => known,
-                (Some(known), None) if known.same_objects(snapshot, service, own) => known,
-                (_, inputs) => Translated::new(snapshot, service, own, node, inputs),
+                (Some(known), Some(inputs)) if known.inputs == inputs => known.at(index, own),
+                (Some(known), None) if known.same_objects(snapshot, service, own) => known.at(index, own),
+                (_, inputs) => Translated::new(snapshot, (index, service), own, node, inputs),
             };
             fresh.insert(key, translated);
         }
         self.services = fresh;
+        self.slice_services = slice_services;
 
         // Problems in the order a single pass finds them: slices first.
         let mut unknown = problems.into_iter();
@@ -163,14 +212,15 @@ impl Translator {
             let translated = &self.services[&(namespace.to_owned(), name.to_owned())];
             translated.add_to(&mut desired, &mut problems);
         }
-        (desired, problems)
+        self.desired = desired;
+        self.problems = problems;
     }
 }
 
 impl Translated {
     fn new(
         snapshot: &Snapshot,
-        service: &Service,
+        (index, service): Indexed<Service>,
         slices: &[Indexed<EndpointSlice>],
         node: &NodeInfo,
         inputs: Option<Inputs>,
@@ -186,23 +236,31 @@ impl Translated {
         let location = snapshot.location("Service", &service.metadata);
         let items = translate_service(&location, service, &digested, node);
         let inputs = inputs.unwrap_or_else(|| Inputs::Objects {
-            service: Box::new(service.clone()),
+            service: service.clone(),
             source: source_of(snapshot, "Service", &service.metadata),
             slices: slices
                 .iter()
                 .map(|(_, slice)| ((*slice).clone(), source_of(snapshot, "EndpointSlice", &slice.metadata)))
                 .collect(),
         });
-        Translated { inputs, slice_problems, location, items }
+        let slices = slices.iter().map(|(index, _)| *index).collect();
+        Translated { inputs, service: index, slices, slice_problems, location, items }
+    }
+
+    /// This translation, with the indexes of its objects in a new snapshot.
+    fn at(mut self, service: usize, slices: &[Indexed<EndpointSlice>]) -> Translated {
+        self.service = service;
+        self.slices = slices.iter().map(|(index, _)| *index).collect();
+        self
     }
 
     /// Without versions: whether this translation still holds (same
     /// objects, same sources).
-    fn same_objects(&self, snapshot: &Snapshot, service: &Service, slices: &[Indexed<EndpointSlice>]) -> bool {
+    fn same_objects(&self, snapshot: &Snapshot, service: &Arc<Service>, slices: &[Indexed<EndpointSlice>]) -> bool {
         let Inputs::Objects { service: known, source, slices: known_slices } = &self.inputs else { return false };
-        **known == *service
+        same(known, service)
             && known_slices.len() == slices.len()
-            && known_slices.iter().zip(slices).all(|((known, _), (_, slice))| known == *slice)
+            && known_slices.iter().zip(slices).all(|((known, _), (_, slice))| same(known, slice))
             && *source == source_of(snapshot, "Service", &service.metadata)
             && known_slices
                 .iter()
@@ -242,6 +300,18 @@ impl Translated {
             }
         }
     }
+}
+
+/// Equal objects: the same one shared, or equal contents.
+fn same<T: PartialEq>(a: &Arc<T>, b: &Arc<T>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
+}
+
+/// The namespace of a slice and the Service its label names, if any.
+fn slice_service(slice: &EndpointSlice) -> (&str, Option<&str>) {
+    let namespace = slice.metadata.namespace.as_deref().unwrap_or("default");
+    let service = slice.metadata.labels.as_ref().and_then(|labels| labels.get(SERVICE_NAME_LABEL));
+    (namespace, service.map(String::as_str))
 }
 
 fn source_of(snapshot: &Snapshot, kind: &str, metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<Source> {

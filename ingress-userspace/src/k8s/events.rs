@@ -103,8 +103,8 @@ fn pascal_case(label: &str) -> String {
 /// The object a problem names ("Kind namespace/name"), with its uid: without
 /// it `kubectl describe` does not show the Event.
 fn reference(snapshot: &Snapshot, object: &str) -> Option<ObjectReference> {
-    find(&snapshot.services, object)
-        .or_else(|| find(&snapshot.endpoint_slices, object))
+    find(snapshot.services.iter().map(|service| &**service), object)
+        .or_else(|| find(snapshot.endpoint_slices.iter().map(|slice| &**slice), object))
         .or_else(|| find(&snapshot.pods, object))
         .or_else(|| find(&snapshot.ingresses, object))
         .or_else(|| find(&snapshot.ingress_classes, object))
@@ -112,9 +112,9 @@ fn reference(snapshot: &Snapshot, object: &str) -> Option<ObjectReference> {
         .or_else(|| find(&snapshot.nodes, object))
 }
 
-fn find<K: Resource<DynamicType = ()>>(objects: &[K], object: &str) -> Option<ObjectReference> {
+fn find<'a, K: Resource<DynamicType = ()> + 'a>(objects: impl IntoIterator<Item = &'a K>, object: &str) -> Option<ObjectReference> {
     let kind = K::kind(&());
-    let found = objects.iter().find(|candidate| object_label(&kind, candidate.meta()) == object)?;
+    let found = objects.into_iter().find(|candidate| object_label(&kind, candidate.meta()) == object)?;
     Some(found.object_ref(&()))
 }
 

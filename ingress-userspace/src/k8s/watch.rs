@@ -160,8 +160,8 @@ impl Stores {
             .filter(|secret| referenced.contains(&(secret.namespace(), secret.name_any())))
             .collect();
         Snapshot {
-            services: objects(&self.services),
-            endpoint_slices: objects(&self.endpoint_slices),
+            services: shared(&self.services),
+            endpoint_slices: shared(&self.endpoint_slices),
             pods: objects(&self.pods),
             ingress_classes: objects(&self.ingress_classes),
             secrets,
@@ -175,7 +175,14 @@ impl Stores {
 /// The store's objects in namespace/name order, so that equal contents make
 /// equal snapshots whatever order the API server listed them in.
 fn objects<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>) -> Vec<K> {
-    let mut objects: Vec<K> = store.state().iter().map(|object| K::clone(object)).collect();
-    objects.sort_by_cached_key(|object| (object.namespace(), object.name_any()));
+    shared(store).iter().map(|object| K::clone(object)).collect()
+}
+
+/// The store's objects in namespace/name order, shared with the store: the
+/// kinds a cluster has tens of thousands of, which a snapshot does not copy
+/// (and the translator compares by pointer first).
+fn shared<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>) -> Vec<Arc<K>> {
+    let mut objects = store.state();
+    objects.sort_by(|a, b| (a.meta().namespace.as_deref(), a.meta().name.as_deref()).cmp(&(b.meta().namespace.as_deref(), b.meta().name.as_deref())));
     objects
 }

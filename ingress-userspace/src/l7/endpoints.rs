@@ -26,14 +26,14 @@ impl<'a> ServiceIndex<'a> {
         let services = snapshot
             .services
             .iter()
-            .map(|service| ((namespace_of(&service.metadata), name_of(&service.metadata)), service))
+            .map(|service| ((namespace_of(&service.metadata), name_of(&service.metadata)), &**service))
             .collect();
         let mut slices: HashMap<Key, Vec<&EndpointSlice>> = HashMap::new();
         for slice in &snapshot.endpoint_slices {
             let labels = slice.metadata.labels.as_ref();
             if let Some(service) = labels.and_then(|labels| labels.get(SERVICE_NAME_LABEL)) {
                 let key = (namespace_of(&slice.metadata), service.as_str());
-                slices.entry(key).or_default().push(slice);
+                slices.entry(key).or_default().push(&**slice);
             }
         }
         ServiceIndex { services, slices }
@@ -157,11 +157,11 @@ pub(crate) mod tests {
     #[test]
     fn resolves_by_number_and_by_name_to_ready_target_ports() {
         let snapshot = Snapshot {
-            services: vec![service("web", &[("http", 80), ("admin", 9000)])],
+            services: vec![service("web", &[("http", 80), ("admin", 9000)]).into()],
             endpoint_slices: vec![
-                slice("web", &[("http", 8080), ("admin", 9090)], &[("10.1.0.1", true), ("10.1.0.2", false)]),
+                slice("web", &[("http", 8080), ("admin", 9090)], &[("10.1.0.1", true), ("10.1.0.2", false)]).into(),
                 // Another slice whose pods name the same targetPort differently.
-                slice("web", &[("http", 8081)], &[("10.1.0.3", true)]),
+                slice("web", &[("http", 8081)], &[("10.1.0.3", true)]).into(),
             ],
             ..Snapshot::default()
         };

@@ -83,13 +83,13 @@ fn class(name: &str, controller: &str, default: bool) -> IngressClass {
 fn snapshot(ingresses: Vec<Ingress>) -> Snapshot {
     let names = ["a", "b", "c", "d", "e", "f"];
     Snapshot {
-        services: names.iter().map(|name| service(&format!("svc-{name}"), &[("http", 80)])).collect(),
+        services: names.iter().map(|name| service(&format!("svc-{name}"), &[("http", 80)]).into()).collect(),
         endpoint_slices: names
             .iter()
             .enumerate()
             .map(|(index, name)| {
                 let ip = format!("10.0.0.{}", index + 1);
-                slice(&format!("svc-{name}"), &[("http", 8080)], &[(&ip, true)])
+                slice(&format!("svc-{name}"), &[("http", 8080)], &[(&ip, true)]).into()
             })
             .collect(),
         ingresses,
@@ -296,7 +296,7 @@ fn backend_problems() {
         ingress("missing", 0, &[("h", "/missing", "Prefix", "svc-zzz")]),
         ingress("not-ready", 0, &[("h", "/not-ready", "Prefix", "svc-b")]),
     ]);
-    empty.endpoint_slices[1] = slice("svc-b", &[("http", 8080)], &[("10.0.0.2", false)]);
+    empty.endpoint_slices[1] = slice("svc-b", &[("http", 8080)], &[("10.0.0.2", false)]).into();
     let problems = check(&empty, &[("h", "/named", "a"), ("h", "/missing", "503"), ("h", "/not-ready", "503")]);
     let kinds: Vec<_> = problems.iter().map(|problem| problem.kind).collect();
     assert_eq!(kinds, [ProblemKind::UnknownService], "{problems:?}");

@@ -5,6 +5,7 @@ use crate::dataplane::fake::render;
 use crate::manifests::{load_dir, parse_documents};
 
 mod dual_stack;
+mod incremental;
 
 fn svc(name: &str, body: &str) -> String {
     format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: default}}\n{body}\n---\n")
@@ -464,6 +465,12 @@ fn health_check_node_ports_count_ready_local_endpoints() {
     }
 }
 
+/// What `translator` makes of `snapshot`, as `translate` gives it.
+fn translated(translator: &mut Translator, snapshot: &Snapshot, node: &NodeInfo) -> (DesiredState, Vec<Problem>) {
+    translator.translate(snapshot, node);
+    (translator.desired().clone(), translator.problems().to_vec())
+}
+
 /// A `Translator` fed snapshot after snapshot gives what `translate` gives
 /// from scratch each time: frontends, health checks and problems in order,
 /// including conflicts between Services that did and did not change.
@@ -532,18 +539,18 @@ fn a_translator_follows_changes_like_a_fresh_translation() {
         }
         assert!(loaded.problems.is_empty(), "{name}: {:?}", loaded.problems);
         let fresh = translate(&loaded.snapshot, &dual_node());
-        assert_eq!(by_versions.translate(&loaded.snapshot, &dual_node()), fresh, "{name}: by versions");
+        assert_eq!(translated(&mut by_versions, &loaded.snapshot, &dual_node()), fresh, "{name}: by versions");
         loaded.snapshot.versions = Default::default();
-        assert_eq!(by_objects.translate(&loaded.snapshot, &dual_node()), fresh, "{name}: by objects");
+        assert_eq!(translated(&mut by_objects, &loaded.snapshot, &dual_node()), fresh, "{name}: by objects");
     }
     let mut translator = by_versions;
     // Another node's view: local endpoints differ, nothing stale is kept.
     let loaded = parse_documents("t.yaml", &(web("10.96.0.1") + &slice("web-1", "web", EP_8080)));
     let other = NodeInfo { name: "b".into(), ..dual_node() };
-    assert_eq!(translator.translate(&loaded.snapshot, &other), translate(&loaded.snapshot, &other));
+    assert_eq!(translated(&mut translator, &loaded.snapshot, &other), translate(&loaded.snapshot, &other));
     // The same objects from another document: problems name the new place.
     let moved = parse_documents("u.yaml", &(web("10.96.0.1") + &slice("web-1", "web", "ports: [{port: 8080}]\nendpoints: [{addresses: [bad]}]")));
-    let (_, problems) = translator.translate(&moved.snapshot, &other);
+    let (_, problems) = translated(&mut translator, &moved.snapshot, &other);
     assert_eq!(problems, translate(&moved.snapshot, &other).1);
     assert!(problems[0].to_string().starts_with("u.yaml"), "{}", problems[0]);
 }

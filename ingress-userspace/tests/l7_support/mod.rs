@@ -100,7 +100,7 @@ pub fn add_service(snapshot: &mut Snapshot, name: &str, endpoints: &[(SocketAddr
         "metadata": {"name": name, "namespace": "default"},
         "spec": {"ports": [{"name": "http", "port": 80}]},
     });
-    snapshot.services.push(serde_json::from_value(service).unwrap());
+    snapshot.services.push(std::sync::Arc::new(serde_json::from_value(service).unwrap()));
     for (index, (addr, ready)) in endpoints.iter().enumerate() {
         let slice = json!({
             "metadata": {
@@ -112,7 +112,7 @@ pub fn add_service(snapshot: &mut Snapshot, name: &str, endpoints: &[(SocketAddr
             "ports": [{"name": "http", "port": addr.port()}],
             "endpoints": [{"addresses": [addr.ip().to_string()], "conditions": {"ready": ready}}],
         });
-        snapshot.endpoint_slices.push(serde_json::from_value(slice).unwrap());
+        snapshot.endpoint_slices.push(std::sync::Arc::new(serde_json::from_value(slice).unwrap()));
     }
 }
 
