@@ -4,6 +4,7 @@
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use nix::sys::socket::{setsockopt, sockopt};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 
@@ -15,10 +16,38 @@ const BACKLOG: i32 = 1024;
 /// on a dual-stack node, or `0.0.0.0` with a warning where the kernel has no
 /// IPv6. Must run inside a tokio runtime.
 pub fn on_every_address(port: u16) -> io::Result<TcpListener> {
-    match listen(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port))) {
+    TcpListener::from_std(every_address(port, Sharing::Exclusive)?)
+}
+
+/// `count` listening sockets on one address, with SO_REUSEPORT: the kernel
+/// spreads new connections over them, so that each can be served by a
+/// thread of its own. `0.0.0.0:port` stands for every node address, as in
+/// [`on_every_address`]; port 0 is chosen once, for all of them.
+pub fn reuse_port_group(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    let first = if addr == SocketAddr::from((Ipv4Addr::UNSPECIFIED, addr.port())) {
+        every_address(addr.port(), Sharing::ReusePort)?
+    } else {
+        listen(addr, Sharing::ReusePort)?
+    };
+    let bound = first.local_addr()?;
+    let mut group = vec![first];
+    for _ in 1..count {
+        group.push(listen(bound, Sharing::ReusePort)?);
+    }
+    Ok(group)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Sharing {
+    Exclusive,
+    ReusePort,
+}
+
+fn every_address(port: u16, sharing: Sharing) -> io::Result<std::net::TcpListener> {
+    match listen(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)), sharing) {
         Err(error) if ipv6_unavailable(&error) => {
             tracing::warn!(port, "IPv6 is unavailable ({error}): listening on IPv4 only");
-            listen(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))
+            listen(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)), sharing)
         }
         dual_stack => dual_stack,
     }
@@ -30,7 +59,7 @@ fn ipv6_unavailable(error: &io::Error) -> bool {
     matches!(error.raw_os_error(), Some(libc::EAFNOSUPPORT | libc::EPROTONOSUPPORT | libc::EADDRNOTAVAIL))
 }
 
-fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+fn listen(addr: SocketAddr, sharing: Sharing) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
         // IPv4 too, whatever the system's default (net.ipv6.bindv6only) says.
@@ -39,10 +68,14 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     // As std and tokio do: a restarted agent can listen again at once while
     // the connections of the previous one linger in TIME_WAIT.
     socket.set_reuse_address(true)?;
+    if sharing == Sharing::ReusePort {
+        // nix's: socket2 has it only behind its `all` feature.
+        setsockopt(&socket, sockopt::ReusePort, &true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
 }
 
 #[cfg(test)]

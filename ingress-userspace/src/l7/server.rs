@@ -4,14 +4,16 @@
 //! HTTP/2 and HTTP/1.1, in front of the same proxy as plain HTTP.
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use std::thread;
+
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
 
 use super::options::ProxyOptions;
@@ -33,10 +35,27 @@ pub struct L7Config {
     pub routes: L7Options,
 }
 
+/// The listeners run on threads of their own, one per CPU the agent may run
+/// on, each a single-threaded runtime with its own SO_REUSEPORT socket per
+/// listener and its own upstream pools: a connection, its requests and its
+/// upstream connections never leave the thread that accepted it. Only the
+/// route table is shared, read by every thread.
 pub struct L7Server {
     routes: SharedRoutes,
     options: L7Options,
-    listeners: Vec<JoinHandle<()>>,
+    /// Dropped with the server, which stops and joins their threads.
+    _workers: Vec<Worker>,
+}
+
+struct Worker {
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+/// One worker's sockets, before its runtime takes them.
+enum Listening {
+    Http(std::net::TcpListener),
+    Https(std::net::TcpListener, Arc<CertifiedKey>),
 }
 
 impl L7Server {
@@ -44,19 +63,26 @@ impl L7Server {
     /// the built-in default backend until the first snapshot arrives.
     pub async fn start(config: L7Config) -> anyhow::Result<L7Server> {
         let routes = shared_routes(RouteTable::build(&Snapshot::default(), &config.routes).0);
-        let mut listeners = Vec::new();
+        let count = thread::available_parallelism().map_or(1, usize::from);
+        let mut per_worker: Vec<Vec<Listening>> = (0..count).map(|_| Vec::new()).collect();
         if let Some(addr) = config.http {
-            let listener = listen_on(addr).await.with_context(|| format!("listening for HTTP on {addr}"))?;
-            tracing::info!(addr = %listener.local_addr()?, "L7 proxy listening (HTTP/1.1, h2c)");
-            listeners.push(tokio::spawn(proxy::serve(listener, routes.clone(), config.proxy.clone())));
+            let group = listen::reuse_port_group(addr, count).with_context(|| format!("listening for HTTP on {addr}"))?;
+            tracing::info!(addr = %group[0].local_addr()?, threads = count, "L7 proxy listening (HTTP/1.1, h2c)");
+            for (listeners, socket) in per_worker.iter_mut().zip(group) {
+                listeners.push(Listening::Http(socket));
+            }
         }
         if let Some((addr, default_certificate)) = config.https {
-            let listener = listen_on(addr).await.with_context(|| format!("listening for HTTPS on {addr}"))?;
-            tracing::info!(addr = %listener.local_addr()?, "L7 proxy listening (TLS, HTTP/1.1 and HTTP/2 by ALPN)");
-            let serving = serve_tls(listener, routes.clone(), config.proxy.clone(), default_certificate);
-            listeners.push(tokio::spawn(serving));
+            let group = listen::reuse_port_group(addr, count).with_context(|| format!("listening for HTTPS on {addr}"))?;
+            tracing::info!(addr = %group[0].local_addr()?, threads = count, "L7 proxy listening (TLS, HTTP/1.1 and HTTP/2 by ALPN)");
+            for (listeners, socket) in per_worker.iter_mut().zip(group) {
+                listeners.push(Listening::Https(socket, default_certificate.clone()));
+            }
         }
-        Ok(L7Server { routes, options: config.routes, listeners })
+        let workers = per_worker.into_iter().enumerate().filter(|(_, listeners)| !listeners.is_empty());
+        let workers = workers.map(|(index, listeners)| Worker::start(index, listeners, &routes, &config.proxy));
+        let workers = workers.collect::<anyhow::Result<_>>()?;
+        Ok(L7Server { routes, options: config.routes, _workers: workers })
     }
 
     /// Swaps in the routes of `snapshot`; requests in flight finish on the
@@ -68,18 +94,46 @@ impl L7Server {
     }
 }
 
-async fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    if addr == SocketAddr::from((Ipv4Addr::UNSPECIFIED, addr.port())) {
-        listen::on_every_address(addr.port())
-    } else {
-        TcpListener::bind(addr).await
+impl Worker {
+    fn start(index: usize, listeners: Vec<Listening>, routes: &SharedRoutes, options: &ProxyOptions) -> anyhow::Result<Worker> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .with_context(|| format!("starting the runtime of L7 thread {index}"))?;
+        let (stop, stopped) = oneshot::channel();
+        let (routes, options) = (routes.clone(), options.clone());
+        let serving = async move {
+            for listening in listeners {
+                let (socket, default_certificate) = match listening {
+                    Listening::Http(socket) => (socket, None),
+                    Listening::Https(socket, certificate) => (socket, Some(certificate)),
+                };
+                let listener = match TcpListener::from_std(socket) {
+                    Ok(listener) => listener,
+                    Err(error) => return tracing::error!(%error, "L7 thread {index}: registering its listener failed"),
+                };
+                let (routes, options) = (routes.clone(), options.clone());
+                match default_certificate {
+                    None => tokio::spawn(proxy::serve(listener, routes, options)),
+                    Some(certificate) => tokio::spawn(serve_tls(listener, routes, options, certificate)),
+                };
+            }
+            // Dropping the runtime after this ends every connection of this thread.
+            let _ = stopped.await;
+        };
+        let thread = thread::Builder::new()
+            .name(format!("l7-{index}"))
+            .spawn(move || runtime.block_on(serving))
+            .with_context(|| format!("starting L7 thread {index}"))?;
+        Ok(Worker { stop: Some(stop), thread: Some(thread) })
     }
 }
 
-impl Drop for L7Server {
+impl Drop for Worker {
     fn drop(&mut self) {
-        for listener in &self.listeners {
-            listener.abort();
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
