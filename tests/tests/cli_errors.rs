@@ -105,8 +105,8 @@ fn run_on_a_missing_manifest_directory_names_it() {
 
 /// `run` in a fresh network namespace and a private mount namespace in which
 /// /sys/fs/bpf is not mounted, with `unshare_args` for the rest.
-fn run_where_the_host_bpffs_is_not_visible(unshare_args: &[&str]) -> Output {
-    let manifests = std::env::temp_dir().join(format!("lbt-private-bpffs-{}", std::process::id()));
+fn run_where_the_host_bpffs_is_not_visible(case: &str, unshare_args: &[&str]) -> Output {
+    let manifests = std::env::temp_dir().join(format!("lbt-{case}-{}", std::process::id()));
     std::fs::create_dir_all(&manifests).unwrap();
     let output = Command::new("unshare")
         .args(["--net", "--mount", "--propagation", "private"])
@@ -114,7 +114,7 @@ fn run_where_the_host_bpffs_is_not_visible(unshare_args: &[&str]) -> Output {
         .args(["sh", "-c", "umount -l /sys/fs/bpf 2>/dev/null; exec \"$0\" \"$@\""])
         .arg(agent_binary().unwrap())
         .args(["run", "--manifests", manifests.to_str().unwrap(), "--node-name", "n1"])
-        .args(["--pin-dir", &format!("/sys/fs/bpf/lbt-private-{}", std::process::id())])
+        .args(["--pin-dir", &format!("/sys/fs/bpf/lbt-{case}-{}", std::process::id())])
         .env("RUST_BACKTRACE", "1")
         .output()
         .expect("running unshare");
@@ -128,7 +128,7 @@ fn run_refuses_a_bpffs_that_would_die_with_its_private_mount_namespace() {
         eprintln!("skipped: needs root for unshare");
         return;
     }
-    let line = one_error_line(&run_where_the_host_bpffs_is_not_visible(&[]));
+    let line = one_error_line(&run_where_the_host_bpffs_is_not_visible("private-mnt", &[]));
     assert!(line.contains("no bpffs at /sys/fs/bpf in this mount namespace, which is not the host's"), "{line}");
     assert!(line.contains("detach every program"), "{line}");
 }
@@ -139,7 +139,7 @@ fn run_refuses_a_bpffs_that_would_die_with_its_container() {
         eprintln!("skipped: needs root for unshare");
         return;
     }
-    let line = one_error_line(&run_where_the_host_bpffs_is_not_visible(&["--pid", "--fork", "--mount-proc"]));
+    let line = one_error_line(&run_where_the_host_bpffs_is_not_visible("container", &["--pid", "--fork", "--mount-proc"]));
     assert!(line.contains("no bpffs at /sys/fs/bpf in this container"), "{line}");
     assert!(line.contains("hostPath with mountPropagation: Bidirectional"), "{line}");
 }
