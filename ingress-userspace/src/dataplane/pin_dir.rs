@@ -75,20 +75,27 @@ pub fn ensure_bpffs(pin_dir: &Path) -> anyhow::Result<()> {
 pub struct MountNamespaceFacts {
     /// In the kernel's initial PID namespace, i.e. not in a container of its own.
     pub host_pid_namespace: bool,
-    /// In the same mount namespace as pid 1 (true when that cannot be read).
+    /// In the same mount namespace as pid 1. Where pid 1's cannot be read
+    /// (some sandboxes deny it even to root), whether ours is the kernel's
+    /// initial one, which recent kernels give a fixed inode number; a process
+    /// that cannot tell is treated as private: it needs a bpffs of its own
+    /// only where none is mounted, and the refusal says how to mount one.
     pub pid1_mount_namespace: bool,
 }
 
 impl MountNamespaceFacts {
     pub fn gather() -> MountNamespaceFacts {
         use std::os::unix::fs::MetadataExt;
-        // The kernel's fixed inode number of the initial PID namespace (PROC_PID_INIT_INO).
+        // The kernel's fixed inode numbers of the initial PID and mount
+        // namespaces (PROC_PID_INIT_INO, PROC_MNT_INIT_INO).
         const INITIAL_PID_NAMESPACE: u64 = 0xEFFF_FFFC;
+        const INITIAL_MOUNT_NAMESPACE: u64 = 0xEFFF_FFF8;
         let namespace = |path: &str| std::fs::metadata(path).map(|meta| meta.ino());
         let host_pid_namespace = namespace("/proc/self/ns/pid").is_ok_and(|ino| ino == INITIAL_PID_NAMESPACE);
         let pid1_mount_namespace = match (namespace("/proc/self/ns/mnt"), namespace("/proc/1/ns/mnt")) {
             (Ok(ours), Ok(pid1s)) => ours == pid1s,
-            _ => true,
+            (Ok(ours), Err(_)) => ours == INITIAL_MOUNT_NAMESPACE,
+            (Err(_), _) => false,
         };
         MountNamespaceFacts { host_pid_namespace, pid1_mount_namespace }
     }
