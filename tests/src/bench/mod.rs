@@ -83,7 +83,7 @@ impl Config {
         Config {
             agent,
             out_dir,
-            sizes: vec![1, 1_000, 10_000, 30_000],
+            sizes: vec![1, 1_000, 10_000],
             rounds: 5,
             rr_requests: 5_000,
             crr_requests: 1_000,
