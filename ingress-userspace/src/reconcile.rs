@@ -516,7 +516,7 @@ fn describe_op(op: &MapOp) -> String {
 mod tests {
     use super::*;
     use crate::dataplane::fake::{Capacity, FakeMaps, Spec, desired_state};
-    use crate::dataplane::plan::describe;
+    use crate::dataplane::plan::{describe, described_without_backend_ids};
     use crate::dataplane::sizes::MapSizes;
 
     /// `addr -> backend id` of everything programmed.
@@ -600,14 +600,13 @@ mod tests {
         let error = reconcile(&mut maps, &desired_state(new)).unwrap_err();
         let message = format!("{error:#}");
         assert!(message.contains("Service port default/a rolled back"), "{message}");
-        assert!(message.contains("put backend 4 (10.244.4.2:80)"), "{message}");
+        assert!(message.contains("put backend") && message.contains("(10.244.4.2:80)"), "{message}");
         maps.check_consistent().unwrap();
-        let described: Vec<String> = describe(&maps.contents).iter().map(ToString::to_string).collect();
         assert_eq!(
-            described,
+            described_without_backend_ids(&maps.contents),
             [
-                "10.96.0.10:80/TCP rev-nat 1 -> #1 10.244.1.2:80 #2 10.244.2.2:80",
-                "10.96.0.30:80/TCP rev-nat 2 -> #1 10.244.1.2:80",
+                "10.96.0.10:80/TCP rev-nat 1 -> 10.244.1.2:80 10.244.2.2:80",
+                "10.96.0.30:80/TCP rev-nat 2 -> 10.244.1.2:80",
             ],
             "a keeps its old version whole, c is written"
         );
@@ -636,8 +635,7 @@ mod tests {
         let left_out: Vec<_> = report.left_out.iter().map(|l| (l.service.to_string(), l.map)).collect();
         assert_eq!(left_out, [("default/b".to_owned(), ingress_common::maps::BACKENDS_MAP)]);
         assert_eq!((report.frontends, report.backends), (1, 2));
-        let described: Vec<String> = describe(&maps.contents).iter().map(ToString::to_string).collect();
-        assert_eq!(described, ["10.96.0.10:80/TCP rev-nat 1 -> #1 10.244.1.2:80 #2 10.244.2.2:80"]);
+        assert_eq!(described_without_backend_ids(&maps.contents), ["10.96.0.10:80/TCP rev-nat 1 -> 10.244.1.2:80 10.244.2.2:80"]);
         maps.check_consistent().unwrap();
     }
 

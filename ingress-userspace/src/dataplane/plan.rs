@@ -22,25 +22,42 @@ use crate::model::{
     Backend, BackendAddr, BackendState, DesiredState, Frontend, FrontendState, LocalOnly, ServicePortRef,
 };
 
-/// Hands out ids: the one an object already has, else the smallest id >= 1
-/// that neither the current maps nor this plan use. An id being removed is not
-/// recycled in the same plan: the flows that still name it must find no
-/// backend (and be re-balanced), not silently a different one.
+/// Where the search for a new object's id starts.
+#[derive(Clone, Copy)]
+enum IdStart {
+    /// The smallest free id >= 1, so that ids which index arrays (rev-NAT ids
+    /// index the per-frontend counters) stay dense.
+    Smallest,
+    /// A hash of the object. Conntrack and affinity entries name backends by
+    /// id, and an id freed one pass and handed to another pod the next would
+    /// send every flow still naming it to that pod (a client reusing its
+    /// ports after TIME_WAIT found exactly that). Spread over 2^32 ids, a
+    /// freed id is practically never handed on, and a pod that comes back
+    /// gets its old id.
+    Hashed,
+}
+
+/// Hands out ids: the one an object already has, else a free id >= 1 found
+/// from where `start` says. An id being removed is not recycled in the same
+/// plan: the flows that still name it must find no backend (and be
+/// re-balanced), not silently a different one.
 struct Ids<K> {
     current: HashMap<K, u32>,
     taken: HashSet<u32>,
     assigned: HashMap<K, u32>,
+    start: IdStart,
     next: u32,
 }
 
 impl<K: Hash + Eq + Copy> Ids<K> {
     /// `current` in ascending id order: if the maps hold an object twice, it
     /// keeps its smallest id and the other becomes garbage for the diff.
-    fn new(current: impl Iterator<Item = (K, u32)>) -> Self {
+    fn new(start: IdStart, current: impl Iterator<Item = (K, u32)>) -> Self {
         let mut ids = Ids {
             current: HashMap::new(),
             taken: HashSet::new(),
             assigned: HashMap::new(),
+            start,
             next: 1,
         };
         for (key, id) in current {
@@ -54,13 +71,22 @@ impl<K: Hash + Eq + Copy> Ids<K> {
         if let Some(&id) = self.assigned.get(&key) {
             return id;
         }
-        let id = match self.current.get(&key) {
-            Some(&id) => id,
-            None => {
+        let id = match (self.current.get(&key), self.start) {
+            (Some(&id), _) => id,
+            (None, IdStart::Smallest) => {
                 while self.taken.contains(&self.next) {
                     self.next += 1;
                 }
                 self.next
+            }
+            (None, IdStart::Hashed) => {
+                let mut hasher = std::hash::DefaultHasher::new();
+                key.hash(&mut hasher);
+                let mut id = std::hash::Hasher::finish(&hasher) as u32;
+                while id == 0 || self.taken.contains(&id) {
+                    id = id.wrapping_add(1);
+                }
+                id
             }
         };
         self.taken.insert(id);
@@ -205,9 +231,10 @@ struct Planner {
 impl Planner {
     fn new(current: &MapContents, sizes: &MapSizes) -> Planner {
         Planner {
-            backend_ids: Ids::new(current.backends.iter().map(|(id, value)| (abi::backend_addr_of(value), *id))),
-            rev_nat_ids: Ids::new(current.rev_nat.iter().map(|(id, value)| (abi::rev_nat_of(value), *id))),
+            backend_ids: Ids::new(IdStart::Hashed, current.backends.iter().map(|(id, value)| (abi::backend_addr_of(value), *id))),
+            rev_nat_ids: Ids::new(IdStart::Smallest, current.rev_nat.iter().map(|(id, value)| (abi::rev_nat_of(value), *id))),
             table_ids: Ids::new(
+                IdStart::Smallest,
                 current
                     .services
                     .iter()
@@ -450,6 +477,16 @@ impl fmt::Display for ProgrammedFrontend {
 }
 
 /// The plan of a `desired_state` over `current`, with the default sizes.
+/// [`describe`]'s lines without the backend ids, which are hashes (see
+/// [`IdStart::Hashed`]): what tests compare.
+#[cfg(test)]
+pub(crate) fn described_without_backend_ids(contents: &MapContents) -> Vec<String> {
+    describe(contents)
+        .iter()
+        .map(|frontend| frontend.to_string().split(' ').filter(|word| !word.starts_with('#')).collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
 #[cfg(test)]
 pub(crate) fn planned(spec: super::fake::Spec, current: &MapContents) -> MapContents {
     plan(&super::fake::desired_state(spec), current, &MapSizes::default()).contents
@@ -460,7 +497,7 @@ mod tests {
     use super::*;
     use crate::dataplane::fake::{Spec, desired_state};
 
-    /// `frontend -> [(backend, id)]`, and rev-NAT ids, of a plan.
+    /// `frontend rev-NAT id [backends]` of a plan.
     fn ids(contents: &MapContents) -> Vec<String> {
         describe(contents)
             .iter()
@@ -468,7 +505,7 @@ mod tests {
                 let slots: Vec<_> = p
                     .backends
                     .iter()
-                    .map(|(id, b)| format!("{}={id}", b.unwrap().addr))
+                    .map(|(_, b)| b.unwrap().addr.to_string())
                     .collect();
                 format!("{} r{} [{}]", p.frontend, p.rev_nat_id, slots.join(" "))
             })
@@ -476,7 +513,7 @@ mod tests {
     }
 
     #[test]
-    fn ids_are_reused_and_new_ones_are_the_smallest_free() {
+    fn rev_nat_ids_are_kept_and_new_ones_are_the_smallest_free() {
         let cases: &[(&str, Spec, &[&str])] = &[
             (
                 "first plan numbers from 1; TCP and UDP share a rev-NAT id",
@@ -485,8 +522,8 @@ mod tests {
                     ("10.0.0.1:53/TCP", &["10.1.0.2:53"]),
                 ],
                 &[
-                    "10.0.0.1:53/TCP r1 [10.1.0.2:53=1]",
-                    "10.0.0.1:53/UDP r1 [10.1.0.1:53=2 10.1.0.2:53=1]",
+                    "10.0.0.1:53/TCP r1 [10.1.0.2:53]",
+                    "10.0.0.1:53/UDP r1 [10.1.0.1:53 10.1.0.2:53]",
                 ],
             ),
             (
@@ -497,25 +534,25 @@ mod tests {
                     ("10.0.0.2:80/TCP", &["10.1.0.1:53"]),
                 ],
                 &[
-                    "10.0.0.1:53/TCP r1 [10.1.0.2:53=1]",
-                    "10.0.0.1:53/UDP r1 [10.1.0.1:53=2 10.1.0.2:53=1 10.1.0.3:53=3]",
-                    "10.0.0.2:80/TCP r2 [10.1.0.1:53=2]",
+                    "10.0.0.1:53/TCP r1 [10.1.0.2:53]",
+                    "10.0.0.1:53/UDP r1 [10.1.0.1:53 10.1.0.2:53 10.1.0.3:53]",
+                    "10.0.0.2:80/TCP r2 [10.1.0.1:53]",
                 ],
             ),
             (
-                "ids being removed are not recycled in the same plan",
+                "rev-NAT ids being removed are not recycled in the same plan",
                 &[("10.0.0.2:80/TCP", &["10.1.0.3:53", "10.1.0.4:53"])],
-                &["10.0.0.2:80/TCP r2 [10.1.0.3:53=3 10.1.0.4:53=4]"],
+                &["10.0.0.2:80/TCP r2 [10.1.0.3:53 10.1.0.4:53]"],
             ),
             (
-                "once removed, the smallest free ids are reused",
+                "once removed, the smallest free rev-NAT ids are reused",
                 &[
                     ("10.0.0.2:80/TCP", &["10.1.0.3:53", "10.1.0.5:53"]),
                     ("10.0.0.3:80/TCP", &["10.1.0.6:53"]),
                 ],
                 &[
-                    "10.0.0.2:80/TCP r2 [10.1.0.3:53=3 10.1.0.5:53=1]",
-                    "10.0.0.3:80/TCP r1 [10.1.0.6:53=2]",
+                    "10.0.0.2:80/TCP r2 [10.1.0.3:53 10.1.0.5:53]",
+                    "10.0.0.3:80/TCP r1 [10.1.0.6:53]",
                 ],
             ),
         ];
@@ -525,6 +562,43 @@ mod tests {
             assert_eq!(ids(&planned), *expected, "{name}");
             current = planned;
         }
+    }
+
+    #[test]
+    fn backend_ids_are_kept_never_handed_to_another_backend_and_come_back() {
+        let plans: [Spec; 4] = [
+            &[("10.0.0.1:80/TCP", &["10.1.0.1:80", "10.1.0.2:80"])],
+            &[("10.0.0.1:80/TCP", &["10.1.0.1:80", "10.1.0.2:80", "10.1.0.3:80"])],
+            &[("10.0.0.1:80/TCP", &["10.1.0.2:80", "10.1.0.3:80", "10.1.0.4:80"])],
+            &[("10.0.0.1:80/TCP", &["10.1.0.1:80", "10.1.0.2:80", "10.1.0.3:80", "10.1.0.4:80"])],
+        ];
+        let mut current = MapContents::default();
+        let mut seen: HashMap<String, u32> = HashMap::new();
+        for (step, desired) in plans.iter().enumerate() {
+            current = planned(desired, &current);
+            for (id, value) in &current.backends {
+                let addr = abi::backend_addr_of(value).to_string();
+                assert_ne!(*id, 0, "step {step}: 0 means no backend");
+                // Kept while it exists, and given back when it returns.
+                assert_eq!(*seen.entry(addr.clone()).or_insert(*id), *id, "step {step}: {addr} changed id");
+                // Never the id another backend had, even one removed a plan ago.
+                let others = seen.iter().filter(|(a, i)| **a != addr && **i == *id).count();
+                assert_eq!(others, 0, "step {step}: {addr} got another backend's id {id}");
+            }
+        }
+        assert_eq!(seen.len(), 4);
+    }
+
+    #[test]
+    fn a_hashed_id_that_is_taken_moves_to_the_next_free_one() {
+        let key = 7u64;
+        let mut fresh = Ids::new(IdStart::Hashed, std::iter::empty());
+        let id = fresh.get(key);
+        let mut crowded = Ids::new(IdStart::Hashed, [(8u64, id), (9u64, id.wrapping_add(1))].into_iter());
+        let moved = crowded.get(key);
+        assert_eq!(moved, if id.wrapping_add(2) == 0 { 1 } else { id.wrapping_add(2) });
+        let mut smallest = Ids::new(IdStart::Smallest, [(8u64, 1), (9u64, 3)].into_iter());
+        assert_eq!((smallest.get(key), smallest.get(10)), (2, 4));
     }
 
     #[test]
@@ -548,14 +622,20 @@ mod tests {
         let state = desired.frontends.values().next().unwrap();
         let backends: Vec<_> = described[0].backends.iter().map(|(_, b)| b.unwrap()).collect();
         assert_eq!(backends, state.backends);
+        let ids: Vec<u32> = described[0].backends.iter().map(|(id, _)| *id).collect();
         assert_eq!(
             described[0].to_string(),
-            "10.0.0.1:80/TCP rev-nat 1 -> #1 10.1.0.1:8080 local #2 10.1.0.2:8080 terminating"
+            format!("10.0.0.1:80/TCP rev-nat 1 -> #{} 10.1.0.1:8080 local #{} 10.1.0.2:8080 terminating", ids[0], ids[1])
         );
+        assert_eq!(
+            described_without_backend_ids(&planned),
+            ["10.0.0.1:80/TCP rev-nat 1 -> 10.1.0.1:8080 local 10.1.0.2:8080 terminating"]
+        );
+        assert!(ids.iter().all(|id| planned.backends.contains_key(id)));
 
         let mut broken = planned;
-        broken.backends.remove(&2);
-        assert_eq!(describe(&broken)[0].backends[1], (2, None));
+        broken.backends.remove(&ids[1]);
+        assert_eq!(describe(&broken)[0].backends[1], (ids[1], None));
     }
 
     #[test]
@@ -657,8 +737,9 @@ mod tests {
         assert_eq!(planned.maglev.len() as u32, sizes.rows_per_table());
         let (table, padding) = entries.split_at(sizes.maglev_table_size as usize);
         assert!(padding.iter().all(|id| *id == 0));
-        for id in 1..=3 {
-            let count = table.iter().filter(|entry| **entry == id).count();
+        assert_eq!(planned.backends.len(), 3);
+        for id in planned.backends.keys() {
+            let count = table.iter().filter(|entry| *entry == id).count();
             assert!((340..=341).contains(&count), "backend {id} has {count} of 1021 entries");
         }
     }
