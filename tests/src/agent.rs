@@ -216,6 +216,12 @@ impl AgentLog {
     }
 }
 
+/// Where the agent binary reads the cluster from.
+enum AgentSource<'a> {
+    Manifests(&'a Path),
+    Kubernetes { kubeconfig: &'a Path },
+}
+
 /// The agent binary started inside the node namespace with `nsenter`, which
 /// (unlike `ip netns exec`) keeps the host's /sys/fs/bpf mount visible.
 pub struct AgentProcess {
@@ -237,14 +243,31 @@ impl AgentProcess {
         log: &AgentLog,
         configure: impl FnOnce(&mut Command),
     ) -> Result<AgentProcess> {
-        let config = config(lab, manifests, pins);
+        AgentProcess::start(binary, lab, AgentSource::Manifests(manifests), pins, log, configure)
+    }
+
+    /// The agent watching the API server `kubeconfig` points at (e.g. the
+    /// [`crate::api_stand_in::ApiStandIn`]) instead of a manifest directory.
+    pub fn spawn_watching(binary: &Path, lab: &Lab, kubeconfig: &Path, pins: &Path, log: &AgentLog) -> Result<AgentProcess> {
+        AgentProcess::start(binary, lab, AgentSource::Kubernetes { kubeconfig }, pins, log, |_| {})
+    }
+
+    fn start(
+        binary: &Path,
+        lab: &Lab,
+        source: AgentSource,
+        pins: &Path,
+        log: &AgentLog,
+        configure: impl FnOnce(&mut Command),
+    ) -> Result<AgentProcess> {
+        let config = config(lab, Path::new(""), pins);
         let mut command = Command::new("nsenter");
+        command.arg(format!("--net=/var/run/netns/{}", lab.node().name())).arg(binary).arg("run");
+        match source {
+            AgentSource::Manifests(manifests) => command.arg("--manifests").arg(manifests),
+            AgentSource::Kubernetes { kubeconfig } => command.arg("--kubernetes").env("KUBECONFIG", kubeconfig),
+        };
         command
-            .arg(format!("--net=/var/run/netns/{}", lab.node().name()))
-            .arg(binary)
-            .arg("run")
-            .arg("--manifests")
-            .arg(manifests)
             .args(["--node-name", &config.node.name])
             .args(config.node.addresses.iter().flat_map(|a| ["--node-ip".to_string(), a.to_string()]))
             .args(config.uplinks.iter().flat_map(|i| ["--uplink", i]))

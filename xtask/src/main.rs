@@ -57,7 +57,7 @@ enum Command {
         /// Where the results go (default: results/ in the repository).
         #[arg(long)]
         out: Option<std::path::PathBuf>,
-        /// Extra arguments for the benchmark binary (e.g. --sizes 1,1000,10000 --rounds 9).
+        /// Extra arguments for the benchmark binary (e.g. --sizes 1,1000,10000,30000 --rounds 9).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },

@@ -59,7 +59,8 @@ impl Drop for ManifestSet {
     }
 }
 
-fn yaml(service: &Service, target_port: u16) -> String {
+/// The Service and EndpointSlice of `service`, as YAML documents.
+pub fn yaml(service: &Service, target_port: u16) -> String {
     let Service { name, cluster_ip, node_port, endpoints } = service;
     let (kind, node_port) = match node_port {
         Some(port) => ("NodePort", format!(", nodePort: {port}")),

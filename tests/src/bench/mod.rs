@@ -15,11 +15,11 @@
 mod detach;
 mod iptables;
 pub mod l7;
-mod manifests;
+pub mod manifests;
 mod plot;
 mod prog_stats;
 mod report;
-mod services;
+pub mod services;
 mod workload;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -28,9 +28,6 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use aya::maps::MapData;
-use ingress_common::maps::{SERVICES_MAP, ServiceKey, ServiceValue};
-use ingress_userspace::dataplane::abi;
 use ingress_userspace::dataplane::uplink_hook::UplinkHookChoice;
 use ingress_userspace::model::{Frontend, Protocol};
 
@@ -38,6 +35,7 @@ use crate::agent::{AgentLog, AgentProcess};
 use crate::lab::{Lab, LabSpec, NODE_IP};
 use crate::netns::run_command;
 use crate::pins::PinDir;
+use crate::programmed;
 use iptables::NatRules;
 use manifests::ManifestSet;
 use report::{Cell, Figures, Report};
@@ -83,7 +81,7 @@ impl Config {
         Config {
             agent,
             out_dir,
-            sizes: vec![1, 1_000, 10_000],
+            sizes: vec![1, 1_000, 10_000, 30_000],
             rounds: 5,
             rr_requests: 5_000,
             crr_requests: 1_000,
@@ -186,6 +184,8 @@ struct SizeBench<'a> {
     manifests: ManifestSet,
     rules: String,
     changed_rules: String,
+    /// Map capacities for N, where N outgrows the agent's defaults.
+    map_size_flags: Vec<String>,
     /// Whether this size also measures an endpoint change.
     change: bool,
 }
@@ -200,7 +200,8 @@ impl<'a> SizeBench<'a> {
         let changed = Service { endpoints: vec![pod_ip(lab, NEW_ENDPOINT_POD)?], ..measured.clone() };
         *services.last_mut().context("no Services")? = changed.clone();
         let changed_rules = iptables::ruleset(&services);
-        Ok(SizeBench { lab, config, stop, measured, changed, manifests, rules, changed_rules, change })
+        let map_size_flags = services::agent_map_size_flags(&services, lab.node_ips().len());
+        Ok(SizeBench { lab, config, stop, measured, changed, manifests, rules, changed_rules, map_size_flags, change })
     }
 
     fn bounds(&self, limit: Duration) -> Bounds<'a> {
@@ -219,7 +220,7 @@ impl<'a> SizeBench<'a> {
                 let started = Instant::now();
                 let log = AgentLog::File(self.config.out_dir.join("agent.log"));
                 let agent = AgentProcess::spawn_with(&self.config.agent, self.lab, self.manifests.path(), pins.path(), &log, |command| {
-                    command.args(["--uplink-hook", &self.config.uplink_hook.to_string()]);
+                    command.args(["--uplink-hook", &self.config.uplink_hook.to_string()]).args(&self.map_size_flags);
                 })?;
                 let count = self.measured.endpoints.len();
                 wait_for_node_port(pins.path(), PROGRAMMING_LIMIT, count)?;
@@ -288,26 +289,8 @@ fn pod_ip(lab: &Lab, name: &str) -> Result<Ipv4Addr> {
 /// maps. One lookup of its header every few milliseconds: reading whole maps
 /// of N Services would compete with the agent for the CPUs it is timed on.
 fn wait_for_node_port(pins: &Path, limit: Duration, count: usize) -> Result<()> {
-    let deadline = Instant::now() + limit;
     let frontend = Frontend { addr: NODE_IP.into(), port: MEASURED_NODE_PORT, protocol: Protocol::Tcp };
-    let header = abi::service_key(&frontend, 0);
-    let mut services: Option<aya::maps::HashMap<MapData, ServiceKey, ServiceValue>> = None;
-    loop {
-        if services.is_none() {
-            services = MapData::from_pin(pins.join(SERVICES_MAP))
-                .ok()
-                .and_then(|data| aya::maps::Map::from_map_data(data).ok())
-                .and_then(|map| aya::maps::HashMap::try_from(map).ok());
-        }
-        let programmed = services.as_ref().and_then(|map| map.get(&header, 0).ok()).map(|value| usize::from(value.count));
-        if programmed == Some(count) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("the measured NodePort did not get {count} backends in {} within {limit:?}", pins.display());
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    programmed::wait_for_backends(pins, &frontend, count, limit)
 }
 
 fn ms(duration: Duration) -> f64 {

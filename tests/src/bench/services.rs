@@ -1,9 +1,12 @@
 //! The N Services of one benchmark size, generated rather than read, so that
 //! the eBPF agent and the iptables rules get exactly the same frontends.
 
+use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 use anyhow::{Result, ensure};
+
+use ingress_common::maps;
 
 use crate::ECHO_PORT;
 
@@ -68,6 +71,33 @@ pub fn generate(n: usize, measured_endpoints: &[Ipv4Addr]) -> Result<Vec<Service
     Ok(services)
 }
 
+/// The `run` flags that give the agent maps big enough for `services` on a
+/// node with `node_addresses` addresses. Only capacities above the agent's
+/// defaults are raised, so up to them the bench measures what users run, and
+/// past them (N=30,000 needs more Maglev tables than the default 16,384) the
+/// agent is sized as an operator would size it. An eighth more than the exact
+/// need leaves room for the endpoint change.
+pub fn agent_map_size_flags(services: &[Service], node_addresses: usize) -> Vec<String> {
+    let frontends_of = |s: &Service| 1 + usize::from(s.node_port.is_some()) * node_addresses;
+    let frontends: usize = services.iter().map(frontends_of).sum();
+    let slots: usize = services.iter().map(|s| frontends_of(s) * (1 + s.endpoints.len())).sum();
+    let backends = services.iter().flat_map(|s| &s.endpoints).collect::<HashSet<_>>().len();
+    let needs = [
+        ("--services-map-size", slots, maps::SERVICES_MAX_ENTRIES),
+        ("--backends-map-size", backends, maps::BACKENDS_MAX_ENTRIES),
+        ("--rev-nat-map-size", frontends, maps::REV_NAT_MAX_ENTRIES),
+        ("--maglev-tables", frontends, maps::MAGLEV_MAX_TABLES),
+    ];
+    needs
+        .into_iter()
+        .filter_map(|(flag, need, default)| {
+            let size = u32::try_from(need + need / 8).unwrap_or(u32::MAX);
+            (size > default).then(|| [flag.to_string(), size.to_string()])
+        })
+        .flatten()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +116,21 @@ mod tests {
         assert_eq!(services[9_999].cluster_ip, Ipv4Addr::new(10, 96, 39, 25));
         assert!(services[..9_999].iter().all(|s| (2..=3).contains(&s.endpoints.len())));
         assert!(generate(1, &pods).unwrap()[0].node_port == Some(MEASURED_NODE_PORT));
+    }
+
+    #[test]
+    fn map_flags_raise_only_the_capacities_the_services_outgrow() {
+        let pods = [Ipv4Addr::new(10, 244, 1, 2)];
+        let flags = |n, addresses| agent_map_size_flags(&generate(n, &pods).unwrap(), addresses);
+        assert!(flags(10_000, 1).is_empty());
+        // 30,000 ClusterIP frontends and 2,768 NodePort ones: 32,768 tables,
+        // and an eighth more is 36,864; everything else fits the defaults.
+        assert_eq!(flags(30_000, 1), ["--maglev-tables", "36864"]);
+        // Two node addresses double the NodePort frontends.
+        assert_eq!(flags(30_000, 2), ["--maglev-tables", "39978"]);
+        // 65,000 Services outgrow every one of the four.
+        let big = flags(65_000, 1);
+        let named: Vec<&str> = big.iter().step_by(2).map(String::as_str).collect();
+        assert_eq!(named, ["--services-map-size", "--backends-map-size", "--rev-nat-map-size", "--maglev-tables"]);
     }
 }

@@ -22,7 +22,7 @@ struct Args {
     /// CI mode: tiny sizes and counts; checks that everything runs.
     #[arg(long)]
     quick: bool,
-    /// Numbers of Services, comma-separated (default 1,1000,10000).
+    /// Numbers of Services, comma-separated (default 1,1000,10000,30000).
     #[arg(long, value_delimiter = ',')]
     sizes: Option<Vec<usize>>,
     /// Rounds per size; contenders alternate within each.
