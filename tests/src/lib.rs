@@ -13,6 +13,7 @@ pub mod netns;
 pub mod agent;
 pub mod backend_choice;
 pub mod checks;
+pub mod fuzz;
 pub mod packet;
 pub mod pins;
 pub mod prog_run;
