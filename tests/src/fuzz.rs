@@ -442,7 +442,8 @@ mod tests {
     #[test]
     fn mutations_change_what_they_name() {
         let bytes = Frame::tcp(A, 1, B, 80, SYN).build();
-        let cases: &[(Mutation, &dyn Fn(&[u8]) -> bool)] = &[
+        type Case<'a> = (Mutation, &'a dyn Fn(&[u8]) -> bool);
+        let cases: &[Case] = &[
             (Mutation::Truncate(3), &|f| f.len() == ETH_HLEN),
             (Mutation::Truncate(40), &|f| f.len() == 40),
             (Mutation::FlipBit(8 * 14 + 7), &|f| f[14] == 0x45 ^ 0x80),

@@ -15,9 +15,10 @@
 //!     the bytes counted by the frames' lengths (`assert_counted`).
 //!
 //! `FUZZ_SEED` (decimal or 0x-hex) replays a run, else the seed is random
-//! and printed; `FUZZ_FRAMES` is how many random frames (default 1,000,000,
-//! spread over the four programs). A sweep of every template cut at every
-//! offset through every program comes on top. A failure names the seed, the
+//! and printed; `FUZZ_FRAMES` is how many runs of random frames (at least;
+//! default 1,000,000, a batch at a time through each program in turn). A
+//! sweep of every template cut at every offset through every program comes
+//! on top. A failure names the seed, the
 //! frame's index, what it was made of and its bytes in hex.
 
 use std::collections::BTreeSet;
@@ -450,13 +451,13 @@ fn every_program_keeps_its_contract_on_a_million_fuzzed_frames() {
     }
 
     let wanted = frames_wanted();
-    let mut made = 0;
-    while made < wanted {
+    let mut random_runs = 0;
+    while random_runs < wanted {
         for (p, program) in PROGRAMS.iter().enumerate() {
-            let n = BATCH.min(wanted - made);
-            let batch: Vec<Made> = (0..n).map(|_| make(&mut rng, &templates)).collect();
-            ran[p] += fuzzer.run_batch(program, &batch, &mut index);
-            made += n;
+            let batch: Vec<Made> = (0..BATCH.min(wanted)).map(|_| make(&mut rng, &templates)).collect();
+            let runs = fuzzer.run_batch(program, &batch, &mut index);
+            ran[p] += runs;
+            random_runs += runs;
         }
     }
     let stats = fuzzer.programmed.maps.stats().unwrap();
