@@ -14,6 +14,7 @@ pub mod agent;
 pub mod api_stand_in;
 pub mod backend_choice;
 pub mod checks;
+pub mod fuzz;
 pub mod packet;
 pub mod pins;
 pub mod prog_run;

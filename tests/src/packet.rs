@@ -203,6 +203,14 @@ impl Frame {
                 h[2..4].copy_from_slice(&c.to_be_bytes());
                 h
             }
+            ICMP if !self.is_ipv6() && self.payload.len() >= 4 => {
+                // ICMP for IPv4 covers the message alone, no pseudo-header.
+                let mut h = self.payload.clone();
+                h[2..4].copy_from_slice(&[0, 0]);
+                let c = finish(sum16(&h));
+                h[2..4].copy_from_slice(&c.to_be_bytes());
+                h
+            }
             _ => self.payload.clone(),
         }
     }

@@ -6,8 +6,11 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
+use anyhow::Context;
 use aya::programs::{TestRun, TestRunOptions, TestRunResult};
-use ingress_userspace::dataplane::ebpf::{Dataplane, PinnedMaps, TC_IN_PROGRAM, TC_OUT_PROGRAM, TC_UPLINK_PROGRAM};
+use ingress_userspace::dataplane::ebpf::{
+    Dataplane, PinnedMaps, TC_IN_PROGRAM, TC_OUT_PROGRAM, TC_UPLINK_PROGRAM, XDP_PROGRAM,
+};
 use ingress_userspace::manifests::parse_documents;
 use ingress_userspace::model::{
     Backend, BackendAddr, BackendState, DesiredState, Frontend, FrontendState, NodeInfo, Protocol, ServicePortRef,
@@ -29,15 +32,26 @@ pub const TC_ACT_REDIRECT: u32 = 7;
 
 /// Runs `lb_xdp` on `frame`.
 pub fn xdp(dataplane: &mut Dataplane, frame: &[u8]) -> (u32, Vec<u8>) {
-    run(dataplane.xdp().expect("lb_xdp is loaded"), frame)
+    try_run(dataplane, XDP_PROGRAM, frame).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// Runs a TC program (`TC_UPLINK_PROGRAM`, `TC_IN_PROGRAM` or `TC_OUT_PROGRAM`) on `frame`.
 pub fn tc(dataplane: &mut Dataplane, program: &str, frame: &[u8]) -> (u32, Vec<u8>) {
-    run(dataplane.tc(program).expect("the TC program is loaded"), frame)
+    try_run(dataplane, program, frame).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-fn run<P>(program: &mut P, frame: &[u8]) -> (u32, Vec<u8>)
+/// Runs the program named `program` (`XDP_PROGRAM` or a TC program) on
+/// `frame`: its verdict and the frame as it left it, or why the kernel
+/// refused the run.
+pub fn try_run(dataplane: &mut Dataplane, program: &str, frame: &[u8]) -> anyhow::Result<(u32, Vec<u8>)> {
+    if program == XDP_PROGRAM {
+        run(dataplane.xdp()?, program, frame)
+    } else {
+        run(dataplane.tc(program)?, program, frame)
+    }
+}
+
+fn run<P>(program: &mut P, name: &str, frame: &[u8]) -> anyhow::Result<(u32, Vec<u8>)>
 where
     P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
 {
@@ -45,9 +59,9 @@ where
     let mut out = vec![0u8; frame.len() + 256];
     let result = program
         .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..Default::default() })
-        .unwrap_or_else(|e| panic!("test run on {} bytes: {e}", frame.len()));
+        .with_context(|| format!("test run of {name} on {} bytes", frame.len()))?;
     out.truncate(result.data_size_out as usize);
-    (result.return_value, out)
+    Ok((result.return_value, out))
 }
 
 /// Where a client's frame enters the node, hence which program runs it.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use aya::Pod;
-use aya::maps::{Array, HashMap, IterableMap, LpmTrie, MapData, PerCpuArray, lpm_trie};
+use aya::maps::{Array, HashMap, IterableMap, LpmTrie, MapData, MapError, PerCpuArray, lpm_trie};
 use aya::programs::links::{FdLink, LinkError, PinnedLink};
 use aya::programs::{SchedClassifier, TcAttachType, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
@@ -354,6 +354,15 @@ fn open_or_create_names(dir: &Path, capacity: u32) -> anyhow::Result<HashMap<Map
     open_pinned(dir, FRONTEND_NAMES_MAP)
 }
 
+/// A hash map lookup's value, `None` for a key that is not there.
+fn lookup<V>(result: Result<V, MapError>) -> anyhow::Result<Option<V>> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(MapError::KeyNotFound) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
 /// The capacity (max_entries) the map pinned in `dir` as `name` was created with.
 pub fn pinned_capacity(dir: &Path, name: &str) -> anyhow::Result<u32> {
     let pin = dir.join(name);
@@ -362,7 +371,7 @@ pub fn pinned_capacity(dir: &Path, name: &str) -> anyhow::Result<u32> {
 
 fn open_pinned<T>(dir: &Path, name: &str) -> anyhow::Result<T>
 where
-    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+    T: TryFrom<aya::maps::Map, Error = MapError>,
 {
     let path = dir.join(name);
     let data = MapData::from_pin(&path).with_context(|| format!("opening the pinned map {}", path.display()))?;
@@ -442,6 +451,16 @@ impl PinnedMaps {
     /// Every conntrack entry (for tests and the state dump).
     pub fn conntrack(&self) -> anyhow::Result<Vec<(CtKey, CtEntry)>> {
         Ok(self.conntrack.iter().collect::<Result<_, _>>()?)
+    }
+
+    /// The conntrack entry under `key`, if any (one lookup, for tests).
+    pub fn conntrack_entry(&self, key: &CtKey) -> anyhow::Result<Option<CtEntry>> {
+        lookup(self.conntrack.get(key, 0))
+    }
+
+    /// The SNAT entry under `key`, if any (one lookup, for tests).
+    pub fn snat_entry(&self, key: &SnatKey) -> anyhow::Result<Option<SnatEntry>> {
+        lookup(self.snat.get(key, 0))
     }
 
     /// Every SNAT entry, both directions (for tests and the state dump).
