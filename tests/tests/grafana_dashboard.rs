@@ -40,7 +40,7 @@ fn agent_metrics_text() -> String {
         REASON_NAMES.len()
     ];
     let l7 = L7Metrics::default();
-    l7.observe(
+    l7.shard().observe(
         "ingress:default/web:example.com/",
         200,
         Duration::from_millis(2),

@@ -24,16 +24,18 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
-/// Hop-by-hop headers (RFC 9110 7.6.1): they describe one connection, not the message.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
+/// Hop-by-hop headers (RFC 9110 7.6.1): they describe one connection, not
+/// the message. Names, not strings, so that removing them parses nothing.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 pub(crate) struct Upstreams {
@@ -158,7 +160,6 @@ fn respond(mut response: Response<ProxyBody>, client_upgrade: Option<hyper::upgr
         return Response::from_parts(parts, body);
     }
     strip_hop_by_hop(&mut parts.headers);
-    parts.headers.remove(header::UPGRADE);
     Response::from_parts(parts, body)
 }
 
@@ -212,7 +213,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for token in connection_tokens(headers) {
         headers.remove(token.as_str());
     }
-    for name in HOP_BY_HOP.into_iter().chain(["upgrade"]) {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }

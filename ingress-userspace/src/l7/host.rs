@@ -1,8 +1,12 @@
 //! Host names as routes compare them: lower-cased, without port and without
 //! one trailing dot, so `Foo.Bar.com.:8080` and `foo.bar.com` are one host.
 
-/// The host part of a `Host` header or `:authority`, normalised.
-pub fn normalize_host(authority: &str) -> String {
+use std::borrow::Cow;
+
+/// The host part of a `Host` header or `:authority`, normalised; borrowed
+/// from `authority` unless it had upper-case letters, as most requests'
+/// hosts have none.
+pub fn normalize_host(authority: &str) -> Cow<'_, str> {
     let authority = authority.trim();
     let host = if let Some(bracketed) = authority.strip_prefix('[') {
         // An IPv6 literal: its colons are not a port separator.
@@ -10,7 +14,12 @@ pub fn normalize_host(authority: &str) -> String {
     } else {
         authority.rsplit_once(':').map_or(authority, |(host, _port)| host)
     };
-    host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.bytes().any(|byte| byte.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
 }
 
 /// What the `host` of an Ingress rule (or a pod's `trafficHosts` entry) matches.
@@ -31,7 +40,7 @@ impl HostPattern {
         } else if let Some(suffix) = host.strip_prefix("*.") {
             HostPattern::Wildcard(suffix.to_owned())
         } else {
-            HostPattern::Exact(host)
+            HostPattern::Exact(host.into_owned())
         }
     }
 

@@ -3,16 +3,27 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Upper bounds, in seconds, of the latency histogram buckets.
 const BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
+/// Every L7 thread counts into a shard of its own (see [`L7Metrics::shard`]),
+/// so that no request waits on a lock another thread holds; a scrape merges
+/// the shards.
 #[derive(Default)]
 pub struct L7Metrics {
-    routes: Mutex<BTreeMap<String, RouteStats>>,
+    shards: Mutex<Vec<Arc<MetricsShard>>>,
 }
+
+/// One thread's counters: its lock is only ever contended by a scrape.
+#[derive(Default)]
+pub struct MetricsShard {
+    routes: Mutex<Routes>,
+}
+
+type Routes = BTreeMap<String, RouteStats>;
 
 #[derive(Default)]
 struct RouteStats {
@@ -23,9 +34,9 @@ struct RouteStats {
     count: u64,
 }
 
-impl L7Metrics {
+impl MetricsShard {
     pub fn observe(&self, route: &str, status: u16, elapsed: Duration) {
-        let mut routes = self.routes.lock().unwrap();
+        let mut routes = lock(&self.routes);
         if !routes.contains_key(route) {
             routes.insert(route.to_owned(), RouteStats::default());
         }
@@ -38,14 +49,46 @@ impl L7Metrics {
         stats.sum_seconds += seconds;
         stats.count += 1;
     }
+}
+
+impl RouteStats {
+    fn add(&mut self, other: &RouteStats) {
+        for (status, count) in &other.by_status {
+            *self.by_status.entry(*status).or_default() += count;
+        }
+        for (sum, count) in self.buckets.iter_mut().zip(other.buckets) {
+            *sum += count;
+        }
+        self.sum_seconds += other.sum_seconds;
+        self.count += other.count;
+    }
+}
+
+impl L7Metrics {
+    /// A new shard for one thread (or one listener of it) to count into.
+    pub fn shard(&self) -> Arc<MetricsShard> {
+        let shard = Arc::new(MetricsShard::default());
+        lock(&self.shards).push(shard.clone());
+        shard
+    }
 
     pub fn requests(&self, route: &str, status: u16) -> u64 {
-        let routes = self.routes.lock().unwrap();
-        routes.get(route).and_then(|stats| stats.by_status.get(&status)).copied().unwrap_or(0)
+        let merged = self.merged();
+        merged.get(route).and_then(|stats| stats.by_status.get(&status)).copied().unwrap_or(0)
+    }
+
+    fn merged(&self) -> Routes {
+        let mut merged = Routes::new();
+        for shard in lock(&self.shards).iter() {
+            for (route, stats) in lock(&shard.routes).iter() {
+                merged.entry(route.clone()).or_default().add(stats);
+            }
+        }
+        merged
     }
 
     pub fn render(&self) -> String {
-        let routes = self.routes.lock().unwrap();
+        let routes = self.merged();
         let mut out = String::new();
         out.push_str("# HELP lb_l7_requests_total L7 proxy requests, by route and response status.\n");
         out.push_str("# TYPE lb_l7_requests_total counter\n");
@@ -76,6 +119,11 @@ impl L7Metrics {
     }
 }
 
+/// Counters stay usable after a thread panicked while holding the lock.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn escape(label: &str) -> String {
     label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
@@ -87,10 +135,12 @@ mod tests {
     #[test]
     fn counts_by_route_and_status_with_a_cumulative_histogram() {
         let metrics = L7Metrics::default();
-        metrics.observe("ingress:default/web:h/", 200, Duration::from_millis(3));
-        metrics.observe("ingress:default/web:h/", 200, Duration::from_millis(200));
-        metrics.observe("ingress:default/web:h/", 502, Duration::from_secs(60));
-        metrics.observe("regex \"q\"", 404, Duration::ZERO);
+        // Two threads' shards, merged by the scrape.
+        let (one, two) = (metrics.shard(), metrics.shard());
+        one.observe("ingress:default/web:h/", 200, Duration::from_millis(3));
+        two.observe("ingress:default/web:h/", 200, Duration::from_millis(200));
+        one.observe("ingress:default/web:h/", 502, Duration::from_secs(60));
+        two.observe("regex \"q\"", 404, Duration::ZERO);
         assert_eq!(metrics.requests("ingress:default/web:h/", 200), 2);
         let text = metrics.render();
         let expected = [

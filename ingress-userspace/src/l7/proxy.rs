@@ -11,25 +11,32 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::header::{HOST, HeaderValue, SERVER};
 use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use super::SharedRoutes;
 use super::forward::{Forwarded, Upstreams};
+use super::metrics::MetricsShard;
 use super::options::ProxyOptions;
 use super::response::{ProxyBody, SERVER_NAME, local};
 use super::table::Decision;
+
+/// How an HTTP/2 client with prior knowledge begins (RFC 9113 3.4), up to
+/// the first empty line, which is as far as the first head is read.
+const H2_PREFACE_HEAD: &[u8] = b"PRI * HTTP/2.0\r\n\r\n";
 
 /// Everything a connection needs, shared by all of them.
 pub(crate) struct Proxy {
     pub(crate) routes: SharedRoutes,
     pub(crate) options: ProxyOptions,
     pub(crate) upstreams: Upstreams,
+    /// This thread's counters (a proxy serves one listener of one thread).
+    metrics: Arc<MetricsShard>,
 }
 
 /// Serves plain HTTP (HTTP/1.1, and HTTP/2 with prior knowledge) on
@@ -76,10 +83,12 @@ fn client_addr(peer: SocketAddr) -> SocketAddr {
 impl Proxy {
     pub(crate) fn new(routes: SharedRoutes, options: ProxyOptions) -> Arc<Proxy> {
         let upstreams = Upstreams::new(&options);
+        let metrics = options.metrics.shard();
         Arc::new(Proxy {
             routes,
             options,
             upstreams,
+            metrics,
         })
     }
 
@@ -105,22 +114,31 @@ impl Proxy {
                 }
             }
         };
+        // The connection preface of HTTP/2 with prior knowledge starts like a
+        // request head ("PRI * HTTP/2.0", then an empty line), so the head
+        // already read tells the protocol; hyper's `auto` builder would read
+        // and rewind it once more.
+        let h2 = h2_negotiated || head.starts_with(H2_PREFACE_HEAD);
         let io = TokioIo::new(Prefixed { head: head.freeze(), io });
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            // hyper times idle keep-alive connections with the same timer.
-            .header_read_timeout(self.options.client_idle_timeout)
-            .max_buf_size(self.options.max_header_bytes.max(8192));
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(self.options.max_header_bytes).unwrap_or(u32::MAX))
-            .keep_alive_interval(Some(self.options.client_idle_timeout));
         let proxy = self.clone();
         let service = hyper::service::service_fn(move |request| proxy.clone().handle(request, peer, scheme));
-        if let Err(error) = builder.serve_connection_with_upgrades(io, service).await {
+        let served = if h2 {
+            let mut builder = http2::Builder::new(TokioExecutor::new());
+            builder
+                .timer(TokioTimer::new())
+                .max_header_list_size(u32::try_from(self.options.max_header_bytes).unwrap_or(u32::MAX))
+                .keep_alive_interval(Some(self.options.client_idle_timeout));
+            builder.serve_connection(io, service).await
+        } else {
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                // hyper times idle keep-alive connections with the same timer.
+                .header_read_timeout(self.options.client_idle_timeout)
+                .max_buf_size(self.options.max_header_bytes.max(8192));
+            builder.serve_connection(io, service).with_upgrades().await
+        };
+        if let Err(error) = served {
             tracing::debug!(%peer, %error, "L7 client connection ended");
         }
     }
@@ -188,7 +206,7 @@ impl Proxy {
         let mut response = outcome;
         response.headers_mut().insert(SERVER, HeaderValue::from_static(SERVER_NAME));
         let status = response.status();
-        self.options.metrics.observe(route_name, status.as_u16(), started.elapsed());
+        self.metrics.observe(route_name, status.as_u16(), started.elapsed());
         self.log(peer, &method, &authority, &path, route_name, Some(status), started);
         Ok(response)
     }

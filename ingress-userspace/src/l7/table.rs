@@ -131,7 +131,7 @@ impl RouteTable {
         let host = normalize_host(authority);
         let host_rules = self
             .exact
-            .get(&host)
+            .get(host.as_ref())
             .or_else(|| wildcard_suffix(&host).and_then(|suffix| self.wildcard.get(suffix)));
         let (rules, known_host) = match host_rules {
             // A matched host never falls through to other hosts' rules.
@@ -155,7 +155,7 @@ impl RouteTable {
     pub fn serves_host(&self, authority: &str) -> bool {
         let host = normalize_host(authority);
         let wildcard = || wildcard_suffix(&host).is_some_and(|suffix| self.wildcard.contains_key(suffix));
-        self.exact.contains_key(&host) || wildcard()
+        self.exact.contains_key(host.as_ref()) || wildcard()
     }
 
     pub fn served_ingresses(&self) -> &[String] {

@@ -72,7 +72,7 @@ impl Certificates {
     pub fn find(&self, server_name: &str) -> Option<Arc<CertifiedKey>> {
         let host = normalize_host(server_name);
         let wildcard = || wildcard_suffix(&host).and_then(|suffix| self.wildcard.get(suffix));
-        self.exact.get(&host).or_else(wildcard).cloned()
+        self.exact.get(host.as_ref()).or_else(wildcard).cloned()
     }
 }
 
