@@ -26,8 +26,13 @@ pub enum ProblemKind {
     UnsupportedProtocol,
     UnknownService,
     DuplicateFrontend,
-    /// A pod routing annotation entry that cannot be used.
+    /// A pod routing annotation entry, or an Ingress annotation's value,
+    /// that cannot be used.
     InvalidAnnotation,
+    /// An `nginx.ingress.kubernetes.io/*` annotation this controller does not know.
+    UnknownAnnotation,
+    /// An annotation this controller knows and deliberately does not apply.
+    UnsupportedAnnotation,
     /// An L7 host+path already claimed by an older Ingress.
     DuplicateRoute,
 }
@@ -46,6 +51,8 @@ impl ProblemKind {
             ProblemKind::UnknownService => "unknown_service",
             ProblemKind::DuplicateFrontend => "duplicate_frontend",
             ProblemKind::InvalidAnnotation => "invalid_annotation",
+            ProblemKind::UnknownAnnotation => "unknown_annotation",
+            ProblemKind::UnsupportedAnnotation => "unsupported_annotation",
             ProblemKind::DuplicateRoute => "duplicate_route",
         }
     }

@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 use super::SharedRoutes;
 use super::forward::{Forwarded, Upstreams};
 use super::options::ProxyOptions;
+use super::policy;
 use super::response::{ProxyBody, SERVER_NAME, local};
 use super::table::Decision;
 
@@ -165,9 +166,18 @@ impl Proxy {
             ("refused", local(StatusCode::MISDIRECTED_REQUEST, "host not served here\n"))
         } else {
             match table.lookup(&authority, &path) {
-                Decision::Forward { route, rule } => {
-                    let forwarded = Forwarded { peer, scheme, authority: &authority, rule };
-                    let response = self.upstreams.forward(request, route, forwarded, &self.options).await;
+                Decision::Forward { route, rule, canary } => {
+                    let route = canary.filter(|canary| canary.takes(request.headers())).map_or(route, |canary| &canary.route);
+                    let response = match policy::local_answer(route, &request, peer.ip(), scheme, &authority) {
+                        Some(answer) => answer,
+                        None => {
+                            let cors = route.annotations.cors.as_ref().map(|cors| policy::cors_headers(cors, request.headers()));
+                            let forwarded = Forwarded { peer, scheme, authority: &authority, rule };
+                            let mut response = self.upstreams.forward(request, route, forwarded, &self.options).await;
+                            response.headers_mut().extend(cors.unwrap_or_default());
+                            response
+                        }
+                    };
                     (route.name.as_str(), response)
                 }
                 Decision::DefaultBackend { known_host } => {
