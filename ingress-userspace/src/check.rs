@@ -54,7 +54,7 @@ pub fn report(loaded: &Loaded) -> CheckReport {
     let errors = problems.iter().filter(|problem| problem.severity == Severity::Error).count();
     let warnings = problems.len() - errors;
     let total = snapshot.ingresses.len();
-    let _ = writeln!(text, "{total} Ingresses, {served} served; {errors} errors, {warnings} warnings");
+    let _ = writeln!(text, "{total} Ingresses, {served} served; errors: {errors}, warnings: {warnings}");
     CheckReport { text, errors }
 }
 
@@ -155,7 +155,9 @@ fn severity(problem: &Problem) -> &'static str {
 /// What `check --kubernetes` reads, with list calls only: the Ingresses,
 /// IngressClasses, and the Services, EndpointSlices and TLS Secrets their
 /// routes and certificates resolve against.
-pub async fn load_cluster(client: Client) -> anyhow::Result<Loaded> {
+pub async fn load_cluster() -> anyhow::Result<Loaded> {
+    // The agent's own client setup: in-cluster, or as KUBECONFIG says.
+    let client = Client::try_default().await.map_err(|error| anyhow::anyhow!("configuring the API client: {error}"))?;
     async fn list<K>(client: &Client, params: ListParams) -> anyhow::Result<Vec<K>>
     where
         K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>

@@ -20,7 +20,7 @@ use super::table::Route;
 pub struct CanaryRoute {
     pub route: Arc<Route>,
     pub canary: Canary,
-    /// Spreads the weight evenly: request n goes to the canary when n % 100 < weight.
+    /// Requests seen, to spread the weight evenly over every 100.
     requests: AtomicU32,
 }
 
@@ -40,7 +40,9 @@ impl CanaryRoute {
             (Some("never"), None) => return false,
             _ => {}
         }
-        canary.weight > 0 && self.requests.fetch_add(1, Relaxed) % 100 < canary.weight
+        // Request n of every 100 goes when the weight's running share crosses a whole request.
+        let n = self.requests.fetch_add(1, Relaxed) % 100;
+        (n + 1) * canary.weight / 100 > n * canary.weight / 100
     }
 }
 
@@ -116,6 +118,10 @@ pub(crate) fn cors_headers(cors: &Cors, request_headers: &HeaderMap) -> HeaderMa
     }
     headers
 }
+
+#[cfg(test)]
+#[path = "policy_proxy_tests.rs"]
+mod proxy_tests;
 
 #[cfg(test)]
 mod tests {

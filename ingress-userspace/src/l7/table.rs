@@ -273,7 +273,7 @@ impl Builder<'_> {
                 if let Some(canary) = &annotations.canary {
                     let Some(route) = self.route(name, &path.backend, namespace, &location, &field) else { continue };
                     let canary = CanaryRoute::new(with_annotations(route, https_redirect), canary.clone());
-                    if let Err(message) = self.attach_canary(&key, canary) {
+                    if let Err(message) = self.attach_canary(&key, text, canary) {
                         let problem = Problem::error(ProblemKind::DuplicateRoute, location.clone(), format!("{message}, path skipped"));
                         self.problems.push(problem.at(field));
                     }
@@ -330,11 +330,12 @@ impl Builder<'_> {
         self.table.served_ingresses.push(served);
     }
 
-    /// Puts `canary` next to the route of the Ingress that owns `key`.
-    fn attach_canary(&mut self, key: &RuleKey, canary: CanaryRoute) -> Result<(), String> {
+    /// Puts `canary` next to the route of the Ingress that owns `key` (the
+    /// rule's `text` as written, for messages).
+    fn attach_canary(&mut self, key: &RuleKey, text: &str, canary: CanaryRoute) -> Result<(), String> {
         let (host, kind, path) = key;
         let Some(owner) = self.claimed.get(key).cloned() else {
-            return Err(format!("is a canary but no Ingress routes {host} path {kind} {path}"));
+            return Err(format!("is a canary but no Ingress routes {host} path {kind} {text}"));
         };
         let rules = &mut self.host_rules(host).rules;
         let rule = rules.iter_mut().find(|rule| rule.path.kind() == *kind && rule.path.as_str() == path);
@@ -343,8 +344,8 @@ impl Builder<'_> {
                 rule.canary = Some(canary);
                 Ok(())
             }
-            Some(_) => Err(format!("{host} path {kind} {path} of {owner} already has an older canary")),
-            None => Err(format!("is a canary but {host} path {kind} {path} is routed by {owner}, which takes no canary")),
+            Some(_) => Err(format!("{host} path {kind} {text} of {owner} already has an older canary")),
+            None => Err(format!("is a canary but {host} path {kind} {text} is routed by {owner}, which takes no canary")),
         }
     }
 
@@ -392,4 +393,4 @@ impl Builder<'_> {
 
 #[cfg(test)]
 #[path = "table_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -27,7 +27,7 @@ fn backend(service: &str) -> IngressBackend {
 
 /// An Ingress of class `ours` created `created` seconds after a fixed instant.
 /// `paths` are (host, path, pathType, service).
-fn ingress(name: &str, created: i64, paths: &[(&str, &str, &str, &str)]) -> Ingress {
+pub(crate) fn ingress(name: &str, created: i64, paths: &[(&str, &str, &str, &str)]) -> Ingress {
     let mut rules: Vec<IngressRule> = Vec::new();
     for (host, path, path_type, service) in paths {
         let http_path = HTTPIngressPath {
@@ -66,7 +66,7 @@ fn with_annotation(mut ingress: Ingress, key: &str, value: &str) -> Ingress {
     ingress
 }
 
-fn class(name: &str, controller: &str, default: bool) -> IngressClass {
+pub(crate) fn class(name: &str, controller: &str, default: bool) -> IngressClass {
     let mut class = IngressClass::default();
     class.metadata.name = Some(name.into());
     if default {
@@ -399,7 +399,7 @@ fn default_backend_service_option() {
     }
 }
 
-fn with_annotations(ingress: Ingress, pairs: &[(&str, &str)]) -> Ingress {
+pub(crate) fn with_annotations(ingress: Ingress, pairs: &[(&str, &str)]) -> Ingress {
     pairs.iter().fold(ingress, |ingress, (name, value)| with_annotation(ingress, &format!("{PREFIX}{name}"), value))
 }
 
