@@ -1,7 +1,7 @@
 //! The agent's main loop: take snapshots from a source, translate, reconcile
 //! the pinned maps, keep pod veths attached, serve the admin endpoints.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,7 +30,7 @@ use crate::l7::table::is_served;
 use crate::manifests::Loaded;
 use crate::metrics::Metrics;
 use crate::model::{HealthCheck, NodeInfo};
-use crate::problem::{Problem, Severity};
+use crate::problem::{Problem, Reported, Severity};
 use crate::reconcile::Reconciler;
 use crate::source;
 use crate::translate::Translator;
@@ -129,7 +129,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     let mut sweep = tokio::time::interval(config.conntrack.sweep_interval);
     let mut retry_pending = false;
     let mut state = SyncState::default();
-    let mut reported_route_problems = BTreeSet::new();
+    let mut reported_route_problems = Reported::default();
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
@@ -164,15 +164,11 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         let routes_started = std::time::Instant::now();
         let route_problems = l7.update(&loaded.snapshot);
         tracing::debug!(routes_ms = routes_started.elapsed().as_secs_f64() * 1e3, "L7 routes rebuilt");
-        // A route problem (an unknown annotation, say) lasts as long as its
-        // Ingress: logged and counted when it appears, not again every pass.
-        let route_problem_lines: BTreeSet<String> = route_problems.iter().map(ToString::to_string).collect();
-        for problem in &route_problems {
-            if !reported_route_problems.contains(&problem.to_string()) {
-                report(problem, &metrics);
-            }
+        // A route problem lasts as long as its Ingress (an unknown annotation,
+        // say): logged and counted when it appears, not on every pass.
+        for problem in reported_route_problems.new_ones(&route_problems) {
+            report(problem, &metrics);
         }
-        reported_route_problems = route_problem_lines;
         retry_pending = match synced {
             Ok(Synced { mut problems, health_checks: wanted }) => {
                 for _ in health_checks.update(&wanted) {

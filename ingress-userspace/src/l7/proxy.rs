@@ -174,7 +174,9 @@ impl Proxy {
                             let cors = route.annotations.cors.as_ref().map(|cors| policy::cors_headers(cors, request.headers()));
                             let forwarded = Forwarded { peer, scheme, authority: &authority, rule };
                             let mut response = self.upstreams.forward(request, route, forwarded, &self.options).await;
-                            response.headers_mut().extend(cors.unwrap_or_default());
+                            if let Some(cors) = cors {
+                                response.headers_mut().extend(cors);
+                            }
                             response
                         }
                     };
