@@ -97,8 +97,9 @@ fn header<'a>(answer: &'a Answer, name: &str) -> Option<&'a str> {
 
 #[tokio::test]
 async fn redirects_like_nginx() {
+    type Annotations = &'static [(&'static str, &'static str)];
     // (annotations, request, status, Location)
-    let cases: &[(&[(&str, &str)], &str, u16, Option<&str>)] = &[
+    let cases: &[(Annotations, &str, u16, Option<&str>)] = &[
         (&[("force-ssl-redirect", "true")], "/cart?id=7", 308, Some("https://h/cart?id=7")),
         (&[("permanent-redirect", "https://new.example/")], "/anything", 301, Some("https://new.example/")),
         (&[("temporal-redirect", "/maintenance")], "/anything", 302, Some("/maintenance")),
