@@ -30,7 +30,7 @@ use crate::l7::table::is_served;
 use crate::manifests::Loaded;
 use crate::metrics::Metrics;
 use crate::model::{HealthCheck, NodeInfo};
-use crate::problem::{Problem, Severity};
+use crate::problem::{Problem, Reported, Severity};
 use crate::reconcile::Reconciler;
 use crate::source;
 use crate::translate::Translator;
@@ -129,6 +129,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     let mut sweep = tokio::time::interval(config.conntrack.sweep_interval);
     let mut retry_pending = false;
     let mut state = SyncState::default();
+    let mut reported_route_problems = Reported::default();
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
@@ -163,7 +164,9 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         let routes_started = std::time::Instant::now();
         let route_problems = l7.update(&loaded.snapshot);
         tracing::debug!(routes_ms = routes_started.elapsed().as_secs_f64() * 1e3, "L7 routes rebuilt");
-        for problem in &route_problems {
+        // A route problem lasts as long as its Ingress (an unknown annotation,
+        // say): logged and counted when it appears, not on every pass.
+        for problem in reported_route_problems.new_ones(&route_problems) {
             report(problem, &metrics);
         }
         retry_pending = match synced {

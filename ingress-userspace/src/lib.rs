@@ -13,4 +13,5 @@ pub mod interfaces;
 pub mod k8s;
 pub mod source;
 pub mod state;
+pub mod check;
 pub mod l7;

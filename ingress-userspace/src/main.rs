@@ -4,8 +4,8 @@ mod run_args;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
-use ingress_userspace::agent;
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use ingress_userspace::{agent, check};
 use ingress_userspace::dataplane::pin_dir::remove_pins;
 use ingress_userspace::dataplane::ebpf::DEFAULT_PIN_DIR;
 use ingress_userspace::state;
@@ -28,12 +28,28 @@ enum Command {
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
     },
+    /// Before migrating from ingress-nginx: print, per Ingress, what will be
+    /// served (host, path, match type, backend, annotations in effect) and
+    /// what is ignored and why. Read-only; exit status 1 when anything is
+    /// malformed.
+    Check(CheckArgs),
     /// Detach the programs and remove the pinned maps (uninstall). The agent
     /// itself never does this: its programs stay attached across restarts.
     Cleanup {
         #[arg(long, default_value = DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
     },
+}
+
+#[derive(Args)]
+#[command(group(ArgGroup::new("source").required(true).args(["manifests", "kubernetes"])))]
+struct CheckArgs {
+    /// Directory of Kubernetes YAML, as `run --manifests` reads it.
+    #[arg(long)]
+    manifests: Option<PathBuf>,
+    /// List the objects from the API server (in-cluster, or as KUBECONFIG says).
+    #[arg(long)]
+    kubernetes: bool,
 }
 
 fn main() {
@@ -56,6 +72,16 @@ fn execute(command: Command) -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(agent::run(args.into_config()?, shutdown_signal())),
+        Command::Check(args) => {
+            let loaded = match args.manifests {
+                Some(dir) => ingress_userspace::manifests::load_dir(&dir)?,
+                None => tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(check::load_cluster())?,
+            };
+            let report = check::report(&loaded);
+            print!("{}", report.text);
+            anyhow::ensure!(report.errors == 0, "{} errors: what they name is dropped or ignored when served", report.errors);
+            Ok(())
+        }
         Command::State { pin_dir } => {
             print!("{}", state::render(&pin_dir)?);
             Ok(())

@@ -119,6 +119,11 @@ impl SourceRange {
         };
         Some(SourceRange { addr, prefix_len })
     }
+
+    /// Whether `ip` is inside the range (of the same family).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        SourceRange::new(ip.to_canonical(), self.prefix_len).is_some_and(|network| network == *self)
+    }
 }
 
 /// `bits` of a `width`-bit address with all but the first `prefix_len`

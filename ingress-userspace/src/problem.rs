@@ -3,6 +3,7 @@
 //! warning) and the rest is programmed, so one bad manifest cannot take the
 //! node's Services down.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -26,8 +27,13 @@ pub enum ProblemKind {
     UnsupportedProtocol,
     UnknownService,
     DuplicateFrontend,
-    /// A pod routing annotation entry that cannot be used.
+    /// A pod routing annotation entry, or an Ingress annotation's value,
+    /// that cannot be used.
     InvalidAnnotation,
+    /// An `nginx.ingress.kubernetes.io/*` annotation this controller does not know.
+    UnknownAnnotation,
+    /// An annotation this controller knows and deliberately does not apply.
+    UnsupportedAnnotation,
     /// An L7 host+path already claimed by an older Ingress.
     DuplicateRoute,
 }
@@ -46,6 +52,8 @@ impl ProblemKind {
             ProblemKind::UnknownService => "unknown_service",
             ProblemKind::DuplicateFrontend => "duplicate_frontend",
             ProblemKind::InvalidAnnotation => "invalid_annotation",
+            ProblemKind::UnknownAnnotation => "unknown_annotation",
+            ProblemKind::UnsupportedAnnotation => "unsupported_annotation",
             ProblemKind::DuplicateRoute => "duplicate_route",
         }
     }
@@ -135,9 +143,39 @@ impl fmt::Display for Problem {
     }
 }
 
+/// The problems of the last pass, so that one that lasts (an Ingress with
+/// an unknown annotation, say) is reported when it appears, not every pass.
+#[derive(Debug, Default)]
+pub struct Reported {
+    last: BTreeSet<String>,
+}
+
+impl Reported {
+    /// The problems of this pass that the last pass did not have.
+    pub fn new_ones<'a>(&mut self, problems: &'a [Problem]) -> Vec<&'a Problem> {
+        let current: BTreeSet<String> = problems.iter().map(ToString::to_string).collect();
+        let new = problems.iter().filter(|problem| !self.last.contains(&problem.to_string())).collect();
+        self.last = current;
+        new
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lasting_problem_is_new_once_and_again_after_it_went_away() {
+        let unknown = Problem::warning(ProblemKind::UnknownAnnotation, Location::object("Ingress a/b"), "x");
+        let other = Problem::error(ProblemKind::InvalidAnnotation, Location::object("Ingress a/b"), "y");
+        let mut reported = Reported::default();
+        let passes = [vec![unknown.clone()], vec![unknown.clone(), other.clone()], vec![other.clone()], vec![unknown.clone()]];
+        let new: Vec<Vec<String>> = passes
+            .iter()
+            .map(|pass| reported.new_ones(pass).into_iter().map(|problem| problem.message.clone()).collect())
+            .collect();
+        assert_eq!(new, [vec!["x"], vec!["y"], vec![], vec!["x"]]);
+    }
 
     #[test]
     fn display() {

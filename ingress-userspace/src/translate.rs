@@ -2,7 +2,7 @@
 //! kube-proxy's semantics. Pure: a bad field drops only the port or address it
 //! concerns, and is reported as a problem.
 
-mod addresses;
+pub(crate) mod addresses;
 mod patch;
 
 use std::collections::{BTreeSet, HashMap, HashSet};

@@ -71,13 +71,15 @@ impl Upstreams {
         if route.upstream.endpoints().is_empty() {
             return local(StatusCode::SERVICE_UNAVAILABLE, "no ready endpoint\n");
         }
+        let max_body_bytes = route.annotations.max_body_bytes.unwrap_or(options.max_body_bytes);
+        let request_timeout = route.annotations.read_timeout.unwrap_or(options.request_timeout);
         let declared_length = request.body().size_hint().exact();
-        if declared_length.is_some_and(|length| length > options.max_body_bytes) {
+        if declared_length.is_some_and(|length| length > max_body_bytes) {
             return local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
         }
         let upgrade = upgrade_protocol(request.headers());
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
-        let rewritten = match (&route.rewrite_target, forwarded.rule, request.uri().path_and_query()) {
+        let rewritten = match (&route.annotations.rewrite_target, forwarded.rule, request.uri().path_and_query()) {
             (Some(target), Some(rule), Some(path_and_query)) => rewrite(rule, target, path_and_query.as_str()),
             _ => None,
         };
@@ -98,7 +100,7 @@ impl Upstreams {
 
         // Without a body the request can be sent again; with one it is consumed.
         let retryable = is_idempotent(&parts.method) && body.is_end_stream();
-        let mut body = Some(Limited::new(body, usize::try_from(options.max_body_bytes).unwrap_or(usize::MAX)));
+        let mut body = Some(Limited::new(body, usize::try_from(max_body_bytes).unwrap_or(usize::MAX)));
         let attempts = if retryable { 2 } else { 1 };
         let mut last_failure = Failure::TimedOut;
         let mut endpoints = route.upstream.pick(attempts).peekable();
@@ -114,10 +116,10 @@ impl Upstreams {
             // Copied only while another attempt may still need them.
             *upstream_request.headers_mut() = if endpoints.peek().is_some() { headers.clone() } else { std::mem::take(&mut headers) };
             let sent = match &client_upgrade {
-                None => tokio::time::timeout(options.request_timeout, self.pool.send(endpoint, upstream_request)).await,
+                None => tokio::time::timeout(request_timeout, self.pool.send(endpoint, upstream_request)).await,
                 Some(_) => {
                     let sending = self.pool.send_upgrade(endpoint, upstream_request);
-                    tokio::time::timeout(options.request_timeout, sending).await.map(|sent| sent.map(|response| response.map(|body| body.map_err(BoxError::from).boxed())))
+                    tokio::time::timeout(request_timeout, sending).await.map(|sent| sent.map(|response| response.map(|body| body.map_err(BoxError::from).boxed())))
                 }
             };
             match sent {

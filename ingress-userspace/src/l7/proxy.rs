@@ -23,6 +23,7 @@ use super::SharedRoutes;
 use super::forward::{Forwarded, Upstreams};
 use super::metrics::MetricsShard;
 use super::options::ProxyOptions;
+use super::policy;
 use super::response::{ProxyBody, SERVER_NAME, local};
 use super::table::Decision;
 
@@ -183,9 +184,20 @@ impl Proxy {
             ("refused", local(StatusCode::MISDIRECTED_REQUEST, "host not served here\n"))
         } else {
             match table.lookup(&authority, &path) {
-                Decision::Forward { route, rule } => {
-                    let forwarded = Forwarded { peer, scheme, authority: &authority, rule };
-                    let response = self.upstreams.forward(request, route, forwarded, &self.options).await;
+                Decision::Forward { route, rule, canary } => {
+                    let route = canary.filter(|canary| canary.takes(request.headers())).map_or(route, |canary| &canary.route);
+                    let response = match policy::local_answer(route, &request, peer.ip(), scheme, &authority) {
+                        Some(answer) => answer,
+                        None => {
+                            let cors = route.annotations.cors.as_ref().map(|cors| policy::cors_headers(cors, request.headers()));
+                            let forwarded = Forwarded { peer, scheme, authority: &authority, rule };
+                            let mut response = self.upstreams.forward(request, route, forwarded, &self.options).await;
+                            if let Some(cors) = cors {
+                                response.headers_mut().extend(cors);
+                            }
+                            response
+                        }
+                    };
                     (route.name.as_str(), response)
                 }
                 Decision::DefaultBackend { known_host } => {

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
 
 use super::annotations::pod_routes;
+use super::nginx_annotations::{self, NginxAnnotations};
+use super::policy::CanaryRoute;
 use super::balancer::Upstream;
 use super::endpoints::ServiceIndex;
 use super::host::{HostPattern, normalize_host, wildcard_suffix};
@@ -20,8 +22,7 @@ use crate::problem::{Location, Problem, ProblemKind};
 
 pub const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
-pub const REWRITE_TARGET_ANNOTATION: &str = "nginx.ingress.kubernetes.io/rewrite-target";
-pub const USE_REGEX_ANNOTATION: &str = "nginx.ingress.kubernetes.io/use-regex";
+pub const CANARY_ANNOTATION: &str = "nginx.ingress.kubernetes.io/canary";
 
 /// Where matched requests go.
 #[derive(Debug)]
@@ -29,13 +30,25 @@ pub struct Route {
     /// Stable label for logs and metrics, e.g. `ingress:default/web:foo.com/api`.
     pub name: String,
     pub upstream: Upstream,
-    pub rewrite_target: Option<String>,
+    /// Of the Ingress the route comes from; none for other routes.
+    pub annotations: NginxAnnotations,
+    /// Plain HTTP is redirected to HTTPS (`ssl-redirect` with TLS for the
+    /// host, or `force-ssl-redirect`).
+    pub https_redirect: bool,
+}
+
+impl Route {
+    pub fn new(name: String, upstream: Upstream) -> Route {
+        Route { name, upstream, annotations: NginxAnnotations::default(), https_redirect: false }
+    }
 }
 
 #[derive(Debug)]
 struct Rule {
     path: PathMatch,
     route: Arc<Route>,
+    /// A canary Ingress's route for the same host+path.
+    canary: Option<CanaryRoute>,
 }
 
 #[derive(Debug, Default)]
@@ -71,6 +84,8 @@ pub enum Decision<'a> {
         route: &'a Arc<Route>,
         /// The rule that matched; `None` for a default backend route.
         rule: Option<&'a PathMatch>,
+        /// Takes some of the rule's requests instead of `route`.
+        canary: Option<&'a CanaryRoute>,
     },
     /// The built-in default backend. `known_host` is false when no host rule
     /// claimed the host (the case the proxy may answer by closing).
@@ -93,10 +108,13 @@ impl RouteTable {
             .collect();
         // Oldest wins a conflict; objects without a timestamp (from files) come
         // after the API server's, then namespace/name decides.
+        // Canaries last: they join the routes of the Ingresses they split.
         ingresses.sort_by_key(|ingress| {
             let metadata = &ingress.metadata;
+            let canary = metadata.annotations.as_ref().and_then(|annotations| annotations.get(CANARY_ANNOTATION));
             let created = metadata.creation_timestamp.clone();
-            (created.is_none(), created, metadata.namespace.clone(), metadata.name.clone())
+            let canary = canary.is_some_and(|value| value == "true");
+            (canary, created.is_none(), created, metadata.namespace.clone(), metadata.name.clone())
         });
         for ingress in &ingresses {
             builder.add_ingress(ingress);
@@ -112,11 +130,7 @@ impl RouteTable {
                     Vec::new()
                 }
             };
-            builder.table.fallback = Some(Arc::new(Route {
-                name: "default-backend-service".into(),
-                upstream: Upstream::new(endpoints),
-                rewrite_target: None,
-            }));
+            builder.table.fallback = Some(Arc::new(Route::new("default-backend-service".into(), Upstream::new(endpoints))));
         }
         let table = &mut builder.table;
         let all = table.exact.values_mut().chain(table.wildcard.values_mut());
@@ -142,10 +156,11 @@ impl RouteTable {
             return Decision::Forward {
                 route: &rule.route,
                 rule: Some(&rule.path),
+                canary: rule.canary.as_ref(),
             };
         }
         match rules.default_backend.as_ref().or(self.fallback.as_ref()) {
-            Some(route) => Decision::Forward { route, rule: None },
+            Some(route) => Decision::Forward { route, rule: None, canary: None },
             None => Decision::DefaultBackend { known_host },
         }
     }
@@ -214,13 +229,17 @@ impl Builder<'_> {
         let location = self.snapshot.location("Ingress", metadata);
         let namespace = metadata.namespace.as_deref().unwrap_or("default");
         let owner = format!("Ingress {namespace}/{}", metadata.name.as_deref().unwrap_or(""));
-        let annotation = |key: &str| metadata.annotations.as_ref().and_then(|annotations| annotations.get(key));
-        let rewrite_target = annotation(REWRITE_TARGET_ANNOTATION).cloned();
+        let no_annotations = BTreeMap::new();
+        let annotations = metadata.annotations.as_ref().unwrap_or(&no_annotations);
+        let annotations = nginx_annotations::parse(annotations, &location, &mut self.problems);
         // A target naming capture groups only makes sense with regex paths.
-        let use_regex = annotation(USE_REGEX_ANNOTATION).is_some_and(|value| value == "true")
-            || rewrite_target.as_ref().is_some_and(|target| target.contains('$'));
+        let use_regex = annotations.use_regex || annotations.rewrite_target.as_ref().is_some_and(|target| target.contains('$'));
         let Some(spec) = &ingress.spec else { return };
         let route_prefix = format!("ingress:{namespace}/{}", metadata.name.as_deref().unwrap_or(""));
+        let tls_hosts: Vec<HostPattern> = spec.tls.iter().flatten().flat_map(|tls| tls.hosts.iter().flatten()).map(|host| HostPattern::parse(host)).collect();
+        let with_annotations = |route: Route, https_redirect: bool| {
+            Arc::new(Route { annotations: annotations.clone(), https_redirect, ..route })
+        };
 
         let mut hosts = Vec::new();
         for (rule_index, rule) in spec.rules.iter().flatten().enumerate() {
@@ -249,6 +268,17 @@ impl Builder<'_> {
                     }
                 };
                 let key = (host.clone(), matcher.kind(), matcher.as_str().to_owned());
+                let https_redirect = annotations.force_ssl_redirect || (annotations.ssl_redirect && tls_hosts.contains(&host));
+                let name = format!("{route_prefix}:{host}{text}");
+                if let Some(canary) = &annotations.canary {
+                    let Some(route) = self.route(name, &path.backend, namespace, &location, &field) else { continue };
+                    let canary = CanaryRoute::new(with_annotations(route, https_redirect), canary.clone());
+                    if let Err(message) = self.attach_canary(&key, text, canary) {
+                        let problem = Problem::error(ProblemKind::DuplicateRoute, location.clone(), format!("{message}, path skipped"));
+                        self.problems.push(problem.at(field));
+                    }
+                    continue;
+                }
                 if let Some(winner) = self.claimed.get(&key) {
                     let message = format!(
                         "{} path {} {text} is already routed by the older {winner}, path skipped",
@@ -259,18 +289,23 @@ impl Builder<'_> {
                     self.problems.push(problem.at(field));
                     continue;
                 }
-                let name = format!("{route_prefix}:{host}{text}");
-                let target = rewrite_target.clone();
-                if let Some(route) = self.route(name, &path.backend, namespace, &location, &field, target) {
+                if let Some(route) = self.route(name, &path.backend, namespace, &location, &field) {
                     self.claimed.insert(key, owner.clone());
-                    self.host_rules(&host).rules.push(Rule { path: matcher, route });
+                    let route = with_annotations(route, https_redirect);
+                    self.host_rules(&host).rules.push(Rule { path: matcher, route, canary: None });
                 }
             }
         }
 
-        let default_backend = spec.default_backend.as_ref().and_then(|backend| {
+        if annotations.canary.is_some() && spec.default_backend.is_some() {
+            let message = "a canary Ingress splits only its rules' paths, defaultBackend skipped";
+            let problem = Problem::warning(ProblemKind::InvalidField, location.clone(), message);
+            self.problems.push(problem.at("spec.defaultBackend"));
+        }
+        let default_backend = spec.default_backend.as_ref().filter(|_| annotations.canary.is_none()).and_then(|backend| {
             let name = format!("{route_prefix}:default");
-            self.route(name, backend, namespace, &location, "spec.defaultBackend", None)
+            let route = self.route(name, backend, namespace, &location, "spec.defaultBackend")?;
+            Some(with_annotations(route, annotations.force_ssl_redirect))
         });
         if let Some(route) = default_backend {
             // An Ingress with only a defaultBackend catches every host.
@@ -295,15 +330,26 @@ impl Builder<'_> {
         self.table.served_ingresses.push(served);
     }
 
-    fn route(
-        &mut self,
-        name: String,
-        backend: &IngressBackend,
-        namespace: &str,
-        location: &Location,
-        field: &str,
-        rewrite_target: Option<String>,
-    ) -> Option<Arc<Route>> {
+    /// Puts `canary` next to the route of the Ingress that owns `key` (the
+    /// rule's `text` as written, for messages).
+    fn attach_canary(&mut self, key: &RuleKey, text: &str, canary: CanaryRoute) -> Result<(), String> {
+        let (host, kind, path) = key;
+        let Some(owner) = self.claimed.get(key).cloned() else {
+            return Err(format!("is a canary but no Ingress routes {host} path {kind} {text}"));
+        };
+        let rules = &mut self.host_rules(host).rules;
+        let rule = rules.iter_mut().find(|rule| rule.path.kind() == *kind && rule.path.as_str() == path);
+        match rule {
+            Some(rule) if rule.canary.is_none() => {
+                rule.canary = Some(canary);
+                Ok(())
+            }
+            Some(_) => Err(format!("{host} path {kind} {text} of {owner} already has an older canary")),
+            None => Err(format!("is a canary but {host} path {kind} {text} is routed by {owner}, which takes no canary")),
+        }
+    }
+
+    fn route(&mut self, name: String, backend: &IngressBackend, namespace: &str, location: &Location, field: &str) -> Option<Route> {
         let service = backend.service.as_ref().filter(|service| service.port.is_some());
         let Some(service) = service else {
             let message = "only Service backends with a port are supported, skipped";
@@ -318,11 +364,7 @@ impl Builder<'_> {
             self.problems.push(problem.at(format!("{field}.backend.service")));
             Vec::new()
         });
-        Some(Arc::new(Route {
-            name,
-            upstream: Upstream::new(endpoints),
-            rewrite_target,
-        }))
+        Some(Route::new(name, Upstream::new(endpoints)))
     }
 
     fn add_pods(&mut self) {
@@ -343,16 +385,12 @@ impl Builder<'_> {
                 continue;
             }
             self.claimed.insert(key, "annotated pods".into());
-            let route = Arc::new(Route {
-                name: format!("pods:{host}{path}"),
-                upstream: Upstream::new(endpoints),
-                rewrite_target: None,
-            });
-            self.host_rules(&host).rules.push(Rule { path: matcher, route });
+            let route = Arc::new(Route::new(format!("pods:{host}{path}"), Upstream::new(endpoints)));
+            self.host_rules(&host).rules.push(Rule { path: matcher, route, canary: None });
         }
     }
 }
 
 #[cfg(test)]
 #[path = "table_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -8,6 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::*;
 use crate::l7::ServiceRef;
+use crate::l7::nginx_annotations::PREFIX;
 use crate::l7::annotations::tests::pod;
 use crate::l7::endpoints::tests::{service, slice};
 
@@ -26,7 +27,7 @@ fn backend(service: &str) -> IngressBackend {
 
 /// An Ingress of class `ours` created `created` seconds after a fixed instant.
 /// `paths` are (host, path, pathType, service).
-fn ingress(name: &str, created: i64, paths: &[(&str, &str, &str, &str)]) -> Ingress {
+pub(crate) fn ingress(name: &str, created: i64, paths: &[(&str, &str, &str, &str)]) -> Ingress {
     let mut rules: Vec<IngressRule> = Vec::new();
     for (host, path, path_type, service) in paths {
         let http_path = HTTPIngressPath {
@@ -65,7 +66,7 @@ fn with_annotation(mut ingress: Ingress, key: &str, value: &str) -> Ingress {
     ingress
 }
 
-fn class(name: &str, controller: &str, default: bool) -> IngressClass {
+pub(crate) fn class(name: &str, controller: &str, default: bool) -> IngressClass {
     let mut class = IngressClass::default();
     class.metadata.name = Some(name.into());
     if default {
@@ -318,25 +319,25 @@ fn invalid_paths_are_reported_and_skipped() {
 fn regex_paths_and_rewrite_targets() {
     let regex = with_annotation(
         ingress("regex", 0, &[("h", "/one(/|$)(.*)", "ImplementationSpecific", "svc-a")]),
-        REWRITE_TARGET_ANNOTATION,
+        &format!("{PREFIX}rewrite-target"),
         "/$2",
     );
     let use_regex = with_annotation(
         ingress("use-regex", 0, &[("g", "/v[0-9]+/items", "Prefix", "svc-b")]),
-        USE_REGEX_ANNOTATION,
+        &format!("{PREFIX}use-regex"),
         "true",
     );
-    let prefix = with_annotation(ingress("prefix", 0, &[("p", "/foo", "Prefix", "svc-c")]), REWRITE_TARGET_ANNOTATION, "/xyz");
-    let bad = with_annotation(ingress("bad", 0, &[("b", "/x(", "Prefix", "svc-d")]), USE_REGEX_ANNOTATION, "true");
+    let prefix = with_annotation(ingress("prefix", 0, &[("p", "/foo", "Prefix", "svc-c")]), &format!("{PREFIX}rewrite-target"), "/xyz");
+    let bad = with_annotation(ingress("bad", 0, &[("b", "/x(", "Prefix", "svc-d")]), &format!("{PREFIX}use-regex"), "true");
     let (table, problems) = RouteTable::build(&snapshot(vec![regex, use_regex, prefix, bad]), &L7Options::default());
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].message.contains("invalid regex"));
     let rewritten = |host: &str, path_and_query: &str| {
         let path = path_and_query.split('?').next().unwrap();
-        let Decision::Forward { route, rule: Some(rule) } = table.lookup(host, path) else {
+        let Decision::Forward { route, rule: Some(rule), .. } = table.lookup(host, path) else {
             return None;
         };
-        let rewritten = match &route.rewrite_target {
+        let rewritten = match &route.annotations.rewrite_target {
             Some(target) => crate::l7::rewrite::rewrite(rule, target, path_and_query)?,
             None => return Some((path_and_query.to_owned(), None)),
         };
@@ -396,4 +397,53 @@ fn default_backend_service_option() {
     for (host, path, expected) in [("h", "/x", "a"), ("h", "/y", "e"), ("other", "/", "e")] {
         assert_eq!(reach(&table, host, path), expected, "{host}{path}");
     }
+}
+
+pub(crate) fn with_annotations(ingress: Ingress, pairs: &[(&str, &str)]) -> Ingress {
+    pairs.iter().fold(ingress, |ingress, (name, value)| with_annotation(ingress, &format!("{PREFIX}{name}"), value))
+}
+
+#[test]
+fn a_canary_ingress_joins_the_route_of_the_same_host_and_path() {
+    let main = ingress("main", 5, &[("h", "/", "Prefix", "svc-a"), ("h", "/only-main", "Prefix", "svc-a")]);
+    // Older than the main Ingress: a canary never takes a path over.
+    let canary = with_annotations(ingress("canary", 0, &[("h", "/", "Prefix", "svc-b"), ("h", "/nobody", "Prefix", "svc-b")]), &[("canary", "true"), ("canary-weight", "25")]);
+    let second = with_annotations(ingress("second", 9, &[("h", "/", "Prefix", "svc-c")]), &[("canary", "true")]);
+    let (table, problems) = RouteTable::build(&snapshot(vec![second, canary, main]), &L7Options::default());
+    let Decision::Forward { route, canary: Some(canary), .. } = table.lookup("h", "/x") else { panic!("no canary on h/") };
+    assert_eq!(route.upstream.endpoints()[0].to_string(), "10.0.0.1:8080");
+    assert_eq!(canary.route.upstream.endpoints()[0].to_string(), "10.0.0.2:8080");
+    assert_eq!(canary.canary.weight, 25);
+    assert!(matches!(table.lookup("h", "/only-main"), Decision::Forward { canary: None, .. }));
+    let messages: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(messages[0].starts_with("Ingress default/canary: spec.rules[0].http.paths[1]: is a canary but no Ingress routes h path Prefix /nobody"), "{messages:?}");
+    assert!(messages[1].starts_with("Ingress default/second: spec.rules[0].http.paths[0]: h path Prefix / of Ingress default/main already has an older canary"), "{messages:?}");
+}
+
+#[test]
+fn ssl_redirect_needs_tls_for_the_host_and_force_ssl_redirect_does_not() {
+    let mut tls = with_annotations(ingress("tls", 0, &[("secure", "/", "Prefix", "svc-a"), ("plain", "/", "Prefix", "svc-a")]), &[("ssl-redirect", "true")]);
+    tls.spec.as_mut().unwrap().tls = Some(vec![k8s_openapi::api::networking::v1::IngressTLS { hosts: Some(vec!["secure".into()]), secret_name: None }]);
+    let forced = with_annotations(ingress("forced", 0, &[("forced", "/", "Prefix", "svc-b")]), &[("force-ssl-redirect", "true")]);
+    let (table, _) = RouteTable::build(&snapshot(vec![tls, forced]), &L7Options::default());
+    for (host, expected) in [("secure", true), ("plain", false), ("forced", true)] {
+        let Decision::Forward { route, .. } = table.lookup(host, "/") else { panic!("{host} not routed") };
+        assert_eq!(route.https_redirect, expected, "{host}");
+    }
+}
+
+#[test]
+fn a_malformed_annotation_is_reported_and_the_ingress_still_serves() {
+    let web = with_annotations(ingress("web", 0, &[("h", "/", "Prefix", "svc-a")]), &[("proxy-body-size", "10Q"), ("proxy-read-timeout", "5")]);
+    let (table, problems) = RouteTable::build(&snapshot(vec![web]), &L7Options::default());
+    assert_eq!(reach(&table, "h", "/"), "a");
+    let Decision::Forward { route, .. } = table.lookup("h", "/") else { unreachable!() };
+    assert_eq!((route.annotations.max_body_bytes, route.annotations.read_timeout), (None, Some(std::time::Duration::from_secs(5))));
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(
+        problems[0].to_string(),
+        "Ingress default/web: metadata.annotations[nginx.ingress.kubernetes.io/proxy-body-size]: invalid value \"10Q\" \
+         (expected a size such as 8m, 512k or 0 (no limit)), annotation ignored"
+    );
 }

@@ -125,7 +125,7 @@ pub fn source_ranges(
 
 /// A CIDR of either family, a bare address being a /32 or /128; the error
 /// says what is wrong with it.
-fn parse_range(text: &str) -> Result<SourceRange, &'static str> {
+pub(crate) fn parse_range(text: &str) -> Result<SourceRange, &'static str> {
     let (addr, prefix_len) = match text.split_once('/') {
         Some((addr, len)) => (addr, Some(len.parse::<u8>().map_err(|_| "invalid CIDR")?)),
         None => (text, None),
