@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use anyhow::Context;
 use ingress_common::maps::{MaglevKey, SCOPE_EXTERNAL, ServiceKey};
 
-use crate::dataplane::diff::diff;
+use crate::dataplane::diff::{diff, removals};
 use crate::dataplane::plan::{LeftOut, PartPlanner, Plan, ServiceFrontends, backend_values, by_service, plan};
 use crate::dataplane::sizes::MapSizes;
 use crate::dataplane::{MapContents, MapOp, MapWriter, SourceRangeEntry, abi, rollback};
@@ -161,29 +161,35 @@ impl Reconciler {
         }
         let exact = left_out.is_empty();
         let mut report = ReconcileReport { left_out, changed_services: services.len(), frontends_changed: true, ..ReconcileReport::default() };
-        let mut written = current;
         let mut failures = Vec::new();
-        for (service, part) in &services {
-            let before = rollback::entries_at(&written, part);
-            let ops = diff(&before, part);
-            match apply(writer, &ops, &mut report) {
-                Ok(()) => written.overlay(part),
-                Err((applied, error)) => {
-                    let undo = rollback::undo(&before, &ops[..applied]);
-                    apply(writer, &undo, &mut report).map_err(|(_, undo_error)| {
-                        undo_error.context(format!("rolling back Service port {service} after: {error:#}"))
-                    })?;
-                    tracing::error!(%service, "Service port {service} rolled back: {error:#}");
-                    rollback::keep_unwritten(&mut planned, &written, part);
-                    failures.push(error.context(format!("Service port {service} rolled back")));
+        // Every Service port at once first: one diff, so each map's writes
+        // are one long batch. Should one fail (a map fuller than planned),
+        // the maps are put back and written Service port by Service port,
+        // so that only those that do not fit are left as they were.
+        let at_once = write_or_undo(writer, &rollback::entries_at(&current, &planned), &planned, &mut report, "every Service port")?;
+        let removals = match at_once {
+            // The maps hold `planned` and whatever else `current` had.
+            Ok(()) => removals(&current, &planned),
+            Err(error) => {
+                let mut written = current;
+                tracing::warn!("writing every Service port at once failed, writing them one by one: {error:#}");
+                for (service, part) in &services {
+                    let before = rollback::entries_at(&written, part);
+                    match write_or_undo(writer, &before, part, &mut report, format_args!("Service port {service}"))? {
+                        Ok(()) => written.overlay(part),
+                        Err(error) => {
+                            tracing::error!(%service, "Service port {service} rolled back: {error:#}");
+                            rollback::keep_unwritten(&mut planned, &written, part);
+                            failures.push(error.context(format!("Service port {service} rolled back")));
+                        }
+                    }
                 }
+                if !failures.is_empty() {
+                    rollback::drop_unreferenced(&mut planned);
+                }
+                diff(&written, &planned)
             }
-        }
-        if !failures.is_empty() {
-            rollback::drop_unreferenced(&mut planned);
-        }
-        let removals = diff(&written, &planned);
-        drop(written);
+        };
         apply(writer, &removals, &mut report).map_err(|(_, error)| error)?;
         flush_udp_flows_of_removed_backends(writer, &removals, &mut report);
         report.frontends = planned.services.keys().filter(|key| key.slot == 0).count();
@@ -306,12 +312,7 @@ impl Reconciler {
         // Writes: the new versions, Service port by Service port.
         for (service, part) in &parts {
             let before = rollback::entries_at(&known.contents, part);
-            let ops = diff(&before, part);
-            if let Err((applied, error)) = apply(writer, &ops, &mut report) {
-                let undo = rollback::undo(&before, &ops[..applied]);
-                apply(writer, &undo, &mut report).map_err(|(_, undo_error)| {
-                    undo_error.context(format!("rolling back Service port {service} after: {error:#}"))
-                })?;
+            if let Err(error) = write_or_undo(writer, &before, part, &mut report, format_args!("Service port {service}"))? {
                 tracing::error!(%service, "Service port {service} rolled back: {error:#}; planning everything again");
                 return self.full(writer, desired);
             }
@@ -477,6 +478,24 @@ fn flush_udp_flows_of_removed_backends(writer: &mut dyn MapWriter, ops: &[MapOp]
     }
 }
 
+/// Writes the entries of `part` that `before` (what the maps hold at its
+/// keys) lacks, all or nothing: `Ok(Err(why))` when a write failed and the
+/// ones before it were undone; `Err` when the undo failed too (`what` names
+/// what was being written).
+fn write_or_undo(
+    writer: &mut dyn MapWriter,
+    before: &MapContents,
+    part: &MapContents,
+    report: &mut ReconcileReport,
+    what: impl std::fmt::Display,
+) -> anyhow::Result<Result<(), anyhow::Error>> {
+    let ops = diff(before, part);
+    let Err((applied, error)) = apply(writer, &ops, report) else { return Ok(Ok(())) };
+    let undo = rollback::undo(before, &ops[..applied]);
+    apply(writer, &undo, report).map_err(|(_, undo_error)| undo_error.context(format!("rolling back {what} after: {error:#}")))?;
+    Ok(Err(error))
+}
+
 /// Applies `ops` in order, counting them; on a failure, how many were applied.
 fn apply(writer: &mut dyn MapWriter, ops: &[MapOp], report: &mut ReconcileReport) -> Result<(), (usize, anyhow::Error)> {
     let result = writer.apply_all(ops);
@@ -582,6 +601,49 @@ mod tests {
             }
         }
         assert_eq!(maps.contents, Default::default());
+    }
+
+    /// A full pass writes each kind of entry in one run (one batch on the
+    /// kernel's maps), in the order of a single diff, whatever the maps held.
+    #[test]
+    fn a_full_pass_writes_each_kind_of_entry_in_one_run() {
+        let first: Spec = &[
+            ("a=10.96.0.10:80/TCP", &["10.244.1.2:80", "10.244.2.2:80"]),
+            ("b=10.96.0.20:80/TCP", &["10.244.3.2:80", "10.244.1.2:80"]),
+            ("b=10.96.0.20:53/UDP", &["10.244.3.2:53"]),
+            ("c=10.96.0.30:80/TCP", &["10.244.4.2:80"]),
+        ];
+        let second: Spec = &[
+            ("a=10.96.0.10:80/TCP", &["10.244.1.2:80", "10.244.5.2:80"]),
+            ("b=10.96.0.20:80/TCP", &["10.244.3.2:80", "10.244.1.2:80", "10.244.6.2:80"]),
+            ("d=10.96.0.40:80/TCP", &["10.244.4.2:80"]),
+        ];
+        // (name, what the maps hold, what is written, runs expected)
+        let cases: &[(&str, Spec, Spec, &[&str])] = &[
+            ("first pass", &[], first, &["put_backend", "put_rev_nat", "put_service", "put_maglev_row", "put_service"]),
+            (
+                "restart onto other contents",
+                first,
+                second,
+                &[
+                    "put_backend", "put_rev_nat", "put_service", "put_maglev_row", "put_service",
+                    "delete_service", "delete_maglev_row", "delete_backend", "delete_rev_nat",
+                ],
+            ),
+        ];
+        for (name, held, written, expected) in cases {
+            let mut maps = FakeMaps::default();
+            reconcile(&mut maps, &desired_state(held)).unwrap();
+            let before = maps.contents.clone();
+            let logged = maps.log.len();
+            reconcile(&mut maps, &desired_state(written)).unwrap();
+            let ops = &maps.log[logged..];
+            let runs: Vec<&str> = ops.chunk_by(|a, b| op_kind(a) == op_kind(b)).map(|run| op_kind(&run[0])).collect();
+            assert_eq!(runs, *expected, "{name}");
+            let planned = plan(&desired_state(written), &before, &MapSizes::default()).contents;
+            assert_eq!(ops, diff(&before, &planned), "{name}: the ops of one diff");
+            assert_eq!(maps.contents, planned, "{name}");
+        }
     }
 
     #[test]

@@ -27,6 +27,13 @@ fn removed<'a, K: Ord, V>(from: &'a BTreeMap<K, V>, to: &'a BTreeMap<K, V>) -> i
 /// Only the differences; equal contents give no op, so a retry after a
 /// partial failure writes just what is still missing.
 pub fn diff(current: &MapContents, desired: &MapContents) -> Vec<MapOp> {
+    let mut ops = puts(current, desired);
+    ops.extend(removals(current, desired));
+    ops
+}
+
+/// The first half of [`diff`]: the entries `desired` adds or changes.
+fn puts(current: &MapContents, desired: &MapContents) -> Vec<MapOp> {
     let mut ops = Vec::new();
     ops.extend(changed(&current.backends, &desired.backends).map(|(id, value)| MapOp::PutBackend(*id, *value)));
     ops.extend(changed(&current.rev_nat, &desired.rev_nat).map(|(id, value)| MapOp::PutRevNat(*id, *value)));
@@ -45,6 +52,13 @@ pub fn diff(current: &MapContents, desired: &MapContents) -> Vec<MapOp> {
             .filter(|(key, _)| key.slot == 0)
             .map(|(key, value)| MapOp::PutService(*key, *value)),
     );
+    ops
+}
+
+/// The second half of [`diff`]: the entries of `current` that `desired`
+/// lacks, once the first half made every other one what `desired` says.
+pub fn removals(current: &MapContents, desired: &MapContents) -> Vec<MapOp> {
+    let mut ops = Vec::new();
     let gone = || removed(&current.services, &desired.services);
     ops.extend(gone().filter(|key| key.slot == 0).map(|key| MapOp::DeleteService(*key)));
     ops.extend(gone().filter(|key| key.slot != 0).map(|key| MapOp::DeleteService(*key)));

@@ -5,6 +5,7 @@
 //! table depends only on the backends' addresses (never on map ids or input
 //! order) and on hashes defined here (not std's, which may change).
 
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use crate::model::BackendAddr;
@@ -118,6 +119,38 @@ pub fn table_indices(backends: &[BackendAddr], size: u32) -> Vec<u32> {
     entries
 }
 
+/// [`table_indices`] by backend set (sorted, without duplicates).
+pub type Tables = HashMap<Vec<BackendAddr>, Vec<u32>>;
+
+/// Fewer tables than this per thread are computed on the calling thread:
+/// a thread costs more than a few tables.
+const MIN_TABLES_PER_THREAD: usize = 64;
+
+/// [`table_indices`] of every distinct non-empty set in `sets` (each sorted,
+/// without duplicates), once per set, spread over up to `threads` threads.
+/// A table depends on nothing but its set and `size`, so the result is
+/// the same however the work is split.
+pub fn tables(sets: impl IntoIterator<Item = Vec<BackendAddr>>, size: u32, threads: usize) -> Tables {
+    let distinct: Vec<Vec<BackendAddr>> =
+        sets.into_iter().filter(|set| !set.is_empty()).collect::<HashSet<_>>().into_iter().collect();
+    let threads = threads.min(distinct.len() / MIN_TABLES_PER_THREAD).max(1);
+    let per_thread = distinct.len().div_ceil(threads).max(1);
+    let computed: Vec<Vec<u32>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = distinct
+            .chunks(per_thread)
+            .skip(1)
+            .map(|sets| scope.spawn(move || sets.iter().map(|set| table_indices(set, size)).collect::<Vec<_>>()))
+            .collect();
+        let first = distinct.chunks(per_thread).next().unwrap_or_default();
+        let mut computed: Vec<Vec<u32>> = first.iter().map(|set| table_indices(set, size)).collect();
+        for worker in workers {
+            computed.extend(worker.join().expect("a Maglev table computation panicked"));
+        }
+        computed
+    });
+    distinct.into_iter().zip(computed).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +228,29 @@ mod tests {
         let first: Vec<_> = expected[..4].iter().map(|b| third_octet(b.addr)).collect();
         assert_eq!(first, PINNED_FIRST_ENTRIES);
         assert!(table(&[], 1021).is_empty());
+    }
+
+    #[test]
+    fn tables_computes_each_distinct_set_once_whatever_the_threads() {
+        let pods = pods(30);
+        // 13 * 17 distinct sets, each twice: enough for three threads.
+        let many: Vec<Vec<BackendAddr>> = (0..2 * 13 * 17).map(|i| pods[i % 13..i % 13 + 1 + i % 17].to_vec()).collect();
+        // (name, sets, threads, distinct tables expected)
+        let cases: [(&str, Vec<Vec<BackendAddr>>, usize, usize); 6] = [
+            ("nothing", vec![], 4, 0),
+            ("an empty set has no table", vec![vec![]], 4, 0),
+            ("one set", vec![pods[..3].to_vec()], 4, 1),
+            ("a set named twice is one table", vec![pods[..3].to_vec(), pods[1..4].to_vec(), pods[..3].to_vec()], 2, 2),
+            ("many sets on one thread", many.clone(), 1, 13 * 17),
+            ("many sets on three threads", many, 3, 13 * 17),
+        ];
+        for (name, sets, threads, distinct) in cases {
+            let tables = tables(sets.clone(), 1021, threads);
+            assert_eq!(tables.len(), distinct, "{name}");
+            for set in sets.iter().filter(|set| !set.is_empty()) {
+                assert_eq!(tables[set], table_indices(set, 1021), "{name}: {set:?}");
+            }
+        }
     }
 
     fn third_octet(addr: IpAddr) -> u8 {

@@ -119,10 +119,16 @@ pub struct Plan {
 /// port name), each with all its frontends or not at all: one that does not
 /// fit is left out, and the later ones may still fit.
 pub fn plan(desired: &DesiredState, current: &MapContents, sizes: &MapSizes) -> Plan {
-    let mut planner = Planner::new(current, sizes);
+    let by_service = by_service(desired);
+    // The Maglev tables are most of a plan's work, and each depends only on
+    // its backends: computed first, once per backend set, on every CPU.
+    let sets = by_service.values().flatten().map(|(_, state)| table_set(state));
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let tables = maglev::tables(sets, sizes.maglev_table_size, threads);
+    let mut planner = Planner::new(current, sizes, tables);
     let mut left_out = Vec::new();
     let mut services = Vec::new();
-    for (service, frontends) in by_service(desired) {
+    for (service, frontends) in by_service {
         if let Some(map) = planner.full_map(&frontends) {
             left_out.push(LeftOut { service: service.clone(), map });
             continue;
@@ -187,7 +193,7 @@ pub struct PartPlanner {
 
 impl PartPlanner {
     pub fn new(current: &MapContents, sizes: &MapSizes) -> PartPlanner {
-        PartPlanner { planner: Planner::new(current, sizes) }
+        PartPlanner { planner: Planner::new(current, sizes, maglev::Tables::default()) }
     }
 
     /// A Service port's entries; its backends' values are placeholders (see
@@ -224,12 +230,12 @@ struct Planner {
     planned_rev_nat: BTreeSet<(IpAddr, u16)>,
     /// Maglev tables planned so far.
     tables: u32,
-    /// The rows of the last table planned, by the backends they name.
-    last_table: Option<(BTreeMap<BackendAddr, u32>, Vec<MaglevRow>)>,
+    /// Maglev tables by backend set: computed up front, or as planned.
+    maglev_tables: maglev::Tables,
 }
 
 impl Planner {
-    fn new(current: &MapContents, sizes: &MapSizes) -> Planner {
+    fn new(current: &MapContents, sizes: &MapSizes, maglev_tables: maglev::Tables) -> Planner {
         Planner {
             backend_ids: Ids::new(IdStart::Hashed, current.backends.iter().map(|(id, value)| (abi::backend_addr_of(value), *id))),
             rev_nat_ids: Ids::new(IdStart::Smallest, current.rev_nat.iter().map(|(id, value)| (abi::rev_nat_of(value), *id))),
@@ -247,7 +253,7 @@ impl Planner {
             planned_addrs: BTreeSet::new(),
             planned_rev_nat: BTreeSet::new(),
             tables: 0,
-            last_table: None,
+            maglev_tables,
         }
     }
 
@@ -330,27 +336,19 @@ impl Planner {
     fn add_table(&mut self, frontend: &Frontend, ids: &BTreeMap<BackendAddr, u32>, entries: &mut MapContents) -> u32 {
         let table = self.table_ids.get(*frontend);
         self.tables += 1;
-        // A Service's frontends (ClusterIP, NodePorts, ...) usually have the
-        // same backends, one after the other: their rows are computed once.
-        let same = self.last_table.as_ref().is_some_and(|(last, _)| last.iter().eq(ids.iter()));
-        if !same {
-            let (addrs, backend_ids): (Vec<BackendAddr>, Vec<u32>) = ids.iter().map(|(addr, id)| (*addr, *id)).unzip();
-            let lookup = maglev::table_indices(&addrs, self.sizes.maglev_table_size);
-            let rows = lookup
-                .chunks(MAGLEV_ROW_LEN)
-                .map(|chunk| {
-                    let mut value = MaglevRow { backend_ids: [0; MAGLEV_ROW_LEN] };
-                    for (slot, index) in value.backend_ids.iter_mut().zip(chunk) {
-                        *slot = backend_ids[*index as usize];
-                    }
-                    value
-                })
-                .collect();
-            self.last_table = Some((ids.clone(), rows));
-        }
-        let rows = self.last_table.as_ref().map_or(&[][..], |(_, rows)| rows.as_slice());
-        for (row, value) in (0..).zip(rows) {
-            entries.maglev.insert(MaglevKey { table, row }, *value);
+        // `ids` is keyed by address: its keys are the frontend's `table_set`.
+        let size = self.sizes.maglev_table_size;
+        let lookup = self
+            .maglev_tables
+            .entry(ids.keys().copied().collect())
+            .or_insert_with_key(|addrs| maglev::table_indices(addrs, size));
+        let backend_ids: Vec<u32> = ids.values().copied().collect();
+        for (row, chunk) in (0..).zip(lookup.chunks(MAGLEV_ROW_LEN)) {
+            let mut value = MaglevRow { backend_ids: [0; MAGLEV_ROW_LEN] };
+            for (slot, index) in value.backend_ids.iter_mut().zip(chunk) {
+                *slot = backend_ids[*index as usize];
+            }
+            entries.maglev.insert(MaglevKey { table, row }, value);
         }
         table
     }
@@ -397,6 +395,13 @@ fn plan_local_scope(
         let value = ServiceValue { backend_id, ..ServiceValue::default() };
         entries.services.insert(local_key(slot), value);
     }
+}
+
+/// The backends a frontend's Maglev table spreads over: those with a slot,
+/// sorted, each once.
+fn table_set(state: &FrontendState) -> Vec<BackendAddr> {
+    let set: BTreeSet<BackendAddr> = state.backends.iter().take(slot_count(state)).map(|backend| backend.addr).collect();
+    set.into_iter().collect()
 }
 
 /// Backend slots of a frontend: the header's count is a u16, and no Service

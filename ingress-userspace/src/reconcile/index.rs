@@ -23,7 +23,12 @@ impl ServiceIndex {
         for (frontend, state) in frontends {
             self.owners.insert(*frontend, service.clone());
             for backend in &state.backends {
-                self.users.entry(backend.addr).or_default().insert(service.clone());
+                // A Service port's frontends mostly share their backends:
+                // a clone only for the first.
+                let users = self.users.entry(backend.addr).or_default();
+                if !users.contains(service) {
+                    users.insert(service.clone());
+                }
             }
         }
     }
