@@ -311,10 +311,14 @@ pub struct CtTimeouts {
 impl CtTimeouts {
     /// Modelled on kube-proxy's and Linux's conntrack defaults: kube-proxy's
     /// `conntrack.tcpEstablishedTimeout` (24 h), Linux's
-    /// `nf_conntrack_tcp_timeout_{syn_sent,fin_wait,time_wait}` (120 s) and
-    /// `nf_conntrack_udp_timeout` (30 s).
+    /// `nf_conntrack_tcp_timeout_close` (10 s) and `nf_conntrack_udp_timeout`
+    /// (30 s). Closing flows get 10 s, as Cilium's FIN timeout, not the 120 s
+    /// of Linux's TIME_WAIT: a closed flow to a pod on another node holds its
+    /// SNAT port until it expires, and at 120 s the default range (4,536
+    /// ports per backend) ran out at 38 new connections a second per backend
+    /// (the API churn test's NodePort traffic found it).
     pub const DEFAULT: CtTimeouts =
-        CtTimeouts { tcp_established_ms: 86_400_000, tcp_closing_ms: 120_000, udp_ms: 30_000, _pad: 0 };
+        CtTimeouts { tcp_established_ms: 86_400_000, tcp_closing_ms: 10_000, udp_ms: 30_000, _pad: 0 };
 
     /// The idle time after which an entry of `proto` that has seen
     /// `tcp_flags` is dead, in nanoseconds (the unit of `bpf_ktime_get_ns`).
@@ -546,7 +550,7 @@ mod tests {
         let unset = CtTimeouts::default();
         assert_eq!(unset.idle_limit_ns(IPPROTO_UDP, 0), 30 * S);
         assert_eq!(unset.idle_limit_ns(IPPROTO_TCP, TCP_ACK), 86_400 * S);
-        assert_eq!(unset.idle_limit_ns(IPPROTO_TCP, TCP_ACK | TCP_FIN), 120 * S);
+        assert_eq!(unset.idle_limit_ns(IPPROTO_TCP, TCP_ACK | TCP_FIN), 10 * S);
     }
 
     #[test]

@@ -100,6 +100,12 @@ fn api_errors(lab: &Lab) -> u64 {
     metrics.lines().filter(|l| l.starts_with("lb_api_errors_total{")).filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum()
 }
 
+/// The dataplane's nonzero drop counters, to say why a request failed.
+fn drops(lab: &Lab) -> Vec<String> {
+    let metrics = admin_get(lab.node(), "/metrics").unwrap_or_default();
+    metrics.lines().filter(|l| l.starts_with("lb_dataplane_packets_total{reason=\"drop_") && !l.ends_with(" 0")).map(String::from).collect()
+}
+
 fn cluster_frontend(service: &Service) -> Frontend {
     Frontend { addr: IpAddr::V4(service.cluster_ip), port: SERVICE_PORT, protocol: Protocol::Tcp }
 }
@@ -264,6 +270,7 @@ fn traffic_survives_api_churn_cuts_expiry_and_outage_and_the_maps_converge() -> 
         Ok((traffic.join().expect("the traffic thread"), run?))
     })?;
     let rss_after = rss_kib(agent.pid())?;
+    let drops = drops(&lab);
 
     eprintln!(
         "api churn: {} Services, {} changes in {:?} + {:?} outage, {} watch cuts, {} expiries, {} API writes by the agent; \
@@ -286,7 +293,7 @@ fn traffic_survives_api_churn_cuts_expiry_and_outage_and_the_maps_converge() -> 
         format!("{} Services still differ from the API after {:?}; agent log: {}", mismatches(&programmed, &run.final_services), scale.converge_limit, log_path.display())
     })?;
     assert!(tally.total() > 100, "the traffic thread sent only {} requests", tally.total());
-    assert_eq!(tally.failures(), 0, "requests failed during the churn: {first_failures:#?}; agent log: {}", log_path.display());
+    assert_eq!(tally.failures(), 0, "requests failed during the churn: {first_failures:#?}; dataplane drops: {drops:?}; agent log: {}", log_path.display());
     assert!(run.errors_during_outage > 0, "the outage was not counted in lb_api_errors_total");
     assert!(rss_after < rss_before * 2 + 32 * 1024, "RSS grew from {rss_before} to {rss_after} KiB");
     drop(agent);
