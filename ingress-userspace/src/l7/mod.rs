@@ -4,6 +4,7 @@
 
 pub mod annotations;
 pub mod balancer;
+pub mod canary;
 pub mod endpoints;
 mod forward;
 pub mod host;

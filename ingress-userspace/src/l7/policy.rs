@@ -4,47 +4,14 @@
 //! the CORS headers on forwarded answers, and which requests a canary takes.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
-use std::sync::Arc;
 
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::uri::Authority;
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::nginx_annotations::{Canary, Cors};
+use super::nginx_annotations::Cors;
 use super::response::{ProxyBody, local};
 use super::table::Route;
-
-/// A canary route next to the main route of the same host+path.
-#[derive(Debug)]
-pub struct CanaryRoute {
-    pub route: Arc<Route>,
-    pub canary: Canary,
-    /// Requests seen, to spread the weight evenly over every 100.
-    requests: AtomicU32,
-}
-
-impl CanaryRoute {
-    pub fn new(route: Arc<Route>, canary: Canary) -> CanaryRoute {
-        CanaryRoute { route, canary, requests: AtomicU32::new(0) }
-    }
-
-    /// Whether this request goes to the canary: the header decides when it
-    /// is present and says so, else the weight.
-    pub fn takes(&self, headers: &HeaderMap) -> bool {
-        let canary = &self.canary;
-        let header = canary.header.as_deref().and_then(|name| headers.get(name)).and_then(|value| value.to_str().ok());
-        match (header, canary.header_value.as_deref()) {
-            (Some(value), Some(wanted)) if value == wanted => return true,
-            (Some("always"), None) => return true,
-            (Some("never"), None) => return false,
-            _ => {}
-        }
-        // Request n of every 100 goes when the weight's running share crosses a whole request.
-        let n = self.requests.fetch_add(1, Relaxed) % 100;
-        (n + 1) * canary.weight / 100 > n * canary.weight / 100
-    }
-}
 
 /// The answer the proxy gives itself instead of forwarding, if any: the
 /// allowlist first (a refused client learns nothing, not even a redirect),
@@ -126,6 +93,9 @@ mod proxy_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::l7::canary::CanaryRoute;
+    use crate::l7::nginx_annotations::Canary;
+    use std::sync::Arc;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         pairs.iter().map(|(name, value)| (HeaderName::from_static(name), HeaderValue::from_static(value))).collect()

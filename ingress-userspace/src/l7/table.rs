@@ -10,7 +10,7 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
 
 use super::annotations::pod_routes;
 use super::nginx_annotations::{self, NginxAnnotations};
-use super::policy::CanaryRoute;
+use super::canary::CanaryRoute;
 use super::balancer::Upstream;
 use super::endpoints::ServiceIndex;
 use super::host::{HostPattern, normalize_host, wildcard_suffix};
@@ -48,7 +48,7 @@ struct Rule {
     path: PathMatch,
     route: Arc<Route>,
     /// A canary Ingress's route for the same host+path.
-    canary: Option<CanaryRoute>,
+    canary: Option<CanaryRoute<Route>>,
 }
 
 #[derive(Debug, Default)]
@@ -85,7 +85,7 @@ pub enum Decision<'a> {
         /// The rule that matched; `None` for a default backend route.
         rule: Option<&'a PathMatch>,
         /// Takes some of the rule's requests instead of `route`.
-        canary: Option<&'a CanaryRoute>,
+        canary: Option<&'a CanaryRoute<Route>>,
     },
     /// The built-in default backend. `known_host` is false when no host rule
     /// claimed the host (the case the proxy may answer by closing).
@@ -332,7 +332,7 @@ impl Builder<'_> {
 
     /// Puts `canary` next to the route of the Ingress that owns `key` (the
     /// rule's `text` as written, for messages).
-    fn attach_canary(&mut self, key: &RuleKey, text: &str, canary: CanaryRoute) -> Result<(), String> {
+    fn attach_canary(&mut self, key: &RuleKey, text: &str, canary: CanaryRoute<Route>) -> Result<(), String> {
         let (host, kind, path) = key;
         let Some(owner) = self.claimed.get(key).cloned() else {
             return Err(format!("is a canary but no Ingress routes {host} path {kind} {text}"));
