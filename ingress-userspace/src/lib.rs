@@ -15,3 +15,5 @@ pub mod source;
 pub mod state;
 pub mod check;
 pub mod l7;
+#[cfg(test)]
+mod test_rng;

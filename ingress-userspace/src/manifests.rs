@@ -69,12 +69,15 @@ pub struct Versions {
     pub replaced: Option<Replaced>,
 }
 
-/// Objects replaced in place since snapshot `since`: the same kinds, names
-/// and sources at the same indexes, only their contents may differ. Every
-/// other object and problem is as it was.
+/// Objects replaced in place since each snapshot of `since`: the same kinds,
+/// names and sources at the same indexes, only their contents may differ.
+/// Every other object and problem is as it was.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Replaced {
-    pub since: u64,
+    /// The revisions this snapshot differs from only by the objects below:
+    /// the one before it, and older ones where the source keeps a chain of
+    /// patches (a reader that skipped snapshots can still patch).
+    pub since: Vec<u64>,
     /// Indexes into `Snapshot::services` and `Snapshot::endpoint_slices`.
     pub services: Vec<usize>,
     pub endpoint_slices: Vec<usize>,

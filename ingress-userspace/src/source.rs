@@ -142,7 +142,8 @@ impl ParsedDir {
         let paths: Vec<PathBuf> = stale.iter().map(|(path, _)| path.clone()).collect();
         let started = std::time::Instant::now();
         let mut merged = self.merged.take().filter(|_| removed.is_empty());
-        let mut replaced = Replaced { since: merged.as_ref().map_or(0, |loaded| loaded.snapshot.versions.revision), ..Replaced::default() };
+        let since = merged.as_ref().map(|loaded| loaded.snapshot.versions.revision).into_iter().collect();
+        let mut replaced = Replaced { since, ..Replaced::default() };
         let mut changed = !removed.is_empty() || merged.is_none();
         for path in &removed {
             self.files.remove(path);

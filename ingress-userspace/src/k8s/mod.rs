@@ -3,5 +3,6 @@
 pub mod access;
 pub mod events;
 pub mod node;
+pub mod snapshots;
 pub mod status;
 pub mod watch;

@@ -15,19 +15,22 @@ use futures::stream::{BoxStream, select_all};
 use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
+use super::snapshots::{Dirty, ObjectKey, Objects, Snapshotter, key_of};
 use crate::manifests::{Loaded, Snapshot};
 use crate::metrics::Metrics;
 use crate::source::Snapshots;
 
 /// Coalesces bursts (a rollout touches many slices at once) into one
-/// snapshot. Measured from the first change, so steady churn still publishes.
-const DEBOUNCE: Duration = Duration::from_millis(80);
+/// snapshot. Measured from the first change, so steady churn still
+/// publishes; short, because a snapshot that replaced a few objects costs
+/// the agent what they cost (see `Snapshotter`).
+const DEBOUNCE: Duration = Duration::from_millis(10);
 
 /// What the reflectors keep: the last listed and watched state, which is
 /// also what stays while the API server is away.
@@ -45,9 +48,25 @@ struct Stores {
 enum Step {
     /// The first (or a new) complete list replaced the store's contents.
     Listed,
-    Changed,
+    Changed(Touched),
     /// Part of a list in progress: the store is unchanged until it completes.
     Pending,
+}
+
+/// What a change touched.
+enum Touched {
+    Service(ObjectKey),
+    EndpointSlice(ObjectKey),
+    /// A deletion, or an object of another kind.
+    Other,
+}
+
+/// Which of the kinds snapshots can patch a resource is.
+#[derive(Clone, Copy)]
+enum Kind {
+    Service,
+    EndpointSlice,
+    Other,
 }
 
 type Steps = BoxStream<'static, (&'static str, Result<Step, watcher::Error>)>;
@@ -59,25 +78,26 @@ pub async fn watch_cluster(client: Client, node_name: String, metrics: Arc<Metri
     let mut streams = Vec::new();
     let mut watch = |stream| streams.push(stream);
     let stores = Stores {
-        services: reflect(Api::all(client.clone()), "services", config(), &mut watch),
-        endpoint_slices: reflect(Api::all(client.clone()), "endpointslices", config(), &mut watch),
+        services: reflect(Api::all(client.clone()), ("services", Kind::Service), config(), &mut watch),
+        endpoint_slices: reflect(Api::all(client.clone()), ("endpointslices", Kind::EndpointSlice), config(), &mut watch),
         nodes: reflect(
             Api::all(client.clone()),
-            "nodes",
+            ("nodes", Kind::Other),
             config().fields(&format!("metadata.name={node_name}")),
             &mut watch,
         ),
-        pods: reflect(Api::all(client.clone()), "pods", config().labels("microservice=true"), &mut watch),
-        ingresses: reflect(Api::all(client.clone()), "ingresses", config(), &mut watch),
-        ingress_classes: reflect(Api::all(client.clone()), "ingressclasses", config(), &mut watch),
-        secrets: reflect(Api::all(client), "secrets", config().fields("type=kubernetes.io/tls"), &mut watch),
+        pods: reflect(Api::all(client.clone()), ("pods", Kind::Other), config().labels("microservice=true"), &mut watch),
+        ingresses: reflect(Api::all(client.clone()), ("ingresses", Kind::Other), config(), &mut watch),
+        ingress_classes: reflect(Api::all(client.clone()), ("ingressclasses", Kind::Other), config(), &mut watch),
+        secrets: reflect(Api::all(client), ("secrets", Kind::Other), config().fields("type=kubernetes.io/tls"), &mut watch),
     };
     let resources = streams.len();
     let mut steps = select_all(streams);
 
     let mut listed = BTreeSet::new();
     let mut due: Option<Instant> = None;
-    let mut published: Option<Snapshot> = None;
+    let mut dirty = Dirty::default();
+    let mut snapshotter = Snapshotter::default();
     loop {
         let complete = listed.len() == resources;
         tokio::select! {
@@ -86,9 +106,15 @@ pub async fn watch_cluster(client: Client, node_name: String, metrics: Arc<Metri
                 match step {
                     Ok(Step::Listed) => {
                         listed.insert(resource);
+                        dirty.structure = true;
                         due.get_or_insert_with(|| Instant::now() + DEBOUNCE);
                     }
-                    Ok(Step::Changed) => {
+                    Ok(Step::Changed(touched)) => {
+                        match touched {
+                            Touched::Service(key) => dirty.services.insert(key),
+                            Touched::EndpointSlice(key) => dirty.endpoint_slices.insert(key),
+                            Touched::Other => std::mem::replace(&mut dirty.structure, true),
+                        };
                         due.get_or_insert_with(|| Instant::now() + DEBOUNCE);
                     }
                     Ok(Step::Pending) => {}
@@ -105,16 +131,11 @@ pub async fn watch_cluster(client: Client, node_name: String, metrics: Arc<Metri
             }
             _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if complete && due.is_some() => {
                 due = None;
-                let snapshot = stores.snapshot();
-                // A re-list after 410 usually finds what the watch already had.
-                if published.as_ref() == Some(&snapshot) {
-                    continue;
-                }
-                let loaded = Loaded { snapshot: snapshot.clone(), ..Loaded::default() };
+                let Some(snapshot) = snapshotter.next(&stores, &std::mem::take(&mut dirty)) else { continue };
+                let loaded = Loaded { snapshot, ..Loaded::default() };
                 if snapshots.send(Some(Arc::new(loaded))).is_err() {
                     return;
                 }
-                published = Some(snapshot);
             }
         }
     }
@@ -123,7 +144,7 @@ pub async fn watch_cluster(client: Client, node_name: String, metrics: Arc<Metri
 /// Starts a reflector for one resource: its store, and its stream of steps
 /// handed to `watch`. `resource` is spelled as in `access::API_ACCESS`, so
 /// that metrics and logs name what the ClusterRole grants.
-fn reflect<K>(api: Api<K>, resource: &'static str, config: watcher::Config, watch: &mut impl FnMut(Steps)) -> Store<K>
+fn reflect<K>(api: Api<K>, (resource, kind): (&'static str, Kind), config: watcher::Config, watch: &mut impl FnMut(Steps)) -> Store<K>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
@@ -134,7 +155,12 @@ where
         .map(move |event| {
             let step = event.map(|event| match event {
                 watcher::Event::InitDone => Step::Listed,
-                watcher::Event::Apply(_) | watcher::Event::Delete(_) => Step::Changed,
+                watcher::Event::Apply(object) => Step::Changed(match kind {
+                    Kind::Service => Touched::Service(key_of(object.meta())),
+                    Kind::EndpointSlice => Touched::EndpointSlice(key_of(object.meta())),
+                    Kind::Other => Touched::Other,
+                }),
+                watcher::Event::Delete(_) => Step::Changed(Touched::Other),
                 watcher::Event::Init | watcher::Event::InitApply(_) => Step::Pending,
             });
             (resource, step)
@@ -143,8 +169,8 @@ where
     store
 }
 
-impl Stores {
-    fn snapshot(&self) -> Snapshot {
+impl Objects for Stores {
+    fn everything(&self) -> Snapshot {
         let ingresses = objects(&self.ingresses);
         // Only the Secrets served Ingresses name: the others stay out of the
         // agent's state, logs and L7 configuration.
@@ -169,6 +195,14 @@ impl Stores {
             ingresses,
             ..Snapshot::default()
         }
+    }
+
+    fn service(&self, (namespace, name): &ObjectKey) -> Option<Arc<Service>> {
+        self.services.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    fn endpoint_slice(&self, (namespace, name): &ObjectKey) -> Option<Arc<EndpointSlice>> {
+        self.endpoint_slices.get(&ObjectRef::new(name).within(namespace))
     }
 }
 

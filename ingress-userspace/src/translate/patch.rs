@@ -16,7 +16,7 @@ impl Translator {
     pub(super) fn patch(&mut self, snapshot: &Snapshot) -> Option<BTreeSet<Frontend>> {
         let replaced = snapshot.versions.replaced.as_ref()?;
         let versions = Versions::of(snapshot)?;
-        if self.revision == 0 || replaced.since != self.revision {
+        if self.revision == 0 || !replaced.since.contains(&self.revision) {
             return None;
         }
         let node = self.node.as_ref()?;

@@ -249,17 +249,17 @@ impl Report {
         );
         let _ = writeln!(
             md,
-            "| programming N={last} Services < 2 s (iptables-restore beside it) | {} ms (iptables-restore {} ms) | {} |",
+            "| programming N={last} Services < 1 s (iptables-restore beside it) | {} ms (iptables-restore {} ms) | {} |",
             optional(ebpf_n.programming_ms),
             optional(ipt_n.programming_ms),
-            verdict(ebpf_n.programming_ms.is_some_and(|ms| ms < 2000.0))
+            verdict(ebpf_n.programming_ms.is_some_and(|ms| ms < 1000.0))
         );
         let _ = writeln!(
             md,
-            "| one endpoint change at N={last} reflected in traffic < 100 ms | {} ms (iptables {} ms) | {} |",
+            "| one endpoint change at N={last} reflected in traffic < 50 ms | {} ms (iptables {} ms) | {} |",
             optional(ebpf_n.endpoint_change_ms),
             optional(ipt_n.endpoint_change_ms),
-            verdict(ebpf_n.endpoint_change_ms.is_some_and(|ms| ms < 100.0))
+            verdict(ebpf_n.endpoint_change_ms.is_some_and(|ms| ms < 50.0))
         );
         md
     }

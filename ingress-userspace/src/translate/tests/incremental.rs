@@ -12,22 +12,7 @@ use crate::dataplane::fake::FakeMaps;
 use crate::manifests::Loaded;
 use crate::reconcile::{Reconciler, reconcile};
 use crate::source::{Changes, ParsedDir};
-
-/// A small xorshift: reproducible sequences without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
-
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-}
+use crate::test_rng::Rng;
 
 /// Pools small enough that Services collide on frontends now and then.
 const CLUSTER_IPS: usize = 40;
