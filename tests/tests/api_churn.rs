@@ -17,6 +17,7 @@ use anyhow::{Context, Result};
 use ingress_tests::agent::{AgentLog, AgentProcess, NODE_NAME, admin_get, agent_binary};
 use ingress_tests::api_stand_in::ApiStandIn;
 use ingress_tests::bench::manifests::yaml;
+use ingress_tests::bench::workload::{Bounds, first_answer_from};
 use ingress_tests::bench::services::{MEASURED_NODE_PORT, SERVICE_PORT, Service, TARGET_PORT, generate};
 use ingress_tests::lab::{Lab, LabSpec, NODE_IP};
 use ingress_tests::netns::is_root;
@@ -220,6 +221,31 @@ fn churn(api: &ApiStandIn, lab: &Lab, scale: &Scale, services: &[Service], progr
     })
 }
 
+/// With the API quiet, moves the measured Service to one pod after another,
+/// one endpoint change at a time: the milliseconds from each write to the
+/// first answer from the new pod, through the API server, the watch and the
+/// agent's pass (a patch of the last snapshot at any number of Services).
+fn endpoint_changes_ms(api: &ApiStandIn, lab: &Lab, services: &[Service]) -> Result<Vec<u128>> {
+    let mut measured = services.last().context("no Services")?.clone();
+    let pods = pod_ips(lab);
+    let node_port = SocketAddrV4::new(NODE_IP, MEASURED_NODE_PORT);
+    let stop = AtomicBool::new(false);
+    let bounds = Bounds { stop: &stop, limit: Duration::from_secs(10) };
+    let mut took = Vec::new();
+    for (move_number, pod) in [0, 1, 2, 0, 1, 2, 0].into_iter().enumerate() {
+        measured.endpoints = vec![pods[pod]];
+        let since = Instant::now();
+        apply_service(api, &measured)?;
+        let elapsed = first_answer_from(lab.client(), node_port, PODS[pod], since, bounds)?;
+        // The first move only settles the Service on one pod.
+        if move_number > 0 {
+            took.push(elapsed.as_millis());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(took)
+}
+
 #[test]
 fn traffic_survives_api_churn_cuts_expiry_and_outage_and_the_maps_converge() -> Result<()> {
     if !is_root() {
@@ -271,10 +297,13 @@ fn traffic_survives_api_churn_cuts_expiry_and_outage_and_the_maps_converge() -> 
     })?;
     let rss_after = rss_kib(agent.pid())?;
     let drops = drops(&lab);
+    let mut changes_ms = endpoint_changes_ms(&api, &lab, &run.final_services)?;
+    changes_ms.sort_unstable();
 
     eprintln!(
         "api churn: {} Services, {} changes in {:?} + {:?} outage, {} watch cuts, {} expiries, {} API writes by the agent; \
-         requests {} failed {}; RSS {} -> {} KiB; maps matched {} ms after the API came back; {} API errors counted",
+         requests {} failed {}; RSS {} -> {} KiB; maps matched {} ms after the API came back; {} API errors counted; \
+         one endpoint change reflected in traffic in {:?} ms (sorted)",
         scale.services,
         run.changes,
         scale.churn,
@@ -288,6 +317,7 @@ fn traffic_survives_api_churn_cuts_expiry_and_outage_and_the_maps_converge() -> 
         rss_after,
         run.converge_ms,
         run.errors_during_outage,
+        changes_ms,
     );
     run.converged.with_context(|| {
         format!("{} Services still differ from the API after {:?}; agent log: {}", mismatches(&programmed, &run.final_services), scale.converge_limit, log_path.display())

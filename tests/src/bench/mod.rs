@@ -20,7 +20,7 @@ mod plot;
 mod prog_stats;
 mod report;
 pub mod services;
-mod workload;
+pub mod workload;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
