@@ -15,3 +15,4 @@ pub mod source;
 pub mod state;
 pub mod check;
 pub mod l7;
+pub mod gateway;
