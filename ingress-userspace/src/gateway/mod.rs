@@ -10,3 +10,12 @@ pub const GATEWAY_CONTROLLER: &str = "ebpf-lb.dev/gateway-controller";
 
 #[cfg(test)]
 mod load_tests;
+#[cfg(test)]
+mod proxy_tests;
+
+pub mod attach;
+pub mod backends;
+pub mod filters;
+pub mod grants;
+pub mod matches;
+pub mod translate;
