@@ -153,7 +153,7 @@ fn add_certificates(snapshot: &Snapshot, gateway: &Gateway, translation: &mut Tr
         let secret = snapshot.secrets.iter().find(|secret| {
             secret.metadata.namespace.as_deref().unwrap_or("default") == secret_namespace && secret.metadata.name.as_ref() == Some(name)
         });
-        let key = if reference.kind.as_deref().unwrap_or("Secret") != "Secret" || reference.group.as_deref().unwrap_or("") != "" {
+        let key = if reference.kind.as_deref().unwrap_or("Secret") != "Secret" || reference.group.as_deref().is_some_and(|group| !group.is_empty()) {
             Err("only Secrets are served as certificates".to_owned())
         } else if !grants::allowed(&snapshot.reference_grants, from, to, name) {
             Err(format!("no ReferenceGrant in namespace {secret_namespace} lets Gateways of {namespace} use Secret {name}"))

@@ -108,7 +108,8 @@ fn precedence_follows_the_http_route_rule_docs() {
     let same_age = route("a-same", "2024-01-03T00:00:00Z", parent, "[p.test]", &rules(&[rule("{path: {type: PathPrefix, value: /tie}}")]));
     let (table, problems) = build(&format!("{a}{older}{younger}{same_age}"));
     assert!(problems.is_empty(), "{problems:?}");
-    let cases: [(&str, &str, &[(&str, &str)], &str); 11] = [
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 11] = [
         ("GET", "p.test/", &[], "a:0"),
         ("GET", "p.test/api", &[], "a:2"),
         ("GET", "p.test/api/x", &[], "a:1"),
