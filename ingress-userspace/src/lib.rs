@@ -15,5 +15,6 @@ pub mod source;
 pub mod state;
 pub mod check;
 pub mod l7;
+pub mod gateway;
 #[cfg(test)]
 mod test_rng;

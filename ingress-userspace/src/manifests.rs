@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use k8s_openapi::Metadata;
-use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
+use crate::gateway::types::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
 use crate::problem::{Location, Problem, ProblemKind};
 
 /// Where an object was read from, so that problems `translate` finds later
@@ -41,8 +42,14 @@ pub struct Snapshot {
     pub pods: Vec<Pod>,
     pub ingresses: Vec<Ingress>,
     pub ingress_classes: Vec<IngressClass>,
-    /// TLS Secrets referenced by served Ingresses.
+    /// TLS Secrets referenced by served Ingresses and Gateways.
     pub secrets: Vec<Secret>,
+    pub gateway_classes: Vec<GatewayClass>,
+    pub gateways: Vec<Gateway>,
+    pub http_routes: Vec<HttpRoute>,
+    pub reference_grants: Vec<ReferenceGrant>,
+    /// For Gateway listeners that admit routes by namespace labels.
+    pub namespaces: Vec<Namespace>,
     /// The one named like this node gives the NodePort addresses (the API
     /// source watches only that one).
     pub nodes: Vec<Node>,
@@ -248,6 +255,11 @@ enum Object {
     Node(Box<Node>),
     Ingress(Box<Ingress>),
     IngressClass(Box<IngressClass>),
+    Namespace(Box<Namespace>),
+    GatewayClass(Box<GatewayClass>),
+    Gateway(Box<Gateway>),
+    HttpRoute(Box<HttpRoute>),
+    ReferenceGrant(Box<ReferenceGrant>),
 }
 
 /// Parses every document of `text`; `file` labels the problems and sources.
@@ -331,6 +343,11 @@ impl Loaded {
                 Object::Node(object) => push(&mut snapshot.nodes, (**object).clone()),
                 Object::Ingress(object) => push(&mut snapshot.ingresses, (**object).clone()),
                 Object::IngressClass(object) => push(&mut snapshot.ingress_classes, (**object).clone()),
+                Object::Namespace(object) => push(&mut snapshot.namespaces, (**object).clone()),
+                Object::GatewayClass(object) => push(&mut snapshot.gateway_classes, (**object).clone()),
+                Object::Gateway(object) => push(&mut snapshot.gateways, (**object).clone()),
+                Object::HttpRoute(object) => push(&mut snapshot.http_routes, (**object).clone()),
+                Object::ReferenceGrant(object) => push(&mut snapshot.reference_grants, (**object).clone()),
             };
             *placement.last_mut().expect("pushed above") = Some(index);
         }
@@ -366,6 +383,11 @@ impl Loaded {
                 Object::Node(object) => snapshot.nodes[index] = (**object).clone(),
                 Object::Ingress(object) => snapshot.ingresses[index] = (**object).clone(),
                 Object::IngressClass(object) => snapshot.ingress_classes[index] = (**object).clone(),
+                Object::Namespace(object) => snapshot.namespaces[index] = (**object).clone(),
+                Object::GatewayClass(object) => snapshot.gateway_classes[index] = (**object).clone(),
+                Object::Gateway(object) => snapshot.gateways[index] = (**object).clone(),
+                Object::HttpRoute(object) => snapshot.http_routes[index] = (**object).clone(),
+                Object::ReferenceGrant(object) => snapshot.reference_grants[index] = (**object).clone(),
             }
             replaced.others |= !matches!(object, Object::Service(_) | Object::EndpointSlice(_));
         }
@@ -422,6 +444,11 @@ impl ParsedFile {
             (Some("networking.k8s.io/v1"), Some("IngressClass")) => {
                 object(at, value, |o| Object::IngressClass(Box::new(o)))
             }
+            (Some("v1"), Some("Namespace")) => object(at, value, |o| Object::Namespace(Box::new(o))),
+            (Some(GATEWAY_V1), Some("GatewayClass")) => object(at, value, |o| Object::GatewayClass(Box::new(o))),
+            (Some(GATEWAY_V1), Some("Gateway")) => object(at, value, |o| Object::Gateway(Box::new(o))),
+            (Some(GATEWAY_V1), Some("HTTPRoute")) => object(at, value, |o| Object::HttpRoute(Box::new(o))),
+            (Some(GATEWAY_V1BETA1), Some("ReferenceGrant")) => object(at, value, |o| Object::ReferenceGrant(Box::new(o))),
             (Some(api_version), Some(kind)) => {
                 tracing::debug!(%at, api_version, kind, "ignoring a kind the dataplane does not use");
                 self.ignored += 1;
@@ -436,6 +463,9 @@ impl ParsedFile {
         self.docs.push(doc);
     }
 }
+
+const GATEWAY_V1: &str = "gateway.networking.k8s.io/v1";
+const GATEWAY_V1BETA1: &str = "gateway.networking.k8s.io/v1beta1";
 
 /// Deserializes one object. Unknown fields (typos such as `nodeport`) are
 /// warnings, not errors: the API server would also drop them.

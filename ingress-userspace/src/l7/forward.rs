@@ -48,6 +48,8 @@ pub(crate) struct Forwarded<'a> {
     pub scheme: &'static str,
     pub authority: &'a str,
     pub rule: Option<&'a PathMatch>,
+    /// The `Host` the upstream gets instead of `authority` (URLRewrite).
+    pub upstream_host: Option<HeaderValue>,
 }
 
 enum Failure {
@@ -68,7 +70,10 @@ impl Upstreams {
         forwarded: Forwarded<'_>,
         options: &ProxyOptions,
     ) -> Response<ProxyBody> {
-        if route.upstream.endpoints().is_empty() {
+        let Some(upstream) = route.pick_upstream() else {
+            return local(StatusCode::INTERNAL_SERVER_ERROR, "no usable backend\n");
+        };
+        if upstream.endpoints().is_empty() {
             return local(StatusCode::SERVICE_UNAVAILABLE, "no ready endpoint\n");
         }
         let max_body_bytes = route.annotations.max_body_bytes.unwrap_or(options.max_body_bytes);
@@ -103,7 +108,7 @@ impl Upstreams {
         let mut body = Some(Limited::new(body, usize::try_from(max_body_bytes).unwrap_or(usize::MAX)));
         let attempts = if retryable { 2 } else { 1 };
         let mut last_failure = Failure::TimedOut;
-        let mut endpoints = route.upstream.pick(attempts).peekable();
+        let mut endpoints = upstream.pick(attempts).peekable();
         while let Some(endpoint) = endpoints.next() {
             let attempt_body = match body.take() {
                 Some(body) if !retryable => body.map_err(BoxError::from).boxed(),
@@ -236,7 +241,8 @@ fn add_forwarding_headers(headers: &mut HeaderMap, forwarded: &Forwarded, forwar
     set(X_FORWARDED_PROTO, forwarded.scheme);
     set(X_FORWARDED_HOST, forwarded.authority);
     // HTTP/2 clients send `:authority` only; the HTTP/1.1 upstream needs Host.
-    set(header::HOST, forwarded.authority);
+    let upstream_host = forwarded.upstream_host.as_ref().and_then(|host| host.to_str().ok());
+    set(header::HOST, upstream_host.unwrap_or(forwarded.authority));
     if let Some(prefix) = forwarded_prefix {
         set(X_FORWARDED_PREFIX, prefix);
     }
@@ -276,6 +282,7 @@ mod tests {
             scheme: "https",
             authority: "shop.example:8443",
             rule: None,
+            upstream_host: None,
         };
         add_forwarding_headers(&mut headers, &forwarded, Some("/api"));
         let get = |name: &str| headers.get(name).unwrap().to_str().unwrap().to_owned();

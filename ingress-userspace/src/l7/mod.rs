@@ -5,7 +5,9 @@
 pub mod annotations;
 pub mod balancer;
 pub mod canary;
+pub mod conditions;
 pub mod endpoints;
+pub mod filters;
 mod forward;
 pub mod host;
 pub mod metrics;
@@ -16,6 +18,8 @@ pub mod policy;
 pub mod proxy;
 pub mod response;
 pub mod rewrite;
+pub mod route;
+pub mod rule;
 pub mod server;
 pub mod table;
 pub mod tls;

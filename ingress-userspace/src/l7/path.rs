@@ -27,11 +27,17 @@ impl PathMatch {
     }
 
     pub fn regex(source: &str) -> Result<PathMatch, regex::Error> {
-        let regex = Regex::new(&format!("(?i)^(?:{source})"))?;
-        Ok(PathMatch::Regex {
-            source: source.to_owned(),
-            regex,
-        })
+        PathMatch::compiled(source, format!("(?i)^(?:{source})"))
+    }
+
+    /// A Gateway API `RegularExpression` path: the whole path must match,
+    /// case-sensitively.
+    pub fn full_regex(source: &str) -> Result<PathMatch, regex::Error> {
+        PathMatch::compiled(source, format!("^(?:{source})$"))
+    }
+
+    fn compiled(source: &str, pattern: String) -> Result<PathMatch, regex::Error> {
+        Ok(PathMatch::Regex { source: source.to_owned(), regex: Regex::new(&pattern)? })
     }
 
     /// How many leading bytes of `path` the rule matched, or `None`.

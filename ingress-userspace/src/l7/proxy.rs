@@ -183,15 +183,19 @@ impl Proxy {
             // Never act as a forward proxy for hosts this node does not serve.
             ("refused", local(StatusCode::MISDIRECTED_REQUEST, "host not served here\n"))
         } else {
-            match table.lookup(&authority, &path) {
+            match table.lookup(&authority, scheme, &request) {
                 Decision::Forward { route, rule, canary } => {
                     let route = canary.filter(|canary| canary.takes(request.headers())).map_or(route, |canary| &canary.route);
-                    let response = match policy::local_answer(route, &request, peer.ip(), scheme, &authority) {
+                    let local_answer = || route.filters.redirect(&request, rule, scheme, &authority);
+                    let response = match policy::local_answer(route, &request, peer.ip(), scheme, &authority).or_else(local_answer) {
                         Some(answer) => answer,
                         None => {
                             let cors = route.annotations.cors.as_ref().map(|cors| policy::cors_headers(cors, request.headers()));
-                            let forwarded = Forwarded { peer, scheme, authority: &authority, rule };
+                            let mut request = request;
+                            let upstream_host = route.filters.rewrite_request(&mut request, rule);
+                            let forwarded = Forwarded { peer, scheme, authority: &authority, rule, upstream_host };
                             let mut response = self.upstreams.forward(request, route, forwarded, &self.options).await;
+                            route.filters.response_headers.apply(response.headers_mut());
                             if let Some(cors) = cors {
                                 response.headers_mut().extend(cors);
                             }

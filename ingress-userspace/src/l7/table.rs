@@ -6,50 +6,27 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use hyper::Request;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
 
 use super::annotations::pod_routes;
-use super::nginx_annotations::{self, NginxAnnotations};
+use super::nginx_annotations;
 use super::canary::CanaryRoute;
 use super::balancer::Upstream;
 use super::endpoints::ServiceIndex;
 use super::host::{HostPattern, normalize_host, wildcard_suffix};
 use super::path::PathMatch;
+pub use super::route::Route;
+use super::rule::{Rule, Seniority};
 use super::tls::Certificates;
 use super::{INGRESS_CONTROLLER, L7Options};
+use crate::gateway::translate as gateway;
 use crate::manifests::Snapshot;
 use crate::problem::{Location, Problem, ProblemKind};
 
 pub const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
 pub const CANARY_ANNOTATION: &str = "nginx.ingress.kubernetes.io/canary";
-
-/// Where matched requests go.
-#[derive(Debug)]
-pub struct Route {
-    /// Stable label for logs and metrics, e.g. `ingress:default/web:foo.com/api`.
-    pub name: String,
-    pub upstream: Upstream,
-    /// Of the Ingress the route comes from; none for other routes.
-    pub annotations: NginxAnnotations,
-    /// Plain HTTP is redirected to HTTPS (`ssl-redirect` with TLS for the
-    /// host, or `force-ssl-redirect`).
-    pub https_redirect: bool,
-}
-
-impl Route {
-    pub fn new(name: String, upstream: Upstream) -> Route {
-        Route { name, upstream, annotations: NginxAnnotations::default(), https_redirect: false }
-    }
-}
-
-#[derive(Debug)]
-struct Rule {
-    path: PathMatch,
-    route: Arc<Route>,
-    /// A canary Ingress's route for the same host+path.
-    canary: Option<CanaryRoute<Route>>,
-}
 
 #[derive(Debug, Default)]
 struct HostRules {
@@ -60,8 +37,14 @@ struct HostRules {
 }
 
 impl HostRules {
-    fn find(&self, path: &str) -> Option<&Rule> {
-        self.rules.iter().find(|rule| rule.path.matches(path))
+    /// `deep`: the host matched a wildcard by more than one label, which
+    /// only Gateway API wildcards allow.
+    fn find<B>(&self, path: &str, request: &Request<B>, scheme: &str, deep: bool) -> Option<&Rule> {
+        self.rules.iter().find(|rule| (!deep || rule.any_depth) && rule.matches(path, request, scheme))
+    }
+
+    fn has_any_depth(&self) -> bool {
+        self.rules.iter().any(|rule| rule.any_depth)
     }
 }
 
@@ -121,6 +104,12 @@ impl RouteTable {
         }
         builder.table.certificates = Certificates::build(snapshot, &ingresses, &mut builder.problems);
         builder.add_pods();
+        let gateways = gateway::translate(snapshot, &builder.index);
+        builder.problems.extend(gateways.problems);
+        for (host, rule) in gateways.rules {
+            builder.host_rules(&host).rules.push(rule);
+        }
+        builder.table.certificates.add_all(gateways.certificates);
         if let Some(service) = &options.default_backend_service {
             let endpoints = match builder.index.resolve(&service.namespace, &service.name, &service.port) {
                 Ok(endpoints) => endpoints,
@@ -135,31 +124,29 @@ impl RouteTable {
         let table = &mut builder.table;
         let all = table.exact.values_mut().chain(table.wildcard.values_mut());
         for host in all.chain([&mut table.any_host]) {
-            host.rules.sort_by(|a, b| a.path.precedence(&b.path));
+            host.rules.sort_by(Rule::precedence);
         }
         (builder.table, builder.problems)
     }
 
-    /// `authority` is a raw `Host` header or `:authority`; `path` excludes the query.
-    pub fn lookup(&self, authority: &str, path: &str) -> Decision<'_> {
-        let host = normalize_host(authority);
-        let host_rules = self
-            .exact
-            .get(host.as_ref())
-            .or_else(|| wildcard_suffix(&host).and_then(|suffix| self.wildcard.get(suffix)));
-        let (rules, known_host) = match host_rules {
+    /// `authority` is a raw `Host` header or `:authority` (the request's own
+    /// may be another); `scheme` the listener's, `http` or `https`.
+    pub fn lookup<B>(&self, authority: &str, scheme: &str, request: &Request<B>) -> Decision<'_> {
+        let path = request.uri().path();
+        let (rules, known_host, deep) = match self.host_rules(&normalize_host(authority)) {
             // A matched host never falls through to other hosts' rules.
-            Some(rules) => (rules, true),
-            None => (&self.any_host, false),
+            Some((rules, deep)) => (rules, true, deep),
+            None => (&self.any_host, false, false),
         };
-        if let Some(rule) = rules.find(path) {
+        if let Some(rule) = rules.find(path, request, scheme, deep) {
             return Decision::Forward {
                 route: &rule.route,
                 rule: Some(&rule.path),
                 canary: rule.canary.as_ref(),
             };
         }
-        match rules.default_backend.as_ref().or(self.fallback.as_ref()) {
+        let default_backend = rules.default_backend.as_ref().filter(|_| !deep);
+        match default_backend.or(self.fallback.as_ref()) {
             Some(route) => Decision::Forward { route, rule: None, canary: None },
             None => Decision::DefaultBackend { known_host },
         }
@@ -168,9 +155,28 @@ impl RouteTable {
     /// Whether a host rule (exact or wildcard) claims the host; host-less
     /// rules do not count.
     pub fn serves_host(&self, authority: &str) -> bool {
-        let host = normalize_host(authority);
-        let wildcard = || wildcard_suffix(&host).is_some_and(|suffix| self.wildcard.contains_key(suffix));
-        self.exact.contains_key(host.as_ref()) || wildcard()
+        self.host_rules(&normalize_host(authority)).is_some()
+    }
+
+    /// The rules of the most specific host pattern that claims `host`: its
+    /// exact name, else the wildcard of the longest suffix (a suffix more
+    /// than one label short claims only with Gateway API wildcards), and
+    /// whether that suffix was more than one label short.
+    fn host_rules(&self, host: &str) -> Option<(&HostRules, bool)> {
+        if let Some(rules) = self.exact.get(host) {
+            return Some((rules, false));
+        }
+        let mut deep = false;
+        let mut rest = host;
+        while let Some(suffix) = wildcard_suffix(rest) {
+            match self.wildcard.get(suffix) {
+                Some(rules) if !deep || rules.has_any_depth() => return Some((rules, deep)),
+                _ => {}
+            }
+            rest = suffix;
+            deep = true;
+        }
+        None
     }
 
     pub fn served_ingresses(&self) -> &[String] {
@@ -292,7 +298,8 @@ impl Builder<'_> {
                 if let Some(route) = self.route(name, &path.backend, namespace, &location, &field) {
                     self.claimed.insert(key, owner.clone());
                     let route = with_annotations(route, https_redirect);
-                    self.host_rules(&host).rules.push(Rule { path: matcher, route, canary: None });
+                    let seniority = Seniority::of(metadata, (rule_index, path_index));
+                    self.host_rules(&host).rules.push(Rule::new(matcher, route, seniority));
                 }
             }
         }
@@ -386,7 +393,8 @@ impl Builder<'_> {
             }
             self.claimed.insert(key, "annotated pods".into());
             let route = Arc::new(Route::new(format!("pods:{host}{path}"), Upstream::new(endpoints)));
-            self.host_rules(&host).rules.push(Rule { path: matcher, route, canary: None });
+            let seniority = Seniority { undated: true, object: "pods".into(), ..Seniority::default() };
+            self.host_rules(&host).rules.push(Rule::new(matcher, route, seniority));
         }
     }
 }

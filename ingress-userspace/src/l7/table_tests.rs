@@ -102,7 +102,7 @@ fn snapshot(ingresses: Vec<Ingress>) -> Snapshot {
 /// What a request reaches: the service letter, `404` (default backend on a
 /// known host), `unknown` (default backend, unknown host) or `503`.
 fn reach(table: &RouteTable, host: &str, path: &str) -> String {
-    match table.lookup(host, path) {
+    match table.lookup(host, "http", &get(path)) {
         Decision::Forward { route, .. } => match route.upstream.endpoints() {
             [] => "503".into(),
             [first, ..] => {
@@ -334,7 +334,7 @@ fn regex_paths_and_rewrite_targets() {
     assert!(problems[0].message.contains("invalid regex"));
     let rewritten = |host: &str, path_and_query: &str| {
         let path = path_and_query.split('?').next().unwrap();
-        let Decision::Forward { route, rule: Some(rule), .. } = table.lookup(host, path) else {
+        let Decision::Forward { route, rule: Some(rule), .. } = table.lookup(host, "http", &get(path)) else {
             return None;
         };
         let rewritten = match &route.annotations.rewrite_target {
@@ -365,7 +365,7 @@ fn annotated_pods_pool_per_host_and_path() {
         pod("p3", "10.2.0.3", false, "h1", "80:/"),
     ];
     let (table, problems) = RouteTable::build(&snapshot, &L7Options::default());
-    let endpoints = |host: &str, path: &str| match table.lookup(host, path) {
+    let endpoints = |host: &str, path: &str| match table.lookup(host, "http", &get(path)) {
         Decision::Forward { route, .. } => route.upstream.endpoints().iter().map(ToString::to_string).collect(),
         Decision::DefaultBackend { .. } => Vec::<String>::new(),
     };
@@ -410,11 +410,11 @@ fn a_canary_ingress_joins_the_route_of_the_same_host_and_path() {
     let canary = with_annotations(ingress("canary", 0, &[("h", "/", "Prefix", "svc-b"), ("h", "/nobody", "Prefix", "svc-b")]), &[("canary", "true"), ("canary-weight", "25")]);
     let second = with_annotations(ingress("second", 9, &[("h", "/", "Prefix", "svc-c")]), &[("canary", "true")]);
     let (table, problems) = RouteTable::build(&snapshot(vec![second, canary, main]), &L7Options::default());
-    let Decision::Forward { route, canary: Some(canary), .. } = table.lookup("h", "/x") else { panic!("no canary on h/") };
+    let Decision::Forward { route, canary: Some(canary), .. } = table.lookup("h", "http", &get("/x")) else { panic!("no canary on h/") };
     assert_eq!(route.upstream.endpoints()[0].to_string(), "10.0.0.1:8080");
     assert_eq!(canary.route.upstream.endpoints()[0].to_string(), "10.0.0.2:8080");
     assert_eq!(canary.canary.weight, 25);
-    assert!(matches!(table.lookup("h", "/only-main"), Decision::Forward { canary: None, .. }));
+    assert!(matches!(table.lookup("h", "http", &get("/only-main")), Decision::Forward { canary: None, .. }));
     let messages: Vec<String> = problems.iter().map(ToString::to_string).collect();
     assert_eq!(messages.len(), 2, "{messages:?}");
     assert!(messages[0].starts_with("Ingress default/canary: spec.rules[0].http.paths[1]: is a canary but no Ingress routes h path Prefix /nobody"), "{messages:?}");
@@ -428,7 +428,7 @@ fn ssl_redirect_needs_tls_for_the_host_and_force_ssl_redirect_does_not() {
     let forced = with_annotations(ingress("forced", 0, &[("forced", "/", "Prefix", "svc-b")]), &[("force-ssl-redirect", "true")]);
     let (table, _) = RouteTable::build(&snapshot(vec![tls, forced]), &L7Options::default());
     for (host, expected) in [("secure", true), ("plain", false), ("forced", true)] {
-        let Decision::Forward { route, .. } = table.lookup(host, "/") else { panic!("{host} not routed") };
+        let Decision::Forward { route, .. } = table.lookup(host, "http", &get("/")) else { panic!("{host} not routed") };
         assert_eq!(route.https_redirect, expected, "{host}");
     }
 }
@@ -438,7 +438,7 @@ fn a_malformed_annotation_is_reported_and_the_ingress_still_serves() {
     let web = with_annotations(ingress("web", 0, &[("h", "/", "Prefix", "svc-a")]), &[("proxy-body-size", "10Q"), ("proxy-read-timeout", "5")]);
     let (table, problems) = RouteTable::build(&snapshot(vec![web]), &L7Options::default());
     assert_eq!(reach(&table, "h", "/"), "a");
-    let Decision::Forward { route, .. } = table.lookup("h", "/") else { unreachable!() };
+    let Decision::Forward { route, .. } = table.lookup("h", "http", &get("/")) else { unreachable!() };
     assert_eq!((route.annotations.max_body_bytes, route.annotations.read_timeout), (None, Some(std::time::Duration::from_secs(5))));
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(
@@ -446,4 +446,9 @@ fn a_malformed_annotation_is_reported_and_the_ingress_still_serves() {
         "Ingress default/web: metadata.annotations[nginx.ingress.kubernetes.io/proxy-body-size]: invalid value \"10Q\" \
          (expected a size such as 8m, 512k or 0 (no limit)), annotation ignored"
     );
+}
+
+/// A GET of `path` (the host comes separately, as the proxy passes it).
+fn get(path: &str) -> hyper::Request<()> {
+    hyper::Request::get(path).body(()).unwrap()
 }

@@ -57,16 +57,29 @@ impl Certificates {
                     }
                 };
                 for host in entry.hosts.iter().flatten() {
-                    let map = match HostPattern::parse(host) {
-                        HostPattern::Exact(host) => certificates.exact.entry(host),
-                        HostPattern::Wildcard(suffix) => certificates.wildcard.entry(suffix),
-                        HostPattern::Any => continue,
-                    };
-                    map.or_insert_with(|| key.clone());
+                    certificates.add(HostPattern::parse(host), key.clone());
                 }
             }
         }
         certificates
+    }
+
+    /// Certificates of Gateway listeners, after the Ingresses' (which keep
+    /// the hosts they name).
+    pub(crate) fn add_all(&mut self, keys: Vec<(HostPattern, Arc<CertifiedKey>)>) {
+        for (host, key) in keys {
+            self.add(host, key);
+        }
+    }
+
+    /// The first certificate for a host wins; a host-less entry names none.
+    fn add(&mut self, host: HostPattern, key: Arc<CertifiedKey>) {
+        let entry = match host {
+            HostPattern::Exact(host) => self.exact.entry(host),
+            HostPattern::Wildcard(suffix) => self.wildcard.entry(suffix),
+            HostPattern::Any => return,
+        };
+        entry.or_insert(key);
     }
 
     pub fn find(&self, server_name: &str) -> Option<Arc<CertifiedKey>> {
@@ -77,7 +90,7 @@ impl Certificates {
 }
 
 /// A `kubernetes.io/tls` Secret's `tls.crt` and `tls.key` as a serving key.
-fn certified_key(secret: &Secret) -> Result<Arc<CertifiedKey>, String> {
+pub(crate) fn certified_key(secret: &Secret) -> Result<Arc<CertifiedKey>, String> {
     if secret.type_.as_deref() != Some("kubernetes.io/tls") {
         return Err("Secret is not of type kubernetes.io/tls".into());
     }

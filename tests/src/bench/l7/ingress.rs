@@ -48,7 +48,10 @@ mod tests {
         assert_eq!(loaded.snapshot.ingresses.len(), routes.hosts().len());
         let (table, problems) = RouteTable::build(&loaded.snapshot, &L7Options::default());
         assert!(problems.is_empty(), "{problems:?}");
-        let forwarded = |host, path| matches!(table.lookup(host, path), Decision::Forward { .. });
+        let forwarded = |host, path| {
+            let request = hyper::Request::get(path).body(()).unwrap();
+            matches!(table.lookup(host, "http", &request), Decision::Forward { .. })
+        };
         assert!(forwarded(routes::MEASURED_HOST, "/anything"));
         assert!(forwarded(routes::CHURN_HOST, "/churn-7/x"));
         assert!(!forwarded(routes::CHURN_HOST, "/churn-6"), "only the current name of the renamed route is served");
