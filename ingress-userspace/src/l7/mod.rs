@@ -5,6 +5,7 @@
 pub mod annotations;
 pub mod balancer;
 pub mod canary;
+mod client_body;
 pub mod endpoints;
 mod forward;
 pub mod host;
@@ -20,6 +21,9 @@ pub mod server;
 pub mod table;
 pub mod tls;
 mod upstream;
+
+#[cfg(test)]
+mod parser_props;
 
 use std::sync::Arc;
 
