@@ -286,9 +286,12 @@ fn post_with(headers: &str, body: &str) -> Vec<u8> {
     format!("POST / HTTP/1.1\r\nHost: {HOST}\r\n{headers}\r\n{body}").into_bytes()
 }
 
+/// The statuses of each answer nginx could give, in order.
+type AllowedAnswers = &'static [&'static [u16]];
+
 /// (case, request, the answers nginx could give): every one must also end
 /// with the connection closed.
-fn malformed_requests() -> Vec<(&'static str, Vec<u8>, &'static [&'static [u16]])> {
+fn malformed_requests() -> Vec<(&'static str, Vec<u8>, AllowedAnswers)> {
     let many = |count: usize, line: &dyn Fn(usize) -> String| (0..count).map(line).collect::<String>();
     let smuggled = format!("0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
     vec![
