@@ -5,6 +5,7 @@
 //! Everything runs in namespaces created here and removed again on drop; the
 //! host's own interfaces and routes are never touched. Needs root.
 
+pub mod abuse;
 pub mod echo;
 pub mod http;
 pub mod interrupt;

@@ -11,6 +11,7 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 
+use super::client_body::{ClientBody, ClientBodyError};
 use super::path::PathMatch;
 use super::options::ProxyOptions;
 use super::response::{BoxError, ProxyBody, local};
@@ -55,6 +56,10 @@ pub(crate) struct Forwarded<'a> {
 enum Failure {
     TimedOut,
     BodyTooLarge,
+    /// The client stopped sending its body (nginx: 408).
+    ClientBodyTimedOut,
+    /// The client's body was malformed, a bad chunk size say (nginx: 400).
+    ClientBodyFailed,
     Failed,
 }
 
@@ -105,6 +110,7 @@ impl Upstreams {
 
         // Without a body the request can be sent again; with one it is consumed.
         let retryable = is_idempotent(&parts.method) && body.is_end_stream();
+        let body = ClientBody::new(body, options.body_read_timeout);
         let mut body = Some(Limited::new(body, usize::try_from(max_body_bytes).unwrap_or(usize::MAX)));
         let attempts = if retryable { 2 } else { 1 };
         let mut last_failure = Failure::TimedOut;
@@ -133,7 +139,7 @@ impl Upstreams {
                 Ok(Err(error)) => {
                     tracing::warn!(route = route.name, %endpoint, error = %error_chain(error.as_ref()), "upstream request failed");
                     last_failure = classify(error.as_ref());
-                    if matches!(last_failure, Failure::BodyTooLarge) {
+                    if matches!(last_failure, Failure::BodyTooLarge | Failure::ClientBodyTimedOut | Failure::ClientBodyFailed) {
                         break;
                     }
                 }
@@ -142,6 +148,8 @@ impl Upstreams {
         match last_failure {
             Failure::TimedOut => local(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n"),
             Failure::BodyTooLarge => local(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"),
+            Failure::ClientBodyTimedOut => closing(local(StatusCode::REQUEST_TIMEOUT, "request body timed out\n")),
+            Failure::ClientBodyFailed => closing(local(StatusCode::BAD_REQUEST, "malformed request body\n")),
             Failure::Failed => local(StatusCode::BAD_GATEWAY, "upstream failed\n"),
         }
     }
@@ -170,11 +178,23 @@ fn respond(mut response: Response<ProxyBody>, client_upgrade: Option<hyper::upgr
     Response::from_parts(parts, body)
 }
 
+/// The rest of the client's body is not read, so the connection cannot
+/// carry another request.
+fn closing(mut response: Response<ProxyBody>) -> Response<ProxyBody> {
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 fn classify(error: &(dyn std::error::Error + 'static)) -> Failure {
     let mut source = Some(error);
     while let Some(cause) = source {
         if cause.is::<LengthLimitError>() {
             return Failure::BodyTooLarge;
+        }
+        match cause.downcast_ref::<ClientBodyError>() {
+            Some(ClientBodyError::TimedOut(_)) => return Failure::ClientBodyTimedOut,
+            Some(ClientBodyError::Failed(_)) => return Failure::ClientBodyFailed,
+            None => {}
         }
         if cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) {
             return Failure::TimedOut;

@@ -5,6 +5,7 @@
 pub mod annotations;
 pub mod balancer;
 pub mod canary;
+mod client_body;
 pub mod conditions;
 pub mod endpoints;
 pub mod filters;
@@ -24,6 +25,9 @@ pub mod server;
 pub mod table;
 pub mod tls;
 mod upstream;
+
+#[cfg(test)]
+mod parser_props;
 
 use std::sync::Arc;
 

@@ -15,8 +15,12 @@ pub struct ProxyOptions {
     pub connect_timeout: Duration,
     /// Until the upstream's response headers arrive (504 after it).
     pub request_timeout: Duration,
-    /// For a client to send a request head (408 after it on a new connection).
+    /// For a client to send a request head (408 after it on a new connection;
+    /// nginx's `client_header_timeout`, 60 s there).
     pub header_read_timeout: Duration,
+    /// Between two reads of a request body (408 after it; nginx's
+    /// `client_body_timeout`, the same 60 s as there).
+    pub body_read_timeout: Duration,
     /// A keep-alive client connection with no request in flight is closed after it.
     pub client_idle_timeout: Duration,
     /// Pooled upstream connections are closed after it.
@@ -35,6 +39,7 @@ impl Default for ProxyOptions {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(60),
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(60),
             client_idle_timeout: Duration::from_secs(75),
             upstream_idle_timeout: Duration::from_secs(60),
             max_header_bytes: 16 * 1024,

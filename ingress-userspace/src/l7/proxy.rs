@@ -30,6 +30,17 @@ use super::table::Decision;
 /// How an HTTP/2 client with prior knowledge begins (RFC 9113 3.4), up to
 /// the first empty line, which is as far as the first head is read.
 const H2_PREFACE_HEAD: &[u8] = b"PRI * HTTP/2.0\r\n\r\n";
+/// Streams an HTTP/2 client may have open at once (nginx's
+/// `http2_max_concurrent_streams`).
+const H2_MAX_CONCURRENT_STREAMS: u32 = 128;
+/// Streams a client may open and reset before the proxy has even taken
+/// them, after which the connection gets GOAWAY: the defence against rapid
+/// reset (CVE-2023-44487). h2's own default, stated here so that an upgrade
+/// cannot drop it unnoticed.
+const H2_MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
+/// Streams the proxy may reset for a client's protocol errors before it ends
+/// the connection (h2's own default, stated for the same reason).
+const H2_MAX_LOCAL_ERROR_RESET_STREAMS: usize = 1024;
 
 /// Everything a connection needs, shared by all of them.
 pub(crate) struct Proxy {
@@ -128,6 +139,9 @@ impl Proxy {
             builder
                 .timer(TokioTimer::new())
                 .max_header_list_size(u32::try_from(self.options.max_header_bytes).unwrap_or(u32::MAX))
+                .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+                .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESET_STREAMS)
+                .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESET_STREAMS)
                 .keep_alive_interval(Some(self.options.client_idle_timeout));
             builder.serve_connection(io, service).await
         } else {
@@ -145,18 +159,30 @@ impl Proxy {
     }
 
     /// Reads until the first request head is complete, so that a slow client
-    /// gets 408 and an oversized head 431. `Err(None)`: the client left.
+    /// gets 408, an oversized request line 414 (nginx's answer when the line
+    /// alone is over `large_client_header_buffers`) and an oversized head
+    /// 431. `Err(None)`: the client left.
     async fn read_first_head<IO: AsyncRead + Unpin>(&self, io: &mut IO) -> Result<BytesMut, Option<&'static str>> {
         let limit = self.options.max_header_bytes;
         let mut head = BytesMut::with_capacity(4096);
         let deadline = tokio::time::Instant::now() + self.options.header_read_timeout;
+        // Where the search for the empty line resumes: a client trickling its
+        // head byte by byte must not make every read rescan all of it.
+        let mut searched: usize = 0;
         loop {
-            if head.windows(4).any(|window| window == b"\r\n\r\n") {
-                return Ok(head);
-            }
-            if head.len() > limit {
+            let complete = head[searched.saturating_sub(3)..].windows(4).position(|window| window == b"\r\n\r\n");
+            let head_length = complete.map_or(head.len(), |at| searched.saturating_sub(3) + at + 4);
+            if head_length > limit {
+                let request_line = head.windows(2).position(|window| window == b"\r\n").unwrap_or(head.len());
+                if request_line > limit {
+                    return Err(Some("414 URI Too Long"));
+                }
                 return Err(Some("431 Request Header Fields Too Large"));
             }
+            if complete.is_some() {
+                return Ok(head);
+            }
+            searched = head.len();
             match tokio::time::timeout_at(deadline, io.read_buf(&mut head)).await {
                 Err(_elapsed) => return Err(Some("408 Request Timeout")),
                 Ok(Ok(0)) | Ok(Err(_)) => return Err(None),
