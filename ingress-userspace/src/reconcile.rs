@@ -10,6 +10,7 @@ use anyhow::Context;
 use ingress_common::maps::{MaglevKey, SCOPE_EXTERNAL, ServiceKey};
 
 use crate::dataplane::diff::{diff, removals};
+use crate::dataplane::ids::IdIndex;
 use crate::dataplane::plan::{LeftOut, PartPlanner, Plan, ServiceFrontends, backend_values, by_service, plan};
 use crate::dataplane::sizes::MapSizes;
 use crate::dataplane::{MapContents, MapOp, MapWriter, SourceRangeEntry, abi, rollback};
@@ -105,6 +106,8 @@ struct Known {
     sizes: MapSizes,
     /// Exactly what the maps hold.
     contents: MapContents,
+    /// The ids in `contents`, kept as it changes.
+    ids: IdIndex,
     /// Each programmed Service port's frontends and entries (its backends
     /// with their values at the time).
     services: BTreeMap<ServicePortRef, Programmed>,
@@ -212,6 +215,7 @@ impl Reconciler {
             self.known = Some(Known {
                 sizes,
                 headers: report.frontends,
+                ids: IdIndex::of(&planned),
                 contents: planned,
                 services: programmed,
                 backend_refs: refs.backends,
@@ -254,7 +258,7 @@ impl Reconciler {
         }
 
         // The new versions, with the ids a full plan would give them.
-        let mut planner = PartPlanner::new(&known.contents, &known.sizes);
+        let mut planner = PartPlanner::new(&known.ids, &known.sizes);
         let mut parts: Vec<(ServicePortRef, MapContents)> =
             changed.iter().map(|(service, frontends)| ((*service).clone(), planner.plan_service(frontends))).collect();
         let addrs: HashMap<u32, BackendAddr> = planner.planned_backends().collect();
@@ -316,6 +320,8 @@ impl Reconciler {
                 tracing::error!(%service, "Service port {service} rolled back: {error:#}; planning everything again");
                 return self.full(writer, desired);
             }
+            known.ids.remove(&before);
+            known.ids.add(part);
             known.contents.overlay(part);
         }
         // Backends the changed Service ports share with others may change state.
@@ -361,6 +367,7 @@ impl Reconciler {
         flush_udp_flows_of_removed_backends(writer, &removals, &mut report);
 
         // Remember the new state.
+        known.ids.remove(&gone);
         for op in updates {
             if let MapOp::PutBackend(id, value) = op {
                 known.contents.backends.insert(id, value);

@@ -8,6 +8,7 @@ pub mod conntrack_gc;
 pub mod diff;
 pub mod ebpf;
 pub mod fake;
+pub mod ids;
 pub mod maglev;
 pub mod pin_dir;
 pub mod plan;

@@ -4,9 +4,8 @@
 //! ids, so a plan keeps every id an object already has. An established flow
 //! then keeps its backend across any change that does not remove it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::hash::Hash;
 
 use std::net::IpAddr;
 
@@ -16,84 +15,12 @@ use ingress_common::maps::{
     ServiceValue,
 };
 
+use super::ids::{IdIndex, IdStart, Ids};
 use super::sizes::MapSizes;
 use super::{MapContents, abi, maglev};
 use crate::model::{
     Backend, BackendAddr, BackendState, DesiredState, Frontend, FrontendState, LocalOnly, ServicePortRef,
 };
-
-/// Where the search for a new object's id starts.
-#[derive(Clone, Copy)]
-enum IdStart {
-    /// The smallest free id >= 1, so that ids which index arrays (rev-NAT ids
-    /// index the per-frontend counters) stay dense.
-    Smallest,
-    /// A hash of the object. Conntrack and affinity entries name backends by
-    /// id, and an id freed one pass and handed to another pod the next would
-    /// send every flow still naming it to that pod (a client reusing its
-    /// ports after TIME_WAIT found exactly that). Spread over 2^32 ids, a
-    /// freed id is practically never handed on, and a pod that comes back
-    /// gets its old id.
-    Hashed,
-}
-
-/// Hands out ids: the one an object already has, else a free id >= 1 found
-/// from where `start` says. An id being removed is not recycled in the same
-/// plan: the flows that still name it must find no backend (and be
-/// re-balanced), not silently a different one.
-struct Ids<K> {
-    current: HashMap<K, u32>,
-    taken: HashSet<u32>,
-    assigned: HashMap<K, u32>,
-    start: IdStart,
-    next: u32,
-}
-
-impl<K: Hash + Eq + Copy> Ids<K> {
-    /// `current` in ascending id order: if the maps hold an object twice, it
-    /// keeps its smallest id and the other becomes garbage for the diff.
-    fn new(start: IdStart, current: impl Iterator<Item = (K, u32)>) -> Self {
-        let mut ids = Ids {
-            current: HashMap::new(),
-            taken: HashSet::new(),
-            assigned: HashMap::new(),
-            start,
-            next: 1,
-        };
-        for (key, id) in current {
-            ids.current.entry(key).or_insert(id);
-            ids.taken.insert(id);
-        }
-        ids
-    }
-
-    fn get(&mut self, key: K) -> u32 {
-        if let Some(&id) = self.assigned.get(&key) {
-            return id;
-        }
-        let id = match (self.current.get(&key), self.start) {
-            (Some(&id), _) => id,
-            (None, IdStart::Smallest) => {
-                while self.taken.contains(&self.next) {
-                    self.next += 1;
-                }
-                self.next
-            }
-            (None, IdStart::Hashed) => {
-                let mut hasher = std::hash::DefaultHasher::new();
-                key.hash(&mut hasher);
-                let mut id = std::hash::Hasher::finish(&hasher) as u32;
-                while id == 0 || self.taken.contains(&id) {
-                    id = id.wrapping_add(1);
-                }
-                id
-            }
-        };
-        self.taken.insert(id);
-        self.assigned.insert(key, id);
-        id
-    }
-}
 
 /// A Service port the plan left out whole because one of its maps is full.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,7 +52,8 @@ pub fn plan(desired: &DesiredState, current: &MapContents, sizes: &MapSizes) -> 
     let sets = by_service.values().flatten().map(|(_, state)| table_set(state));
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let tables = maglev::tables(sets, sizes.maglev_table_size, threads);
-    let mut planner = Planner::new(current, sizes, tables);
+    let index = IdIndex::of(current);
+    let mut planner = Planner::new(&index, sizes, tables);
     let mut left_out = Vec::new();
     let mut services = Vec::new();
     for (service, frontends) in by_service {
@@ -183,17 +111,18 @@ pub fn backend_values<'a, 'b: 'a>(
     values
 }
 
-/// Plans single Service ports on top of maps holding `current`, giving the
-/// ids [`plan`] would give them: an object's current id, else the smallest
-/// free one. Used to re-plan only the Service ports that changed: those
-/// that did not keep their entries, all of whose ids `current` holds.
-pub struct PartPlanner {
-    planner: Planner,
+/// Plans single Service ports on top of maps holding contents whose ids
+/// `index` holds, giving the ids [`plan`] would give them: an object's
+/// current id, else a free one. Used to re-plan only the Service ports that
+/// changed: those that did not keep their entries, all of whose ids the
+/// contents hold.
+pub struct PartPlanner<'a> {
+    planner: Planner<'a>,
 }
 
-impl PartPlanner {
-    pub fn new(current: &MapContents, sizes: &MapSizes) -> PartPlanner {
-        PartPlanner { planner: Planner::new(current, sizes, maglev::Tables::default()) }
+impl<'a> PartPlanner<'a> {
+    pub fn new(index: &'a IdIndex, sizes: &MapSizes) -> PartPlanner<'a> {
+        PartPlanner { planner: Planner::new(index, sizes, maglev::Tables::default()) }
     }
 
     /// A Service port's entries; its backends' values are placeholders (see
@@ -208,19 +137,19 @@ impl PartPlanner {
 
     /// The id given to a backend address planned here.
     pub fn backend_id(&self, addr: &BackendAddr) -> Option<u32> {
-        self.planner.backend_ids.assigned.get(addr).copied()
+        self.planner.backend_ids.assigned().get(addr).copied()
     }
 
     /// The addresses of the backends planned here, by id.
     pub fn planned_backends(&self) -> impl Iterator<Item = (u32, BackendAddr)> + '_ {
-        self.planner.backend_ids.assigned.iter().map(|(addr, id)| (*id, *addr))
+        self.planner.backend_ids.assigned().iter().map(|(addr, id)| (*id, *addr))
     }
 }
 
-struct Planner {
-    backend_ids: Ids<BackendAddr>,
-    rev_nat_ids: Ids<(IpAddr, u16)>,
-    table_ids: Ids<Frontend>,
+struct Planner<'a> {
+    backend_ids: Ids<'a, BackendAddr>,
+    rev_nat_ids: Ids<'a, (IpAddr, u16)>,
+    table_ids: Ids<'a, Frontend>,
     sizes: MapSizes,
     planned: MapContents,
     backends: BTreeMap<u32, Backend>,
@@ -234,19 +163,12 @@ struct Planner {
     maglev_tables: maglev::Tables,
 }
 
-impl Planner {
-    fn new(current: &MapContents, sizes: &MapSizes, maglev_tables: maglev::Tables) -> Planner {
+impl<'a> Planner<'a> {
+    fn new(index: &'a IdIndex, sizes: &MapSizes, maglev_tables: maglev::Tables) -> Planner<'a> {
         Planner {
-            backend_ids: Ids::new(IdStart::Hashed, current.backends.iter().map(|(id, value)| (abi::backend_addr_of(value), *id))),
-            rev_nat_ids: Ids::new(IdStart::Smallest, current.rev_nat.iter().map(|(id, value)| (abi::rev_nat_of(value), *id))),
-            table_ids: Ids::new(
-                IdStart::Smallest,
-                current
-                    .services
-                    .iter()
-                    .filter(|(key, header)| key.slot == 0 && key.scope == SCOPE_EXTERNAL && header.backend_id != 0)
-                    .filter_map(|(key, header)| Some((abi::frontend_of(key)?, header.backend_id))),
-            ),
+            backend_ids: Ids::new(IdStart::Hashed, &index.backends),
+            rev_nat_ids: Ids::new(IdStart::Smallest, &index.rev_nat),
+            table_ids: Ids::new(IdStart::Smallest, &index.tables),
             sizes: *sizes,
             planned: MapContents::default(),
             backends: BTreeMap::new(),
@@ -592,18 +514,6 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 4);
-    }
-
-    #[test]
-    fn a_hashed_id_that_is_taken_moves_to_the_next_free_one() {
-        let key = 7u64;
-        let mut fresh = Ids::new(IdStart::Hashed, std::iter::empty());
-        let id = fresh.get(key);
-        let mut crowded = Ids::new(IdStart::Hashed, [(8u64, id), (9u64, id.wrapping_add(1))].into_iter());
-        let moved = crowded.get(key);
-        assert_eq!(moved, if id.wrapping_add(2) == 0 { 1 } else { id.wrapping_add(2) });
-        let mut smallest = Ids::new(IdStart::Smallest, [(8u64, 1), (9u64, 3)].into_iter());
-        assert_eq!((smallest.get(key), smallest.get(10)), (2, 4));
     }
 
     #[test]
