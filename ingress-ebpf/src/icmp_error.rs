@@ -46,6 +46,8 @@ const ICMPV6_TIME_EXCEEDED: u8 = 3;
 /// The rejects quote exactly this.
 pub const ICMP_QUOTED_L4: usize = 8;
 const ICMP_CSUM: usize = 2;
+/// Covers every offset of a header `rewrite` writes (see there).
+const OFFSET_MASK: usize = 0xff;
 
 /// An ICMP error and the packet it quotes (kept in `scratch`).
 pub struct Quoted {
@@ -155,9 +157,13 @@ fn rewrite<P: Packet>(packet: &P, net: &Network, quoted: &Quoted, translation: &
         Side::Destination => (src, 0, dst, reply.daddr, net.daddr, reply.dport),
     };
     let new = translation.addr;
-    let icmp = packet.opaque_base(quoted.icmp);
-    let inner_ip = packet.opaque_base(quoted.icmp + ICMP_HLEN);
-    let inner_l4 = packet.opaque_base(reply.l4);
+    // The offsets come back from scratch memory, where the verifier knows
+    // no bounds for them: masked to what they can be (at most 14 + 60 + 8
+    // + 60), so that a packet pointer plus one is bounded.
+    let (icmp_at, l4_at) = (quoted.icmp & OFFSET_MASK, reply.l4 & OFFSET_MASK);
+    let icmp = packet.opaque_base(icmp_at);
+    let inner_ip = packet.opaque_base(icmp_at + ICMP_HLEN);
+    let inner_l4 = packet.opaque_base(l4_at);
     // Everything written below is inside these, so no write fails halfway.
     packet.ptr_from::<[u8; ICMP_HLEN]>(icmp, 0).ok_or(())?;
     if v6 {
@@ -169,7 +175,7 @@ fn rewrite<P: Packet>(packet: &P, net: &Network, quoted: &Quoted, translation: &
     let mut icmp_csum: u16 = packet.read_from(icmp, ICMP_CSUM).ok_or(())?;
 
     let l4_csum_at = reply.l4_csum_field();
-    if reply.l4 + l4_csum_at + 2 <= quoted.end
+    if l4_at + l4_csum_at + 2 <= quoted.end
         && let Some(l4_csum) = packet.read_from::<u16>(inner_l4, l4_csum_at)
     {
         let with_addr = if v6 { replace_addr(l4_csum, &old, &new) } else { replace32(l4_csum, old.v4(), new.v4()) };
