@@ -59,27 +59,37 @@ pub struct Quoted {
     /// Where the error's IP packet ends by its length field: the quote may
     /// stop anywhere after its first 8 L4 bytes.
     end: usize,
+    /// What the quoted flow's replies are translated to.
+    translation: Translation,
 }
 
 /// An ICMP error about a translated flow translated back (see the module
-/// comment); anything else passes as the other protocol it is. A call of
-/// its own, with the quote in `scratch`: the program's own frame is full
-/// with the TCP and UDP path, and a call chain has 512 bytes of stack.
-#[inline(never)]
+/// comment); anything else passes as the other protocol it is. Three calls
+/// of their own, made one after the other from the program, with what they
+/// share in `scratch`: the program's frame is full with the TCP and UDP
+/// path, a call chain has 512 bytes of stack, and parsing the quote and
+/// rewriting it each take close to half of that.
+#[inline(always)]
 pub fn translate<P: Packet>(packet: &P, net: &Network, way: Way) -> Outcome {
     let Some(quoted) = scratch::quote() else { return Outcome::Pass(PASS_OTHER_PROTOCOL) };
-    if quote(packet, net, quoted).is_none() {
+    if quote(packet, net, quoted).is_none() || find_translation(quoted, way).is_none() {
         return Outcome::Pass(PASS_OTHER_PROTOCOL);
     }
-    let translation = match way {
-        Way::In(_) => snat::reply(&quoted.reply),
-        Way::Out => lb::reverse(&quoted.reply).ok(),
-    };
-    let Some(translation) = translation else { return Outcome::Pass(PASS_OTHER_PROTOCOL) };
-    match rewrite(packet, net, &quoted, &translation) {
+    match rewrite(packet, net, quoted) {
         Ok(()) => Outcome::Translated(ICMP_ERROR_TRANSLATED),
         Err(()) => Outcome::Drop(DROP_REWRITE_FAILED),
     }
+}
+
+/// The translation of the quoted flow's replies, into `quoted`: found the
+/// way the reply itself finds it.
+#[inline(never)]
+fn find_translation(quoted: &mut Quoted, way: Way) -> Option<()> {
+    quoted.translation = match way {
+        Way::In(_) => snat::reply(&quoted.reply),
+        Way::Out => lb::reverse(&quoted.reply).ok(),
+    }?;
+    Some(())
 }
 
 #[inline(always)]
@@ -107,6 +117,11 @@ fn quote<P: Packet>(packet: &P, net: &Network, out: &mut Quoted) -> Option<()> {
         parse::ipv4(packet, net.l4 + ICMP_HLEN)
     }
     .ok()?;
+    // Into scratch at once: the quoted addresses held in registers across
+    // the checks below would be spilled, and this frame stacks on the
+    // program's own (`translate`).
+    let reply = &mut out.reply;
+    (reply.saddr, reply.daddr, reply.proto, reply.l4) = (inner.daddr, inner.saddr, inner.proto, inner.l4);
     if inner.proto != IPPROTO_TCP && inner.proto != IPPROTO_UDP {
         return None;
     }
@@ -125,8 +140,7 @@ fn quote<P: Packet>(packet: &P, net: &Network, out: &mut Quoted) -> Option<()> {
     let sport: u16 = packet.read_from(l4, 0)?;
     let dport: u16 = packet.read_from(l4, 2)?;
     let reply = &mut out.reply;
-    (reply.saddr, reply.daddr, reply.sport, reply.dport) = (inner.daddr, inner.saddr, dport, sport);
-    (reply.proto, reply.tcp_flags, reply.v6, reply.l4) = (inner.proto, 0, net.v6, inner.l4);
+    (reply.sport, reply.dport, reply.tcp_flags, reply.v6) = (dport, sport, 0, net.v6);
     (out.icmp, out.end) = (net.l4, end);
     Some(())
 }
@@ -139,15 +153,15 @@ fn write<P: Packet, T>(packet: &P, base: usize, offset: usize, value: T) -> Resu
     Ok(())
 }
 
-/// Writes `translation` of the reply into the error: the reply's side of
+/// Writes the translation of the reply into the error: the reply's side of
 /// it is the quoted packet's other side (a reply's new source is what the
 /// client sent to), and the error's own address on the reply's side
 /// changes only where it is the translated one (a router's stays). The
 /// ICMP checksum follows every word changed under it, and for ICMPv6 its
 /// pseudo-header; the quoted L4 checksum is updated where the quote has it.
 #[inline(never)]
-fn rewrite<P: Packet>(packet: &P, net: &Network, quoted: &Quoted, translation: &Translation) -> Result<(), ()> {
-    let reply = &quoted.reply;
+fn rewrite<P: Packet>(packet: &P, net: &Network, quoted: &Quoted) -> Result<(), ()> {
+    let (reply, translation) = (&quoted.reply, &quoted.translation);
     let v6 = net.v6;
     let (src, dst) = if v6 { (8, 24) } else { (12, 16) };
     // (quoted address field, quoted port field, the error's own address
