@@ -15,6 +15,9 @@ pub mod stats;
 /// IANA protocol numbers the dataplane translates.
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
+/// The protocols of the ICMP errors the dataplane sends and translates back.
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_ICMPV6: u8 = 58;
 
 /// The source address a pod's packet gets when its Service sends it back to
 /// that same pod (hairpin), as Cilium's `169.254.42.1`: link-local, so it is

@@ -22,6 +22,7 @@ pub const RETIRED_MAPS: &[&str] = &[
     "lb4_snat_config",
     "lb_stats",
     "lb_stats_v2",
+    "lb_stats_v3",
 ];
 
 /// Frontends and their backend slots (hash map, pinned).
@@ -37,9 +38,9 @@ pub const CONNTRACK_MAP: &str = "lb_ct";
 pub const CT_TIMEOUTS_MAP: &str = "lb_ct_timeouts";
 /// Packet counters by reason (per-CPU array, pinned). `_v2`: the array grew
 /// with the reasons added after the first release (hairpin, reject, source
-/// ranges); `_v3`: it grew again with the SNAT reasons. An old pinned array
-/// would be too short.
-pub const STATS_MAP: &str = "lb_stats_v3";
+/// ranges); `_v3`: it grew again with the SNAT reasons; `_v4`: with the
+/// translated ICMP errors. An old pinned array would be too short.
+pub const STATS_MAP: &str = "lb_stats_v4";
 /// Packets and bytes sent to each frontend, indexed by its reverse-NAT id
 /// (per-CPU array, pinned).
 pub const FRONTEND_STATS_MAP: &str = "lb_fe_stats";

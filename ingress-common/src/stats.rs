@@ -1,7 +1,7 @@
 //! Why a packet got its verdict. Each reason is an index into the per-CPU
-//! `lb_stats_v3` array; the agent exports them as metrics by name.
+//! `lb_stats_v4` array; the agent exports them as metrics by name.
 
-/// One slot of `lb_stats_v3`.
+/// One slot of `lb_stats_v4`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counter {
@@ -57,9 +57,15 @@ pub const SNAT_REPLY_TRANSLATED: u32 = 17;
 /// A new flow to another node's pod found no free SNAT port (every port tried
 /// in the range is in use towards that backend): dropped.
 pub const DROP_SNAT_PORTS_EXHAUSTED: u32 = 18;
+/// An ICMP or ICMPv6 error (destination unreachable, fragmentation needed /
+/// packet too big, time exceeded) quoting a packet of a translated flow:
+/// the quoted packet and the error's own addresses translated back the way
+/// the flow's replies are, so the client's stack finds its socket (path
+/// MTU discovery through a frontend depends on it).
+pub const ICMP_ERROR_TRANSLATED: u32 = 19;
 
 /// Names by index, for metrics and the state dump.
-pub const REASON_NAMES: [&str; 19] = [
+pub const REASON_NAMES: [&str; 20] = [
     "forward_translated",
     "reply_translated",
     "pass_not_ip",
@@ -79,5 +85,6 @@ pub const REASON_NAMES: [&str; 19] = [
     "snat_translated",
     "snat_reply_translated",
     "drop_snat_ports_exhausted",
+    "icmp_error_translated",
 ];
 pub const REASON_COUNT: u32 = REASON_NAMES.len() as u32;

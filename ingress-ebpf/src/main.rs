@@ -13,7 +13,9 @@
 //! XDP_TX from `lb_xdp`, in TC a redirect to the egress of the interface it
 //! came in on (the uplink or the pod veth). A flow
 //! from an uplink to a pod on another node is also source-translated to the
-//! node on its way out, and its replies back on their way in (`snat`). This file
+//! node on its way out, and its replies back on their way in (`snat`). ICMP
+//! errors about translated flows are translated back where their replies
+//! are (`icmp_error`). This file
 //! is the single place where an outcome becomes a verdict and is counted.
 #![no_std]
 #![no_main]
@@ -21,6 +23,7 @@
 mod affinity;
 mod conntrack;
 mod hairpin;
+mod icmp_error;
 mod lb;
 mod maglev;
 mod maps;
@@ -38,7 +41,7 @@ mod stats;
 use aya_ebpf::bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action};
 use aya_ebpf::macros::{classifier, xdp};
 use aya_ebpf::programs::{TcContext, XdpContext};
-use ingress_common::stats::DROP_REWRITE_FAILED;
+use ingress_common::stats::{DROP_REWRITE_FAILED, PASS_OTHER_PROTOCOL};
 
 use nat::Rewriter;
 use outcome::Outcome;
@@ -105,8 +108,14 @@ fn tc(ctx: &TcContext, way: Way) -> i32 {
 
 #[inline(always)]
 fn run<P: Packet + Rewriter + Reshape>(packet: &P, way: Way, bytes: u64) -> Outcome {
-    let flow = match parse::flow(packet) {
+    let network = match parse::network(packet) {
+        Ok(network) => network,
+        Err(pass_reason) => return Outcome::Pass(pass_reason),
+    };
+    let flow = match parse::transport(packet, &network) {
         Ok(flow) => flow,
+        // An ICMP error about a translated flow is translated back with it.
+        Err(PASS_OTHER_PROTOCOL) => return icmp_error::translate(packet, &network, way),
         Err(pass_reason) => return Outcome::Pass(pass_reason),
     };
     if matches!(way, Way::In(Origin::Pod))

@@ -41,7 +41,7 @@ pub static MAGLEV: HashMap<MaglevKey, MaglevRow> =
     HashMap::pinned(MAGLEV_MAX_ENTRIES, aya_ebpf::bindings::BPF_F_NO_PREALLOC as u32);
 
 /// Packets and bytes by `ingress_common::stats` reason, per CPU.
-#[map(name = "lb_stats_v3")]
+#[map(name = "lb_stats_v4")]
 pub static STATS: PerCpuArray<Counter> = PerCpuArray::pinned(REASON_COUNT, 0);
 
 /// Packets and bytes addressed to each frontend, by its reverse-NAT id

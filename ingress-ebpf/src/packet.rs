@@ -6,6 +6,7 @@ use aya_ebpf::helpers::{
     bpf_redirect, bpf_skb_change_tail, bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_get_buff_len,
 };
 use aya_ebpf::programs::{TcContext, XdpContext};
+use ingress_common::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 
 /// The largest Ethernet + IPv4 (with options) + TCP header the parser reads.
 const MAX_HEADERS: u32 = 14 + 60 + 20;
@@ -118,22 +119,27 @@ impl TcPacket<'_> {
     }
 
     /// How many bytes of headers the parser reads from this packet: Ethernet,
-    /// IP (with IPv4 options) and the fixed TCP or UDP header. `None` when the
-    /// IP header itself is not linear; then the most the parser could read.
+    /// IP (with IPv4 options) and the fixed TCP or UDP header, or an ICMP
+    /// error's header and as much of its quote as `icmp_error` may rewrite.
+    /// `None` when the IP header itself is not linear; then the most the
+    /// parser could read of a TCP or UDP packet.
     #[inline(always)]
     fn headers_len(&self) -> Option<u32> {
         let ethertype: u16 = self.read(12)?;
-        let (l4, proto) = if ethertype == 0x0800u16.to_be() {
+        let (l4, proto, icmp, quoted_ip) = if ethertype == 0x0800u16.to_be() {
             let version_ihl: u8 = self.read(14)?;
-            (14 + (version_ihl & 0x0f) as u32 * 4, self.read::<u8>(14 + 9)?)
+            (14 + (version_ihl & 0x0f) as u32 * 4, self.read::<u8>(14 + 9)?, IPPROTO_ICMP, 60)
         } else if ethertype == 0x86ddu16.to_be() {
-            (14 + 40, self.read::<u8>(14 + 6)?)
+            (14 + 40, self.read::<u8>(14 + 6)?, IPPROTO_ICMPV6, 40)
         } else {
             return Some(14);
         };
         Some(match proto {
-            ingress_common::IPPROTO_TCP => l4 + 20,
-            ingress_common::IPPROTO_UDP => l4 + 8,
+            IPPROTO_TCP => l4 + 20,
+            IPPROTO_UDP => l4 + 8,
+            // The quoted TCP header up to its checksum: ICMP is rare, and a
+            // short error is pulled no further than its own length.
+            p if p == icmp => l4 + 8 + quoted_ip + 20,
             _ => l4,
         })
     }

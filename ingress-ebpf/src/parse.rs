@@ -1,5 +1,6 @@
-//! Ethernet / IPv4 or IPv6 / TCP-UDP parsing into a `Flow`. Anything that is
-//! not a translatable packet comes back as the pass reason it is counted under.
+//! Ethernet / IPv4 or IPv6 / TCP-UDP parsing into a `Flow` (and the IP
+//! header an ICMP error quotes, see `icmp_error`). Anything that is not a
+//! translatable packet comes back as the pass reason it is counted under.
 
 use ingress_common::addr::Addr;
 use ingress_common::stats::*;
@@ -12,6 +13,8 @@ pub const ETH_HLEN: usize = 14;
 const ETH_P_IP_BE: u16 = 0x0800u16.to_be();
 /// EtherType IPv6, loaded the same way.
 const ETH_P_IPV6_BE: u16 = 0x86ddu16.to_be();
+/// The IPv4 header without options.
+pub const IPV4_HLEN: usize = 20;
 /// The fixed IPv6 header; extension headers would follow it.
 pub const IPV6_HLEN: usize = 40;
 /// More-fragments flag and fragment offset, in the wire order of `frag_off`.
@@ -53,17 +56,33 @@ impl Flow {
     }
 }
 
-#[inline(always)]
-pub fn flow<P: Packet>(packet: &P) -> Result<Flow, u32> {
-    let ethertype: u16 = packet.read(12).ok_or(PASS_TRUNCATED)?;
-    let (saddr, daddr, proto, l4, v6) = match ethertype {
-        ETH_P_IP_BE => ipv4(packet)?,
-        ETH_P_IPV6_BE => ipv6(packet)?,
-        _ => return Err(PASS_NOT_IP),
-    };
-    let l4_base = packet.opaque_base(l4);
+/// The network header of an IPv4 or IPv6 packet, before its L4 header is
+/// looked at: `transport` makes a `Flow` of it, `icmp_error` an ICMP error.
+pub struct Network {
+    pub saddr: Addr,
+    pub daddr: Addr,
+    /// IPv4's protocol or IPv6's next header.
+    pub proto: u8,
+    /// Offset of the L4 header (after any IPv4 options).
+    pub l4: usize,
+    pub v6: bool,
+}
 
-    let tcp_flags = match proto {
+#[inline(always)]
+pub fn network<P: Packet>(packet: &P) -> Result<Network, u32> {
+    let ethertype: u16 = packet.read(12).ok_or(PASS_TRUNCATED)?;
+    match ethertype {
+        ETH_P_IP_BE => ipv4(packet, ETH_HLEN),
+        ETH_P_IPV6_BE => ipv6(packet, ETH_HLEN),
+        _ => Err(PASS_NOT_IP),
+    }
+}
+
+/// The TCP or UDP flow of a packet whose network header is `net`.
+#[inline(always)]
+pub fn transport<P: Packet>(packet: &P, net: &Network) -> Result<Flow, u32> {
+    let l4_base = packet.opaque_base(net.l4);
+    let tcp_flags = match net.proto {
         IPPROTO_TCP => {
             packet.ptr_from::<[u8; 20]>(l4_base, 0).ok_or(PASS_TRUNCATED)?;
             packet.read_from::<u8>(l4_base, 13).ok_or(PASS_TRUNCATED)?
@@ -76,49 +95,49 @@ pub fn flow<P: Packet>(packet: &P) -> Result<Flow, u32> {
     };
     let sport: u16 = packet.read_from(l4_base, 0).ok_or(PASS_TRUNCATED)?;
     let dport: u16 = packet.read_from(l4_base, 2).ok_or(PASS_TRUNCATED)?;
-    Ok(Flow { saddr, daddr, sport, dport, proto, tcp_flags, v6, l4 })
+    Ok(Flow { saddr: net.saddr, daddr: net.daddr, sport, dport, proto: net.proto, tcp_flags, v6: net.v6, l4: net.l4 })
 }
 
-/// What the network header says: source, destination, protocol (next
-/// header), the L4 header's offset, and whether it is IPv6.
-type Network = (Addr, Addr, u8, usize, bool);
-
+/// The IPv4 header at offset `at`: the packet's own (`ETH_HLEN`) or one
+/// an ICMP error quotes.
 #[inline(always)]
-fn ipv4<P: Packet>(packet: &P) -> Result<Network, u32> {
-    // The fixed 20-byte IPv4 header must be there before any field is read.
-    packet.ptr_at::<[u8; 20]>(ETH_HLEN).ok_or(PASS_TRUNCATED)?;
-    let version_ihl: u8 = packet.read(ETH_HLEN).ok_or(PASS_TRUNCATED)?;
+pub fn ipv4<P: Packet>(packet: &P, at: usize) -> Result<Network, u32> {
+    let ip = packet.opaque_base(at);
+    // The fixed IPv4 header must be there before any field is read.
+    packet.ptr_from::<[u8; IPV4_HLEN]>(ip, 0).ok_or(PASS_TRUNCATED)?;
+    let version_ihl: u8 = packet.read_from(ip, 0).ok_or(PASS_TRUNCATED)?;
     let ihl = (version_ihl & 0x0f) as usize;
     if version_ihl >> 4 != 4 || ihl < 5 {
         return Err(PASS_BAD_IP_HEADER);
     }
-    let frag_off: u16 = packet.read(ETH_HLEN + 6).ok_or(PASS_TRUNCATED)?;
+    let frag_off: u16 = packet.read_from(ip, 6).ok_or(PASS_TRUNCATED)?;
     if frag_off & IP_MF_OR_OFFSET_BE != 0 {
         return Err(PASS_FRAGMENT);
     }
-    let proto: u8 = packet.read(ETH_HLEN + 9).ok_or(PASS_TRUNCATED)?;
-    let saddr: u32 = packet.read(ETH_HLEN + 12).ok_or(PASS_TRUNCATED)?;
-    let daddr: u32 = packet.read(ETH_HLEN + 16).ok_or(PASS_TRUNCATED)?;
-    Ok((Addr::from_v4(saddr), Addr::from_v4(daddr), proto, ETH_HLEN + ihl * 4, false))
+    let proto: u8 = packet.read_from(ip, 9).ok_or(PASS_TRUNCATED)?;
+    let saddr: u32 = packet.read_from(ip, 12).ok_or(PASS_TRUNCATED)?;
+    let daddr: u32 = packet.read_from(ip, 16).ok_or(PASS_TRUNCATED)?;
+    Ok(Network { saddr: Addr::from_v4(saddr), daddr: Addr::from_v4(daddr), proto, l4: at + ihl * 4, v6: false })
 }
 
 /// An IPv6 packet whose next header is the transport header. A packet with
 /// extension headers (fragments among them) keeps its next header there and
 /// is passed as another protocol: the stack handles those rare flows.
 #[inline(always)]
-fn ipv6<P: Packet>(packet: &P) -> Result<Network, u32> {
-    packet.ptr_at::<[u8; IPV6_HLEN]>(ETH_HLEN).ok_or(PASS_TRUNCATED)?;
-    let version: u8 = packet.read(ETH_HLEN).ok_or(PASS_TRUNCATED)?;
+pub fn ipv6<P: Packet>(packet: &P, at: usize) -> Result<Network, u32> {
+    let ip = packet.opaque_base(at);
+    packet.ptr_from::<[u8; IPV6_HLEN]>(ip, 0).ok_or(PASS_TRUNCATED)?;
+    let version: u8 = packet.read_from(ip, 0).ok_or(PASS_TRUNCATED)?;
     if version >> 4 != 6 {
         return Err(PASS_BAD_IP_HEADER);
     }
-    let next_header: u8 = packet.read(ETH_HLEN + 6).ok_or(PASS_TRUNCATED)?;
-    let saddr: Addr = packet.read(ETH_HLEN + 8).ok_or(PASS_TRUNCATED)?;
-    let daddr: Addr = packet.read(ETH_HLEN + 24).ok_or(PASS_TRUNCATED)?;
+    let next_header: u8 = packet.read_from(ip, 6).ok_or(PASS_TRUNCATED)?;
+    let saddr: Addr = packet.read_from(ip, 8).ok_or(PASS_TRUNCATED)?;
+    let daddr: Addr = packet.read_from(ip, 24).ok_or(PASS_TRUNCATED)?;
     // IPv4-mapped addresses never appear on the wire (RFC 4291 2.5.5.2); in
     // the maps they are IPv4, so such a packet must not match an IPv4 flow.
     if saddr.is_v4() || daddr.is_v4() {
         return Err(PASS_BAD_IP_HEADER);
     }
-    Ok((saddr, daddr, next_header, ETH_HLEN + IPV6_HLEN, true))
+    Ok(Network { saddr, daddr, proto: next_header, l4: at + IPV6_HLEN, v6: true })
 }

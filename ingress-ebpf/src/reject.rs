@@ -6,24 +6,16 @@
 use ingress_common::addr::Addr;
 use ingress_common::checksum::{finish, sum};
 use ingress_common::stats::{DROP_NO_BACKEND, REJECT_NO_BACKEND};
-use ingress_common::{IPPROTO_TCP, IPPROTO_UDP};
+use ingress_common::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 
+use crate::icmp_error::{ICMP_DEST_UNREACH, ICMP_HLEN, ICMP_QUOTED_L4, ICMPV6_DEST_UNREACH};
 use crate::outcome::Outcome;
 use crate::packet::{Packet, Reshape};
-use crate::parse::{ETH_HLEN, Flow, IPV6_HLEN};
+use crate::parse::{ETH_HLEN, Flow, IPV4_HLEN, IPV6_HLEN};
 use crate::scratch;
 
-const IPPROTO_ICMP: u8 = 1;
-const IPPROTO_ICMPV6: u8 = 58;
-const IPV4_HLEN: usize = 20;
 const TCP_HLEN: usize = 20;
-const ICMP_HLEN: usize = 8;
-/// An ICMP error quotes the IP header and this much of what follows (RFC
-/// 792; ICMPv6 may quote more, RFC 4443 3.1, and needs no more).
-const ICMP_QUOTED_L4: usize = 8;
-const ICMP_DEST_UNREACH: u8 = 3;
 const ICMP_PORT_UNREACH: u8 = 3;
-const ICMPV6_DEST_UNREACH: u8 = 1;
 const ICMPV6_PORT_UNREACH: u8 = 4;
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;

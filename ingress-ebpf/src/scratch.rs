@@ -14,6 +14,8 @@ use aya_ebpf::macros::map;
 use aya_ebpf::maps::PerCpuArray;
 use ingress_common::maps::{CtKey, SnatEntry, SnatKey};
 
+use crate::icmp_error::Quoted;
+
 /// The largest reject the programs build: Ethernet, IPv6 and TCP headers.
 pub const FRAME_MAX: usize = 14 + 40 + 20;
 
@@ -29,6 +31,8 @@ pub struct Scratch {
     snat_entries: [SnatEntry; 2],
     /// The headers of a reject being built.
     frame: [u8; FRAME_MAX],
+    /// The ICMP error being translated back.
+    quote: Quoted,
 }
 
 #[map(name = "lb_scratch")]
@@ -77,4 +81,12 @@ pub fn frame() -> Option<&'static mut [u8; FRAME_MAX]> {
     let scratch = scratch()?;
     // SAFETY: as in `store`.
     Some(unsafe { &mut (*scratch).frame })
+}
+
+/// The memory an ICMP error's quote is parsed into.
+#[inline(always)]
+pub fn quote() -> Option<&'static mut Quoted> {
+    let scratch = scratch()?;
+    // SAFETY: as in `store`.
+    Some(unsafe { &mut (*scratch).quote })
 }

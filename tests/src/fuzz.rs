@@ -223,6 +223,19 @@ pub struct Flow {
 }
 
 pub fn flow_of(frame: &[u8]) -> Option<Flow> {
+    let at = parsed_layout(frame)?;
+    let header = match at.proto {
+        TCP => 20,
+        UDP => 8,
+        _ => return None,
+    };
+    let l4 = frame.get(at.l4..at.l4 + header)?;
+    Some(flow_at(&at, l4))
+}
+
+/// The layout of a frame the programs parse: not an IPv4 fragment, no
+/// IPv4-mapped IPv6 address.
+fn parsed_layout(frame: &[u8]) -> Option<Layout> {
     let at = layout(frame)?;
     if at.v4_header_len.is_some() && u16::from_be_bytes([frame[ETH_HLEN + 6], frame[ETH_HLEN + 7]]) & 0x3fff != 0 {
         return None;
@@ -231,19 +244,65 @@ pub fn flow_of(frame: &[u8]) -> Option<Flow> {
     if mapped(at.src) || mapped(at.dst) {
         return None;
     }
-    let header = match at.proto {
-        TCP => 20,
-        UDP => 8,
-        _ => return None,
-    };
-    let l4 = frame.get(at.l4..at.l4 + header)?;
-    Some(Flow {
+    Some(at)
+}
+
+fn flow_at(at: &Layout, l4: &[u8]) -> Flow {
+    Flow {
         src: at.src,
         dst: at.dst,
         sport: u16::from_be_bytes([l4[0], l4[1]]),
         dport: u16::from_be_bytes([l4[2], l4[3]]),
         proto: at.proto,
-    })
+    }
+}
+
+/// An ICMP error (IPv4: destination unreachable, time exceeded; ICMPv6:
+/// destination unreachable, packet too big, time exceeded) quoting a TCP or
+/// UDP packet, as the programs read it: the quoted packet as a frame of its
+/// own (the error's Ethernet header, then the quote up to where the error's
+/// IP length ends it) and its flow. The quote parses as a packet would and
+/// holds at least the first 8 bytes of its L4 header.
+pub struct Quote {
+    pub frame: Vec<u8>,
+    pub flow: Flow,
+}
+
+pub fn quote_of(frame: &[u8]) -> Option<Quote> {
+    let at = parsed_layout(frame)?;
+    let kind = *frame.get(at.l4)?;
+    let error = match at.v4_header_len {
+        Some(_) => at.proto == ICMP && matches!(kind, 3 | 11),
+        None => at.proto == ICMPV6 && matches!(kind, 1..=3),
+    };
+    if !error {
+        return None;
+    }
+    let quoted = frame.get(at.l4 + 8..at.ip_end.min(frame.len()))?;
+    let inner = [&frame[..ETH_HLEN], quoted].concat();
+    let inner_at = parsed_layout(&inner)?;
+    if !matches!(inner_at.proto, TCP | UDP) {
+        return None;
+    }
+    let l4 = inner.get(inner_at.l4..inner_at.l4 + 8)?;
+    let flow = flow_at(&inner_at, l4);
+    Some(Quote { frame: inner, flow })
+}
+
+/// What the checksums of a quote add up to, as `residuals` for a frame: the
+/// quoted IPv4 header's (0 for IPv6), and the quoted L4 header's when the
+/// quote holds its checksum field (else `None`: the quote alone does not
+/// say). The length in the pseudo-header is the quote's own, so the sums
+/// mean nothing by themselves, but a rewrite that updates the checksums
+/// correctly keeps them.
+pub fn quote_residuals(quote: &Quote) -> (u16, Option<u16>) {
+    let at = layout(&quote.frame).expect("quote_of parsed it");
+    let ip = at.v4_header_len.map_or(0, |ihl| folded(sum16(&quote.frame[ETH_HLEN..ETH_HLEN + ihl])));
+    let field = l4_checksum_field(at.proto).expect("TCP or UDP");
+    let segment = &quote.frame[at.l4..];
+    let no_udp_checksum = at.proto == UDP && segment.get(6..8) == Some(&[0, 0]);
+    let l4 = (segment.len() >= field + 2 && !no_udp_checksum).then(|| folded(l4_sum(&at, segment)));
+    (ip, l4)
 }
 
 fn sum16(bytes: &[u8]) -> u32 {

@@ -154,6 +154,16 @@ impl Frame {
         Frame { src: src.into(), sport, dst: dst.into(), dport, proto: TCP, tcp_flags: flags, ..Frame::default() }
     }
 
+    /// An ICMP (IPv4) or ICMPv6 error from `src` to `dst`: `kind`, `code`,
+    /// the 4 bytes the type defines (`rest`: unused, or an MTU), then
+    /// `quote`, the offending IP packet from its header on as far as the
+    /// sender quotes it. The ICMP checksum is computed here from scratch.
+    pub fn icmp_error(src: IpAddr, dst: IpAddr, (kind, code): (u8, u8), rest: [u8; 4], quote: &[u8]) -> Frame {
+        let proto = if src.is_ipv6() { ICMPV6 } else { ICMP };
+        let payload = [&[kind, code, 0, 0][..], &rest, quote].concat();
+        Frame { src, dst, proto, tcp_flags: 0, payload, ..Frame::default() }
+    }
+
     pub fn with_payload(mut self, payload: &[u8]) -> Frame {
         self.payload = payload.to_vec();
         self
@@ -266,6 +276,12 @@ impl Frame {
         frame.extend_from_slice(l4);
         frame
     }
+}
+
+/// The IP packet of a frame, from its IP header on, cut to `len` bytes (as
+/// an ICMP error quotes it).
+pub fn ip_packet(frame: &[u8], len: usize) -> &[u8] {
+    &frame[ETH_HLEN..ETH_HLEN + len]
 }
 
 /// A 14-byte Ethernet header from `SRC_MAC` to `DST_MAC`.

@@ -7,9 +7,10 @@
 //! Every frame must get:
 //! (a) a verdict its program may return, and never a refused run;
 //! (b) byte for byte what it was, passed, when it is neither to a frontend
-//!     nor of a tracked flow (conntrack reply, SNAT, hairpin answer);
+//!     nor of a tracked flow (conntrack reply, SNAT, hairpin answer) nor an
+//!     ICMP error quoting a packet of one;
 //! (c) when rewritten, checksums that still add up as before (valid stays
-//!     valid), and when answered with a reject, valid ones whatever came in;
+//!     valid; an ICMP error's quoted headers too), and when answered with a reject, valid ones whatever came in;
 //! (d) exactly one count, under a reason of its verdict's kind: over every
 //!     batch, each kind's reasons grow by the frames that got that kind, and
 //!     the bytes counted by the frames' lengths (`assert_counted`).
@@ -29,7 +30,9 @@ use ingress_common::addr::Addr;
 use ingress_common::maps::{CT_REPLY, CtKey, SNAT_FORWARD, SNAT_REPLY, SnatKey};
 use ingress_common::stats::*;
 use ingress_common::{HAIRPIN_ADDR, HAIRPIN_ADDR6};
-use ingress_tests::fuzz::{Mutation, Rng, checksums_valid, flow_of, hex, layout, residuals, tc_test_run_refuses};
+use ingress_tests::fuzz::{
+    Flow, Mutation, Rng, checksums_valid, flow_of, hex, layout, quote_of, quote_residuals, residuals, tc_test_run_refuses,
+};
 use ingress_tests::packet::{self, ACK, ETH_HLEN, Ext6, FIN, Frame, ICMP, ICMPV6, PSH, RST, SYN, TCP, UDP};
 use ingress_tests::prog_run::{
     Programmed, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, XDP_DROP, XDP_PASS, XDP_TX, add_tcp_and_udp_service,
@@ -129,7 +132,10 @@ const REASONS: [(Kind, &[u32]); 4] = [
         Kind::PassedUntouched,
         &[PASS_NOT_IP, PASS_TRUNCATED, PASS_BAD_IP_HEADER, PASS_FRAGMENT, PASS_OTHER_PROTOCOL, PASS_NO_SERVICE, PASS_NOT_A_REPLY],
     ),
-    (Kind::PassedRewritten, &[FORWARD_TRANSLATED, REPLY_TRANSLATED, SNAT_TRANSLATED, SNAT_REPLY_TRANSLATED]),
+    (
+        Kind::PassedRewritten,
+        &[FORWARD_TRANSLATED, REPLY_TRANSLATED, SNAT_TRANSLATED, SNAT_REPLY_TRANSLATED, ICMP_ERROR_TRANSLATED],
+    ),
     (Kind::Dropped, &[DROP_NO_BACKEND, DROP_BAD_SLOT, DROP_REWRITE_FAILED, DROP_SOURCE_RANGE, DROP_SNAT_PORTS_EXHAUSTED]),
     (Kind::Answered, &[REJECT_NO_BACKEND, HAIRPIN_TRANSLATED, HAIRPIN_REPLY_TRANSLATED]),
 ];
@@ -259,12 +265,14 @@ impl Fuzzer {
                     let backend = packet::read_ip(&dnat).dst;
                     let reply = Frame { src: backend, sport: POD_PORT, dst: f.client, dport: sport, tcp_flags: frame.tcp_flags | ACK, ..frame.clone() };
                     tracked.push(("a tracked reply", reply.clone()));
+                    tracked.push(("an error about a tracked flow", too_big(backend, f.client, &dnat)));
                     if backend == f.remote {
                         let (_, snat) = self.run(TC_OUT_PROGRAM, &dnat).unwrap();
                         let node = packet::read_ip(&snat);
                         assert_eq!(node.src, f.node, "SNAT of {frame:?}");
                         tracked.push(("the SNAT leg out", Frame { dst: backend, dport: POD_PORT, ..frame.clone() }));
                         tracked.push(("a SNAT reply", Frame { dst: node.src, dport: node.sport, ..reply }));
+                        tracked.push(("an error about a SNAT flow", too_big(backend, f.node, &snat)));
                     }
                 }
             }
@@ -281,12 +289,18 @@ impl Fuzzer {
 
     /// Whether the programs may touch `frame` at all: a TCP or UDP frame to
     /// a frontend, or of a flow the maps track (a conntrack reply, either
-    /// SNAT leg, a hairpin answer).
+    /// SNAT leg, a hairpin answer); or an ICMP error quoting a packet whose
+    /// reply would be such a tracked reply.
     fn service_traffic(&self, frame: &[u8]) -> bool {
-        let Some(flow) = flow_of(frame) else { return false };
-        if self.frontends.contains(&(flow.dst, flow.dport, flow.proto)) {
-            return true;
+        if let Some(quote) = quote_of(frame) {
+            let q = quote.flow;
+            return self.tracked(&Flow { src: q.dst, dst: q.src, sport: q.dport, dport: q.sport, proto: q.proto });
         }
+        let Some(flow) = flow_of(frame) else { return false };
+        self.frontends.contains(&(flow.dst, flow.dport, flow.proto)) || self.tracked(&flow)
+    }
+
+    fn tracked(&self, flow: &Flow) -> bool {
         let (saddr, daddr, sport, dport) = (Addr::from(flow.src), Addr::from(flow.dst), flow.sport.to_be(), flow.dport.to_be());
         let maps = &self.programmed.maps;
         let ct = CtKey { saddr, daddr, sport, dport, proto: flow.proto, direction: CT_REPLY, _pad: [0; 2] };
@@ -342,7 +356,25 @@ fn rewritten_checksums(input: &[u8], out: &[u8]) -> Result<(), String> {
     if checksums_valid(input) && !checksums_valid(out) {
         return Err(format!("valid checksums made invalid: {}", hex(out)));
     }
+    // An ICMP error's quote keeps what its checksums add up to as well.
+    if let (Some(quote_in), Some(quote_out)) = (quote_of(input), quote_of(out))
+        && quote_residuals(&quote_in) != quote_residuals(&quote_out)
+    {
+        return Err(format!(
+            "the quote's checksums broken by the rewrite: {:?} -> {:?}: {}",
+            quote_residuals(&quote_in),
+            quote_residuals(&quote_out),
+            hex(out)
+        ));
+    }
     Ok(())
+}
+
+/// Packet too big / fragmentation needed from `from` to `to` about `packet`
+/// (a frame as it left the node), quoting all of it.
+fn too_big(from: IpAddr, to: IpAddr, packet: &[u8]) -> Frame {
+    let (kind, rest) = if from.is_ipv6() { ((2, 0), 1280u32.to_be_bytes()) } else { ((3, 4), [0, 0, 0x05, 0x78]) };
+    Frame::icmp_error(from, to, kind, rest, &packet[ETH_HLEN..])
 }
 
 /// Frames by kind of verdict, and their bytes, over one batch; and the

@@ -1,0 +1,227 @@
+//! ICMP errors about translated flows, translated back like the flow's
+//! replies. A pod (or a router on its way, or the node itself forwarding to
+//! a link with a smaller MTU) answers a client's packet with an error that
+//! quotes the packet as it was after the translation: to the pod, from the
+//! node's SNAT address. The client's stack looks for its socket by the
+//! quoted addresses and ports and would find none, so fragmentation needed
+//! / packet too big (path MTU discovery), port and host unreachable and
+//! time exceeded would all be lost. Here the quoted packet gets back what
+//! the client sent, the error's own addresses change where a reply's would,
+//! and every checksum in the way is updated incrementally:
+//!
+//! ```text
+//! DNAT, on the way out (lb_tc_out)    error P -> C quoting C:c -> P:p   becomes  F -> C quoting C:c -> F:f
+//! SNAT, on the way in (uplink)        error P -> N quoting N:n -> P:p   becomes  P -> C quoting C:c -> P:p
+//! ```
+//!
+//! (the SNATed error then leaves through `lb_tc_out` and has its DNAT undone
+//! as above). The flow is found with the quoted packet turned around, which
+//! is exactly how the flow's reply looks: the same lookup the reply takes.
+//! An error about any other packet passes untouched.
+
+use ingress_common::checksum::{replace16, replace32, replace_addr, udp_adjust};
+use ingress_common::stats::{DROP_REWRITE_FAILED, ICMP_ERROR_TRANSLATED, PASS_OTHER_PROTOCOL};
+use ingress_common::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
+
+use crate::Way;
+use crate::lb;
+use crate::nat::{Side, Translation};
+use crate::outcome::Outcome;
+use crate::packet::Packet;
+use crate::parse::{self, ETH_HLEN, Flow, IPV4_HLEN, IPV6_HLEN, Network};
+use crate::scratch;
+use crate::snat;
+
+/// Type, code, checksum and 4 bytes the type defines; the quote follows.
+pub const ICMP_HLEN: usize = 8;
+/// ICMP destination unreachable (fragmentation needed is its code 4).
+pub const ICMP_DEST_UNREACH: u8 = 3;
+const ICMP_TIME_EXCEEDED: u8 = 11;
+pub const ICMPV6_DEST_UNREACH: u8 = 1;
+/// ICMPv6 packet too big, then time exceeded (RFC 4443 3.2, 3.3).
+const ICMPV6_PACKET_TOO_BIG: u8 = 2;
+const ICMPV6_TIME_EXCEEDED: u8 = 3;
+/// What an ICMP error quotes after the IP header, at least (RFC 792; ICMPv6
+/// quotes as much as fits, RFC 4443 3.1): the ports, and UDP's checksum.
+/// The rejects quote exactly this.
+pub const ICMP_QUOTED_L4: usize = 8;
+const ICMP_CSUM: usize = 2;
+/// Covers every offset of a header `rewrite` writes (see there).
+const OFFSET_MASK: usize = 0xff;
+
+/// An ICMP error and the packet it quotes (kept in `scratch`).
+pub struct Quoted {
+    /// The quoted packet turned around: how its flow's replies look. `l4`
+    /// is where the quoted L4 header is.
+    pub reply: Flow,
+    /// Where the ICMP header is.
+    icmp: usize,
+    /// Where the error's IP packet ends by its length field: the quote may
+    /// stop anywhere after its first 8 L4 bytes.
+    end: usize,
+    /// What the quoted flow's replies are translated to.
+    translation: Translation,
+}
+
+/// An ICMP error about a translated flow translated back (see the module
+/// comment); anything else passes as the other protocol it is. Three calls
+/// of their own, made one after the other from the program, with what they
+/// share in `scratch`: the program's frame is full with the TCP and UDP
+/// path, a call chain has 512 bytes of stack, and parsing the quote takes
+/// some 200 bytes of it, rewriting it some 180: nested, they did not fit.
+#[inline(always)]
+pub fn translate<P: Packet>(packet: &P, net: &Network, way: Way) -> Outcome {
+    let Some(quoted) = scratch::quote() else { return Outcome::Pass(PASS_OTHER_PROTOCOL) };
+    if quote(packet, net, quoted).is_none() || find_translation(quoted, way).is_none() {
+        return Outcome::Pass(PASS_OTHER_PROTOCOL);
+    }
+    match rewrite(packet, net, quoted) {
+        Ok(()) => Outcome::Translated(ICMP_ERROR_TRANSLATED),
+        Err(()) => Outcome::Drop(DROP_REWRITE_FAILED),
+    }
+}
+
+/// The translation of the quoted flow's replies, into `quoted`: found the
+/// way the reply itself finds it.
+#[inline(never)]
+fn find_translation(quoted: &mut Quoted, way: Way) -> Option<()> {
+    quoted.translation = match way {
+        Way::In(_) => snat::reply(&quoted.reply),
+        Way::Out => lb::reverse(&quoted.reply).ok(),
+    }?;
+    Some(())
+}
+
+#[inline(always)]
+fn is_error(net: &Network, kind: u8) -> bool {
+    if net.v6 {
+        net.proto == IPPROTO_ICMPV6
+            && matches!(kind, ICMPV6_DEST_UNREACH | ICMPV6_PACKET_TOO_BIG | ICMPV6_TIME_EXCEEDED)
+    } else {
+        net.proto == IPPROTO_ICMP && matches!(kind, ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED)
+    }
+}
+
+/// The error `net` carries and the TCP or UDP packet it quotes, parsed as
+/// the packet itself would be (no fragment, no extension header), into `out`.
+#[inline(never)]
+fn quote<P: Packet>(packet: &P, net: &Network, out: &mut Quoted) -> Option<()> {
+    let icmp = packet.opaque_base(net.l4);
+    let kind: u8 = packet.read_from(icmp, 0)?;
+    if !is_error(net, kind) {
+        return None;
+    }
+    let inner = if net.v6 {
+        parse::ipv6(packet, net.l4 + ICMP_HLEN)
+    } else {
+        parse::ipv4(packet, net.l4 + ICMP_HLEN)
+    }
+    .ok()?;
+    // Into scratch at once: the quoted addresses held in registers across
+    // the checks below would be spilled, and this frame stacks on the
+    // program's own.
+    let reply = &mut out.reply;
+    (reply.saddr, reply.daddr, reply.proto, reply.l4) = (inner.daddr, inner.saddr, inner.proto, inner.l4);
+    if inner.proto != IPPROTO_TCP && inner.proto != IPPROTO_UDP {
+        return None;
+    }
+    let end = if net.v6 {
+        let payload: [u8; 2] = packet.read(ETH_HLEN + 4)?;
+        ETH_HLEN + IPV6_HLEN + u16::from_be_bytes(payload) as usize
+    } else {
+        let total: [u8; 2] = packet.read(ETH_HLEN + 2)?;
+        ETH_HLEN + u16::from_be_bytes(total) as usize
+    };
+    if inner.l4 + ICMP_QUOTED_L4 > end {
+        return None;
+    }
+    let l4 = packet.opaque_base(inner.l4);
+    packet.ptr_from::<[u8; ICMP_QUOTED_L4]>(l4, 0)?;
+    let sport: u16 = packet.read_from(l4, 0)?;
+    let dport: u16 = packet.read_from(l4, 2)?;
+    let reply = &mut out.reply;
+    (reply.sport, reply.dport, reply.tcp_flags, reply.v6) = (dport, sport, 0, net.v6);
+    (out.icmp, out.end) = (net.l4, end);
+    Some(())
+}
+
+#[inline(always)]
+fn write<P: Packet, T>(packet: &P, base: usize, offset: usize, value: T) -> Result<(), ()> {
+    let ptr = packet.ptr_from::<T>(base, offset).ok_or(())?;
+    // SAFETY: ptr_from checked the bounds.
+    unsafe { core::ptr::write_unaligned(ptr, value) };
+    Ok(())
+}
+
+/// Writes the translation of the reply into the error: the reply's side of
+/// it is the quoted packet's other side (a reply's new source is what the
+/// client sent to), and the error's own address on the reply's side
+/// changes only where it is the translated one (a router's stays). The
+/// ICMP checksum follows every word changed under it, and for ICMPv6 its
+/// pseudo-header; the quoted L4 checksum is updated where the quote has it.
+#[inline(never)]
+fn rewrite<P: Packet>(packet: &P, net: &Network, quoted: &Quoted) -> Result<(), ()> {
+    let (reply, translation) = (&quoted.reply, &quoted.translation);
+    let v6 = net.v6;
+    let (src, dst) = if v6 { (8, 24) } else { (12, 16) };
+    // (quoted address field, quoted port field, the error's own address
+    // field, what both addresses held, the error's own address, old port).
+    let (inner_at, port_at, outer_at, old, outer, old_port) = match translation.side {
+        Side::Source => (dst, 2, src, reply.saddr, net.saddr, reply.sport),
+        Side::Destination => (src, 0, dst, reply.daddr, net.daddr, reply.dport),
+    };
+    let new = translation.addr;
+    // The offsets come back from scratch memory, where the verifier knows
+    // no bounds for them: masked to what they can be (at most 14 + 60 + 8
+    // + 60), so that a packet pointer plus one is bounded.
+    let (icmp_at, l4_at) = (quoted.icmp & OFFSET_MASK, reply.l4 & OFFSET_MASK);
+    let icmp = packet.opaque_base(icmp_at);
+    let inner_ip = packet.opaque_base(icmp_at + ICMP_HLEN);
+    let inner_l4 = packet.opaque_base(l4_at);
+    // Everything written below is inside these, so no write fails halfway.
+    packet.ptr_from::<[u8; ICMP_HLEN]>(icmp, 0).ok_or(())?;
+    if v6 {
+        packet.ptr_from::<[u8; IPV6_HLEN]>(inner_ip, 0).ok_or(())?;
+    } else {
+        packet.ptr_from::<[u8; IPV4_HLEN]>(inner_ip, 0).ok_or(())?;
+    }
+    packet.ptr_from::<[u8; ICMP_QUOTED_L4]>(inner_l4, 0).ok_or(())?;
+    let mut icmp_csum: u16 = packet.read_from(icmp, ICMP_CSUM).ok_or(())?;
+
+    let l4_csum_at = reply.l4_csum_field();
+    if l4_at + l4_csum_at + 2 <= quoted.end
+        && let Some(l4_csum) = packet.read_from::<u16>(inner_l4, l4_csum_at)
+    {
+        let with_addr = if v6 { replace_addr(l4_csum, &old, &new) } else { replace32(l4_csum, old.v4(), new.v4()) };
+        let mut updated = replace16(with_addr, old_port, translation.port);
+        if reply.proto == IPPROTO_UDP {
+            updated = udp_adjust(l4_csum, updated);
+        }
+        write(packet, inner_l4, l4_csum_at, updated)?;
+        icmp_csum = replace16(icmp_csum, l4_csum, updated);
+    }
+    write(packet, inner_l4, port_at, translation.port)?;
+    icmp_csum = replace16(icmp_csum, old_port, translation.port);
+
+    if v6 {
+        write(packet, inner_ip, inner_at, new)?;
+        icmp_csum = replace_addr(icmp_csum, &old, &new);
+        if outer == old {
+            write(packet, packet.start(), ETH_HLEN + outer_at, new)?;
+            // ICMPv6 covers the pseudo-header (RFC 4443 2.3).
+            icmp_csum = replace_addr(icmp_csum, &old, &new);
+        }
+    } else {
+        let ip_csum: u16 = packet.read_from(inner_ip, 10).ok_or(())?;
+        let ip_updated = replace32(ip_csum, old.v4(), new.v4());
+        write(packet, inner_ip, 10, ip_updated)?;
+        write(packet, inner_ip, inner_at, new.v4())?;
+        icmp_csum = replace16(replace32(icmp_csum, old.v4(), new.v4()), ip_csum, ip_updated);
+        if outer == old {
+            let outer_csum: u16 = packet.read(ETH_HLEN + 10).ok_or(())?;
+            write(packet, packet.start(), ETH_HLEN + 10, replace32(outer_csum, old.v4(), new.v4()))?;
+            write(packet, packet.start(), ETH_HLEN + outer_at, new.v4())?;
+        }
+    }
+    write(packet, icmp, ICMP_CSUM, icmp_csum)
+}
