@@ -1,0 +1,278 @@
+//! The core HTTPRoute scenarios of the upstream Gateway API conformance
+//! suite (kubernetes-sigs/gateway-api, `conformance/tests/httproute-*.go`),
+//! ported to run without a cluster: each test loads its scenario's objects
+//! on top of the suite's base (namespaces, Gateways, one echo backend per
+//! Service), starts the real proxy on loopback and sends it the upstream's
+//! requests, expecting the upstream's answers. The YAML is ours, written to
+//! the upstream scenarios' intent; test names are the upstream names.
+
+mod backends;
+mod filters;
+mod hostnames;
+mod matching;
+mod redirects;
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::HeaderMap;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::l7::options::ProxyOptions;
+use crate::l7::proxy::serve;
+use crate::l7::{L7Options, RouteTable, shared_routes};
+use crate::manifests::parse_documents;
+use crate::problem::Problem;
+
+/// The upstream suite's infrastructure namespace, where its Gateways and
+/// `infra-backend-*` Services live.
+const INFRA: &str = "gateway-conformance-infra";
+
+/// Every backend Service of the base, by namespace: each gets its own echo
+/// upstream, so an answer tells which one served it.
+const BACKENDS: [(&str, &str); 6] = [
+    (INFRA, "infra-backend-v1"),
+    (INFRA, "infra-backend-v2"),
+    (INFRA, "infra-backend-v3"),
+    ("gateway-conformance-web-backend", "web-backend"),
+    ("gateway-conformance-app-backend", "app-backend-v1"),
+    ("gateway-conformance-app-backend", "app-backend-v2"),
+];
+
+/// The upstream base's GatewayClass, namespaces and Gateways: `same-namespace`
+/// takes routes of its own namespace, `all-namespaces` of any, and
+/// `backend-namespaces` of namespaces labelled `gateway-conformance: backend`.
+const BASE: &str = "
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: conformance}
+spec: {controllerName: ebpf-lb.dev/gateway-controller}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: gateway-conformance-infra}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: gateway-conformance-web-backend, labels: {gateway-conformance: backend}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: gateway-conformance-app-backend, labels: {gateway-conformance: backend}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: same-namespace, namespace: gateway-conformance-infra}
+spec:
+  gatewayClassName: conformance
+  listeners: [{name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: Same}}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: all-namespaces, namespace: gateway-conformance-infra}
+spec:
+  gatewayClassName: conformance
+  listeners: [{name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: backend-namespaces, namespace: gateway-conformance-infra}
+spec:
+  gatewayClassName: conformance
+  listeners:
+  - name: http
+    port: 80
+    protocol: HTTP
+    allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {gateway-conformance: backend}}}}
+";
+
+/// Answers with `backend NAME`, the request line and one `name: value` line
+/// per request header; its own answer carries `x-backend: NAME` and
+/// `x-header-remove: present` (for ResponseHeaderModifier to remove).
+async fn echo_backend(name: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| async move {
+                let mut text = format!("backend {name}\n{} {}\n", request.method(), request.uri());
+                for (header, value) in request.headers() {
+                    text.push_str(&format!("{header}: {}\n", value.to_str().unwrap_or("?")));
+                }
+                let response = Response::builder().header("x-backend", name).header("x-header-remove", "present");
+                Ok::<_, hyper::http::Error>(response.body(Full::new(Bytes::from(text))).unwrap())
+            });
+            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+        }
+    });
+    addr
+}
+
+/// The base's Services, each with an EndpointSlice to its echo backend.
+async fn backend_manifests() -> String {
+    let mut text = String::new();
+    for (namespace, name) in BACKENDS {
+        let port = echo_backend(name).await.port();
+        text.push_str(&format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec: {{ports: [{{name: http, port: 8080}}]}}\n\
+             ---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+             metadata: {{name: {name}-1, namespace: {namespace}, labels: {{kubernetes.io/service-name: {name}}}}}\n\
+             addressType: IPv4\nports: [{{name: http, port: {port}}}]\nendpoints: [{{addresses: [127.0.0.1]}}]\n"
+        ));
+    }
+    text
+}
+
+/// A scenario served: the proxy's address and what the translation reported.
+struct Scenario {
+    proxy: SocketAddr,
+    problems: Vec<Problem>,
+}
+
+impl Scenario {
+    /// The base plus `manifests` (the scenario's own objects), served.
+    async fn start(manifests: &str) -> Scenario {
+        let text = format!("{BASE}{}---\n{manifests}", backend_manifests().await);
+        let loaded = parse_documents("scenario.yaml", &text);
+        assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+        let (table, problems) = RouteTable::build(&loaded.snapshot, &L7Options::default());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = listener.local_addr().unwrap();
+        tokio::spawn(serve(listener, shared_routes(table), ProxyOptions::default()));
+        Scenario { proxy, problems }
+    }
+
+    /// The problems reported, one line each.
+    fn problem_lines(&self) -> Vec<String> {
+        self.problems.iter().map(ToString::to_string).collect()
+    }
+
+    async fn send(&self, request: &Req) -> Answer {
+        let mut builder = Request::builder().method(request.method).uri(request.path).header("host", request.host);
+        for (name, value) in &request.headers {
+            builder = builder.header(*name, *value);
+        }
+        let stream = TcpStream::connect(self.proxy).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(connection);
+        let response = sender.send_request(builder.body(Full::<Bytes>::default()).unwrap()).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.map(|body| body.to_bytes()).unwrap_or_default();
+        Answer { status: parts.status.as_u16(), headers: parts.headers, body: String::from_utf8_lossy(&body).into_owned() }
+    }
+
+    /// Sends every case and fails with every mismatch, one line each.
+    async fn expect_all(&self, cases: &[(Req, Expect)]) {
+        let mut mismatches = Vec::new();
+        for (request, expected) in cases {
+            let answer = self.send(request).await;
+            if let Err(why) = expected.check(&answer) {
+                mismatches.push(format!("{} {}{}: {why}", request.method, request.host, request.path));
+            }
+        }
+        assert!(mismatches.is_empty(), "{} of {} cases failed:\n{}", mismatches.len(), cases.len(), mismatches.join("\n"));
+    }
+}
+
+/// A request as the upstream suite describes one.
+#[derive(Clone)]
+struct Req {
+    method: &'static str,
+    host: &'static str,
+    /// Path and query.
+    path: &'static str,
+    headers: Vec<(&'static str, &'static str)>,
+}
+
+/// `GET path` for `example.com`, the upstream suite's default host.
+fn get(path: &'static str) -> Req {
+    Req { method: "GET", host: "example.com", path, headers: Vec::new() }
+}
+
+impl Req {
+    fn host(self, host: &'static str) -> Req {
+        Req { host, ..self }
+    }
+
+    fn method(self, method: &'static str) -> Req {
+        Req { method, ..self }
+    }
+
+    fn header(mut self, name: &'static str, value: &'static str) -> Req {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+struct Answer {
+    status: u16,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    /// The backend that answered, if one did.
+    fn backend(&self) -> Option<&str> {
+        self.body.lines().next().and_then(|line| line.strip_prefix("backend "))
+    }
+
+    /// The request line the backend received.
+    fn request_line(&self) -> Option<&str> {
+        self.backend().and(self.body.lines().nth(1))
+    }
+
+    /// The values of request header `name` (lower case) the backend received.
+    fn request_header(&self, name: &str) -> Vec<&str> {
+        self.body.lines().skip(2).filter_map(|line| line.strip_prefix(name)?.strip_prefix(": ")).collect()
+    }
+
+    /// The values of response header `name`.
+    fn header(&self, name: &str) -> Vec<&str> {
+        self.headers.get_all(name).iter().map(|value| value.to_str().unwrap_or("?")).collect()
+    }
+}
+
+/// What the upstream suite expects of an answer.
+enum Expect {
+    /// 200 from this backend.
+    Backend(&'static str),
+    /// This status from the proxy itself, no backend involved.
+    Status(u16),
+    /// A redirect with this status and Location, no backend involved.
+    Redirect(u16, &'static str),
+    /// 200 from this backend, which received this request line.
+    Forwarded(&'static str, &'static str),
+}
+
+impl Expect {
+    fn check(&self, answer: &Answer) -> Result<(), String> {
+        let (status, backend, location, line) = match *self {
+            Expect::Backend(backend) => (200, Some(backend), None, None),
+            Expect::Status(status) => (status, None, None, None),
+            Expect::Redirect(status, location) => (status, None, Some(location), None),
+            Expect::Forwarded(backend, line) => (200, Some(backend), None, Some(line)),
+        };
+        let mut wrong = Vec::new();
+        if answer.status != status {
+            wrong.push(format!("status {} instead of {status}", answer.status));
+        }
+        if answer.backend() != backend {
+            wrong.push(format!("backend {:?} instead of {backend:?}", answer.backend()));
+        }
+        if let Some(location) = location
+            && answer.header("location") != [location]
+        {
+            wrong.push(format!("Location {:?} instead of {location:?}", answer.header("location")));
+        }
+        if let Some(line) = line
+            && answer.request_line() != Some(line)
+        {
+            wrong.push(format!("backend got {:?} instead of {line:?}", answer.request_line()));
+        }
+        if wrong.is_empty() { Ok(()) } else { Err(wrong.join(", ")) }
+    }
+}
