@@ -144,3 +144,22 @@ async fn http_route_rewrite_host() {
     expect_headers(&scenario, &cases, upstream_request).await;
     scenario.expect_all(&[(get("/two/x"), Forwarded("infra-backend-v1", "GET /x"))]).await;
 }
+
+/// Upstream `HTTPRouteRequestMirror`: the backend answers, and the mirror
+/// backend gets a copy of the request whose answer is dropped.
+#[tokio::test]
+#[ignore = "RequestMirror is not supported: its rule answers 500"]
+async fn http_route_request_mirror() {
+    let rules = [("/mirror", "[{type: RequestMirror, requestMirror: {backendRef: {name: infra-backend-v2, port: 8080}}}]")];
+    let scenario = filtered("request-mirror", &rules).await;
+    scenario.expect_all(&[(get("/mirror"), Forwarded("infra-backend-v1", "GET /mirror"))]).await;
+    // The copy may still be on its way when the answer is in.
+    let mirrored = "infra-backend-v2 GET /mirror".to_owned();
+    for _ in 0..100 {
+        if scenario.received().contains(&mirrored) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(scenario.received().contains(&mirrored), "{:?}", scenario.received());
+}

@@ -13,6 +13,7 @@ mod matching;
 mod redirects;
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -90,21 +91,21 @@ spec:
     allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {gateway-conformance: backend}}}}
 ";
 
+/// `backend METHOD URI` of every request the echo backends received.
+type Received = Arc<Mutex<Vec<String>>>;
+
 /// Answers with `backend NAME`, the request line and one `name: value` line
 /// per request header; its own answer carries `x-backend: NAME` and
 /// `x-header-remove: present` (for ResponseHeaderModifier to remove).
-async fn echo_backend(name: &'static str) -> SocketAddr {
+async fn echo_backend(name: &'static str, received: Received) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let service = hyper::service::service_fn(move |request: Request<Incoming>| async move {
-                let mut text = format!("backend {name}\n{} {}\n", request.method(), request.uri());
-                for (header, value) in request.headers() {
-                    text.push_str(&format!("{header}: {}\n", value.to_str().unwrap_or("?")));
-                }
-                let response = Response::builder().header("x-backend", name).header("x-header-remove", "present");
-                Ok::<_, hyper::http::Error>(response.body(Full::new(Bytes::from(text))).unwrap())
+            let received = received.clone();
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                received.lock().unwrap().push(format!("{name} {} {}", request.method(), request.uri()));
+                async move { Ok::<_, hyper::http::Error>(echo(name, &request)) }
             });
             tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
         }
@@ -112,11 +113,20 @@ async fn echo_backend(name: &'static str) -> SocketAddr {
     addr
 }
 
+fn echo(name: &str, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let mut text = format!("backend {name}\n{} {}\n", request.method(), request.uri());
+    for (header, value) in request.headers() {
+        text.push_str(&format!("{header}: {}\n", value.to_str().unwrap_or("?")));
+    }
+    let response = Response::builder().header("x-backend", name).header("x-header-remove", "present");
+    response.body(Full::new(Bytes::from(text))).unwrap()
+}
+
 /// The base's Services, each with an EndpointSlice to its echo backend.
-async fn backend_manifests() -> String {
+async fn backend_manifests(received: &Received) -> String {
     let mut text = String::new();
     for (namespace, name) in BACKENDS {
-        let port = echo_backend(name).await.port();
+        let port = echo_backend(name, received.clone()).await.port();
         text.push_str(&format!(
             "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec: {{ports: [{{name: http, port: 8080}}]}}\n\
              ---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
@@ -131,19 +141,26 @@ async fn backend_manifests() -> String {
 struct Scenario {
     proxy: SocketAddr,
     problems: Vec<Problem>,
+    received: Received,
 }
 
 impl Scenario {
     /// The base plus `manifests` (the scenario's own objects), served.
     async fn start(manifests: &str) -> Scenario {
-        let text = format!("{BASE}{}---\n{manifests}", backend_manifests().await);
+        let received = Received::default();
+        let text = format!("{BASE}{}---\n{manifests}", backend_manifests(&received).await);
         let loaded = parse_documents("scenario.yaml", &text);
         assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
         let (table, problems) = RouteTable::build(&loaded.snapshot, &L7Options::default());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxy = listener.local_addr().unwrap();
         tokio::spawn(serve(listener, shared_routes(table), ProxyOptions::default()));
-        Scenario { proxy, problems }
+        Scenario { proxy, problems, received }
+    }
+
+    /// `backend METHOD URI` of every request the backends received so far.
+    fn received(&self) -> Vec<String> {
+        self.received.lock().unwrap().clone()
     }
 
     /// The problems reported, one line each.
