@@ -4,7 +4,12 @@
 use std::collections::BTreeMap;
 
 use super::Expect::{Backend, Status};
-use super::{Scenario, get};
+use super::{SAME_NAMESPACE, Scenario, get, route, rule, to};
+
+/// A `same-namespace` route of one rule to `backends` (YAML flow list).
+async fn one_rule(name: &str, backends: &str) -> Scenario {
+    Scenario::start(&route(name, SAME_NAMESPACE, "", &[rule("", "", backends)])).await
+}
 
 /// Upstream `HTTPRouteWeight`: backends weighted 70/30/0 take those shares.
 ///
@@ -15,20 +20,9 @@ use super::{Scenario, get};
 /// (90/210) fails it. A weight of 0 must get none.
 #[tokio::test]
 async fn http_route_weight() {
-    let scenario = Scenario::start(
-        "apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: weighted-backends, namespace: gateway-conformance-infra}
-spec:
-  parentRefs: [{name: same-namespace}]
-  rules:
-  - backendRefs:
-    - {name: infra-backend-v1, port: 8080, weight: 70}
-    - {name: infra-backend-v2, port: 8080, weight: 30}
-    - {name: infra-backend-v3, port: 8080, weight: 0}
-",
-    )
-    .await;
+    let backends = "[{name: infra-backend-v1, port: 8080, weight: 70}, {name: infra-backend-v2, port: 8080, weight: 30}, \
+                    {name: infra-backend-v3, port: 8080, weight: 0}]";
+    let scenario = one_rule("weighted-backends", backends).await;
     const REQUESTS: u32 = 300;
     let mut counts: BTreeMap<String, u32> = BTreeMap::new();
     for _ in 0..REQUESTS {
@@ -67,27 +61,19 @@ spec:
 /// lets the route use that Service of another namespace, and only that one.
 #[tokio::test]
 async fn http_route_reference_grant() {
-    let scenario = Scenario::start(
-        "apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: reference-grant, namespace: gateway-conformance-infra}
-spec:
-  parentRefs: [{name: same-namespace}]
-  rules:
-  - matches: [{path: {type: PathPrefix, value: /v1}}]
-    backendRefs: [{name: app-backend-v1, namespace: gateway-conformance-app-backend, port: 8080}]
-  - matches: [{path: {type: PathPrefix, value: /v2}}]
-    backendRefs: [{name: app-backend-v2, namespace: gateway-conformance-app-backend, port: 8080}]
----
-apiVersion: gateway.networking.k8s.io/v1beta1
+    let in_app_backend = |name: &str| format!("[{{name: {name}, namespace: gateway-conformance-app-backend, port: 8080}}]");
+    let rules = [
+        rule("[{path: {type: PathPrefix, value: /v1}}]", "", &in_app_backend("app-backend-v1")),
+        rule("[{path: {type: PathPrefix, value: /v2}}]", "", &in_app_backend("app-backend-v2")),
+    ];
+    let grant = "apiVersion: gateway.networking.k8s.io/v1beta1
 kind: ReferenceGrant
 metadata: {name: reference-grant, namespace: gateway-conformance-app-backend}
 spec:
   from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: gateway-conformance-infra}]
   to: [{group: '', kind: Service, name: app-backend-v1}]
-",
-    )
-    .await;
+";
+    let scenario = Scenario::start(&format!("{}---\n{grant}", route("reference-grant", SAME_NAMESPACE, "", &rules))).await;
     scenario.expect_all(&[(get("/v1"), Backend("app-backend-v1")), (get("/v2"), Status(500))]).await;
 }
 
@@ -96,16 +82,8 @@ spec:
 /// requests get 500, and ResolvedRefs is False with RefNotPermitted.
 #[tokio::test]
 async fn http_route_invalid_cross_namespace_backend_ref() {
-    let scenario = Scenario::start(
-        "apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: invalid-cross-namespace-backend-ref, namespace: gateway-conformance-infra}
-spec:
-  parentRefs: [{name: same-namespace}]
-  rules: [{backendRefs: [{name: web-backend, namespace: gateway-conformance-web-backend, port: 8080}]}]
-",
-    )
-    .await;
+    let backends = "[{name: web-backend, namespace: gateway-conformance-web-backend, port: 8080}]";
+    let scenario = one_rule("invalid-cross-namespace-backend-ref", backends).await;
     scenario.expect_all(&[(get("/"), Status(500))]).await;
     let lines = scenario.problem_lines();
     assert!(lines.len() == 1 && lines[0].contains("RefNotPermitted"), "{lines:?}");
@@ -115,16 +93,7 @@ spec:
 /// Service that does not exist answers 500 (BackendNotFound).
 #[tokio::test]
 async fn http_route_invalid_non_existent_backend_ref() {
-    let scenario = Scenario::start(
-        "apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: invalid-nonexistent-backend-ref, namespace: gateway-conformance-infra}
-spec:
-  parentRefs: [{name: same-namespace}]
-  rules: [{backendRefs: [{name: nonexistent-backend, port: 8080}]}]
-",
-    )
-    .await;
+    let scenario = one_rule("invalid-nonexistent-backend-ref", &to("nonexistent-backend")).await;
     scenario.expect_all(&[(get("/"), Status(500))]).await;
     let lines = scenario.problem_lines();
     assert!(lines.len() == 1 && lines[0].contains("BackendNotFound"), "{lines:?}");

@@ -2,21 +2,13 @@
 //! rewrites of the forwarded request.
 
 use super::Expect::Forwarded;
-use super::{Answer, Req, Scenario, get};
+use super::{Answer, Req, Scenario, get, prefix_rules, to};
 
-/// One route of `same-namespace` whose rules each match a path prefix,
-/// apply `filters` (YAML flow list) and forward to infra-backend-v1.
+/// A `same-namespace` route whose rules each match a path prefix, apply
+/// their filters (YAML flow list) and forward to infra-backend-v1.
 async fn filtered(name: &str, rules: &[(&str, &str)]) -> Scenario {
-    let mut manifest = format!(
-        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: gateway-conformance-infra}}\n\
-         spec:\n  parentRefs: [{{name: same-namespace}}]\n  rules:\n"
-    );
-    for (prefix, filters) in rules {
-        manifest.push_str(&format!(
-            "  - matches: [{{path: {{type: PathPrefix, value: {prefix}}}}}]\n    filters: {filters}\n    backendRefs: [{{name: infra-backend-v1, port: 8080}}]\n"
-        ));
-    }
-    Scenario::start(&manifest).await
+    let rules: Vec<(&str, String)> = rules.iter().map(|(prefix, filters)| (*prefix, (*filters).to_owned())).collect();
+    prefix_rules(name, &rules, &to("infra-backend-v1")).await
 }
 
 /// Expected header values (lower-case names) of one side of an exchange;

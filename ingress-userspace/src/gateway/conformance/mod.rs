@@ -44,52 +44,63 @@ const BACKENDS: [(&str, &str); 6] = [
     ("gateway-conformance-app-backend", "app-backend-v2"),
 ];
 
-/// The upstream base's GatewayClass, namespaces and Gateways: `same-namespace`
-/// takes routes of its own namespace, `all-namespaces` of any, and
-/// `backend-namespaces` of namespaces labelled `gateway-conformance: backend`.
-const BASE: &str = "
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: conformance}
-spec: {controllerName: ebpf-lb.dev/gateway-controller}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: gateway-conformance-infra}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: gateway-conformance-web-backend, labels: {gateway-conformance: backend}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: gateway-conformance-app-backend, labels: {gateway-conformance: backend}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: same-namespace, namespace: gateway-conformance-infra}
-spec:
-  gatewayClassName: conformance
-  listeners: [{name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: Same}}}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: all-namespaces, namespace: gateway-conformance-infra}
-spec:
-  gatewayClassName: conformance
-  listeners: [{name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: backend-namespaces, namespace: gateway-conformance-infra}
-spec:
-  gatewayClassName: conformance
-  listeners:
-  - name: http
-    port: 80
-    protocol: HTTP
-    allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {gateway-conformance: backend}}}}
-";
+/// The upstream base: a GatewayClass of ours, the namespaces (the backend
+/// ones labelled `gateway-conformance: backend`) and the Gateways:
+/// `same-namespace` takes routes of its own namespace, `all-namespaces` of
+/// any, `backend-namespaces` of the labelled ones.
+fn base() -> String {
+    let mut text = "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: conformance}\n\
+                    spec: {controllerName: ebpf-lb.dev/gateway-controller}\n"
+        .to_owned();
+    let namespaces = [(INFRA, "{}"), ("gateway-conformance-web-backend", BACKEND_LABEL), ("gateway-conformance-app-backend", BACKEND_LABEL)];
+    for (name, labels) in namespaces {
+        text.push_str(&format!("---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}, labels: {labels}}}\n"));
+    }
+    let selector = format!("{{from: Selector, selector: {{matchLabels: {BACKEND_LABEL}}}}}");
+    for (name, from) in [("same-namespace", "{from: Same}"), ("all-namespaces", "{from: All}"), ("backend-namespaces", selector.as_str())] {
+        text.push_str(&format!(
+            "---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: {name}, namespace: {INFRA}}}\n\
+             spec: {{gatewayClassName: conformance, listeners: [{{name: http, port: 80, protocol: HTTP, allowedRoutes: {{namespaces: {from}}}}}]}}\n"
+        ));
+    }
+    text
+}
+
+const BACKEND_LABEL: &str = "{gateway-conformance: backend}";
+
+/// The parentRefs of a route on the base's `same-namespace` Gateway.
+const SAME_NAMESPACE: &str = "[{name: same-namespace}]";
+
+/// An HTTPRoute of the infra namespace: `parents` and `hostnames` are YAML
+/// flow lists (`hostnames` "" for none), `rules` made by [`rule`].
+fn route(name: &str, parents: &str, hostnames: &str, rules: &[String]) -> String {
+    let hostnames = if hostnames.is_empty() { String::new() } else { format!("  hostnames: {hostnames}\n") };
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: {INFRA}}}\n\
+         spec:\n  parentRefs: {parents}\n{hostnames}  rules:\n{}",
+        rules.concat()
+    )
+}
+
+/// One rule of [`route`]: its matches, filters and backendRefs as YAML flow
+/// lists, "" for none.
+fn rule(matches: &str, filters: &str, backends: &str) -> String {
+    let fields = [("matches", matches), ("filters", filters), ("backendRefs", backends)];
+    let fields: Vec<String> = fields.iter().filter(|(_, value)| !value.is_empty()).map(|(field, value)| format!("{field}: {value}")).collect();
+    format!("  - {{{}}}\n", fields.join(", "))
+}
+
+/// The backendRefs of a rule to one Service of the base, on its port.
+fn to(backend: &str) -> String {
+    format!("[{{name: {backend}, port: 8080}}]")
+}
+
+/// A `same-namespace` route whose rules each match a path prefix and apply
+/// `filters` (YAML flow list), then forward to `backends` ("" for none).
+async fn prefix_rules(name: &str, rules: &[(&str, String)], backends: &str) -> Scenario {
+    let rules: Vec<String> = rules.iter().map(|(prefix, filters)| rule(&format!("[{{path: {{type: PathPrefix, value: {prefix}}}}}]"), filters, backends)).collect();
+    Scenario::start(&route(name, SAME_NAMESPACE, "", &rules)).await
+}
 
 /// `backend METHOD URI` of every request the echo backends received.
 type Received = Arc<Mutex<Vec<String>>>;
@@ -148,7 +159,7 @@ impl Scenario {
     /// The base plus `manifests` (the scenario's own objects), served.
     async fn start(manifests: &str) -> Scenario {
         let received = Received::default();
-        let text = format!("{BASE}{}---\n{manifests}", backend_manifests(&received).await);
+        let text = format!("{}{}---\n{manifests}", base(), backend_manifests(&received).await);
         let loaded = parse_documents("scenario.yaml", &text);
         assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
         let (table, problems) = RouteTable::build(&loaded.snapshot, &L7Options::default());

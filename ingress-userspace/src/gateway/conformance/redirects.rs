@@ -2,21 +2,14 @@
 //! request and the filter's scheme, hostname, port, path and status.
 
 use super::Expect::Redirect;
-use super::{Scenario, get};
+use super::{Scenario, get, prefix_rules};
 
-/// One route of `same-namespace` whose rules each match a path prefix and
-/// redirect with `redirect` (YAML flow of a RequestRedirect).
+/// A `same-namespace` route whose rules each match a path prefix and
+/// redirect with their RequestRedirect (YAML flow).
 async fn redirects(name: &str, rules: &[(&str, &str)]) -> Scenario {
-    let mut manifest = format!(
-        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {name}, namespace: gateway-conformance-infra}}\n\
-         spec:\n  parentRefs: [{{name: same-namespace}}]\n  rules:\n"
-    );
-    for (prefix, redirect) in rules {
-        manifest.push_str(&format!(
-            "  - matches: [{{path: {{type: PathPrefix, value: {prefix}}}}}]\n    filters: [{{type: RequestRedirect, requestRedirect: {redirect}}}]\n"
-        ));
-    }
-    Scenario::start(&manifest).await
+    let rules: Vec<(&str, String)> =
+        rules.iter().map(|(prefix, redirect)| (*prefix, format!("[{{type: RequestRedirect, requestRedirect: {redirect}}}]"))).collect();
+    prefix_rules(name, &rules, "").await
 }
 
 /// Upstream `HTTPRouteRedirectHostAndStatus`.
