@@ -18,11 +18,17 @@ pub struct Response {
 
 /// `GET path` with `Host: host` to `to`, read until the server closes.
 pub fn get(ns: &NetNs, to: impl Into<SocketAddr>, host: &str, path: &str) -> Result<Response> {
+    get_with_headers(ns, to, host, path, &[])
+}
+
+/// [`get`] with more request headers.
+pub fn get_with_headers(ns: &NetNs, to: impl Into<SocketAddr>, host: &str, path: &str, headers: &[(&str, &str)]) -> Result<Response> {
     let to = to.into();
     let stream = ns.run(move || TcpStream::connect_timeout(&to, DEFAULT_TIMEOUT))??;
     let mut stream = stream;
     stream.set_read_timeout(Some(DEFAULT_TIMEOUT))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    let headers: String = headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n")?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).with_context(|| format!("reading the response from {to}"))?;
     parse(&String::from_utf8_lossy(&raw))

@@ -168,7 +168,7 @@ pub fn intersect(listener: Option<&str>, route: &[String]) -> Vec<HostPattern> {
 
 /// Whether every host `inner` matches is matched by `outer` (Gateway API
 /// wildcards: `*.foo.com` matches any number of labels before `.foo.com`).
-fn covers(outer: &HostPattern, inner: &HostPattern) -> bool {
+pub fn covers(outer: &HostPattern, inner: &HostPattern) -> bool {
     let under = |host: &str, suffix: &str| host.strip_suffix(suffix).is_some_and(|head| head.len() > 1 && head.ends_with('.'));
     match (outer, inner) {
         (HostPattern::Any, _) => true,

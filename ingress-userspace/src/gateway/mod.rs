@@ -9,6 +9,8 @@ pub mod types;
 pub const GATEWAY_CONTROLLER: &str = "ebpf-lb.dev/gateway-controller";
 
 #[cfg(test)]
+mod conformance;
+#[cfg(test)]
 mod load_tests;
 #[cfg(test)]
 mod proxy_tests;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use rustls::sign::CertifiedKey;
 
 use super::GATEWAY_CONTROLLER;
-use super::attach::{Attachment, attach};
+use super::attach::{Attached, Attachment, attach, covers};
 use super::backends;
 use super::filters;
 use super::grants::{self, Kind};
@@ -50,23 +50,62 @@ pub fn translate(snapshot: &Snapshot, index: &ServiceIndex) -> Translation {
     for gateway in &gateways {
         add_certificates(snapshot, gateway, &mut translation);
     }
+    let listener_hosts = listener_hosts(snapshot, &gateways);
     for route in &snapshot.http_routes {
-        add_route(snapshot, index, &gateways, route, &mut translation);
+        add_route(snapshot, index, &gateways, &listener_hosts, route, &mut translation);
     }
     translation
 }
 
+/// The hostnames the routes attached to each listener serve there, by
+/// listener (`namespace/gateway`, listener name).
+type ListenerHosts = BTreeMap<(String, String), BTreeSet<HostPattern>>;
+
+fn listener_key(attached: &Attached) -> (String, String) {
+    let gateway = &attached.gateway.metadata;
+    let namespace = gateway.namespace.as_deref().unwrap_or("default");
+    (format!("{namespace}/{}", gateway.name.as_deref().unwrap_or("")), attached.listener.name.clone())
+}
+
+fn listener_hosts(snapshot: &Snapshot, gateways: &[&Gateway]) -> ListenerHosts {
+    let mut hosts = ListenerHosts::new();
+    for route in &snapshot.http_routes {
+        for parent in &route.spec.parent_refs {
+            if let Attachment::Attached(listeners) = attach(route, parent, gateways, &snapshot.namespaces) {
+                for listener in listeners {
+                    hosts.entry(listener_key(&listener)).or_default().extend(listener.hostnames);
+                }
+            }
+        }
+    }
+    hosts
+}
+
 /// The schemes a route is served with, per hostname, over every listener
-/// it is attached to.
-fn served_hosts(snapshot: &Snapshot, gateways: &[&Gateway], route: &HttpRoute, location: &Location, problems: &mut Vec<Problem>) -> BTreeMap<HostPattern, BTreeSet<&'static str>> {
+/// it is attached to. Besides its own hostnames, those other routes of the
+/// same listener serve that one of its own covers (`example.com` under
+/// `*.com`): the table keeps one list of rules per hostname, and a request
+/// must be matched against the rules of every route of its listener that
+/// serves its host, by the match precedence alone (upstream conformance
+/// test HTTPRouteMatchingAcrossRoutes).
+fn served_hosts(
+    snapshot: &Snapshot,
+    gateways: &[&Gateway],
+    listener_hosts: &ListenerHosts,
+    route: &HttpRoute,
+    location: &Location,
+    problems: &mut Vec<Problem>,
+) -> BTreeMap<HostPattern, BTreeSet<&'static str>> {
     let mut hosts: BTreeMap<HostPattern, BTreeSet<&'static str>> = BTreeMap::new();
     for (index, parent) in route.spec.parent_refs.iter().enumerate() {
         match attach(route, parent, gateways, &snapshot.namespaces) {
             Attachment::NotOurs => {}
             Attachment::Attached(listeners) => {
                 for listener in listeners {
-                    for host in listener.hostnames {
-                        hosts.entry(host).or_default().insert(listener.scheme);
+                    let shared = listener_hosts.get(&listener_key(&listener)).into_iter().flatten();
+                    let narrower = shared.filter(|other| listener.hostnames.iter().any(|own| own != *other && covers(own, other)));
+                    for host in listener.hostnames.iter().chain(narrower) {
+                        hosts.entry(host.clone()).or_default().insert(listener.scheme);
                     }
                 }
             }
@@ -79,9 +118,9 @@ fn served_hosts(snapshot: &Snapshot, gateways: &[&Gateway], route: &HttpRoute, l
     hosts
 }
 
-fn add_route(snapshot: &Snapshot, index: &ServiceIndex, gateways: &[&Gateway], route: &HttpRoute, translation: &mut Translation) {
+fn add_route(snapshot: &Snapshot, index: &ServiceIndex, gateways: &[&Gateway], listener_hosts: &ListenerHosts, route: &HttpRoute, translation: &mut Translation) {
     let location = snapshot.location("HTTPRoute", &route.metadata);
-    let hosts = served_hosts(snapshot, gateways, route, &location, &mut translation.problems);
+    let hosts = served_hosts(snapshot, gateways, listener_hosts, route, &location, &mut translation.problems);
     if hosts.is_empty() {
         return;
     }

@@ -559,6 +559,9 @@ fn a_translator_follows_changes_like_a_fresh_translation() {
 fn the_lab_examples_load_cleanly() {
     let loaded = load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples")).unwrap();
     assert_eq!(loaded.problems, []);
+    // The L7 routes too: the Ingress, the pod annotations, the HTTPRoute.
+    let (_, l7_problems) = crate::l7::RouteTable::build(&loaded.snapshot, &crate::l7::L7Options::default());
+    assert_eq!(l7_problems, []);
     let node = NodeInfo {
         name: "lab-node".into(),
         addresses: vec!["192.168.100.2".parse().unwrap(), "2001:db8::1".parse().unwrap()],

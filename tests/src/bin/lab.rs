@@ -122,20 +122,24 @@ fn send(from: &NetNs, to: SocketAddr, protocol: Protocol, stop: &AtomicBool) -> 
 }
 
 /// Host and path routing through the agent's L7 proxy, as deploy/examples
-/// defines it (echo-ingress.yaml), and what the proxy adds to a request.
+/// defines it (echo-ingress.yaml, echo-httproute.yaml), and what the proxy
+/// adds to a request.
 fn l7_routes(lab: &Lab) -> Result<bool> {
     let proxy = SocketAddrV4::new(lab.node_ip(), HTTP_PORT);
     println!("L7 through the proxy on {proxy} from the client:");
     let mut failed = false;
-    for (host, path, expect) in [
-        ("echo.example", "/a/x", "pod-a only (Ingress path /a -> Service echo-a)"),
-        ("echo.example", "/anything", "all three pods (Ingress path / -> Service echo)"),
-        ("api.example", "/", "pod-c (annotations trafficHosts/publicPaths)"),
-        ("unknown.example", "/", "the built-in default backend"),
+    let variant_b = [("x-variant", "b")];
+    for (host, path, headers, expect) in [
+        ("echo.example", "/a/x", &[][..], "pod-a only (Ingress path /a -> Service echo-a)"),
+        ("echo.example", "/anything", &[], "all three pods (Ingress path / -> Service echo)"),
+        ("api.example", "/", &[], "pod-c (annotations trafficHosts/publicPaths)"),
+        ("split.example", "/", &[], "pod-a x3 : pod-b x1 (HTTPRoute weights echo-a 3, echo-b 1)"),
+        ("split.example", "/", &variant_b, "pod-b only (HTTPRoute match x-variant: b -> echo-b)"),
+        ("unknown.example", "/", &[], "the built-in default backend"),
     ] {
         let mut answers: BTreeMap<String, u32> = BTreeMap::new();
-        for _ in 0..30 {
-            let key = match http::get(lab.client(), proxy, host, path) {
+        for _ in 0..SPLIT_REQUESTS {
+            let key = match http::get_with_headers(lab.client(), proxy, host, path, headers) {
                 Ok(r) if r.status == 200 => r.body.trim().to_string(),
                 Ok(r) => format!("{} {:?}", r.status, r.body.trim()),
                 Err(error) => {
@@ -146,8 +150,9 @@ fn l7_routes(lab: &Lab) -> Result<bool> {
             *answers.entry(key).or_default() += 1;
         }
         let seen: Vec<String> = answers.iter().map(|(k, n)| format!("{k} x{n}")).collect();
-        let target = format!("{host}{path}");
-        println!("  {target:<22} expect {expect:<50} got {}", seen.join(", "));
+        let header: String = headers.iter().map(|(name, value)| format!(" {name}: {value}")).collect();
+        let target = format!("{host}{path}{header}");
+        println!("  {target:<28} expect {expect:<62} got {}", seen.join(", "));
     }
     let pod = lab.pod("pod-a").context("pod-a")?;
     let direct = latency(|| http::get(lab.client(), pod.echo_addr(), "pod-a", "/"))?;
@@ -162,6 +167,10 @@ fn l7_routes(lab: &Lab) -> Result<bool> {
 }
 
 const L7_SAMPLES: usize = 200;
+
+/// Requests per L7 line: a multiple of the HTTPRoute's total weight (4), so
+/// that its split shows as exactly 3:1.
+const SPLIT_REQUESTS: usize = 32;
 
 fn latency(mut request: impl FnMut() -> Result<http::Response>) -> Result<Duration> {
     let mut samples = Vec::with_capacity(L7_SAMPLES);
