@@ -187,8 +187,8 @@ fn patched_snapshots_translate_to_what_whole_ones_do_even_when_some_are_skipped(
                     let cluster_ip = if rng.chance(20) { rng.below(24) as u8 } else { number + 30 * rng.below(2) as u8 };
                     maps.services.insert(key(&name), service(&name, cluster_ip, [80, 81][rng.below(2)]));
                     dirty.services.insert(key(&name));
-                    if !maps.endpoint_slices.contains_key(&key(&format!("{name}-1"))) {
-                        maps.endpoint_slices.insert(key(&format!("{name}-1")), slice(&name, &[1]));
+                    if let std::collections::btree_map::Entry::Vacant(entry) = maps.endpoint_slices.entry(key(&format!("{name}-1"))) {
+                        entry.insert(slice(&name, &[1]));
                         dirty.endpoint_slices.insert(key(&format!("{name}-1")));
                     }
                 }
