@@ -77,7 +77,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     // The source first: reading a large manifest directory then overlaps
     // with loading and attaching the programs.
     let (snapshots, mut updates) = watch::channel(None);
-    // Only with the API server: Events for problems, Ingress status.
+    // Only with the API server: Events for problems, Ingress and Gateway API status.
     let mut cluster = None;
     let source_task = match &config.source {
         SourceConfig::Directory { path, poll_interval } => {
@@ -86,7 +86,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
         SourceConfig::Kubernetes => {
             let client = kube::Client::try_default().await.context("configuring the API client")?;
             let events = k8s::events::ProblemEvents::new(client.clone(), &config.node.name, metrics.clone());
-            cluster = Some((client.clone(), events));
+            let gateway_status = k8s::gateway_status::spawn(client.clone(), metrics.clone());
+            cluster = Some((client.clone(), events, gateway_status));
             let node_name = config.node.name.clone();
             tokio::spawn(k8s::watch::watch_cluster(client, node_name, metrics.clone(), snapshots))
         }
@@ -175,8 +176,9 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
                     metrics.count_problem("health_check_port_unavailable");
                 }
                 problems.extend(route_problems);
-                if let Some((client, events)) = &mut cluster {
+                if let Some((client, events, gateway_status)) = &mut cluster {
                     events.publish(&loaded.snapshot, &problems);
+                    gateway_status.send_replace(Some(loaded.clone()));
                     let snapshot = &loaded.snapshot;
                     let served = snapshot.ingresses.iter().filter(|i| is_served(i, &snapshot.ingress_classes));
                     // The L7 listeners take every node address of both families.

@@ -16,6 +16,8 @@ use std::sync::OnceLock;
 use clap::{Parser, Subcommand};
 use ingress_userspace::agent::AgentConfig;
 use ingress_userspace::k8s::access::API_ACCESS;
+use ingress_userspace::gateway::GATEWAY_CONTROLLER;
+use ingress_userspace::gateway::types::GatewayClass;
 use ingress_userspace::l7::INGRESS_CONTROLLER;
 use ingress_userspace::l7::table::is_served;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
@@ -161,6 +163,7 @@ struct Manifests {
     cluster_role_bindings: Vec<ClusterRoleBinding>,
     daemon_sets: Vec<DaemonSet>,
     ingress_classes: Vec<IngressClass>,
+    gateway_classes: Vec<GatewayClass>,
     deployments: Vec<Deployment>,
     services: Vec<Service>,
     ingresses: Vec<Ingress>,
@@ -208,6 +211,7 @@ impl Manifests {
             "ClusterRoleBinding" => self.cluster_role_bindings.push(typed(&origin, value, &mut self.problems)),
             "DaemonSet" => self.daemon_sets.push(typed(&origin, value, &mut self.problems)),
             "IngressClass" => self.ingress_classes.push(typed(&origin, value, &mut self.problems)),
+            "GatewayClass" => self.gateway_classes.push(typed(&origin, value, &mut self.problems)),
             "Deployment" => self.deployments.push(typed(&origin, value, &mut self.problems)),
             "Service" => self.services.push(typed(&origin, value, &mut self.problems)),
             "Ingress" => self.ingresses.push(typed(&origin, value, &mut self.problems)),
@@ -496,6 +500,7 @@ fn every_namespaced_object_is_in_the_namespace_deploy_creates() {
             "ClusterRole",
             "ClusterRoleBinding",
             "IngressClass",
+            "GatewayClass",
         ];
         let misplaced: Vec<String> = manifests
             .objects
@@ -814,6 +819,11 @@ const COMPONENT_EFFECTS: &[(&str, Effect, &str)] = &[
         "serves an Ingress without a class: true",
     ),
     (
+        "gateway-api",
+        |manifests| format!("GatewayClasses: {}", manifests.gateway_classes.len()),
+        "GatewayClasses: 1",
+    ),
+    (
         "http-port",
         |manifests| format!("HTTP on {:?}", config_of(manifests).l7.http),
         "HTTP on Some(0.0.0.0:8080)",
@@ -922,6 +932,19 @@ fn the_ingress_class_names_the_agents_controller() {
             "IngressClass spec.controller is not the agent's INGRESS_CONTROLLER"
         );
     });
+}
+
+/// Only with components/gateway-api: deploy/ alone must apply to a
+/// cluster without the Gateway API CRDs.
+#[test]
+fn the_gateway_class_names_the_agents_gateway_controller() {
+    assert!(base().gateway_classes.is_empty(), "deploy/ alone renders a GatewayClass");
+    let class = one(&variant("gateway-api").gateway_classes, "GatewayClass");
+    assert_eq!(class.metadata.name.as_deref(), Some("ebpf-lb"), "GatewayClass name");
+    assert_eq!(
+        class.spec.controller_name, GATEWAY_CONTROLLER,
+        "GatewayClass spec.controllerName is not the agent's GATEWAY_CONTROLLER"
+    );
 }
 
 #[test]

@@ -33,15 +33,46 @@ pub enum Attachment<'a> {
     Refused { reason: &'static str, message: String },
 }
 
+/// What one parentRef of a route comes to before hostnames: the listeners
+/// whose allowedRoutes admit it, which is what `attachedRoutes` counts.
+#[derive(Debug)]
+pub enum Admission<'a> {
+    NotOurs,
+    Admitted { gateway: &'a Gateway, listeners: Vec<(&'a Listener, &'static str)> },
+    Refused { reason: &'static str, message: String },
+}
+
 /// `gateways` are ours (of a GatewayClass of this controller).
 pub fn attach<'a>(route: &HttpRoute, parent: &ParentReference, gateways: &[&'a Gateway], namespaces: &[Namespace]) -> Attachment<'a> {
+    match admit(route, parent, gateways, namespaces) {
+        Admission::NotOurs => Attachment::NotOurs,
+        Admission::Refused { reason, message } => Attachment::Refused { reason, message },
+        Admission::Admitted { gateway, listeners } => {
+            let attached: Vec<Attached> = listeners
+                .into_iter()
+                .map(|(listener, scheme)| Attached { gateway, listener, scheme, hostnames: intersect(listener.hostname.as_deref(), &route.spec.hostnames) })
+                .filter(|attached| !attached.hostnames.is_empty())
+                .collect();
+            if attached.is_empty() {
+                let message = "no hostname of the route falls under a listener's hostname".to_owned();
+                return Attachment::Refused { reason: "NoMatchingListenerHostname", message };
+            }
+            Attachment::Attached(attached)
+        }
+    }
+}
+
+/// The listeners of the parent that take this route by parentRef (name,
+/// namespace, sectionName, port), protocol and allowedRoutes, whatever
+/// the hostnames.
+pub fn admit<'a>(route: &HttpRoute, parent: &ParentReference, gateways: &[&'a Gateway], namespaces: &[Namespace]) -> Admission<'a> {
     let route_namespace = route.metadata.namespace.as_deref().unwrap_or("default");
     let is_gateway = parent.group.as_deref().unwrap_or(GROUP) == GROUP && parent.kind.as_deref().unwrap_or("Gateway") == "Gateway";
     let namespace = parent.namespace.as_deref().unwrap_or(route_namespace);
     let gateway = gateways.iter().copied().find(|gateway| {
         gateway.metadata.namespace.as_deref().unwrap_or("default") == namespace && gateway.metadata.name.as_deref() == Some(&parent.name)
     });
-    let Some(gateway) = gateway.filter(|_| is_gateway) else { return Attachment::NotOurs };
+    let Some(gateway) = gateway.filter(|_| is_gateway) else { return Admission::NotOurs };
     let gateway_namespace = namespace;
     let listeners: Vec<&Listener> = gateway
         .spec
@@ -52,7 +83,7 @@ pub fn attach<'a>(route: &HttpRoute, parent: &ParentReference, gateways: &[&'a G
         .collect();
     if listeners.is_empty() {
         let message = format!("Gateway {namespace}/{} has no listener {}", parent.name, section_label(parent));
-        return Attachment::Refused { reason: "NoMatchingParent", message };
+        return Admission::Refused { reason: "NoMatchingParent", message };
     }
     let labels = namespace_labels(route_namespace, namespaces);
     let allowed: Vec<(&Listener, &'static str)> = listeners
@@ -62,18 +93,9 @@ pub fn attach<'a>(route: &HttpRoute, parent: &ParentReference, gateways: &[&'a G
         .collect();
     if allowed.is_empty() {
         let message = format!("no listener of Gateway {namespace}/{} admits HTTPRoutes from namespace {route_namespace}", parent.name);
-        return Attachment::Refused { reason: "NotAllowedByListeners", message };
+        return Admission::Refused { reason: "NotAllowedByListeners", message };
     }
-    let attached: Vec<Attached> = allowed
-        .into_iter()
-        .map(|(listener, scheme)| Attached { gateway, listener, scheme, hostnames: intersect(listener.hostname.as_deref(), &route.spec.hostnames) })
-        .filter(|attached| !attached.hostnames.is_empty())
-        .collect();
-    if attached.is_empty() {
-        let message = "no hostname of the route falls under a listener's hostname".to_owned();
-        return Attachment::Refused { reason: "NoMatchingListenerHostname", message };
-    }
-    Attachment::Attached(attached)
+    Admission::Admitted { gateway, listeners: allowed }
 }
 
 fn section_label(parent: &ParentReference) -> String {
@@ -86,7 +108,7 @@ fn section_label(parent: &ParentReference) -> String {
 }
 
 /// The scheme an HTTPRoute is served with on this listener, if it serves them.
-fn scheme(listener: &Listener) -> Option<&'static str> {
+pub fn scheme(listener: &Listener) -> Option<&'static str> {
     let terminates = listener.tls.as_ref().and_then(|tls| tls.mode.as_deref()).is_none_or(|mode| mode == "Terminate");
     match listener.protocol.as_str() {
         "HTTP" => Some("http"),
@@ -95,7 +117,7 @@ fn scheme(listener: &Listener) -> Option<&'static str> {
     }
 }
 
-fn takes_http_routes(listener: &Listener) -> bool {
+pub fn takes_http_routes(listener: &Listener) -> bool {
     let kinds = listener.allowed_routes.as_ref().and_then(|allowed| allowed.kinds.as_ref());
     kinds.is_none_or(|kinds| {
         kinds.is_empty() || kinds.iter().any(|kind| kind.kind == "HTTPRoute" && kind.group.as_deref().unwrap_or(GROUP) == GROUP)

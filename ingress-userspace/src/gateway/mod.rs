@@ -17,7 +17,9 @@ mod proxy_tests;
 
 pub mod attach;
 pub mod backends;
+pub mod certificates;
 pub mod filters;
 pub mod grants;
 pub mod matches;
+pub mod status;
 pub mod translate;

@@ -12,16 +12,15 @@ use super::GATEWAY_CONTROLLER;
 use super::attach::{Attached, Attachment, attach, covers};
 use super::backends;
 use super::filters;
-use super::grants::{self, Kind};
+use super::certificates::listener_certificate;
 use super::matches;
-use super::types::{GROUP, Gateway, HttpRoute, HttpRouteMatch};
+use super::types::{Gateway, HttpRoute, HttpRouteMatch};
 use crate::l7::balancer::{BackendSplit, Upstream};
 use crate::l7::filters::Filters;
 use crate::l7::endpoints::ServiceIndex;
 use crate::l7::host::HostPattern;
 use crate::l7::route::Route;
 use crate::l7::rule::{Rule, Seniority};
-use crate::l7::tls::certified_key;
 use crate::manifests::Snapshot;
 use crate::problem::{Location, Problem, ProblemKind};
 
@@ -175,31 +174,17 @@ fn add_route(snapshot: &Snapshot, index: &ServiceIndex, gateways: &[&Gateway], l
     }
 }
 
-/// The certificate of each HTTPS listener with a hostname (its first
-/// certificateRef, a `kubernetes.io/tls` Secret of the Gateway's namespace
-/// or of one whose ReferenceGrant allows it).
+/// The certificate of each HTTPS listener with a hostname.
 fn add_certificates(snapshot: &Snapshot, gateway: &Gateway, translation: &mut Translation) {
     let location = snapshot.location("Gateway", &gateway.metadata);
-    let namespace = gateway.metadata.namespace.as_deref().unwrap_or("default");
     for (index, listener) in gateway.spec.listeners.iter().enumerate() {
-        let Some(reference) = listener.tls.as_ref().and_then(|tls| tls.certificate_refs.first()) else { continue };
+        let Some(key) = listener_certificate(snapshot, gateway, listener) else { continue };
         let field = format!("spec.listeners[{index}].tls.certificateRefs[0]");
-        let secret_namespace = reference.namespace.as_deref().unwrap_or(namespace);
-        let name = &reference.name;
-        let from = Kind { group: GROUP, kind: "Gateway", namespace };
-        let to = Kind { group: "", kind: "Secret", namespace: secret_namespace };
         let host = HostPattern::parse(listener.hostname.as_deref().unwrap_or(""));
-        let secret = snapshot.secrets.iter().find(|secret| {
-            secret.metadata.namespace.as_deref().unwrap_or("default") == secret_namespace && secret.metadata.name.as_ref() == Some(name)
-        });
-        let key = if reference.kind.as_deref().unwrap_or("Secret") != "Secret" || reference.group.as_deref().is_some_and(|group| !group.is_empty()) {
-            Err("only Secrets are served as certificates".to_owned())
-        } else if !grants::allowed(&snapshot.reference_grants, from, to, name) {
-            Err(format!("no ReferenceGrant in namespace {secret_namespace} lets Gateways of {namespace} use Secret {name}"))
-        } else if host == HostPattern::Any {
+        let key = if host == HostPattern::Any {
             Err("a listener without hostname has no SNI name to serve it for".to_owned())
         } else {
-            secret.ok_or_else(|| format!("no Secret {secret_namespace}/{name}")).and_then(certified_key)
+            key.map_err(|unresolved| unresolved.message)
         };
         match key {
             Ok(key) => translation.certificates.push((host, key)),

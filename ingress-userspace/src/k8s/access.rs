@@ -10,6 +10,7 @@ pub struct Access {
 }
 
 const WATCH: &[&str] = &["list", "watch"];
+const GATEWAY_API: &str = crate::gateway::types::GROUP;
 
 pub const API_ACCESS: &[Access] = &[
     Access { group: "", resource: "services", verbs: WATCH },
@@ -24,4 +25,15 @@ pub const API_ACCESS: &[Access] = &[
     // Only Secrets of type kubernetes.io/tls (field selector).
     Access { group: "", resource: "secrets", verbs: WATCH },
     Access { group: "events.k8s.io", resource: "events", verbs: &["create", "patch"] },
+    // Listeners that admit routes by namespace labels (allowedRoutes Selector).
+    Access { group: "", resource: "namespaces", verbs: WATCH },
+    // The Gateway API (CRDs a cluster may lack: see k8s/watch.rs).
+    Access { group: GATEWAY_API, resource: "gatewayclasses", verbs: WATCH },
+    Access { group: GATEWAY_API, resource: "gateways", verbs: WATCH },
+    Access { group: GATEWAY_API, resource: "httproutes", verbs: WATCH },
+    Access { group: GATEWAY_API, resource: "referencegrants", verbs: WATCH },
+    // Status as the spec asks, by merge patch (k8s/gateway_status.rs).
+    Access { group: GATEWAY_API, resource: "gatewayclasses/status", verbs: &["patch"] },
+    Access { group: GATEWAY_API, resource: "gateways/status", verbs: &["patch"] },
+    Access { group: GATEWAY_API, resource: "httproutes/status", verbs: &["patch"] },
 ];

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod events;
+pub mod gateway_status;
 pub mod node;
 pub mod snapshots;
 pub mod status;

@@ -4,6 +4,10 @@
 //! kube's watcher re-lists after `410 Gone` and, with the backoff, retries
 //! forever; the stores keep their last contents meanwhile, so nothing is
 //! published (and the programmed state stays) until the API server is back.
+//!
+//! The Gateway API kinds are CRDs a cluster may not have: their list
+//! answering 404 counts as an empty list (logged once), and the watcher's
+//! retries pick them up, without a restart, once they are installed.
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;
@@ -12,7 +16,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::{BoxStream, select_all};
-use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -22,6 +26,8 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
 use super::snapshots::{Dirty, ObjectKey, Objects, Snapshotter, key_of};
+use crate::gateway::translate::our_gateways;
+use crate::gateway::types::{GatewayClass, Gateway, HttpRoute, ReferenceGrant};
 use crate::manifests::{Loaded, Snapshot};
 use crate::metrics::Metrics;
 use crate::source::Snapshots;
@@ -42,6 +48,20 @@ struct Stores {
     ingresses: Store<Ingress>,
     ingress_classes: Store<IngressClass>,
     secrets: Store<Secret>,
+    gateway_classes: Store<GatewayClass>,
+    gateways: Store<Gateway>,
+    http_routes: Store<HttpRoute>,
+    reference_grants: Store<ReferenceGrant>,
+    namespaces: Store<Namespace>,
+}
+
+/// The resources of CRDs (the Gateway API's) that a cluster may lack.
+const OPTIONAL: &[&str] = &["gatewayclasses", "gateways", "httproutes", "referencegrants"];
+
+/// Whether `error` says the resource is not served at all (its CRD is not
+/// installed), rather than that the API server failed.
+fn is_not_served(error: &watcher::Error) -> bool {
+    matches!(error, watcher::Error::InitialListFailed(kube::Error::Api(status)) if status.code == 404)
 }
 
 /// What one watcher event did to its store.
@@ -89,12 +109,19 @@ pub async fn watch_cluster(client: Client, node_name: String, metrics: Arc<Metri
         pods: reflect(Api::all(client.clone()), ("pods", Kind::Other), config().labels("microservice=true"), &mut watch),
         ingresses: reflect(Api::all(client.clone()), ("ingresses", Kind::Other), config(), &mut watch),
         ingress_classes: reflect(Api::all(client.clone()), ("ingressclasses", Kind::Other), config(), &mut watch),
-        secrets: reflect(Api::all(client), ("secrets", Kind::Other), config().fields("type=kubernetes.io/tls"), &mut watch),
+        secrets: reflect(Api::all(client.clone()), ("secrets", Kind::Other), config().fields("type=kubernetes.io/tls"), &mut watch),
+        gateway_classes: reflect(Api::all(client.clone()), ("gatewayclasses", Kind::Other), config(), &mut watch),
+        gateways: reflect(Api::all(client.clone()), ("gateways", Kind::Other), config(), &mut watch),
+        http_routes: reflect(Api::all(client.clone()), ("httproutes", Kind::Other), config(), &mut watch),
+        reference_grants: reflect(Api::all(client.clone()), ("referencegrants", Kind::Other), config(), &mut watch),
+        namespaces: reflect(Api::all(client), ("namespaces", Kind::Other), config(), &mut watch),
     };
     let resources = streams.len();
     let mut steps = select_all(streams);
 
     let mut listed = BTreeSet::new();
+    // The optional resources found not served, until they are.
+    let mut not_served = BTreeSet::new();
     let mut due: Option<Instant> = None;
     let mut dirty = Dirty::default();
     let mut snapshotter = Snapshotter::default();
@@ -106,6 +133,9 @@ pub async fn watch_cluster(client: Client, node_name: String, metrics: Arc<Metri
                 match step {
                     Ok(Step::Listed) => {
                         listed.insert(resource);
+                        if not_served.remove(resource) {
+                            tracing::info!(resource, "the API server serves it now, watching");
+                        }
                         dirty.structure = true;
                         due.get_or_insert_with(|| Instant::now() + DEBOUNCE);
                     }
@@ -118,6 +148,17 @@ pub async fn watch_cluster(client: Client, node_name: String, metrics: Arc<Metri
                         due.get_or_insert_with(|| Instant::now() + DEBOUNCE);
                     }
                     Ok(Step::Pending) => {}
+                    Err(error) if OPTIONAL.contains(&resource) && is_not_served(&error) => {
+                        // Retried with the backoff, quietly: a cluster without
+                        // the Gateway API is a configuration, not a failure.
+                        if not_served.is_empty() {
+                            tracing::warn!(resource, "the Gateway API CRDs are not installed: serving Ingresses only, Gateway API objects are picked up once they are");
+                        }
+                        if not_served.insert(resource) && listed.insert(resource) {
+                            dirty.structure = true;
+                            due.get_or_insert_with(|| Instant::now() + DEBOUNCE);
+                        }
+                    }
                     Err(error) => {
                         metrics.count_api_error(resource);
                         match &error {
@@ -171,30 +212,28 @@ where
 
 impl Objects for Stores {
     fn everything(&self) -> Snapshot {
-        let ingresses = objects(&self.ingresses);
-        // Only the Secrets served Ingresses name: the others stay out of the
-        // agent's state, logs and L7 configuration.
-        let referenced: BTreeSet<(Option<String>, String)> = ingresses
-            .iter()
-            .flat_map(|ingress| {
-                let tls = ingress.spec.iter().flat_map(|spec| spec.tls.iter().flatten());
-                tls.filter_map(|tls| Some((ingress.namespace(), tls.secret_name.clone()?)))
-            })
-            .collect();
-        let secrets = objects(&self.secrets)
-            .into_iter()
-            .filter(|secret| referenced.contains(&(secret.namespace(), secret.name_any())))
-            .collect();
-        Snapshot {
+        let mut snapshot = Snapshot {
             services: shared(&self.services),
             endpoint_slices: shared(&self.endpoint_slices),
             pods: objects(&self.pods),
             ingress_classes: objects(&self.ingress_classes),
-            secrets,
             nodes: objects(&self.nodes),
-            ingresses,
+            ingresses: objects(&self.ingresses),
+            gateway_classes: objects(&self.gateway_classes),
+            gateways: objects(&self.gateways),
+            http_routes: objects(&self.http_routes),
+            reference_grants: objects(&self.reference_grants),
+            namespaces: objects(&self.namespaces),
             ..Snapshot::default()
-        }
+        };
+        // Only the Secrets served Ingresses and our Gateways' listeners name:
+        // the others stay out of the agent's state, logs and L7 configuration.
+        let referenced = referenced_secrets(&snapshot);
+        snapshot.secrets = objects(&self.secrets)
+            .into_iter()
+            .filter(|secret| referenced.contains(&(secret.namespace(), secret.name_any())))
+            .collect();
+        snapshot
     }
 
     fn service(&self, (namespace, name): &ObjectKey) -> Option<Arc<Service>> {
@@ -204,6 +243,23 @@ impl Objects for Stores {
     fn endpoint_slice(&self, (namespace, name): &ObjectKey) -> Option<Arc<EndpointSlice>> {
         self.endpoint_slices.get(&ObjectRef::new(name).within(namespace))
     }
+}
+
+/// (namespace, name) of the TLS Secrets of Ingresses and of the listeners
+/// of our Gateways.
+fn referenced_secrets(snapshot: &Snapshot) -> BTreeSet<(Option<String>, String)> {
+    let of_ingresses = snapshot.ingresses.iter().flat_map(|ingress| {
+        let tls = ingress.spec.iter().flat_map(|spec| spec.tls.iter().flatten());
+        tls.filter_map(|tls| Some((ingress.namespace(), tls.secret_name.clone()?)))
+    });
+    let of_gateways = our_gateways(snapshot).into_iter().flat_map(|gateway| {
+        let references = gateway.spec.listeners.iter().filter_map(|listener| listener.tls.as_ref()).flat_map(|tls| &tls.certificate_refs);
+        let is_secret = |reference: &&crate::gateway::types::ObjectReference| {
+            reference.group.as_deref().unwrap_or("").is_empty() && reference.kind.as_deref().unwrap_or("Secret") == "Secret"
+        };
+        references.filter(is_secret).map(|reference| (reference.namespace.clone().or_else(|| gateway.namespace()), reference.name.clone()))
+    });
+    of_ingresses.chain(of_gateways).collect()
 }
 
 /// The store's objects in namespace/name order, so that equal contents make

@@ -25,7 +25,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
 
-use store::{Change, RESOURCES, Resource, Selectors, Store, expired_line};
+use store::{Change, PatchError, Resource, Selectors, Store, expired_line};
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -54,8 +54,18 @@ pub struct ApiStandIn {
 
 impl ApiStandIn {
     /// Serves on `listener` (already bound, e.g. inside a lab namespace) and
-    /// writes a kubeconfig that points at it.
+    /// writes a kubeconfig that points at it. A cluster without the Gateway
+    /// API CRDs: their URLs answer 404.
     pub fn serve(listener: std::net::TcpListener) -> Result<ApiStandIn> {
+        Self::serve_store(listener, Store::default())
+    }
+
+    /// As `serve`, with the Gateway API CRDs installed.
+    pub fn serve_with_gateway_api(listener: std::net::TcpListener) -> Result<ApiStandIn> {
+        Self::serve_store(listener, Store::with_gateway_api())
+    }
+
+    fn serve_store(listener: std::net::TcpListener, store: Store) -> Result<ApiStandIn> {
         let addr = listener.local_addr()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -63,7 +73,7 @@ impl ApiStandIn {
             .enable_all()
             .build()?;
         let shared = Arc::new(Shared {
-            store: Mutex::new(Store::default()),
+            store: Mutex::new(store),
             changes: broadcast::channel(WATCH_BACKLOG).0,
             cuts: watch::channel(0).0,
             down: AtomicBool::new(false),
@@ -97,6 +107,12 @@ impl ApiStandIn {
         let object = serde_json::to_value(object)?;
         apply_locked(&mut self.store(), &self.shared.changes, object).map_err(anyhow::Error::msg)?;
         Ok(())
+    }
+
+    /// The stored object, as the agent would read it.
+    pub fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<Value> {
+        let resource = store::resource_of_kind(kind)?;
+        self.store().get(resource, namespace, name).cloned()
     }
 
     pub fn delete(&self, kind: &str, namespace: &str, name: &str) -> Result<()> {
@@ -179,9 +195,11 @@ struct Target {
     resource: Resource,
     namespace: Option<String>,
     name: Option<String>,
+    /// `status` in `.../name/status`.
+    subresource: Option<String>,
 }
 
-fn parse_target(path: &str) -> Option<Target> {
+fn parse_target(store: &Store, path: &str) -> Option<Target> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (prefix_len, rest) = match segments.first() {
         Some(&"api") => (2, segments.get(2..)?),
@@ -193,13 +211,14 @@ fn parse_target(path: &str) -> Option<Target> {
         ["namespaces", namespace, rest @ ..] if !rest.is_empty() => (Some(namespace.to_string()), rest),
         _ => (None, rest),
     };
-    let (plural, name) = match rest {
-        [plural] => (*plural, None),
-        [plural, name] | [plural, name, _] => (*plural, Some(name.to_string())),
+    let (plural, name, subresource) = match rest {
+        [plural] => (*plural, None, None),
+        [plural, name] => (*plural, Some(name.to_string()), None),
+        [plural, name, subresource] => (*plural, Some(name.to_string()), Some(subresource.to_string())),
         _ => return None,
     };
-    let resource = RESOURCES.iter().copied().find(|r| r.prefix == prefix && r.plural == plural)?;
-    Some(Target { resource, namespace, name })
+    let resource = store.served(&prefix, plural)?;
+    Some(Target { resource, namespace, name, subresource })
 }
 
 fn query(request: &Request<Incoming>) -> HashMap<String, String> {
@@ -265,7 +284,8 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
     if shared.down.load(Ordering::SeqCst) {
         return Err(Away);
     }
-    let Some(target) = parse_target(request.uri().path()) else {
+    let target = parse_target(&shared.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner()), request.uri().path());
+    let Some(target) = target else {
         return Ok(status_response(StatusCode::NOT_FOUND, "NotFound", request.uri().path()));
     };
     let query = query(&request);
@@ -311,18 +331,22 @@ fn read(shared: &Arc<Shared>, target: &Target, query: &HashMap<String, String>) 
 fn write(shared: &Arc<Shared>, target: &Target, method: &Method, body: &Bytes) -> Response<Body> {
     let mut store = shared.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let namespace = target.namespace.clone().unwrap_or_default();
-    if *method == Method::PATCH {
-        // Only the agent's Event series counts are patched; the stand-in
-        // answers with the object as it is.
-        let name = target.name.clone().unwrap_or_default();
-        return match store.get(target.resource, &namespace, &name) {
-            Some(object) => json_response(StatusCode::OK, object),
-            None => status_response(StatusCode::NOT_FOUND, "NotFound", &name),
-        };
-    }
     let Ok(mut object) = serde_json::from_slice::<Value>(body) else {
         return status_response(StatusCode::BAD_REQUEST, "BadRequest", "the body is not JSON");
     };
+    if *method == Method::PATCH {
+        // Every patch is taken as a merge patch: the agent sends no other kind.
+        let name = target.name.clone().unwrap_or_default();
+        return match store.patch(target.resource, &namespace, &name, &object, target.subresource.as_deref()) {
+            Ok(change) => {
+                let stored = change.object.clone();
+                let _ = shared.changes.send(change);
+                json_response(StatusCode::OK, &stored)
+            }
+            Err(PatchError::NotFound) => status_response(StatusCode::NOT_FOUND, "NotFound", &name),
+            Err(PatchError::Invalid(error)) => status_response(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", &error),
+        };
+    }
     object["kind"] = json!(target.resource.kind);
     if target.resource.namespaced && object["metadata"]["namespace"].is_null() {
         object["metadata"]["namespace"] = json!(namespace);
@@ -392,11 +416,13 @@ mod tests {
             ("/apis/networking.k8s.io/v1/namespaces/ns/ingresses/site/status", Some(("ingresses", Some("ns"), Some("site")))),
             ("/apis/events.k8s.io/v1/namespaces/ns/events", Some(("events", Some("ns"), None))),
             ("/api/v1/nodes/lab-node", Some(("nodes", None, Some("lab-node")))),
+            ("/apis/gateway.networking.k8s.io/v1/namespaces/ns/httproutes/r/status", Some(("httproutes", Some("ns"), Some("r")))),
+            ("/api/v1/namespaces", Some(("namespaces", None, None))),
             ("/apis/apps/v1/deployments", None),
             ("/healthz", None),
         ];
         for (path, expected) in cases {
-            let parsed = parse_target(path).map(|t| (t.resource.plural, t.namespace, t.name));
+            let parsed = parse_target(&Store::with_gateway_api(), path).map(|t| (t.resource.plural, t.namespace, t.name));
             let expected = expected.map(|(plural, ns, name): (&str, Option<&str>, Option<&str>)| (plural, ns.map(String::from), name.map(String::from)));
             assert_eq!(parsed, expected, "{path}");
         }

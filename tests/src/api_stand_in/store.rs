@@ -32,10 +32,24 @@ pub const RESOURCES: &[Resource] = &[
     Resource { prefix: "apis/networking.k8s.io/v1", plural: "ingressclasses", kind: "IngressClass", namespaced: false },
     Resource { prefix: "api/v1", plural: "secrets", kind: "Secret", namespaced: true },
     Resource { prefix: "apis/events.k8s.io/v1", plural: "events", kind: "Event", namespaced: true },
+    Resource { prefix: "api/v1", plural: "namespaces", kind: "Namespace", namespaced: false },
 ];
 
+/// The Gateway API's CRDs: served only by a stand-in that has them
+/// installed (`Store::with_gateway_api`).
+pub const GATEWAY_API: &[Resource] = &[
+    Resource { prefix: "apis/gateway.networking.k8s.io/v1", plural: "gatewayclasses", kind: "GatewayClass", namespaced: false },
+    Resource { prefix: "apis/gateway.networking.k8s.io/v1", plural: "gateways", kind: "Gateway", namespaced: true },
+    Resource { prefix: "apis/gateway.networking.k8s.io/v1", plural: "httproutes", kind: "HTTPRoute", namespaced: true },
+    Resource { prefix: "apis/gateway.networking.k8s.io/v1beta1", plural: "referencegrants", kind: "ReferenceGrant", namespaced: true },
+];
+
+fn all_resources() -> impl Iterator<Item = Resource> {
+    RESOURCES.iter().chain(GATEWAY_API).copied()
+}
+
 pub fn resource_of_kind(kind: &str) -> Option<Resource> {
-    RESOURCES.iter().copied().find(|r| r.kind == kind)
+    all_resources().find(|r| r.kind == kind)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,6 +123,8 @@ pub struct Expired {
 /// The stand-in's state. Changes older than `floor` are compacted away.
 #[derive(Default)]
 pub struct Store {
+    /// Whether the Gateway API CRDs are installed.
+    gateway_api: bool,
     revision: u64,
     floor: u64,
     objects: BTreeMap<Resource, BTreeMap<(String, String), Value>>,
@@ -120,8 +136,37 @@ pub struct Store {
 const HISTORY: usize = 100_000;
 
 impl Store {
+    pub fn with_gateway_api() -> Store {
+        Store { gateway_api: true, ..Store::default() }
+    }
+
+    /// The resource a URL's prefix and plural name, if this store serves it.
+    pub fn served(&self, prefix: &str, plural: &str) -> Option<Resource> {
+        let installed = |resource: &Resource| self.gateway_api || !GATEWAY_API.contains(resource);
+        all_resources().filter(installed).find(|r| r.prefix == prefix && r.plural == plural)
+    }
+
     pub fn revision(&self) -> u64 {
         self.revision
+    }
+
+    /// Applies a JSON merge patch (RFC 7386) to a stored object; on the
+    /// `status` subresource only the patch's `status` counts, as the API
+    /// server ignores the rest there.
+    pub fn patch(&mut self, resource: Resource, namespace: &str, name: &str, patch: &Value, subresource: Option<&str>) -> Result<Change, PatchError> {
+        let mut object = self.get(resource, namespace, name).ok_or(PatchError::NotFound)?.clone();
+        match subresource {
+            None => merge_patch(&mut object, patch),
+            Some("status") => merge_patch(&mut object["status"], &patch["status"]),
+            Some(other) => return Err(PatchError::Invalid(format!("subresource {other} is not served"))),
+        }
+        // The identity of the object is not the patch's to change.
+        object["kind"] = json!(resource.kind);
+        object["metadata"]["name"] = json!(name);
+        if resource.namespaced {
+            object["metadata"]["namespace"] = json!(namespace);
+        }
+        self.apply(object).map_err(PatchError::Invalid)
     }
 
     /// Creates or replaces the object `object["kind"]` names and returns the
@@ -205,6 +250,32 @@ impl Store {
     }
 }
 
+#[derive(Debug, PartialEq)]
+pub enum PatchError {
+    NotFound,
+    Invalid(String),
+}
+
+/// RFC 7386: an object patch merges key by key, `null` removes a key, any
+/// other value replaces what was there (arrays whole).
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    let Value::Object(target) = target else { return };
+    for (key, value) in patch {
+        if value.is_null() {
+            target.remove(key);
+        } else {
+            merge_patch(target.entry(key.clone()).or_insert(Value::Null), value);
+        }
+    }
+}
+
 fn object_key(object: &Value) -> Result<(String, String), String> {
     let metadata = &object["metadata"];
     let name = metadata["name"].as_str().ok_or("object without metadata.name")?;
@@ -272,6 +343,59 @@ mod tests {
         let by_name = Selectors::parse(None, Some("metadata.name=b"));
         assert_eq!(store.list(SERVICES, Some("default"), &by_name, None, 0)["items"].as_array().unwrap().len(), 1);
         assert_eq!(store.list(SERVICES, Some("other"), &by_name, None, 0)["items"].as_array().unwrap().len(), 0);
+    }
+
+    #[test]
+    fn merge_patches_follow_rfc_7386() {
+        // The RFC's appendix A examples.
+        let cases = [
+            (json!({"a": "b"}), json!({"a": "c"}), json!({"a": "c"})),
+            (json!({"a": "b"}), json!({"b": "c"}), json!({"a": "b", "b": "c"})),
+            (json!({"a": "b"}), json!({"a": null}), json!({})),
+            (json!({"a": "b", "b": "c"}), json!({"a": null}), json!({"b": "c"})),
+            (json!({"a": ["b"]}), json!({"a": "c"}), json!({"a": "c"})),
+            (json!({"a": "c"}), json!({"a": ["b"]}), json!({"a": ["b"]})),
+            (json!({"a": {"b": "c"}}), json!({"a": {"b": "d", "c": null}}), json!({"a": {"b": "d"}})),
+            (json!({"a": [{"b": "c"}]}), json!({"a": [1]}), json!({"a": [1]})),
+            (json!(["a", "b"]), json!(["c", "d"]), json!(["c", "d"])),
+            (json!({"a": "b"}), json!(["c"]), json!(["c"])),
+            (json!({"a": "foo"}), json!(null), json!(null)),
+            (json!({"a": "foo"}), json!("bar"), json!("bar")),
+            (json!({"e": null}), json!({"a": 1}), json!({"e": null, "a": 1})),
+            (json!([1, 2]), json!({"a": "b", "c": null}), json!({"a": "b"})),
+            (json!({}), json!({"a": {"bb": {"ccc": null}}}), json!({"a": {"bb": {}}})),
+        ];
+        for (target, patch, expected) in cases {
+            let mut patched = target.clone();
+            merge_patch(&mut patched, &patch);
+            assert_eq!(patched, expected, "{target} patched with {patch}");
+        }
+    }
+
+    #[test]
+    fn patches_of_the_status_subresource_change_only_the_status() {
+        let mut store = Store::default();
+        store.apply(service("a", json!({ "x": "1" }))).unwrap();
+        let patch = json!({ "metadata": { "labels": { "x": "2" } }, "status": { "loadBalancer": { "ingress": [{ "ip": "192.0.2.1" }] } } });
+        let change = store.patch(SERVICES, "default", "a", &patch, Some("status")).unwrap();
+        assert_eq!((change.event, change.revision), (EventType::Modified, 2));
+        let stored = store.get(SERVICES, "default", "a").unwrap();
+        assert_eq!(stored["metadata"]["labels"]["x"], "1");
+        assert_eq!(stored["status"]["loadBalancer"]["ingress"][0]["ip"], "192.0.2.1");
+        store.patch(SERVICES, "default", "a", &json!({ "metadata": { "labels": { "x": null, "y": "3" } } }), None).unwrap();
+        let stored = store.get(SERVICES, "default", "a").unwrap();
+        assert_eq!(stored["metadata"]["labels"], json!({ "y": "3" }));
+        assert_eq!(stored["status"]["loadBalancer"]["ingress"][0]["ip"], "192.0.2.1");
+        assert_eq!(store.patch(SERVICES, "default", "b", &json!({}), None).unwrap_err(), PatchError::NotFound);
+        assert!(matches!(store.patch(SERVICES, "default", "a", &json!({}), Some("scale")), Err(PatchError::Invalid(_))));
+    }
+
+    #[test]
+    fn the_gateway_api_is_served_only_where_installed() {
+        let gateways = ("apis/gateway.networking.k8s.io/v1", "gateways");
+        assert_eq!(Store::default().served(gateways.0, gateways.1), None);
+        assert_eq!(Store::with_gateway_api().served(gateways.0, gateways.1).map(|r| r.kind), Some("Gateway"));
+        assert_eq!(Store::default().served("api/v1", "services"), Some(SERVICES));
     }
 
     #[test]
