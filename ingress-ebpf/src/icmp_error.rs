@@ -23,45 +23,20 @@ use ingress_common::checksum::{replace16, replace32, replace_addr, udp_adjust};
 use ingress_common::stats::{DROP_REWRITE_FAILED, ICMP_ERROR_TRANSLATED, PASS_OTHER_PROTOCOL};
 use ingress_common::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 
-use crate::Way;
 use crate::lb;
-use crate::nat::{Side, Translation};
+use crate::nat::Side;
 use crate::outcome::Outcome;
 use crate::packet::Packet;
-use crate::parse::{self, ETH_HLEN, Flow, IPV4_HLEN, IPV6_HLEN, Network};
-use crate::scratch;
+use crate::parse::{
+    self, ETH_HLEN, ICMP_DEST_UNREACH, ICMP_HLEN, ICMP_QUOTED_L4, ICMP_TIME_EXCEEDED, ICMPV6_DEST_UNREACH, ICMPV6_PACKET_TOO_BIG,
+    ICMPV6_TIME_EXCEEDED, IPV4_HLEN, IPV6_HLEN, Network,
+};
+use crate::scratch::{self, Quoted};
 use crate::snat;
 
-/// Type, code, checksum and 4 bytes the type defines; the quote follows.
-pub const ICMP_HLEN: usize = 8;
-/// ICMP destination unreachable (fragmentation needed is its code 4).
-pub const ICMP_DEST_UNREACH: u8 = 3;
-const ICMP_TIME_EXCEEDED: u8 = 11;
-pub const ICMPV6_DEST_UNREACH: u8 = 1;
-/// ICMPv6 packet too big, then time exceeded (RFC 4443 3.2, 3.3).
-const ICMPV6_PACKET_TOO_BIG: u8 = 2;
-const ICMPV6_TIME_EXCEEDED: u8 = 3;
-/// What an ICMP error quotes after the IP header, at least (RFC 792; ICMPv6
-/// quotes as much as fits, RFC 4443 3.1): the ports, and UDP's checksum.
-/// The rejects quote exactly this.
-pub const ICMP_QUOTED_L4: usize = 8;
 const ICMP_CSUM: usize = 2;
 /// Covers every offset of a header `rewrite` writes (see there).
 const OFFSET_MASK: usize = 0xff;
-
-/// An ICMP error and the packet it quotes (kept in `scratch`).
-pub struct Quoted {
-    /// The quoted packet turned around: how its flow's replies look. `l4`
-    /// is where the quoted L4 header is.
-    pub reply: Flow,
-    /// Where the ICMP header is.
-    icmp: usize,
-    /// Where the error's IP packet ends by its length field: the quote may
-    /// stop anywhere after its first 8 L4 bytes.
-    end: usize,
-    /// What the quoted flow's replies are translated to.
-    translation: Translation,
-}
 
 /// An ICMP error about a translated flow translated back (see the module
 /// comment); anything else passes as the other protocol it is. Three calls
@@ -70,9 +45,9 @@ pub struct Quoted {
 /// path, a call chain has 512 bytes of stack, and parsing the quote takes
 /// some 200 bytes of it, rewriting it some 180: nested, they did not fit.
 #[inline(always)]
-pub fn translate<P: Packet>(packet: &P, net: &Network, way: Way) -> Outcome {
+pub fn translate<P: Packet>(packet: &P, net: &Network, toward_clients: bool) -> Outcome {
     let Some(quoted) = scratch::quote() else { return Outcome::Pass(PASS_OTHER_PROTOCOL) };
-    if quote(packet, net, quoted).is_none() || find_translation(quoted, way).is_none() {
+    if quote(packet, net, quoted).is_none() || find_translation(quoted, toward_clients).is_none() {
         return Outcome::Pass(PASS_OTHER_PROTOCOL);
     }
     match rewrite(packet, net, quoted) {
@@ -84,10 +59,12 @@ pub fn translate<P: Packet>(packet: &P, net: &Network, way: Way) -> Outcome {
 /// The translation of the quoted flow's replies, into `quoted`: found the
 /// way the reply itself finds it.
 #[inline(never)]
-fn find_translation(quoted: &mut Quoted, way: Way) -> Option<()> {
-    quoted.translation = match way {
-        Way::In(_) => snat::reply(&quoted.reply),
-        Way::Out => lb::reverse(&quoted.reply).ok(),
+fn find_translation(quoted: &mut Quoted, toward_clients: bool) -> Option<()> {
+    // Toward clients: errors from pods about DNATed flows (the program's
+    // `Way::Out`); else errors from outside about SNATed ones.
+    quoted.translation = match toward_clients {
+        false => snat::reply(&quoted.reply),
+        true => lb::reverse(&quoted.reply).ok(),
     }?;
     Some(())
 }

@@ -115,7 +115,7 @@ fn run<P: Packet + Rewriter + Reshape>(packet: &P, way: Way, bytes: u64) -> Outc
     let flow = match parse::transport(packet, &network) {
         Ok(flow) => flow,
         // An ICMP error about a translated flow is translated back with it.
-        Err(PASS_OTHER_PROTOCOL) => return icmp_error::translate(packet, &network, way),
+        Err(PASS_OTHER_PROTOCOL) => return icmp_error::translate(packet, &network, matches!(way, Way::Out)),
         Err(pass_reason) => return Outcome::Pass(pass_reason),
     };
     if matches!(way, Way::In(Origin::Pod))

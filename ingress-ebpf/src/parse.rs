@@ -141,3 +141,17 @@ pub fn ipv6<P: Packet>(packet: &P, at: usize) -> Result<Network, u32> {
     }
     Ok(Network { saddr, daddr, proto: next_header, l4: at + IPV6_HLEN, v6: true })
 }
+
+/// Type, code, checksum and 4 bytes the type defines; the quote follows.
+pub const ICMP_HLEN: usize = 8;
+/// ICMP destination unreachable (fragmentation needed is its code 4).
+pub const ICMP_DEST_UNREACH: u8 = 3;
+pub const ICMP_TIME_EXCEEDED: u8 = 11;
+pub const ICMPV6_DEST_UNREACH: u8 = 1;
+/// ICMPv6 packet too big, then time exceeded (RFC 4443 3.2, 3.3).
+pub const ICMPV6_PACKET_TOO_BIG: u8 = 2;
+pub const ICMPV6_TIME_EXCEEDED: u8 = 3;
+/// What an ICMP error quotes after the IP header, at least (RFC 792; ICMPv6
+/// quotes as much as fits, RFC 4443 3.1): the ports, and UDP's checksum.
+/// The rejects quote exactly this.
+pub const ICMP_QUOTED_L4: usize = 8;

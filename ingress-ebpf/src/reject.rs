@@ -8,7 +8,7 @@ use ingress_common::checksum::{finish, sum};
 use ingress_common::stats::{DROP_NO_BACKEND, REJECT_NO_BACKEND};
 use ingress_common::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 
-use crate::icmp_error::{ICMP_DEST_UNREACH, ICMP_HLEN, ICMP_QUOTED_L4, ICMPV6_DEST_UNREACH};
+use crate::parse::{ICMP_DEST_UNREACH, ICMP_HLEN, ICMP_QUOTED_L4, ICMPV6_DEST_UNREACH};
 use crate::outcome::Outcome;
 use crate::packet::{Packet, Reshape};
 use crate::parse::{ETH_HLEN, Flow, IPV4_HLEN, IPV6_HLEN};

@@ -14,7 +14,8 @@ use aya_ebpf::macros::map;
 use aya_ebpf::maps::PerCpuArray;
 use ingress_common::maps::{CtKey, SnatEntry, SnatKey};
 
-use crate::icmp_error::Quoted;
+use crate::nat::Translation;
+use crate::parse::Flow;
 
 /// The largest reject the programs build: Ethernet, IPv6 and TCP headers.
 pub const FRAME_MAX: usize = 14 + 40 + 20;
@@ -89,4 +90,18 @@ pub fn quote() -> Option<&'static mut Quoted> {
     let scratch = scratch()?;
     // SAFETY: as in `store`.
     Some(unsafe { &mut (*scratch).quote })
+}
+
+/// An ICMP error and the packet it quotes, as `icmp_error` reads it.
+pub struct Quoted {
+    /// The quoted packet turned around: how its flow's replies look. `l4`
+    /// is where the quoted L4 header is.
+    pub reply: Flow,
+    /// Where the ICMP header is.
+    pub icmp: usize,
+    /// Where the error's IP packet ends by its length field: the quote may
+    /// stop anywhere after its first 8 L4 bytes.
+    pub end: usize,
+    /// What the quoted flow's replies are translated to.
+    pub translation: Translation,
 }
