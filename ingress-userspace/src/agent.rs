@@ -94,7 +94,9 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     };
     let source_task = AbortOnDrop(source_task);
 
-    let mut dataplane = Dataplane::load_sized(&config.pin_dir, &config.map_sizes)?;
+    let pod_veths = !config.pod_veths.is_empty() || !config.pod_veth_prefixes.is_empty();
+    let programs = Dataplane::programs_for(&config.uplinks, config.uplink_hook, pod_veths)?;
+    let mut dataplane = Dataplane::load_only(&config.pin_dir, &config.map_sizes, &programs)?;
     for uplink in &config.uplinks {
         dataplane.attach_uplink(uplink, config.uplink_hook)?;
     }

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use aya::Pod;
 use aya::maps::{Array, HashMap, IterableMap, LpmTrie, MapData, MapError, PerCpuArray, lpm_trie};
 use aya::programs::links::{FdLink, LinkError, PinnedLink};
-use aya::programs::{SchedClassifier, TcAttachType, Xdp, XdpMode};
+use aya::programs::{Program, SchedClassifier, TcAttachType, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use ingress_common::maps::*;
 use ingress_common::stats::{Counter, REASON_COUNT};
@@ -51,6 +51,13 @@ impl Dataplane {
     /// state survive a restart, unless their size differs (see
     /// `drop_resized_pins`).
     pub fn load_sized(pin_dir: &Path, sizes: &MapSizes) -> anyhow::Result<Self> {
+        Self::load_only(pin_dir, sizes, &[XDP_PROGRAM, TC_UPLINK_PROGRAM, TC_IN_PROGRAM, TC_OUT_PROGRAM])
+    }
+
+    /// As [`Dataplane::load_sized`], verifying only `programs` now (see
+    /// [`Dataplane::programs_for`]); any other is verified when it is first
+    /// attached.
+    pub fn load_only(pin_dir: &Path, sizes: &MapSizes, programs: &[&str]) -> anyhow::Result<Self> {
         sizes.validate()?;
         if OBJECT.is_empty() {
             bail!(
@@ -73,25 +80,73 @@ impl Dataplane {
             .load(OBJECT)
             .with_context(|| format!("loading the eBPF object with maps pinned in {}", pin_dir.display()))?;
         let mut dataplane = Dataplane { ebpf, pin_dir: pin_dir.to_owned(), sizes: *sizes };
-        dataplane.xdp()?.load().context("the verifier rejected lb_xdp")?;
-        for name in [TC_UPLINK_PROGRAM, TC_IN_PROGRAM, TC_OUT_PROGRAM] {
-            dataplane.tc(name)?.load().with_context(|| format!("the verifier rejected {name}"))?;
-        }
+        dataplane.load_programs(programs)?;
         Ok(dataplane)
+    }
+
+    /// The programs a node with these interfaces attaches: the uplink
+    /// ingress program each uplink gets (XDP or TC, never both on a node of
+    /// one kind of uplink), `lb_tc_out`, and `lb_tc_in` where pod veths are
+    /// expected. The verifier spends a third of a second on each of the big
+    /// ones, so an agent start verifies only these.
+    pub fn programs_for(uplinks: &[String], choice: UplinkHookChoice, pod_veths: bool) -> anyhow::Result<Vec<&'static str>> {
+        let mut programs = vec![TC_OUT_PROGRAM];
+        if pod_veths {
+            programs.push(TC_IN_PROGRAM);
+        }
+        for uplink in uplinks {
+            let program = match uplink_hook_for(uplink, choice)?.0 {
+                UplinkHook::Xdp => XDP_PROGRAM,
+                UplinkHook::Tc => TC_UPLINK_PROGRAM,
+            };
+            if !programs.contains(&program) {
+                programs.push(program);
+            }
+        }
+        Ok(programs)
+    }
+
+    /// The verifier's walk through each program is most of an agent's start
+    /// (hundreds of thousands of instructions each), and the programs are
+    /// independent of each other: they are verified side by side, one thread
+    /// each, so a start takes the longest program's time where cores allow.
+    fn load_programs(&mut self, names: &[&str]) -> anyhow::Result<()> {
+        std::thread::scope(|scope| {
+            let loads: Vec<_> = self
+                .ebpf
+                .programs_mut()
+                .filter(|(name, _)| names.contains(name))
+                .map(|(name, program)| (name.to_owned(), scope.spawn(move || load_program(program))))
+                .collect();
+            for (name, load) in loads {
+                let loaded = load.join().map_err(|_| anyhow::anyhow!("loading {name} panicked"))?;
+                loaded.with_context(|| format!("the verifier rejected {name}"))?;
+            }
+            Ok(())
+        })
     }
 
     pub fn pin_dir(&self) -> &Path {
         &self.pin_dir
     }
 
+    /// `lb_xdp`, verified first if it was not yet.
     pub fn xdp(&mut self) -> anyhow::Result<&mut Xdp> {
-        Ok(self.ebpf.program_mut(XDP_PROGRAM).context("lb_xdp missing from the object")?.try_into()?)
+        Ok(self.loaded(XDP_PROGRAM)?.try_into()?)
     }
 
-    /// `TC_UPLINK_PROGRAM`, `TC_IN_PROGRAM` or `TC_OUT_PROGRAM`.
+    /// `TC_UPLINK_PROGRAM`, `TC_IN_PROGRAM` or `TC_OUT_PROGRAM`, verified
+    /// first if it was not yet.
     pub fn tc(&mut self, name: &str) -> anyhow::Result<&mut SchedClassifier> {
+        Ok(self.loaded(name)?.try_into()?)
+    }
+
+    fn loaded(&mut self, name: &str) -> anyhow::Result<&mut Program> {
         let program = self.ebpf.program_mut(name).with_context(|| format!("{name} missing from the object"))?;
-        Ok(program.try_into()?)
+        if program.fd().is_err() {
+            load_program(program).with_context(|| format!("the verifier rejected {name}"))?;
+        }
+        Ok(program)
     }
 
     /// Where the link of a program on an interface's hook is pinned. bpffs
@@ -112,8 +167,7 @@ impl Dataplane {
     /// harmless: the second sees a backend, no frontend). In the calling
     /// thread's network namespace.
     pub fn attach_uplink(&mut self, interface: &str, choice: UplinkHookChoice) -> anyhow::Result<UplinkHook> {
-        let driver = uplink_hook::driver_info(interface)?;
-        let (hook, why) = uplink_hook::choose(choice, driver.as_ref());
+        let (hook, why) = uplink_hook_for(interface, choice)?;
         let (chosen, other) = match hook {
             UplinkHook::Xdp => {
                 let pin = self.link_pin(interface, Hook::Xdp);
@@ -174,6 +228,29 @@ impl Hook {
             Hook::TcIn | Hook::TcOut => None,
         }
     }
+}
+
+/// `name` as the state dump reads it: NUL-terminated, cut to fit.
+fn frontend_name(name: &str) -> FrontendName {
+    let mut value = FrontendName { bytes: [0; 64] };
+    let len = name.len().min(value.bytes.len() - 1);
+    value.bytes[..len].copy_from_slice(&name.as_bytes()[..len]);
+    value
+}
+
+/// The hook an uplink gets, and why (see `uplink_hook::choose`).
+fn uplink_hook_for(interface: &str, choice: UplinkHookChoice) -> anyhow::Result<(UplinkHook, String)> {
+    let driver = uplink_hook::driver_info(interface)?;
+    Ok(uplink_hook::choose(choice, driver.as_ref()))
+}
+
+fn load_program(program: &mut Program) -> anyhow::Result<()> {
+    match program {
+        Program::Xdp(xdp) => xdp.load()?,
+        Program::SchedClassifier(classifier) => classifier.load()?,
+        other => bail!("a program of an unexpected kind: {:?}", other.prog_type()),
+    }
+    Ok(())
 }
 
 /// Where the link of a program on an interface's hook is pinned. bpffs
@@ -430,13 +507,16 @@ impl PinnedMaps {
         for id in current.keys().filter(|id| !names.contains_key(id)) {
             self.frontend_names.remove(id)?;
         }
-        for (id, name) in names.iter().filter(|(id, name)| current.get(id) != Some(name)) {
-            let mut value = FrontendName { bytes: [0; 64] };
-            let len = name.len().min(value.bytes.len() - 1);
-            value.bytes[..len].copy_from_slice(&name.as_bytes()[..len]);
-            self.frontend_names.insert(id, value, 0)?;
+        let changed = names.iter().filter(|(id, name)| current.get(id) != Some(name));
+        let (ids, values): (Vec<u32>, Vec<FrontendName>) = changed.map(|(id, name)| (*id, frontend_name(name))).unzip();
+        // A first pass labels every frontend: one call, not one per frontend.
+        match batch::update(self.frontend_names.map().fd().as_fd(), &ids, &values) {
+            Ok(()) => Ok(()),
+            Err(BatchError::Failed { done, error }) => Err(anyhow::Error::new(error).context(format!("labelling frontend {}", ids[done]))),
+            Err(BatchError::Unsupported) => {
+                ids.iter().zip(&values).try_for_each(|(id, value)| Ok(self.frontend_names.insert(id, value, 0)?))
+            }
         }
-        Ok(())
     }
 
     /// Packets and bytes by reason, summed over CPUs.
