@@ -21,6 +21,7 @@ pub mod pins;
 pub mod prog_run;
 pub mod programmed;
 pub mod traffic;
+pub mod test_ca;
 pub mod two_node;
 pub mod bench;
 

@@ -1,6 +1,7 @@
 //! HTTP abuse against the real L7 proxy (`L7Server`, its listener threads
 //! and all) on loopback, in front of a loopback upstream. Every case checks
-//! the answer nginx would give (400/408/414/431, GOAWAY or a close), while a
+//! the answer nginx would give (400/408/414/431, GOAWAY or a close; 421 for
+//! a Host/SNI mismatch, stricter than nginx, see `l7::misdirected`), while a
 //! well-behaved client keeps being served with a p99 close to its quiet one,
 //! and the process's memory is printed before and after.
 //!
@@ -16,20 +17,28 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{Request, Response, StatusCode, Version};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use ingress_tests::abuse::*;
+use ingress_tests::test_ca::TestCa;
 use ingress_userspace::l7::L7Options;
 use ingress_userspace::l7::annotations::{MICROSERVICE_LABEL, PUBLIC_PATHS, TRAFFIC_HOSTS};
 use ingress_userspace::l7::options::ProxyOptions;
 use ingress_userspace::l7::server::{L7Config, L7Server};
 use ingress_userspace::manifests::Snapshot;
 use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::ServerName;
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 const HOST: &str = "abuse.example";
+/// Routed like `HOST`, with a certificate of its own.
+const OTHER_HOST: &str = "other.example";
+/// Routed like `HOST`, with no certificate of its own but named in `HOST`'s.
+const ALIAS_HOST: &str = "alias.abuse.example";
 /// Short stand-ins for nginx's 60 s `client_header_timeout` and
 /// `client_body_timeout`, so that the slow clients are cut within the test.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(1);
@@ -60,6 +69,8 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 struct Harness {
     proxy: SocketAddr,
+    /// The HTTPS listener, when started with one.
+    https: Option<SocketAddr>,
     /// Paths the upstream was asked for, in order.
     upstream_paths: Arc<Mutex<Vec<String>>>,
     _server: L7Server,
@@ -74,27 +85,47 @@ fn test_options() -> ProxyOptions {
 }
 
 async fn start(options: ProxyOptions) -> Harness {
-    let (upstream, upstream_paths) = recording_upstream().await;
-    // The proxy binds a group of SO_REUSEPORT sockets to one given port:
-    // take a free one from the kernel first.
-    let port = StdListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port();
-    let proxy = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let config = L7Config { http: Some(proxy), https: None, proxy: options, routes: L7Options::default() };
-    let server = L7Server::start(config).await.expect("starting the proxy on loopback");
-    let snapshot = Snapshot { pods: vec![routed_pod(upstream)], ..Snapshot::default() };
-    let problems = server.update(&snapshot);
-    assert!(problems.is_empty(), "{problems:?}");
-    Harness { proxy, upstream_paths, _server: server }
+    start_with(options, None).await
 }
 
-/// A Ready pod whose annotations route `HOST/` to `upstream`.
+/// The proxy binds a group of SO_REUSEPORT sockets to one given port: a
+/// free one, taken from the kernel first.
+fn free_loopback_addr() -> SocketAddr {
+    let port = StdListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port();
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+/// `tls`: an HTTPS listener too, with this default certificate, and what
+/// names the other certificates (Ingresses, Secrets) added to the routes.
+async fn start_with(options: ProxyOptions, tls: Option<(Arc<CertifiedKey>, Snapshot)>) -> Harness {
+    let (upstream, upstream_paths) = recording_upstream().await;
+    let proxy = free_loopback_addr();
+    let (https, mut snapshot) = match tls {
+        Some((default_certificate, snapshot)) => (Some((free_loopback_addr(), default_certificate)), snapshot),
+        None => (None, Snapshot::default()),
+    };
+    let https_addr = https.as_ref().map(|(addr, _)| *addr);
+    let config = L7Config { http: Some(proxy), https, proxy: options, routes: L7Options::default() };
+    let server = L7Server::start(config).await.expect("starting the proxy on loopback");
+    snapshot.pods.push(routed_pod(upstream));
+    let problems = server.update(&snapshot);
+    assert!(problems.is_empty(), "{problems:?}");
+    Harness { proxy, https: https_addr, upstream_paths, _server: server }
+}
+
+/// A Ready pod whose annotations route `/` of `HOST`, `OTHER_HOST` and
+/// `ALIAS_HOST` to `upstream`.
 fn routed_pod(upstream: SocketAddr) -> Pod {
     let mut pod = Pod::default();
     pod.metadata.name = Some("abused".into());
     pod.metadata.namespace = Some("default".into());
     pod.metadata.labels = Some([(MICROSERVICE_LABEL.to_owned(), "true".to_owned())].into());
     pod.metadata.annotations = Some(
-        [(TRAFFIC_HOSTS.to_owned(), HOST.to_owned()), (PUBLIC_PATHS.to_owned(), format!("{}:/", upstream.port()))].into(),
+        [
+            (TRAFFIC_HOSTS.to_owned(), format!("{HOST} {OTHER_HOST} {ALIAS_HOST}")),
+            (PUBLIC_PATHS.to_owned(), format!("{}:/", upstream.port())),
+        ]
+        .into(),
     );
     pod.status = Some(PodStatus {
         pod_ip: Some(upstream.ip().to_string()),
@@ -570,4 +601,101 @@ async fn ten_thousand_idle_connections_are_held_while_others_are_served() {
     // Bounded: what nginx spends on an idle connection is ~1 KiB plus its
     // 1 KiB header buffer; anything over 64 KiB each is a leak or a buffer too many.
     assert!(rss_after.saturating_sub(rss_before) < 64 * IDLE_CONNECTIONS as u64, "10,000 idle connections took {} KiB", rss_after - rss_before);
+}
+
+/// An Ingress of this controller's class giving `HOST` a certificate (also
+/// valid for `ALIAS_HOST`) and `OTHER_HOST` another, with their Secrets.
+fn certificates_snapshot(ca: &TestCa) -> Snapshot {
+    let class = json!({"metadata": {"name": "ebpf-lb"}, "spec": {"controller": ingress_userspace::l7::INGRESS_CONTROLLER}});
+    let ingress = json!({
+        "metadata": {"name": "certificates", "namespace": "default"},
+        "spec": {"ingressClassName": "ebpf-lb", "tls": [
+            {"hosts": [HOST], "secretName": "abuse-tls"},
+            {"hosts": [OTHER_HOST], "secretName": "other-tls"},
+        ]},
+    });
+    Snapshot {
+        ingress_classes: vec![serde_json::from_value(class).unwrap()],
+        ingresses: vec![serde_json::from_value(ingress).unwrap()],
+        secrets: vec![ca.secret("abuse-tls", &[HOST, ALIAS_HOST]), ca.secret("other-tls", &[OTHER_HOST])],
+        ..Snapshot::default()
+    }
+}
+
+/// The statuses of GETs for `hosts` (as `Host`, or `:authority` over
+/// HTTP/2), in order on one TLS connection made for `server_name`, on which
+/// ALPN must have chosen HTTP/2 if `h2`, else HTTP/1.1.
+async fn statuses_over_tls(
+    https: SocketAddr,
+    connector: &tokio_rustls::TlsConnector,
+    h2: bool,
+    server_name: &ServerName<'static>,
+    hosts: &[&str],
+) -> anyhow::Result<Vec<u16>> {
+    let tls = connector.connect(server_name.clone(), TcpStream::connect(https).await?).await?;
+    let alpn = tls.get_ref().1.alpn_protocol().map(String::from_utf8_lossy).unwrap_or_default().into_owned();
+    anyhow::ensure!((alpn == "h2") == h2, "ALPN chose {alpn:?}");
+    let io = TokioIo::new(tls);
+    let mut statuses = Vec::new();
+    if h2 {
+        let (mut sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+        tokio::spawn(connection);
+        for host in hosts {
+            let request = Request::builder().uri(format!("https://{host}/")).version(Version::HTTP_2).body(Empty::<Bytes>::new())?;
+            statuses.push(status_of(sender.send_request(request).await?).await?);
+        }
+    } else {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+        tokio::spawn(connection);
+        for host in hosts {
+            sender.ready().await?;
+            let request = Request::builder().uri("/").header("host", *host).body(Empty::<Bytes>::new())?;
+            statuses.push(status_of(sender.send_request(request).await?).await?);
+        }
+    }
+    Ok(statuses)
+}
+
+/// The status, once the body is read (which a kept-alive connection needs
+/// before its next request).
+async fn status_of(response: Response<Incoming>) -> anyhow::Result<u16> {
+    let status = response.status().as_u16();
+    response.into_body().collect().await?;
+    Ok(status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_sni_mismatch_is_misdirected_over_http1_and_http2() {
+    let _serial = SERIAL.lock().await;
+    let ca = TestCa::generate();
+    // The default certificate names loopback, so that a client can dial it
+    // by address, which sends no SNI.
+    let default_certificate = ca.certified_key(&["default.example", "127.0.0.1"]);
+    let harness = start_with(test_options(), Some((default_certificate, certificates_snapshot(&ca)))).await;
+    let https = harness.https.expect("an HTTPS listener");
+    let connectors = [("HTTP/1.1", false, ca.connector(b"http/1.1")), ("HTTP/2", true, ca.connector(b"h2"))];
+    under_abuse(&harness, "Host/SNI mismatch over HTTP/1.1 and HTTP/2 (421)", 1, move |_| {
+        let connectors = connectors.clone();
+        async move {
+            let sni = ServerName::try_from(HOST).unwrap();
+            let no_sni = ServerName::from(Ipv4Addr::LOCALHOST);
+            // (SNI, the hosts asked for on its connection, their statuses).
+            let cases: [(&ServerName<'static>, &[&str], &[u16]); 2] = [
+                // The other site's host is refused, and the connection still
+                // serves its own and the host its certificate also covers
+                // (HTTP/2 coalescing).
+                (&sni, &[HOST, OTHER_HOST, ALIAS_HOST, HOST], &[200, 421, 200, 200]),
+                // Without SNI nothing was named to mismatch: served, as by nginx.
+                (&no_sni, &[OTHER_HOST, HOST], &[200, 200]),
+            ];
+            for (protocol, h2, connector) in &connectors {
+                for (server_name, hosts, expected) in cases {
+                    let statuses = statuses_over_tls(https, connector, *h2, server_name, hosts).await;
+                    let statuses = statuses.unwrap_or_else(|error| panic!("{protocol}, SNI {server_name:?}: {error:#}"));
+                    assert_eq!(statuses, expected, "{protocol}, SNI {server_name:?}, hosts {hosts:?}");
+                }
+            }
+        }
+    })
+    .await;
 }

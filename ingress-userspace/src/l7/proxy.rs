@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 use super::SharedRoutes;
 use super::forward::{Forwarded, Upstreams};
 use super::metrics::MetricsShard;
+use super::misdirected::TlsSession;
 use super::options::ProxyOptions;
 use super::policy;
 use super::response::{ProxyBody, SERVER_NAME, local};
@@ -57,7 +58,7 @@ pub async fn serve(listener: TcpListener, routes: SharedRoutes, options: ProxyOp
     let proxy = Proxy::new(routes, options);
     accept_loop(listener, move |stream, peer, connections| {
         let proxy = proxy.clone();
-        connections.spawn(async move { proxy.serve_connection(stream, peer, "http", false).await });
+        connections.spawn(async move { proxy.serve_connection(stream, peer, None, false).await });
     })
     .await
 }
@@ -104,9 +105,15 @@ impl Proxy {
         })
     }
 
+    /// `tls`: the handshake of an HTTPS connection, `None` for plain HTTP.
     /// `h2_negotiated`: ALPN chose HTTP/2, so there is no HTTP/1 head to pre-read.
-    pub(crate) async fn serve_connection<IO>(self: Arc<Self>, mut io: IO, peer: SocketAddr, scheme: &'static str, h2_negotiated: bool)
-    where
+    pub(crate) async fn serve_connection<IO>(
+        self: Arc<Self>,
+        mut io: IO,
+        peer: SocketAddr,
+        tls: Option<Arc<TlsSession>>,
+        h2_negotiated: bool,
+    ) where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let head = if h2_negotiated {
@@ -133,7 +140,7 @@ impl Proxy {
         let h2 = h2_negotiated || head.starts_with(H2_PREFACE_HEAD);
         let io = TokioIo::new(Prefixed { head: head.freeze(), io });
         let proxy = self.clone();
-        let service = hyper::service::service_fn(move |request| proxy.clone().handle(request, peer, scheme));
+        let service = hyper::service::service_fn(move |request| proxy.clone().handle(request, peer, tls.clone()));
         let served = if h2 {
             let mut builder = http2::Builder::new(TokioExecutor::new());
             builder
@@ -195,9 +202,10 @@ impl Proxy {
         self: Arc<Self>,
         request: Request<Incoming>,
         peer: SocketAddr,
-        scheme: &'static str,
+        tls: Option<Arc<TlsSession>>,
     ) -> Result<Response<ProxyBody>, CloseConnection> {
         let started = Instant::now();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let authority = authority_of(&request);
@@ -208,6 +216,8 @@ impl Proxy {
         } else if absolute_form && !table.serves_host(&authority) {
             // Never act as a forward proxy for hosts this node does not serve.
             ("refused", local(StatusCode::MISDIRECTED_REQUEST, "host not served here\n"))
+        } else if tls.is_some_and(|tls| tls.misdirects(&authority, table.certificates())) {
+            ("refused", local(StatusCode::MISDIRECTED_REQUEST, "host does not match the TLS server name\n"))
         } else {
             match table.lookup(&authority, scheme, &request) {
                 Decision::Forward { route, rule, canary } => {

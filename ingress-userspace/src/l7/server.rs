@@ -1,7 +1,9 @@
 //! The L7 side of the agent: the listeners and the route table they share,
 //! rebuilt from every snapshot and swapped in without a reload. HTTPS is TLS
 //! with SNI (an unknown SNI gets the default certificate) and ALPN offering
-//! HTTP/2 and HTTP/1.1, in front of the same proxy as plain HTTP.
+//! HTTP/2 and HTTP/1.1, in front of the same proxy as plain HTTP, which
+//! answers 421 to a request for a host the connection's certificate does not
+//! speak for (see `misdirected`).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -16,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
 
+use super::misdirected::TlsSession;
 use super::options::ProxyOptions;
 use super::proxy::{self, Proxy, accept_loop};
 use super::{L7Options, RouteTable, SharedRoutes, shared_routes};
@@ -152,8 +155,7 @@ impl fmt::Debug for SniResolver {
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let found = hello.server_name().and_then(|name| self.routes.load().certificates().find(name));
-        Some(found.unwrap_or_else(|| self.default_certificate.clone()))
+        Some(self.routes.load().certificates().serving(hello.server_name(), &self.default_certificate))
     }
 }
 
@@ -167,7 +169,7 @@ pub async fn serve_tls(
 ) {
     let resolver = SniResolver {
         routes: routes.clone(),
-        default_certificate,
+        default_certificate: default_certificate.clone(),
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
@@ -177,17 +179,20 @@ pub async fn serve_tls(
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let handshake_timeout = options.header_read_timeout;
-    let proxy = Proxy::new(routes, options);
+    let proxy = Proxy::new(routes.clone(), options);
     accept_loop(listener, move |stream, peer: SocketAddr, connections| {
         let (proxy, acceptor) = (proxy.clone(), acceptor.clone());
+        let (routes, default_certificate) = (routes.clone(), default_certificate.clone());
         connections.spawn(async move {
             let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(error)) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
                 Err(_elapsed) => return tracing::debug!(%peer, "TLS handshake timed out"),
             };
-            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            proxy.serve_connection(stream, peer, "https", h2).await;
+            let tls = stream.get_ref().1;
+            let h2 = tls.alpn_protocol() == Some(b"h2");
+            let session = TlsSession::established(tls.server_name(), routes.load().certificates(), &default_certificate);
+            proxy.serve_connection(stream, peer, Some(Arc::new(session)), h2).await;
         });
     })
     .await

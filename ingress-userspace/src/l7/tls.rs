@@ -87,6 +87,13 @@ impl Certificates {
         let wildcard = || wildcard_suffix(&host).and_then(|suffix| self.wildcard.get(suffix));
         self.exact.get(host.as_ref()).or_else(wildcard).cloned()
     }
+
+    /// The certificate a handshake for `server_name` presents: the one
+    /// named for it, else the listener's default.
+    pub fn serving(&self, server_name: Option<&str>, default_certificate: &Arc<CertifiedKey>) -> Arc<CertifiedKey> {
+        let found = server_name.and_then(|name| self.find(name));
+        found.unwrap_or_else(|| default_certificate.clone())
+    }
 }
 
 /// A `kubernetes.io/tls` Secret's `tls.crt` and `tls.key` as a serving key.

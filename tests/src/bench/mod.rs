@@ -12,6 +12,7 @@
 //! statistics are on, and each program's nanoseconds per packet are reported
 //! (`prog_stats`).
 
+pub mod cli;
 mod detach;
 mod iptables;
 pub mod l7;
@@ -39,7 +40,7 @@ use crate::programmed;
 use iptables::NatRules;
 use manifests::ManifestSet;
 use report::{Cell, Figures, Report};
-pub use report::Contender;
+pub use report::{Contender, Named};
 use services::{MEASURED_NODE_PORT, Service};
 use workload::Bounds;
 
@@ -121,6 +122,29 @@ pub struct Outputs {
 }
 
 impl Outputs {
+    /// Writes a report into `out_dir`: the table as `{stem}.md`, the figures
+    /// as `{stem}.json`, and the plot `plot` draws as `plot_name`.
+    fn write(
+        out_dir: &Path,
+        stem: &str,
+        plot_name: &str,
+        markdown: String,
+        figures: &impl serde::Serialize,
+        plot: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<Outputs> {
+        std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+        let outputs = Outputs {
+            markdown,
+            markdown_file: out_dir.join(format!("{stem}.md")),
+            json_file: out_dir.join(format!("{stem}.json")),
+            plot_file: out_dir.join(plot_name),
+        };
+        write(&outputs.markdown_file, outputs.markdown.as_bytes())?;
+        write(&outputs.json_file, &serde_json::to_vec_pretty(figures)?)?;
+        plot(&outputs.plot_file).with_context(|| format!("drawing {}", outputs.plot_file.display()))?;
+        Ok(outputs)
+    }
+
     /// The table on stdout, where the files went on stderr.
     pub fn print(&self) {
         print!("{}", self.markdown);
@@ -298,10 +322,9 @@ fn ms(duration: Duration) -> f64 {
 }
 
 fn write_outputs(config: &Config, cells: Vec<Cell>) -> Result<Outputs> {
-    let date = run_command(std::process::Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]))?;
     let report = Report {
         suite: "l4",
-        date: date.trim().to_owned(),
+        date: run_date()?,
         machine: report::machine(),
         command: config.command.clone(),
         path: "NodePort of the node from the client namespace (the agent's uplink program for ebpf, \
@@ -309,18 +332,15 @@ fn write_outputs(config: &Config, cells: Vec<Cell>) -> Result<Outputs> {
         concurrency: config.threads,
         cells,
     };
-    let out = &config.out_dir;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let outputs = Outputs {
-        markdown: report.markdown(),
-        markdown_file: out.join("l4.md"),
-        json_file: out.join("l4.json"),
-        plot_file: out.join("l4-latency.png"),
-    };
-    write(&outputs.markdown_file, outputs.markdown.as_bytes())?;
-    write(&outputs.json_file, &serde_json::to_vec_pretty(&report)?)?;
-    plot::latency_png(&outputs.plot_file, &report.cells).with_context(|| format!("drawing {}", outputs.plot_file.display()))?;
-    Ok(outputs)
+    Outputs::write(&config.out_dir, "l4", "l4-latency.png", report.markdown(), &report, |plot_file| {
+        plot::latency_png(plot_file, &report.cells)
+    })
+}
+
+/// When a run ended, as its report dates it.
+fn run_date() -> Result<String> {
+    let date = run_command(std::process::Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]))?;
+    Ok(date.trim().to_owned())
 }
 
 fn write(path: &Path, contents: &[u8]) -> Result<()> {

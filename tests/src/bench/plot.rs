@@ -8,7 +8,7 @@ use anyhow::{Result, anyhow};
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 
-use super::report::{Cell, Contender, Figures};
+use super::report::{Cell, Contender, Figures, Named};
 
 /// Debian's fonts-dejavu-core (installed by `cargo xtask install`).
 const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";

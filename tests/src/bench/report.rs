@@ -16,18 +16,40 @@ pub enum Contender {
 
 impl Contender {
     pub const ALL: [Contender; 3] = [Contender::Direct, Contender::Ebpf, Contender::Iptables];
+}
 
-    /// The contender named `name` (as `name()` spells it).
-    pub fn parse(name: &str) -> Option<Contender> {
-        Contender::ALL.into_iter().find(|c| c.name() == name)
+impl Named for Contender {
+    const KIND: &'static str = "contender";
+
+    fn all() -> &'static [Contender] {
+        &Contender::ALL
     }
 
-    pub fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             Contender::Direct => "direct",
             Contender::Ebpf => "ebpf",
             Contender::Iptables => "iptables",
         }
+    }
+}
+
+/// A closed set of values, each with a name of its own, as the benchmarks'
+/// flags and reports spell them.
+pub trait Named: Copy + 'static {
+    /// What the values are, for messages ("contender").
+    const KIND: &'static str;
+
+    fn all() -> &'static [Self];
+
+    fn name(self) -> &'static str;
+
+    /// The value `name` names; else a message listing the names there are.
+    fn from_name(name: &str) -> Result<Self, String> {
+        Self::all().iter().copied().find(|value| value.name() == name).ok_or_else(|| {
+            let names = Self::all().iter().map(|value| value.name()).collect::<Vec<_>>();
+            format!("unknown {} {name:?} ({})", Self::KIND, names.join(", "))
+        })
     }
 }
 

@@ -1,27 +1,19 @@
 //! The benchmark run by `cargo xtask bench l4`: see `ingress_tests::bench`.
 //! Prints the markdown table on stdout; progress goes to stderr.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::Parser;
 use ingress_tests::interrupt::on_ctrl_c;
-use ingress_tests::bench::{Config, Contender, command_line, run_l4};
-use ingress_tests::is_root;
+use ingress_tests::bench::cli::CommonArgs;
+use ingress_tests::bench::{Config, Contender, Named, command_line, run_l4};
 use ingress_userspace::dataplane::uplink_hook::UplinkHookChoice;
 
 #[derive(Parser)]
 struct Args {
-    /// The agent binary (default: `ingress-userspace` beside this binary).
-    #[arg(long)]
-    agent: Option<PathBuf>,
-    /// Where l4.md, l4.json and l4-latency.png go.
-    #[arg(long, default_value = "results")]
-    out: PathBuf,
-    /// CI mode: tiny sizes and counts; checks that everything runs.
-    #[arg(long)]
-    quick: bool,
+    #[command(flatten)]
+    common: CommonArgs,
     /// Numbers of Services, comma-separated (default 1,1000,10000,30000).
     #[arg(long, value_delimiter = ',')]
     sizes: Option<Vec<usize>>,
@@ -41,8 +33,8 @@ struct Args {
     #[arg(long)]
     requests_per_thread: Option<usize>,
     /// Contenders to run, comma-separated (default direct,ebpf,iptables).
-    #[arg(long, value_delimiter = ',')]
-    contenders: Option<Vec<String>>,
+    #[arg(long, value_delimiter = ',', value_parser = Contender::from_name)]
+    contenders: Option<Vec<Contender>>,
     /// Budget of the whole run in seconds: later rounds are skipped past it.
     #[arg(long)]
     time_limit_s: Option<u64>,
@@ -58,23 +50,10 @@ fn parse_uplink_hook(text: &str) -> Result<UplinkHookChoice, String> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    if !is_root() {
-        bail!("the benchmark creates network namespaces and loads eBPF programs: run it as root");
-    }
-    let agent = match args.agent {
-        Some(agent) => agent,
-        None => std::env::current_exe()?.parent().context("the binary's directory")?.join("ingress-userspace"),
-    };
-    let base = if args.quick { Config::quick(agent, args.out) } else { Config::standard(agent, args.out) };
-    let contenders = match args.contenders {
-        None => base.contenders.clone(),
-        Some(names) => names
-            .iter()
-            .map(|name| Contender::parse(name).with_context(|| format!("no contender {name:?} (direct, ebpf, iptables)")))
-            .collect::<Result<_>>()?,
-    };
+    let agent = args.common.agent_to_run()?;
+    let base = if args.common.quick { Config::quick(agent, args.common.out) } else { Config::standard(agent, args.common.out) };
     let config = Config {
-        contenders,
+        contenders: args.contenders.unwrap_or(base.contenders.clone()),
         sizes: args.sizes.unwrap_or(base.sizes.clone()),
         rounds: args.rounds.unwrap_or(base.rounds),
         rr_requests: args.rr_requests.unwrap_or(base.rr_requests),

@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::{Outputs, write};
+use super::{Outputs, run_date};
+use crate::bench::Named;
 use crate::bench::manifests::ManifestSet;
 use crate::echo::{EchoServer, HttpAnswers};
 use crate::lab::{Lab, LabSpec};
-use crate::netns::run_command;
 use proxies::{Bed, WorkDir};
 use report::{Cell, Churn, Figures, Report};
 pub use report::{Contender, Pods};
@@ -251,10 +251,9 @@ fn cpus() -> (String, String) {
 }
 
 fn write_outputs(config: &Config, cells: Vec<Cell>, churn: Vec<Churn>, proxy_cpus: String, wrk_cpus: String) -> Result<Outputs> {
-    let date = run_command(std::process::Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]))?;
     let report = Report {
         suite: "l7",
-        date: date.trim().to_owned(),
+        date: run_date()?,
         machine: crate::bench::report::machine(),
         command: config.command.clone(),
         proxy_cpus,
@@ -264,16 +263,5 @@ fn write_outputs(config: &Config, cells: Vec<Cell>, churn: Vec<Churn>, proxy_cpu
         cells,
         churn,
     };
-    let out = &config.out_dir;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let outputs = Outputs {
-        markdown: report.markdown(),
-        markdown_file: out.join("l7.md"),
-        json_file: out.join("l7.json"),
-        plot_file: out.join("l7.png"),
-    };
-    write(&outputs.markdown_file, outputs.markdown.as_bytes())?;
-    write(&outputs.json_file, &serde_json::to_vec_pretty(&report)?)?;
-    plot::bars_png(&outputs.plot_file, &report).with_context(|| format!("drawing {}", outputs.plot_file.display()))?;
-    Ok(outputs)
+    Outputs::write(&config.out_dir, "l7", "l7.png", report.markdown(), &report, |plot_file| plot::bars_png(plot_file, &report))
 }

@@ -7,6 +7,7 @@ use anyhow::Result;
 use plotters::prelude::*;
 
 use super::report::{Contender, Report};
+use crate::bench::Named;
 use crate::bench::plot::load_font;
 
 fn color(contender: Contender) -> RGBColor {

@@ -12,6 +12,7 @@ use super::report::Contender;
 use super::routes::{self, RouteSet};
 use super::{haproxy, ingress, nginx};
 use crate::agent::{AgentLog, AgentProcess, HTTP_PORT, admin_get};
+use crate::bench::Named;
 use crate::bench::manifests::ManifestSet;
 use crate::http;
 use crate::lab::{Lab, NODE_IP};

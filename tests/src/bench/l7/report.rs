@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::bench::report::median;
+use crate::bench::report::{Named, median};
 
 /// The contenders, in the order they alternate within a round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -21,13 +21,16 @@ pub enum Contender {
 impl Contender {
     pub const ALL: [Contender; 4] = [Contender::Direct, Contender::EbpfLb, Contender::Nginx, Contender::Haproxy];
     pub const PROXIES: [Contender; 3] = [Contender::EbpfLb, Contender::Nginx, Contender::Haproxy];
+}
 
-    /// The contender a [`Contender::name`] names.
-    pub fn from_name(name: &str) -> Option<Contender> {
-        Contender::ALL.into_iter().find(|c| c.name() == name)
+impl Named for Contender {
+    const KIND: &'static str = "contender";
+
+    fn all() -> &'static [Contender] {
+        &Contender::ALL
     }
 
-    pub fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             Contender::Direct => "direct",
             Contender::EbpfLb => "ebpf-lb",
@@ -49,13 +52,16 @@ pub enum Pods {
 
 impl Pods {
     pub const ALL: [Pods; 2] = [Pods::Close, Pods::KeepAlive];
+}
 
-    /// The pods a [`Pods::name`] names.
-    pub fn from_name(name: &str) -> Option<Pods> {
-        Pods::ALL.into_iter().find(|p| p.name() == name)
+impl Named for Pods {
+    const KIND: &'static str = "kind of pods";
+
+    fn all() -> &'static [Pods] {
+        &Pods::ALL
     }
 
-    pub fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             Pods::Close => "close",
             Pods::KeepAlive => "keep-alive",
@@ -193,12 +199,14 @@ mod tests {
     #[test]
     fn contenders_are_found_by_name() {
         for contender in Contender::ALL {
-            assert_eq!(Contender::from_name(contender.name()), Some(contender));
+            assert_eq!(Contender::from_name(contender.name()), Ok(contender));
         }
-        assert_eq!(Contender::from_name("envoy"), None);
+        let unknown = Contender::from_name("envoy");
+        assert_eq!(unknown, Err(r#"unknown contender "envoy" (direct, ebpf-lb, nginx, haproxy)"#.to_owned()));
         for pods in Pods::ALL {
-            assert_eq!(Pods::from_name(pods.name()), Some(pods));
+            assert_eq!(Pods::from_name(pods.name()), Ok(pods));
         }
+        assert_eq!(Pods::from_name("idle"), Err(r#"unknown kind of pods "idle" (close, keep-alive)"#.to_owned()));
     }
 
     #[test]
