@@ -12,6 +12,7 @@ pub mod filters;
 mod forward;
 pub mod host;
 pub mod metrics;
+pub(crate) mod mirror;
 pub mod nginx_annotations;
 pub mod options;
 pub mod path;
