@@ -139,13 +139,8 @@ mod tests {
             .header("x-hop", "1")
             .body(())
             .unwrap();
-        let forwarded = Forwarded {
-            peer: SocketAddr::from(([192, 0, 2, 1], 5555)),
-            scheme: "http",
-            authority: "a.test",
-            rule: None,
-            upstream_host: None,
-        };
+        let peer = SocketAddr::from(([192, 0, 2, 1], 5555));
+        let forwarded = Forwarded { peer, scheme: "http", authority: "a.test", rule: None, upstream_host: None };
         let copy = copy_of(&request, &forwarded);
         assert_eq!((copy.method().as_str(), copy.uri().to_string(), copy.version()), ("GET", "/p?q=1".to_owned(), Version::HTTP_11));
         let header = |name: &str| copy.headers().get(name).map(|value| value.to_str().unwrap().to_owned());
