@@ -180,7 +180,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
                 problems.extend(route_problems);
                 if let Some((client, events, gateway_status)) = &mut cluster {
                     events.publish(&loaded.snapshot, &problems);
-                    gateway_status.send_replace(Some(loaded.clone()));
+                    let input = k8s::gateway_status::StatusInput { loaded: loaded.clone(), node_addresses: node.addresses.clone() };
+                    gateway_status.send_replace(Some(input));
                     let snapshot = &loaded.snapshot;
                     let served = snapshot.ingresses.iter().filter(|i| is_served(i, &snapshot.ingress_classes));
                     // The L7 listeners take every node address of both families.

@@ -114,6 +114,9 @@ fn an_http_route_is_served_and_its_status_written_back() -> Result<()> {
         let listener = &gateway["status"]["listeners"][0];
         expect(conditions(&gateway["status"]["conditions"]), vec!["Accepted=True/Accepted".into(), "Programmed=True/Programmed".into()])?;
         expect((listener["name"].as_str(), listener["attachedRoutes"].as_i64()), (Some("http"), Some(1)))?;
+        // The proxy listens on the node's addresses (the agent's --node-ip): the Gateway is reachable there.
+        let addresses: Vec<Value> = lab.node_ips().iter().map(|ip| json!({ "type": "IPAddress", "value": ip.to_string() })).collect();
+        expect(gateway["status"]["addresses"].clone(), Value::from(addresses))?;
         let class = api.get("GatewayClass", "", "ebpf-lb").unwrap_or_default();
         expect(conditions(&class["status"]["conditions"]), vec!["Accepted=True/Accepted".into()])
     })?;

@@ -1,13 +1,14 @@
 //! Which listeners of our Gateways an HTTPRoute's parentRef attaches it to,
 //! and for which hostnames: the parentRef's name, namespace, sectionName
-//! and port; the listener's protocol and allowedRoutes (kinds, namespaces);
-//! the intersection of the listener's hostname with the route's.
+//! and port; the listener's protocol, conflicts and allowedRoutes (kinds,
+//! namespaces); the intersection of the listener's hostname with the route's.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+use super::conflicts::conflicts;
 use super::types::{GROUP, Gateway, HttpRoute, Listener, ParentReference};
 use crate::l7::host::HostPattern;
 
@@ -64,7 +65,7 @@ pub fn attach<'a>(route: &HttpRoute, parent: &ParentReference, gateways: &[&'a G
 
 /// The listeners of the parent that take this route by parentRef (name,
 /// namespace, sectionName, port), protocol and allowedRoutes, whatever
-/// the hostnames.
+/// the hostnames; a conflicted listener takes none.
 pub fn admit<'a>(route: &HttpRoute, parent: &ParentReference, gateways: &[&'a Gateway], namespaces: &[Namespace]) -> Admission<'a> {
     let route_namespace = route.metadata.namespace.as_deref().unwrap_or("default");
     let is_gateway = parent.group.as_deref().unwrap_or(GROUP) == GROUP && parent.kind.as_deref().unwrap_or("Gateway") == "Gateway";
@@ -74,12 +75,14 @@ pub fn admit<'a>(route: &HttpRoute, parent: &ParentReference, gateways: &[&'a Ga
     });
     let Some(gateway) = gateway.filter(|_| is_gateway) else { return Admission::NotOurs };
     let gateway_namespace = namespace;
-    let listeners: Vec<&Listener> = gateway
+    let conflicts = conflicts(&gateway.spec.listeners);
+    let listeners: Vec<(&Listener, bool)> = gateway
         .spec
         .listeners
         .iter()
-        .filter(|listener| parent.section_name.as_ref().is_none_or(|section| *section == listener.name))
-        .filter(|listener| parent.port.is_none_or(|port| port == listener.port))
+        .zip(conflicts.iter().map(Option::is_some))
+        .filter(|(listener, _)| parent.section_name.as_ref().is_none_or(|section| *section == listener.name))
+        .filter(|(listener, _)| parent.port.is_none_or(|port| port == listener.port))
         .collect();
     if listeners.is_empty() {
         let message = format!("Gateway {namespace}/{} has no listener {}", parent.name, section_label(parent));
@@ -88,7 +91,8 @@ pub fn admit<'a>(route: &HttpRoute, parent: &ParentReference, gateways: &[&'a Ga
     let labels = namespace_labels(route_namespace, namespaces);
     let allowed: Vec<(&Listener, &'static str)> = listeners
         .into_iter()
-        .filter_map(|listener| Some((listener, scheme(listener)?)))
+        .filter(|(_, conflicted)| !conflicted)
+        .filter_map(|(listener, _)| Some((listener, scheme(listener)?)))
         .filter(|(listener, _)| takes_http_routes(listener) && admits_namespace(listener, gateway_namespace, route_namespace, &labels))
         .collect();
     if allowed.is_empty() {

@@ -14,10 +14,13 @@ mod conformance;
 mod load_tests;
 #[cfg(test)]
 mod proxy_tests;
+#[cfg(test)]
+mod test_manifests;
 
 pub mod attach;
 pub mod backends;
 pub mod certificates;
+pub mod conflicts;
 pub mod filters;
 pub mod grants;
 pub mod matches;

@@ -3,6 +3,7 @@
 //! a header of its own, so that both directions can be checked.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -12,6 +13,9 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::gateway::test_manifests::{CLASSES, gateway, service};
+use crate::l7::metrics::MirrorOutcome;
+use crate::l7::mirror::MIRRORS_IN_FLIGHT;
 use crate::l7::options::ProxyOptions;
 use crate::l7::proxy::serve;
 use crate::l7::{L7Options, RouteTable, shared_routes};
@@ -41,16 +45,18 @@ async fn echo_upstream() -> SocketAddr {
 /// The proxy serving one HTTPRoute for host `f.test` on an HTTP listener,
 /// whose `rules` (YAML flow) may name Service `echo` on port 80.
 async fn proxy(rules: &str) -> SocketAddr {
+    proxy_with(rules, "", ProxyOptions::default()).await
+}
+
+/// [`proxy`], with more objects (`manifests`, each document after a `---`)
+/// and these options.
+async fn proxy_with(rules: &str, manifests: &str, options: ProxyOptions) -> SocketAddr {
     let port = echo_upstream().await.port();
+    let route = "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\n";
     let manifests = format!(
-        "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {{name: ours}}\nspec: {{controllerName: ebpf-lb.dev/gateway-controller}}\n\
-         ---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: gw}}\n\
-         spec: {{gatewayClassName: ours, listeners: [{{name: http, port: 80, protocol: HTTP}}]}}\n\
-         ---\napiVersion: v1\nkind: Service\nmetadata: {{name: echo}}\nspec: {{ports: [{{name: http, port: 80}}]}}\n\
-         ---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: echo-1, labels: {{kubernetes.io/service-name: echo}}}}\n\
-         addressType: IPv4\nports: [{{name: http, port: {port}}}]\nendpoints: [{{addresses: [127.0.0.1]}}]\n\
-         ---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: r}}\n\
-         spec: {{parentRefs: [{{name: gw}}], hostnames: [f.test], rules: {rules}}}\n"
+        "{CLASSES}{}{}{route}spec: {{parentRefs: [{{name: gw}}], hostnames: [f.test], rules: {rules}}}\n{manifests}",
+        gateway("default", "gw", "", "ours", "[{name: http, port: 80, protocol: HTTP}]"),
+        service("default", "echo", 80, "127.0.0.1", port),
     );
     let loaded = parse_documents("t.yaml", &manifests);
     assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
@@ -58,7 +64,7 @@ async fn proxy(rules: &str) -> SocketAddr {
     assert!(problems.is_empty(), "{problems:?}");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve(listener, shared_routes(table), ProxyOptions::default()));
+    tokio::spawn(serve(listener, shared_routes(table), options));
     addr
 }
 
@@ -161,4 +167,61 @@ async fn unusable_backends_answer_500_and_the_rest_is_served() {
     .await;
     assert_eq!(get(proxy, "/ok", &[]).await.status, StatusCode::OK);
     assert_eq!(get(proxy, "/none", &[]).await.status, StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+/// Service `name` on port 80 whose one endpoint is 127.0.0.1:`port`.
+fn loopback_service(name: &str, port: u16) -> String {
+    service("default", name, 80, "127.0.0.1", port)
+}
+
+#[tokio::test]
+async fn a_hanging_or_dead_mirror_neither_delays_nor_fails_the_primary() {
+    // Connections to it complete in the kernel's backlog; nothing ever answers.
+    let hanging = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+    let manifests = format!("{}{}", loopback_service("hanging", hanging.local_addr().unwrap().port()), loopback_service("dead", dead));
+    let mirror = |name: &str| format!("{{type: RequestMirror, requestMirror: {{backendRef: {{name: {name}, port: 80}}}}}}");
+    let rules = format!("[{{filters: [{}, {}], backendRefs: [{{name: echo, port: 80}}]}}]", mirror("hanging"), mirror("dead"));
+    let options = ProxyOptions::default();
+    let metrics = options.metrics.clone();
+    let proxy = proxy_with(&rules, &manifests, options).await;
+    let requests = MIRRORS_IN_FLIGHT + 8;
+    for index in 0..requests {
+        let answer = tokio::time::timeout(Duration::from_secs(2), get(proxy, "/x", &[])).await;
+        let answer = answer.unwrap_or_else(|_| panic!("request {index}: the primary's answer took over 2 s"));
+        assert_eq!(answer.status, StatusCode::OK, "request {index}: {}", answer.body);
+        assert_eq!(answer.body.lines().next(), Some("GET /x"), "request {index}");
+    }
+    // Every copy to the hanging mirror holds its slot: once they are all
+    // taken, the rest of both mirrors' copies are dropped, and counted.
+    let dropped = metrics.mirrors(MirrorOutcome::DroppedInFlightLimit);
+    assert!(dropped >= 8, "{dropped} copies dropped");
+    for _ in 0..200 {
+        if metrics.mirrors(MirrorOutcome::Failed) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(metrics.mirrors(MirrorOutcome::Failed) > 0, "the dead mirror's refused copies are counted as failed");
+    assert_eq!(metrics.mirrors(MirrorOutcome::Answered), 0);
+    drop(hanging);
+}
+
+#[tokio::test]
+async fn requests_with_a_body_are_forwarded_but_not_mirrored() {
+    let copies = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let manifests = loopback_service("copies", copies.local_addr().unwrap().port());
+    let rules = "[{filters: [{type: RequestMirror, requestMirror: {backendRef: {name: copies, port: 80}}}], backendRefs: [{name: echo, port: 80}]}]";
+    let options = ProxyOptions::default();
+    let metrics = options.metrics.clone();
+    let proxy = proxy_with(rules, &manifests, options).await;
+    let stream = TcpStream::connect(proxy).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(connection);
+    let request = Request::post("/form").header("host", "f.test").body(Full::new(Bytes::from_static(b"a=1"))).unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(metrics.mirrors(MirrorOutcome::SkippedBody), 1);
+    let nothing = tokio::time::timeout(Duration::from_millis(100), copies.accept()).await;
+    assert!(nothing.is_err(), "a copy of a request with a body reached the mirror");
 }

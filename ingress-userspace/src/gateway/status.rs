@@ -1,12 +1,14 @@
 //! The status the spec asks of this controller, computed purely from a
-//! snapshot: GatewayClasses of ours Accepted; our Gateways Accepted and
-//! Programmed, with a status per listener (supported kinds, attached
-//! routes, Accepted, Programmed, ResolvedRefs, Conflicted); per parentRef
+//! snapshot and the node's addresses: GatewayClasses of ours Accepted; our
+//! Gateways Accepted and Programmed, reachable on the node's addresses, with
+//! a status per listener (supported kinds, attached routes, Accepted,
+//! Programmed, ResolvedRefs, Conflicted); per parentRef
 //! of ours of each HTTPRoute, Accepted and ResolvedRefs. Only objects whose
 //! status would change are returned, and a condition whose status stays
 //! keeps its lastTransitionTime, so an unchanged cluster gets no writes.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 
@@ -14,9 +16,11 @@ use super::GATEWAY_CONTROLLER;
 use super::attach::{Admission, Attachment, admit, attach, scheme};
 use super::backends;
 use super::certificates::listener_certificate;
+use super::conflicts::{Conflict, conflicts};
 use super::translate::our_gateways;
 use super::types::{
-    GROUP, Gateway, GatewayClassStatus, GatewayStatus, HttpRoute, Listener, ListenerStatus, RouteGroupKind, RouteParentStatus, RouteStatus,
+    GROUP, Gateway, GatewayClassStatus, GatewayStatus, GatewayStatusAddress, HttpRoute, Listener, ListenerStatus, RouteGroupKind, RouteParentStatus,
+    RouteStatus,
 };
 use crate::l7::endpoints::ServiceIndex;
 use crate::manifests::Snapshot;
@@ -39,9 +43,10 @@ pub struct Updates {
     pub http_routes: Vec<Update<RouteStatus>>,
 }
 
-/// The status writes `snapshot` calls for; `now` stamps conditions whose
-/// status changes.
-pub fn updates(snapshot: &Snapshot, now: &Time) -> Updates {
+/// The status writes `snapshot` calls for; `node_addresses` are where the
+/// proxy listens (every Gateway is served on all of them); `now` stamps
+/// conditions whose status changes.
+pub fn updates(snapshot: &Snapshot, node_addresses: &[IpAddr], now: &Time) -> Updates {
     let gateways = our_gateways(snapshot);
     let index = ServiceIndex::new(snapshot);
     let mut updates = Updates::default();
@@ -52,8 +57,9 @@ pub fn updates(snapshot: &Snapshot, now: &Time) -> Updates {
         push_changed(&mut updates.gateway_classes, &class.metadata, class.status.as_ref(), status);
     }
     let attached = attached_routes(snapshot, &gateways);
+    let addresses = gateway_addresses(node_addresses);
     for gateway in &gateways {
-        let status = gateway_status(snapshot, gateway, &attached, now);
+        let status = gateway_status(snapshot, gateway, &attached, &addresses, now);
         push_changed(&mut updates.gateways, &gateway.metadata, gateway.status.as_ref(), status);
     }
     for route in &snapshot.http_routes {
@@ -137,15 +143,34 @@ fn attached_routes(snapshot: &Snapshot, gateways: &[&Gateway]) -> BTreeMap<Liste
     attached
 }
 
-fn gateway_status(snapshot: &Snapshot, gateway: &Gateway, attached: &BTreeMap<ListenerKey, BTreeSet<(String, String)>>, now: &Time) -> GatewayStatus {
+/// The addresses a Gateway's status lists: every address of the node, as
+/// the proxy's listeners take them all.
+pub fn gateway_addresses(node_addresses: &[IpAddr]) -> Vec<GatewayStatusAddress> {
+    node_addresses.iter().map(|address| GatewayStatusAddress { type_: Some("IPAddress".into()), value: address.to_string() }).collect()
+}
+
+fn gateway_status(
+    snapshot: &Snapshot,
+    gateway: &Gateway,
+    attached: &BTreeMap<ListenerKey, BTreeSet<(String, String)>>,
+    addresses: &[GatewayStatusAddress],
+    now: &Time,
+) -> GatewayStatus {
     let existing = gateway.status.clone().unwrap_or_default();
     let mut listeners = Vec::new();
-    let (mut accepted, mut programmed) = (0, 0);
-    for listener in &gateway.spec.listeners {
+    let (mut accepted, mut not_accepted, mut programmed) = (Vec::new(), Vec::new(), 0);
+    for (listener, conflict) in gateway.spec.listeners.iter().zip(conflicts(&gateway.spec.listeners)) {
         let before = existing.listeners.iter().find(|status| status.name == listener.name);
         let routes = attached.get(&listener_key(gateway, listener)).map_or(0, BTreeSet::len);
-        let (kinds, wanted) = listener_conditions(snapshot, gateway, listener);
-        accepted += usize::from(wanted[0].status);
+        let (kinds, mut wanted) = listener_conditions(snapshot, gateway, listener);
+        if let Some(conflict) = &conflict {
+            mark_conflicted(&mut wanted, conflict);
+        }
+        if wanted[0].status {
+            accepted.push(listener.name.clone());
+        } else {
+            not_accepted.push(format!("{} ({})", listener.name, wanted[0].reason));
+        }
         programmed += usize::from(wanted[1].status);
         listeners.push(ListenerStatus {
             name: listener.name.clone(),
@@ -154,18 +179,35 @@ fn gateway_status(snapshot: &Snapshot, gateway: &Gateway, attached: &BTreeMap<Li
             conditions: settle(wanted, &gateway.metadata, before.map(|status| &status.conditions[..]).unwrap_or_default(), now),
         });
     }
-    let invalid = listeners.len() - accepted;
-    let accepted = match (invalid, accepted) {
-        (0, _) => Wanted::met("Accepted", "Accepted"),
-        (_, 0) => Wanted::unmet("Accepted", "ListenersNotValid", "no listener is valid".into()),
-        (invalid, _) => Wanted { message: format!("{invalid} listener(s) not valid"), ..Wanted::met("Accepted", "ListenersNotValid") },
+    // The spec: the message says which listeners are not accepted (conflicted, say), and which are.
+    let accepted = match (not_accepted.is_empty(), accepted.is_empty()) {
+        (true, _) => Wanted::met("Accepted", "Accepted"),
+        (false, true) => Wanted::unmet("Accepted", "ListenersNotValid", format!("no listener is accepted: {}", not_accepted.join(", "))),
+        (false, false) => {
+            let message = format!("listeners not accepted: {}; accepted: {}", not_accepted.join(", "), accepted.join(", "));
+            Wanted { message, ..Wanted::met("Accepted", "ListenersNotValid") }
+        }
     };
     let programmed = if programmed > 0 {
         Wanted::met("Programmed", "Programmed")
     } else {
         Wanted::unmet("Programmed", "Invalid", "no listener is programmed".into())
     };
-    GatewayStatus { conditions: settle(vec![accepted, programmed], &gateway.metadata, &existing.conditions, now), listeners }
+    let conditions = settle(vec![accepted, programmed], &gateway.metadata, &existing.conditions, now);
+    GatewayStatus { addresses: addresses.to_vec(), conditions, listeners }
+}
+
+/// A conflicted listener is neither accepted (unless already refused for
+/// another reason) nor programmed, whatever else holds of it.
+fn mark_conflicted(wanted: &mut [Wanted], conflict: &Conflict) {
+    for condition in wanted.iter_mut() {
+        *condition = match condition.type_ {
+            "Accepted" if condition.status => Wanted::unmet("Accepted", conflict.reason, conflict.message.clone()),
+            "Programmed" => Wanted::unmet("Programmed", "Invalid", "the listener is conflicted".into()),
+            "Conflicted" => Wanted { status: true, reason: conflict.reason, message: conflict.message.clone(), ..Wanted::met("Conflicted", "") },
+            _ => continue,
+        };
+    }
 }
 
 /// The listener's supported route kinds and its conditions: Accepted and
@@ -242,7 +284,7 @@ fn route_status(snapshot: &Snapshot, index: &ServiceIndex, gateways: &[&Gateway]
 /// one's reason, and every unresolved one's message.
 fn resolved_refs(snapshot: &Snapshot, index: &ServiceIndex, route: &HttpRoute) -> Wanted {
     let unresolved: Vec<backends::Unresolved> =
-        route.spec.rules.iter().flat_map(|rule| backends::resolve(route, rule, index, &snapshot.reference_grants).1).collect();
+        route.spec.rules.iter().flat_map(|rule| backends::resolve(route, rule, index, &snapshot.reference_grants).unresolved).collect();
     match unresolved.first() {
         None => Wanted::met("ResolvedRefs", "ResolvedRefs"),
         Some(first) => {

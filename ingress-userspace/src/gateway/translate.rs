@@ -13,6 +13,7 @@ use super::attach::{Attached, Attachment, attach, covers};
 use super::backends;
 use super::filters;
 use super::certificates::listener_certificate;
+use super::conflicts::conflicts;
 use super::matches;
 use super::types::{Gateway, HttpRoute, HttpRouteMatch};
 use crate::l7::balancer::{BackendSplit, Upstream};
@@ -128,14 +129,15 @@ fn add_route(snapshot: &Snapshot, index: &ServiceIndex, gateways: &[&Gateway], l
     let every_path = [HttpRouteMatch::default()];
     for (rule_index, rule) in route.spec.rules.iter().enumerate() {
         let field = format!("spec.rules[{rule_index}]");
-        let (split, unresolved) = backends::resolve(route, rule, index, &snapshot.reference_grants);
-        for unresolved in unresolved {
-            let message = format!("{}: {}, answering 500 for its share", unresolved.reason, unresolved.message);
+        let resolved = backends::resolve(route, rule, index, &snapshot.reference_grants);
+        for unresolved in resolved.unresolved {
+            let message = format!("{}: {}, {}", unresolved.reason, unresolved.message, unresolved.consequence);
             let problem = Problem::warning(ProblemKind::UnknownService, location.clone(), message);
-            translation.problems.push(problem.at(format!("{field}.backendRefs[{}]", unresolved.index)));
+            translation.problems.push(problem.at(format!("{field}.{}", unresolved.field)));
         }
+        let split = resolved.split;
         // A filter that cannot be applied must not be skipped: its requests get 500.
-        let (filters, split) = match filters::build(&rule.filters) {
+        let (filters, split) = match filters::build(&rule.filters, resolved.mirrors) {
             Ok(filters) => (filters, split),
             Err(message) => {
                 let problem = Problem::error(ProblemKind::InvalidField, location.clone(), format!("{message}, answering 500"));
@@ -174,10 +176,15 @@ fn add_route(snapshot: &Snapshot, index: &ServiceIndex, gateways: &[&Gateway], l
     }
 }
 
-/// The certificate of each HTTPS listener with a hostname.
+/// The certificate of each HTTPS listener with a hostname that is not
+/// conflicted (a conflicted listener is not served at all).
 fn add_certificates(snapshot: &Snapshot, gateway: &Gateway, translation: &mut Translation) {
     let location = snapshot.location("Gateway", &gateway.metadata);
+    let conflicts = conflicts(&gateway.spec.listeners);
     for (index, listener) in gateway.spec.listeners.iter().enumerate() {
+        if conflicts[index].is_some() {
+            continue;
+        }
         let Some(key) = listener_certificate(snapshot, gateway, listener) else { continue };
         let field = format!("spec.listeners[{index}].tls.certificateRefs[0]");
         let host = HostPattern::parse(listener.hostname.as_deref().unwrap_or(""));

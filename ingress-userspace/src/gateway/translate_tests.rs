@@ -4,44 +4,17 @@
 use hyper::Request;
 
 use crate::l7::{Decision, L7Options, RouteTable};
+use crate::gateway::test_manifests::{CLASSES, gateway, service};
 use crate::manifests::parse_documents;
 use crate::problem::Problem;
 
-const BASE: &str = r#"
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: ours}
-spec: {controllerName: ebpf-lb.dev/gateway-controller}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: theirs}
-spec: {controllerName: example.com/other}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: infra}
-spec:
-  gatewayClassName: ours
-  listeners:
-  - {name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}
-  - {name: https, port: 443, protocol: HTTPS, hostname: "*.secure.test", allowedRoutes: {namespaces: {from: All}}}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: other, namespace: infra}
-spec:
-  gatewayClassName: theirs
-  listeners: [{name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}]
-"#;
-
-/// A Service `name` in `namespace` on port 80 with one endpoint.
-fn service(namespace: &str, name: &str, ip: &str) -> String {
-    format!(
-        "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec: {{ports: [{{name: http, port: 80}}]}}\n\
-         ---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-1, namespace: {namespace}, labels: {{kubernetes.io/service-name: {name}}}}}\n\
-         addressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints: [{{addresses: [{ip}]}}]\n"
-    )
+/// Our GatewayClass's Gateway `gw` (HTTP, and HTTPS for `*.secure.test`)
+/// and another controller's `other`, all listeners admitting any namespace.
+fn base() -> String {
+    let all = "allowedRoutes: {namespaces: {from: All}}";
+    let ours = format!("[{{name: http, port: 80, protocol: HTTP, {all}}}, {{name: https, port: 443, protocol: HTTPS, hostname: \"*.secure.test\", {all}}}]");
+    let theirs = format!("[{{name: http, port: 80, protocol: HTTP, {all}}}]");
+    format!("{CLASSES}{}{}", gateway("infra", "gw", "", "ours", &ours), gateway("infra", "other", "", "theirs", &theirs))
 }
 
 /// An HTTPRoute in `apps` on `gw` (section `http` unless `parent` says
@@ -55,7 +28,7 @@ fn route(name: &str, created: &str, parent: &str, hostnames: &str, rules: &str) 
 }
 
 fn build(extra: &str) -> (RouteTable, Vec<Problem>) {
-    let loaded = parse_documents("t.yaml", &format!("{BASE}{}{extra}", service("apps", "web", "10.0.0.1")));
+    let loaded = parse_documents("t.yaml", &format!("{}{}{extra}", base(), service("apps", "web", 80, "10.0.0.1", 8080)));
     assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
     RouteTable::build(&loaded.snapshot, &L7Options::default())
 }
@@ -161,13 +134,19 @@ fn backends_split_by_weight_and_cross_namespace_needs_a_reference_grant() {
     let rules = "[{matches: [{path: {type: Exact, value: /split}}], backendRefs: [{name: web, port: 80, weight: 1}, {name: web, port: 80, weight: 0}, {name: missing, port: 80, weight: 1}]},\
                  {matches: [{path: {type: Exact, value: /zero}}], backendRefs: [{name: web, port: 80, weight: 0}]},\
                  {matches: [{path: {type: Exact, value: /none}}]},\
-                 {matches: [{path: {type: Exact, value: /far}}], backendRefs: [{name: far, namespace: backends, port: 80}]}]";
-    let manifests = format!("{}{}", service("backends", "far", "10.0.0.9"), route("r", "2024-01-01T00:00:00Z", parent, "[b.test]", rules));
+                 {matches: [{path: {type: Exact, value: /far}}], backendRefs: [{name: far, namespace: backends, port: 80}]},\
+                 {matches: [{path: {type: Exact, value: /mirror}}], backendRefs: [{name: web, port: 80}], \
+                  filters: [{type: RequestMirror, requestMirror: {backendRef: {name: far, namespace: backends, port: 80}}}]}]";
+    let manifests = format!("{}{}", service("backends", "far", 80, "10.0.0.9", 8080), route("r", "2024-01-01T00:00:00Z", parent, "[b.test]", rules));
     let (table, problems) = build(&manifests);
     let reasons: Vec<String> = problems.iter().map(|problem| format!("{} {}", problem.field.as_deref().unwrap_or(""), problem.message)).collect();
-    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
     assert!(reasons[0].starts_with("spec.rules[0].backendRefs[2] BackendNotFound: no Service apps/missing"), "{}", reasons[0]);
     assert!(reasons[1].starts_with("spec.rules[3].backendRefs[0] RefNotPermitted: no ReferenceGrant in namespace backends"), "{}", reasons[1]);
+    let mirror = "spec.rules[4].filters[0].requestMirror.backendRef RefNotPermitted: no ReferenceGrant in namespace backends";
+    assert!(reasons[2].starts_with(mirror) && reasons[2].ends_with(", not mirrored"), "{}", reasons[2]);
+    // The mirror is dropped, the rule served.
+    assert_eq!(land(&table, "http", "GET", "b.test/mirror", &[]), "r:4");
     let split: Vec<String> = (0..4).map(|_| land(&table, "http", "GET", "b.test/split", &[])).collect();
     assert_eq!(split, ["r:0", "500", "r:0", "500"]);
     for path in ["/zero", "/none", "/far"] {

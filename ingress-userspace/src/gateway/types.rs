@@ -141,29 +141,52 @@ pub struct RouteGroupKind {
     pub kind: String,
 }
 
-/// A reference to an object by group, kind, name and namespace (the
-/// `SecretObjectReference` / `BackendObjectReference` shape, with port).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ObjectReference {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port: Option<i32>,
+/// A reference to an object: a struct with the fields every kind of
+/// reference has (group, kind, name, namespace, port), then its own.
+macro_rules! object_reference {
+    ($(#[$meta:meta])* $name:ident { $($(#[$field_meta:meta])* $field:ident: $type:ty,)* }) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        pub struct $name {
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub group: Option<String>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub kind: Option<String>,
+            pub name: String,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub namespace: Option<String>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub port: Option<i32>,
+            $($(#[$field_meta])* pub $field: $type,)*
+        }
+    };
 }
+
+object_reference!(
+    /// The `SecretObjectReference` / `BackendObjectReference` shape.
+    ObjectReference {}
+);
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GatewayStatus {
+    /// Where the Gateway is reachable; written even when empty, so that a
+    /// merge patch clears addresses the node no longer has.
+    #[serde(default)]
+    pub addresses: Vec<GatewayStatusAddress>,
     #[serde(default)]
     pub conditions: Vec<Condition>,
     #[serde(default)]
     pub listeners: Vec<ListenerStatus>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GatewayStatusAddress {
+    /// `IPAddress` (the default) or `Hostname`.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    pub value: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -186,21 +209,10 @@ pub struct HttpRouteSpec {
     pub rules: Vec<HttpRouteRule>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ParentReference {
+object_reference!(ParentReference {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub section_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port: Option<i32>,
-}
+    section_name: Option<String>,
+});
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -325,23 +337,33 @@ pub struct PathModifier {
 #[serde(rename_all = "camelCase")]
 pub struct RequestMirror {
     pub backend_ref: ObjectReference,
+    /// 0 to 100; neither this nor `fraction`: every request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fraction: Option<Fraction>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HttpBackendRef {
+pub struct Fraction {
+    pub numerator: i32,
+    /// 100 when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port: Option<i32>,
+    pub denominator: Option<i32>,
+}
+
+object_reference!(HttpBackendRef {
     /// 1 when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub weight: Option<i32>,
+    weight: Option<i32>,
+});
+
+impl HttpBackendRef {
+    /// The object referred to, as a RequestMirror's backendRef names one.
+    pub fn reference(&self) -> ObjectReference {
+        let HttpBackendRef { group, kind, name, namespace, port, weight: _ } = self.clone();
+        ObjectReference { group, kind, name, namespace, port }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

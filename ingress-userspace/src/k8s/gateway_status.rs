@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -43,21 +44,29 @@ impl Kind {
 /// (kind, namespace, name).
 type Key = (Kind, Option<String>, String);
 
+/// What the status is computed from: the latest snapshot, and the node's
+/// addresses (the Gateways' `status.addresses`).
+#[derive(Clone)]
+pub struct StatusInput {
+    pub loaded: Arc<Loaded>,
+    pub node_addresses: Vec<IpAddr>,
+}
+
 /// Starts the writer; it stops when the returned sender is dropped.
-pub fn spawn(client: Client, metrics: Arc<Metrics>) -> watch::Sender<Option<Arc<Loaded>>> {
+pub fn spawn(client: Client, metrics: Arc<Metrics>) -> watch::Sender<Option<StatusInput>> {
     let (sender, receiver) = watch::channel(None);
     tokio::spawn(write_statuses(client, metrics, receiver));
     sender
 }
 
-async fn write_statuses(client: Client, metrics: Arc<Metrics>, mut snapshots: watch::Receiver<Option<Arc<Loaded>>>) {
+async fn write_statuses(client: Client, metrics: Arc<Metrics>, mut inputs: watch::Receiver<Option<StatusInput>>) {
     let mut writer = Writer { client, metrics, written: HashMap::new() };
-    while snapshots.changed().await.is_ok() {
-        let Some(loaded) = snapshots.borrow_and_update().clone() else { continue };
+    while inputs.changed().await.is_ok() {
+        let Some(StatusInput { loaded, node_addresses }) = inputs.borrow_and_update().clone() else { continue };
         if loaded.snapshot.gateway_classes.is_empty() {
             continue;
         }
-        let updates = updates(&loaded.snapshot, &Time(Timestamp::now()));
+        let updates = updates(&loaded.snapshot, &node_addresses, &Time(Timestamp::now()));
         let mut pending = Vec::new();
         pending.extend(updates.gateway_classes.iter().map(|update| writer.prepare(Kind::GatewayClass, update)));
         pending.extend(updates.gateways.iter().map(|update| writer.prepare(Kind::Gateway, update)));

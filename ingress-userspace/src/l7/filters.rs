@@ -1,10 +1,13 @@
 //! Gateway API HTTPRoute filters, as the proxy applies them around
-//! forwarding: header edits both ways, the redirect it answers itself, and
-//! the URL rewrite of the forwarded request.
+//! forwarding: header edits both ways, the redirect it answers itself, the
+//! URL rewrite of the forwarded request, and which requests are mirrored.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
 
+use super::balancer::Upstream;
 use super::path::PathMatch;
 use super::response::{ProxyBody, local};
 use super::rewrite::rewrite;
@@ -16,6 +19,38 @@ pub struct Filters {
     pub response_headers: HeaderEdits,
     pub redirect: Option<Redirect>,
     pub rewrite: Option<UrlRewrite>,
+    pub mirrors: Vec<Mirror>,
+}
+
+/// `RequestMirror`: a copy of its share of the requests goes to `upstream`,
+/// whose answer is dropped (sent by `mirror.rs`).
+#[derive(Debug)]
+pub struct Mirror {
+    pub upstream: Upstream,
+    pub share: Share,
+    requests: AtomicU64,
+}
+
+/// `numerator` of every `denominator` requests (at most 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Share {
+    pub numerator: u32,
+    pub denominator: u32,
+}
+
+impl Mirror {
+    pub fn new(upstream: Upstream, share: Share) -> Mirror {
+        Mirror { upstream, share, requests: AtomicU64::new(0) }
+    }
+
+    /// Whether this request is one of the share: exactly `numerator` of
+    /// every `denominator` consecutive requests, spread evenly over them
+    /// rather than the first ones, so that a burst is sampled too.
+    pub fn takes(&self) -> bool {
+        let Share { numerator, denominator } = self.share;
+        let request = self.requests.fetch_add(1, Relaxed);
+        request.wrapping_mul(u64::from(numerator)) % u64::from(denominator) < u64::from(numerator)
+    }
 }
 
 /// `RequestHeaderModifier` / `ResponseHeaderModifier`.
@@ -158,6 +193,20 @@ mod tests {
             assert_eq!(response.headers()[header::LOCATION], expected, "{scheme}://{authority}{uri}");
         }
         assert!(Filters::default().redirect(&Request::get("/").body(()).unwrap(), None, "http", "a").is_none());
+    }
+
+    #[test]
+    fn mirrors_take_exactly_their_share_spread_over_the_requests() {
+        let taken = |numerator, denominator, requests: usize| {
+            let mirror = Mirror::new(Upstream::default(), Share { numerator, denominator });
+            (0..requests).map(|_| if mirror.takes() { 'x' } else { '.' }).collect::<String>()
+        };
+        assert_eq!(taken(1, 1, 4), "xxxx");
+        assert_eq!(taken(0, 100, 4), "....");
+        assert_eq!(taken(20, 100, 10), "x....x....");
+        assert_eq!(taken(1, 3, 7), "x..x..x");
+        assert_eq!(taken(2, 3, 6), "x.xx.x");
+        assert_eq!(taken(100, 100, 3), "xxx");
     }
 
     #[test]

@@ -68,6 +68,10 @@ impl Upstreams {
         Upstreams { pool: Pool::new(options.connect_timeout, options.upstream_idle_timeout) }
     }
 
+    pub(crate) fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+
     pub(crate) async fn forward(
         &self,
         mut request: Request<Incoming>,
@@ -223,7 +227,7 @@ fn is_idempotent(method: &Method) -> bool {
 }
 
 /// The protocol a client asks to switch to, when `Connection` says so.
-fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+pub(super) fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     let connection_tokens = connection_tokens(headers);
     let asks = connection_tokens.iter().any(|token| token == "upgrade");
     headers.get(header::UPGRADE).filter(|_| asks).cloned()
@@ -236,7 +240,7 @@ fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
     tokens.map(|token| token.trim().to_ascii_lowercase()).filter(|token| !token.is_empty()).collect()
 }
 
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for token in connection_tokens(headers) {
         headers.remove(token.as_str());
     }
@@ -245,7 +249,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn add_forwarding_headers(headers: &mut HeaderMap, forwarded: &Forwarded, forwarded_prefix: Option<&str>) {
+pub(super) fn add_forwarding_headers(headers: &mut HeaderMap, forwarded: &Forwarded, forwarded_prefix: Option<&str>) {
     let client_ip = forwarded.peer.ip().to_string();
     let chain = match headers.get(&X_FORWARDED_FOR).and_then(|value| value.to_str().ok()) {
         Some(earlier) => format!("{earlier}, {client_ip}"),

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +16,43 @@ const BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 
 #[derive(Default)]
 pub struct L7Metrics {
     shards: Mutex<Vec<Arc<MetricsShard>>>,
+    /// By [`MirrorOutcome`]; mirrors are few, so one shared set of atomics.
+    mirrors: [AtomicU64; MirrorOutcome::ALL.len()],
+}
+
+/// What became of a request copy a RequestMirror filter asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MirrorOutcome {
+    /// The mirror answered (whatever it answered).
+    Answered,
+    /// Connecting, sending or reading failed, or it timed out.
+    Failed,
+    /// Not sent: as many copies as allowed were already in flight.
+    DroppedInFlightLimit,
+    /// Not sent: the request has a body, which is not copied.
+    SkippedBody,
+    /// Not sent: the mirror Service has no ready endpoint.
+    NoEndpoint,
+}
+
+impl MirrorOutcome {
+    const ALL: [MirrorOutcome; 5] = [
+        MirrorOutcome::Answered,
+        MirrorOutcome::Failed,
+        MirrorOutcome::DroppedInFlightLimit,
+        MirrorOutcome::SkippedBody,
+        MirrorOutcome::NoEndpoint,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            MirrorOutcome::Answered => "answered",
+            MirrorOutcome::Failed => "failed",
+            MirrorOutcome::DroppedInFlightLimit => "dropped_in_flight_limit",
+            MirrorOutcome::SkippedBody => "skipped_body",
+            MirrorOutcome::NoEndpoint => "no_endpoint",
+        }
+    }
 }
 
 /// One thread's counters: its lock is only ever contended by a scrape.
@@ -72,6 +110,14 @@ impl L7Metrics {
         shard
     }
 
+    pub fn count_mirror(&self, outcome: MirrorOutcome) {
+        self.mirrors[outcome as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn mirrors(&self, outcome: MirrorOutcome) -> u64 {
+        self.mirrors[outcome as usize].load(Relaxed)
+    }
+
     pub fn requests(&self, route: &str, status: u16) -> u64 {
         let merged = self.merged();
         merged.get(route).and_then(|stats| stats.by_status.get(&status)).copied().unwrap_or(0)
@@ -115,6 +161,11 @@ impl L7Metrics {
             let _ = writeln!(out, "{name}_sum{{route=\"{route}\"}} {}", stats.sum_seconds);
             let _ = writeln!(out, "{name}_count{{route=\"{route}\"}} {}", stats.count);
         }
+        out.push_str("# HELP lb_l7_mirror_requests_total Request copies of RequestMirror filters, by what became of them.\n");
+        out.push_str("# TYPE lb_l7_mirror_requests_total counter\n");
+        for outcome in MirrorOutcome::ALL {
+            let _ = writeln!(out, "lb_l7_mirror_requests_total{{outcome=\"{}\"}} {}", outcome.label(), self.mirrors(outcome));
+        }
         out
     }
 }
@@ -141,6 +192,7 @@ mod tests {
         two.observe("ingress:default/web:h/", 200, Duration::from_millis(200));
         one.observe("ingress:default/web:h/", 502, Duration::from_secs(60));
         two.observe("regex \"q\"", 404, Duration::ZERO);
+        metrics.count_mirror(MirrorOutcome::DroppedInFlightLimit);
         assert_eq!(metrics.requests("ingress:default/web:h/", 200), 2);
         let text = metrics.render();
         let expected = [
@@ -152,6 +204,8 @@ mod tests {
             "lb_l7_request_duration_seconds_bucket{route=\"ingress:default/web:h/\",le=\"30\"} 2",
             "lb_l7_request_duration_seconds_bucket{route=\"ingress:default/web:h/\",le=\"+Inf\"} 3",
             "lb_l7_request_duration_seconds_count{route=\"ingress:default/web:h/\"} 3",
+            "lb_l7_mirror_requests_total{outcome=\"dropped_in_flight_limit\"} 1",
+            "lb_l7_mirror_requests_total{outcome=\"answered\"} 0",
         ];
         for line in expected {
             assert!(text.lines().any(|candidate| candidate == line), "missing {line} in\n{text}");

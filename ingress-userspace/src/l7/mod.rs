@@ -13,6 +13,7 @@ mod forward;
 pub mod host;
 pub mod metrics;
 mod misdirected;
+pub(crate) mod mirror;
 pub mod nginx_annotations;
 pub mod options;
 pub mod path;

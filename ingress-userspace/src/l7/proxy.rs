@@ -23,6 +23,7 @@ use super::SharedRoutes;
 use super::forward::{Forwarded, Upstreams};
 use super::metrics::MetricsShard;
 use super::misdirected::TlsSession;
+use super::mirror::Mirrors;
 use super::options::ProxyOptions;
 use super::policy;
 use super::response::{ProxyBody, SERVER_NAME, local};
@@ -48,6 +49,7 @@ pub(crate) struct Proxy {
     pub(crate) routes: SharedRoutes,
     pub(crate) options: ProxyOptions,
     pub(crate) upstreams: Upstreams,
+    mirrors: Mirrors,
     /// This thread's counters (a proxy serves one listener of one thread).
     metrics: Arc<MetricsShard>,
 }
@@ -96,11 +98,13 @@ fn client_addr(peer: SocketAddr) -> SocketAddr {
 impl Proxy {
     pub(crate) fn new(routes: SharedRoutes, options: ProxyOptions) -> Arc<Proxy> {
         let upstreams = Upstreams::new(&options);
+        let mirrors = Mirrors::new(upstreams.pool().clone(), options.request_timeout, options.metrics.clone());
         let metrics = options.metrics.shard();
         Arc::new(Proxy {
             routes,
             options,
             upstreams,
+            mirrors,
             metrics,
         })
     }
@@ -230,6 +234,9 @@ impl Proxy {
                             let mut request = request;
                             let upstream_host = route.filters.rewrite_request(&mut request, rule);
                             let forwarded = Forwarded { peer, scheme, authority: &authority, rule, upstream_host };
+                            if !route.filters.mirrors.is_empty() {
+                                self.mirrors.send(&route.filters.mirrors, &request, &forwarded);
+                            }
                             let mut response = self.upstreams.forward(request, route, forwarded, &self.options).await;
                             route.filters.response_headers.apply(response.headers_mut());
                             if let Some(cors) = cors {

@@ -1,7 +1,7 @@
 //! The filters applied on the way: header modifiers both ways and URL
 //! rewrites of the forwarded request.
 
-use super::Expect::Forwarded;
+use super::Expect::{self, Forwarded};
 use super::{Answer, Req, Scenario, get, prefix_rules, to};
 
 /// A `same-namespace` route whose rules each match a path prefix, apply
@@ -138,20 +138,63 @@ async fn http_route_rewrite_host() {
 }
 
 /// Upstream `HTTPRouteRequestMirror`: the backend answers, and the mirror
-/// backend gets a copy of the request whose answer is dropped.
+/// backend gets a copy of the request (after the rule's header edits, as
+/// the backend gets it) whose answer is dropped.
 #[tokio::test]
-#[ignore = "RequestMirror is not supported: its rule answers 500"]
 async fn http_route_request_mirror() {
-    let rules = [("/mirror", "[{type: RequestMirror, requestMirror: {backendRef: {name: infra-backend-v2, port: 8080}}}]")];
+    let mirror = "{type: RequestMirror, requestMirror: {backendRef: {name: infra-backend-v2, port: 8080}}}";
+    let modify = "{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x-set, value: mirrored}]}}";
+    let rules = [("/mirror", format!("[{mirror}]")), ("/modified", format!("[{modify}, {mirror}]"))];
+    let rules: Vec<(&str, &str)> = rules.iter().map(|(prefix, filters)| (*prefix, filters.as_str())).collect();
     let scenario = filtered("request-mirror", &rules).await;
     scenario.expect_all(&[(get("/mirror"), Forwarded("infra-backend-v1", "GET /mirror"))]).await;
-    // The copy may still be on its way when the answer is in.
-    let mirrored = "infra-backend-v2 GET /mirror".to_owned();
-    for _ in 0..100 {
-        if scenario.received().contains(&mirrored) {
+    let cases: [HeaderCase; 1] = [(get("/modified"), &[("x-set", &["mirrored"])])];
+    expect_headers(&scenario, &cases, upstream_request).await;
+    expect_mirrored(&scenario, &["infra-backend-v2 GET /mirror", "infra-backend-v2 GET /modified"]).await;
+}
+
+/// Upstream `HTTPRouteRequestMultipleMirrors`: every mirror gets its copy.
+#[tokio::test]
+async fn http_route_request_multiple_mirrors() {
+    let mirror = |backend: &str| format!("{{type: RequestMirror, requestMirror: {{backendRef: {{name: {backend}, port: 8080}}}}}}");
+    let filters = format!("[{}, {}]", mirror("infra-backend-v2"), mirror("infra-backend-v3"));
+    let scenario = filtered("request-multiple-mirrors", &[("/multi-mirror", filters.as_str())]).await;
+    scenario.expect_all(&[(get("/multi-mirror"), Forwarded("infra-backend-v1", "GET /multi-mirror"))]).await;
+    expect_mirrored(&scenario, &["infra-backend-v2 GET /multi-mirror", "infra-backend-v3 GET /multi-mirror"]).await;
+}
+
+/// Upstream `HTTPRouteRequestPercentageMirror`: `percent` and `fraction`
+/// mirror that share of the requests; 0 percent none.
+#[tokio::test]
+async fn http_route_request_percentage_mirror() {
+    let mirror = |backend: &str, share: &str| format!("[{{type: RequestMirror, requestMirror: {{backendRef: {{name: {backend}, port: 8080}}, {share}}}}}]");
+    let (percent, fraction, none) = (mirror("infra-backend-v2", "percent: 20"), mirror("infra-backend-v3", "fraction: {numerator: 1, denominator: 2}"), mirror("infra-backend-v2", "percent: 0"));
+    let rules = [("/percent", percent.as_str()), ("/fraction", fraction.as_str()), ("/none", none.as_str())];
+    let scenario = filtered("request-percentage-mirror", &rules).await;
+    for path in ["/percent", "/fraction", "/none"] {
+        let requests: Vec<(Req, Expect)> = (0..10).map(|_| (get(path), Expect::Backend("infra-backend-v1"))).collect();
+        scenario.expect_all(&requests).await;
+    }
+    let mut expected = vec!["infra-backend-v2 GET /percent"; 2];
+    expected.extend(["infra-backend-v3 GET /fraction"; 5]);
+    expect_mirrored(&scenario, &expected).await;
+}
+
+/// Waits for the mirrors to have received exactly `expected` (in any
+/// order): copies may still be on their way when the answers are in.
+async fn expect_mirrored(scenario: &Scenario, expected: &[&str]) {
+    let mut expected: Vec<String> = expected.iter().map(|line| (*line).to_owned()).collect();
+    expected.sort();
+    let mirrored = || {
+        let mut mirrored: Vec<String> = scenario.received().into_iter().filter(|line| !line.starts_with("infra-backend-v1 ")).collect();
+        mirrored.sort();
+        mirrored
+    };
+    for _ in 0..200 {
+        if mirrored() == expected {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    assert!(scenario.received().contains(&mirrored), "{:?}", scenario.received());
+    assert_eq!(mirrored(), expected);
 }

@@ -23,6 +23,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
+use super::test_manifests::{gateway, service};
 use crate::l7::options::ProxyOptions;
 use crate::l7::proxy::serve;
 use crate::l7::{L7Options, RouteTable, shared_routes};
@@ -58,10 +59,8 @@ fn base() -> String {
     }
     let selector = format!("{{from: Selector, selector: {{matchLabels: {BACKEND_LABEL}}}}}");
     for (name, from) in [("same-namespace", "{from: Same}"), ("all-namespaces", "{from: All}"), ("backend-namespaces", selector.as_str())] {
-        text.push_str(&format!(
-            "---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: {name}, namespace: {INFRA}}}\n\
-             spec: {{gatewayClassName: conformance, listeners: [{{name: http, port: 80, protocol: HTTP, allowedRoutes: {{namespaces: {from}}}}}]}}\n"
-        ));
+        let listeners = format!("[{{name: http, port: 80, protocol: HTTP, allowedRoutes: {{namespaces: {from}}}}}]");
+        text.push_str(&gateway(INFRA, name, "", "conformance", &listeners));
     }
     text
 }
@@ -138,12 +137,7 @@ async fn backend_manifests(received: &Received) -> String {
     let mut text = String::new();
     for (namespace, name) in BACKENDS {
         let port = echo_backend(name, received.clone()).await.port();
-        text.push_str(&format!(
-            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec: {{ports: [{{name: http, port: 8080}}]}}\n\
-             ---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
-             metadata: {{name: {name}-1, namespace: {namespace}, labels: {{kubernetes.io/service-name: {name}}}}}\n\
-             addressType: IPv4\nports: [{{name: http, port: {port}}}]\nendpoints: [{{addresses: [127.0.0.1]}}]\n"
-        ));
+        text.push_str(&service(namespace, name, 8080, "127.0.0.1", port));
     }
     text
 }
