@@ -63,9 +63,18 @@ pub const DROP_SNAT_PORTS_EXHAUSTED: u32 = 18;
 /// the flow's replies are, so the client's stack finds its socket (path
 /// MTU discovery through a frontend depends on it).
 pub const ICMP_ERROR_TRANSLATED: u32 = 19;
+/// A client -> frontend packet of an established flow whose conntrack was
+/// gone, rewritten to its backend like `FORWARD_TRANSLATED`: a TCP packet
+/// past its SYN whose forward entry was missing (evicted from the LRU map by
+/// a flood of new flows, idled out, or naming a removed backend), so the
+/// backend was chosen again the way a new flow's is (Maglev: the same one
+/// while the backends are the same) and both entries were re-created; or a
+/// TCP or UDP packet whose reply entry alone had been evicted, re-created so
+/// that the backend's replies are translated back again.
+pub const FORWARD_CT_RECREATED: u32 = 20;
 
 /// Names by index, for metrics and the state dump.
-pub const REASON_NAMES: [&str; 20] = [
+pub const REASON_NAMES: [&str; 21] = [
     "forward_translated",
     "reply_translated",
     "pass_not_ip",
@@ -86,5 +95,6 @@ pub const REASON_NAMES: [&str; 20] = [
     "snat_reply_translated",
     "drop_snat_ports_exhausted",
     "icmp_error_translated",
+    "forward_ct_recreated",
 ];
 pub const REASON_COUNT: u32 = REASON_NAMES.len() as u32;

@@ -11,7 +11,7 @@
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use ingress_common::maps::{Backend, CT_FORWARD, CT_REPLY, CtEntry, CtKey, CtTimeouts, TCP_FIN, TCP_RST};
 
-use crate::maps::{BACKENDS, CONNTRACK, CT_TIMEOUTS, REV_NAT};
+use crate::maps::{CONNTRACK, CT_TIMEOUTS, REV_NAT};
 use crate::parse::Flow;
 use crate::scratch;
 
@@ -82,16 +82,32 @@ fn close_other_direction(other: &CtKey, tcp_flags: u8) {
 }
 
 /// The entry of a flow already going to a backend, if any (and alive).
+/// The caller keeps its reply entry (`keep_reply`).
 #[inline(always)]
 pub fn forward(flow: &Flow) -> Option<CtEntry> {
-    let entry = touch(scratch::ct(0, key(flow, CT_FORWARD))?, flow.tcp_flags)?;
-    if flow.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
-        // SAFETY: plain data, replaced whole by the agent.
-        if let Some(backend) = unsafe { BACKENDS.get(entry.backend_id) } {
-            close_other_direction(scratch::ct(1, reply_key(flow, backend))?, flow.tcp_flags);
+    touch(scratch::ct(0, key(flow, CT_FORWARD))?, flow.tcp_flags)
+}
+
+/// Makes sure the reply entry of a live forward flow (`entry`, to `backend`)
+/// is there, passing a FIN or RST on to it; says whether it had to be
+/// re-created. The two entries are evicted from the LRU map one by one, and
+/// a reply without its entry would leave with the backend's address, which
+/// the client's socket does not know (TCP answers it with a RST). The lookup
+/// also marks the entry as used, so a flow sending only forward keeps both.
+#[inline(always)]
+pub fn keep_reply(flow: &Flow, entry: &CtEntry, backend: &Backend) -> Result<bool, ()> {
+    let reply = scratch::ct(1, reply_key(flow, backend)).ok_or(())?;
+    if let Some(other) = CONNTRACK.get_ptr_mut(reply) {
+        let closing = flow.tcp_flags & (TCP_FIN | TCP_RST);
+        if closing != 0 {
+            // SAFETY: as in `touch`.
+            unsafe { (*other).tcp_flags |= closing };
         }
+        return Ok(false);
     }
-    Some(entry)
+    // The forward entry as this packet left it (seen now) serves as is.
+    CONNTRACK.insert(reply, entry, 0).map_err(|_| ())?;
+    Ok(true)
 }
 
 /// The entry of a reply from a backend, if this packet is one (and alive).

@@ -2,6 +2,7 @@
 //! frontend to send to a backend, or neither?
 
 use ingress_common::maps::{Backend, SCOPE_EXTERNAL, SCOPE_LOCAL, ServiceValue};
+use ingress_common::IPPROTO_TCP;
 use ingress_common::stats::*;
 
 use crate::affinity;
@@ -68,12 +69,14 @@ pub fn forward(flow: &Flow, bytes: u64, origin: Origin) -> Result<(Translation, 
     if let Some(entry) = conntrack::forward(flow) {
         if let Some(backend) = unsafe { BACKENDS.get(entry.backend_id) } {
             let snat = snat::needed(origin, header.flags, backend);
-            if flow.opens_connection() {
+            let recreated = if flow.opens_connection() {
                 // Ports reused for a new connection: the reply entry may be gone.
-                conntrack::create(flow, entry.backend_id, backend, header.rev_nat_id)
-                    .map_err(|()| Outcome::Drop(DROP_REWRITE_FAILED))?;
-            }
-            return Ok((to_backend(backend), snat));
+                conntrack::create(flow, entry.backend_id, backend, header.rev_nat_id).map(|()| false)
+            } else {
+                conntrack::keep_reply(flow, &entry, backend)
+            };
+            let recreated = recreated.map_err(|()| Outcome::Drop(DROP_REWRITE_FAILED))?;
+            return Ok((to_backend(backend, recreated), snat));
         }
     }
 
@@ -92,10 +95,16 @@ pub fn forward(flow: &Flow, bytes: u64, origin: Origin) -> Result<(Translation, 
     // (the agent's choice), so both states may take a new flow here.
     conntrack::create(flow, backend_id, &backend, header.rev_nat_id)
         .map_err(|()| Outcome::Drop(DROP_REWRITE_FAILED))?;
-    Ok((to_backend(&backend), snat::needed(origin, flags, &backend)))
+    // A TCP packet past its SYN had an entry once: evicted, idled out, or
+    // its backend gone. Chosen again as above, it mostly keeps its backend.
+    let recreated = flow.proto == IPPROTO_TCP && !flow.opens_connection();
+    Ok((to_backend(&backend, recreated), snat::needed(origin, flags, &backend)))
 }
 
+/// The translation to `backend`, counted apart when the flow's conntrack had
+/// to be re-created.
 #[inline(always)]
-fn to_backend(backend: &Backend) -> Translation {
-    Translation::to_backend(backend.addr, backend.port)
+fn to_backend(backend: &Backend, ct_recreated: bool) -> Translation {
+    let translation = Translation::to_backend(backend.addr, backend.port);
+    if ct_recreated { Translation { reason: FORWARD_CT_RECREATED, ..translation } } else { translation }
 }

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use crate::admin;
 use crate::dataplane::MapWriter;
 use crate::dataplane::conntrack_gc::{self, ConntrackConfig, Sweeper};
+use crate::dataplane::left_out;
 use crate::dataplane::plan::describe;
 use crate::dataplane::sizes::MapSizes;
 use crate::dataplane::uplink_hook::UplinkHookChoice;
@@ -238,7 +239,7 @@ pub fn sync_with(
     let started = std::time::Instant::now();
     let changed = state.translator.translate(&loaded.snapshot, node);
     let desired = state.translator.desired();
-    let problems: Vec<Problem> = loaded.problems.iter().chain(state.translator.problems()).cloned().collect();
+    let mut problems: Vec<Problem> = loaded.problems.iter().chain(state.translator.problems()).cloned().collect();
     for problem in &problems {
         report(problem, metrics);
     }
@@ -265,6 +266,9 @@ pub fn sync_with(
     for left_out in &report.left_out {
         metrics.count_map_full(left_out.map);
     }
+    // Logged by the reconciler and counted just above; a problem of its
+    // Service too, so that a Warning Event on the Service names it.
+    problems.extend(report.left_out.iter().map(left_out::problem));
     let (usage, sizes) = (&report.usage, maps.sizes());
     metrics.set_map_usage(SERVICES_MAP, usage.services, sizes.services);
     metrics.set_map_usage(BACKENDS_MAP, usage.backends, sizes.backends);

@@ -36,6 +36,8 @@ pub enum ProblemKind {
     UnsupportedAnnotation,
     /// An L7 host+path already claimed by an older Ingress.
     DuplicateRoute,
+    /// A Service port left out of the dataplane whole: a map is full.
+    MapFull,
 }
 
 impl ProblemKind {
@@ -55,6 +57,7 @@ impl ProblemKind {
             ProblemKind::UnknownAnnotation => "unknown_annotation",
             ProblemKind::UnsupportedAnnotation => "unsupported_annotation",
             ProblemKind::DuplicateRoute => "duplicate_route",
+            ProblemKind::MapFull => "map_full",
         }
     }
 }

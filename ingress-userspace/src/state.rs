@@ -54,7 +54,7 @@ pub fn render(pin_dir: &Path) -> anyhow::Result<String> {
     writeln!(out, "packets by verdict reason:")?;
     for (name, counter) in REASON_NAMES.iter().zip(maps.stats()?) {
         if counter.packets > 0 {
-            writeln!(out, "  {name:<22} {:>10} packets {:>12} bytes", counter.packets, counter.bytes)?;
+            writeln!(out, "  {name:<26} {:>10} packets {:>12} bytes", counter.packets, counter.bytes)?;
         }
     }
     Ok(out)

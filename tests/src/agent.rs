@@ -249,7 +249,20 @@ impl AgentProcess {
     /// The agent watching the API server `kubeconfig` points at (e.g. the
     /// [`crate::api_stand_in::ApiStandIn`]) instead of a manifest directory.
     pub fn spawn_watching(binary: &Path, lab: &Lab, kubeconfig: &Path, pins: &Path, log: &AgentLog) -> Result<AgentProcess> {
-        AgentProcess::start(binary, lab, AgentSource::Kubernetes { kubeconfig }, pins, log, |_| {})
+        AgentProcess::spawn_watching_with(binary, lab, kubeconfig, pins, log, |_| {})
+    }
+
+    /// [`AgentProcess::spawn_watching`] with `configure` adding flags (e.g.
+    /// `--services-map-size`) or environment to the command.
+    pub fn spawn_watching_with(
+        binary: &Path,
+        lab: &Lab,
+        kubeconfig: &Path,
+        pins: &Path,
+        log: &AgentLog,
+        configure: impl FnOnce(&mut Command),
+    ) -> Result<AgentProcess> {
+        AgentProcess::start(binary, lab, AgentSource::Kubernetes { kubeconfig }, pins, log, configure)
     }
 
     fn start(

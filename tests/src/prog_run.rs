@@ -11,6 +11,7 @@ use aya::programs::{TestRun, TestRunOptions, TestRunResult};
 use ingress_userspace::dataplane::ebpf::{
     Dataplane, PinnedMaps, TC_IN_PROGRAM, TC_OUT_PROGRAM, TC_UPLINK_PROGRAM, XDP_PROGRAM,
 };
+use ingress_userspace::dataplane::sizes::MapSizes;
 use ingress_userspace::manifests::parse_documents;
 use ingress_userspace::model::{
     Backend, BackendAddr, BackendState, DesiredState, Frontend, FrontendState, NodeInfo, Protocol, ServicePortRef,
@@ -120,12 +121,17 @@ impl Programmed {
     /// and reconciles `desired` into their maps. None, with a note, when
     /// not root: the kernel refuses BPF_PROG_TEST_RUN then.
     pub fn load(name: &str, desired: &DesiredState) -> Option<Programmed> {
+        Programmed::load_sized(name, desired, &MapSizes::default())
+    }
+
+    /// [`Programmed::load`] with maps of `sizes` (small ones fill up fast).
+    pub fn load_sized(name: &str, desired: &DesiredState, sizes: &MapSizes) -> Option<Programmed> {
         if !is_root() {
             eprintln!("skipped: BPF_PROG_TEST_RUN needs root");
             return None;
         }
         let pins = PinDir::unique(name);
-        let dataplane = Dataplane::load(pins.path()).expect("loading the programs");
+        let dataplane = Dataplane::load_sized(pins.path(), sizes).expect("loading the programs");
         let mut maps = dataplane.maps().expect("opening the maps");
         reconcile(&mut maps, desired).expect("programming the maps");
         Some(Programmed { dataplane, maps, pins })

@@ -9,31 +9,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use ingress_tests::agent::{AgentLog, AgentProcess, HTTP_PORT, NODE_NAME, agent_binary};
-use ingress_tests::api_stand_in::ApiStandIn;
+use ingress_tests::api_stand_in::{ApiStandIn, service_with_one_endpoint};
 use ingress_tests::http;
-use ingress_tests::lab::{ECHO_PORT, Lab, LabSpec, NODE_IP};
+use ingress_tests::lab::{Lab, LabSpec, NODE_IP};
 use ingress_tests::netns::is_root;
 use ingress_tests::pins::PinDir;
 use ingress_userspace::gateway::GATEWAY_CONTROLLER;
 use serde_json::{Value, json};
-
-/// A Service on port 80 with one endpoint, the pod's echo server.
-fn service(namespace: &str, name: &str, cluster_ip: &str, pod_ip: &str) -> [Value; 2] {
-    [
-        json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": { "name": name, "namespace": namespace },
-            "spec": { "clusterIP": cluster_ip, "clusterIPs": [cluster_ip], "ports": [{ "name": "http", "protocol": "TCP", "port": 80, "targetPort": ECHO_PORT }] },
-        }),
-        json!({
-            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": { "name": format!("{name}-1"), "namespace": namespace, "labels": { "kubernetes.io/service-name": name } },
-            "addressType": "IPv4",
-            "ports": [{ "name": "http", "protocol": "TCP", "port": ECHO_PORT }],
-            "endpoints": [{ "addresses": [pod_ip], "conditions": { "ready": true } }],
-        }),
-    ]
-}
 
 /// HTTPRoute apps/r on gw.test: `/` to apps/web, `/far` to backends/far.
 fn route() -> Value {
@@ -87,7 +69,9 @@ fn an_http_route_is_served_and_its_status_written_back() -> Result<()> {
         "apiVersion": "v1", "kind": "Node", "metadata": { "name": NODE_NAME },
         "status": { "addresses": [{ "type": "InternalIP", "address": lab.node_ip().to_string() }] },
     }))?;
-    for object in service("apps", "web", "10.96.0.10", &pod_ip("pod-a")).iter().chain(&service("backends", "far", "10.96.0.11", &pod_ip("pod-b"))) {
+    for object in service_with_one_endpoint("apps", "web", "10.96.0.10", &pod_ip("pod-a"))
+        .iter()
+        .chain(&service_with_one_endpoint("backends", "far", "10.96.0.11", &pod_ip("pod-b"))) {
         api.apply(object)?;
     }
     api.apply(&json!({

@@ -23,6 +23,7 @@ use ingress_tests::two_node::{CONNECTIONS, Family, ServiceDef, TwoNodeFixture, p
 use ingress_userspace::dataplane::conntrack_gc::{self, SnatPorts, snat_config};
 use ingress_userspace::dataplane::usage::SnatFlows;
 use ingress_userspace::manifests::parse_documents;
+use ingress_userspace::metrics::Metrics;
 use ingress_userspace::model::NodeInfo;
 use ingress_userspace::translate::translate;
 
@@ -286,6 +287,13 @@ fn port_exhaustion_through(uplink: Entry) {
     assert_eq!(verdict, uplink.dropped(), "{uplink:?}: a flow without a SNAT port must not leave with the client's address");
     assert_eq!(h.count(DROP_SNAT_PORTS_EXHAUSTED), 1);
     assert_eq!(h.snat_entries(), 2, "the dropped flow reserved nothing");
+    // Named where an operator looks: the `state` dump and /metrics.
+    let state = ingress_userspace::state::render(h.0.pins.path()).unwrap();
+    let counted = |line: &str| line.split_whitespace().take(2).eq(["drop_snat_ports_exhausted", "1"]);
+    assert!(state.lines().any(counted), "{uplink:?}: no drop_snat_ports_exhausted in the state dump:\n{state}");
+    let metrics = Metrics::default().render(&h.0.maps.stats().unwrap());
+    let line = "lb_dataplane_packets_total{reason=\"drop_snat_ports_exhausted\"} 1";
+    assert!(metrics.lines().any(|l| l == line), "{uplink:?}: no {line} in\n{metrics}");
     // The first flow's packets still go out on their port.
     let (_, again) = h.client_to(&Frame::udp(CLIENT, 46_000, NODE, REMOTE_NODE_PORT));
     assert_eq!(again.sport, 62_500);

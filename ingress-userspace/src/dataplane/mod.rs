@@ -9,6 +9,7 @@ pub mod diff;
 pub mod ebpf;
 pub mod fake;
 pub mod ids;
+pub mod left_out;
 pub mod maglev;
 pub mod pin_dir;
 pub mod plan;

@@ -54,8 +54,11 @@ impl MapSizes {
 
     /// `(map name, max_entries)` of every map whose size is configurable.
     /// The per-frontend counters are indexed by rev-NAT id, so they follow it.
-    pub fn max_entries(&self) -> [(&'static str, u32); 8] {
+    /// The verdict counters have one entry per reason: a pinned one from a
+    /// version with fewer reasons is recreated like a resized map.
+    pub fn max_entries(&self) -> [(&'static str, u32); 9] {
         [
+            (maps::STATS_MAP, ingress_common::stats::REASON_COUNT),
             (maps::SERVICES_MAP, self.services),
             (maps::BACKENDS_MAP, self.backends),
             (maps::REV_NAT_MAP, self.rev_nat),

@@ -25,6 +25,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
 
+use crate::lab::ECHO_PORT;
+
 use store::{Change, PatchError, Resource, Selectors, Store, expired_line};
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -43,6 +45,25 @@ struct Shared {
     down: AtomicBool,
     /// Creates, replaces and patches the agent sent (Events, Ingress status).
     writes: AtomicU64,
+}
+
+/// A ClusterIP Service on port 80 ("http") with one ready endpoint on
+/// `pod_ip`'s echo server, and its EndpointSlice: objects to `apply`.
+pub fn service_with_one_endpoint(namespace: &str, name: &str, cluster_ip: &str, pod_ip: &str) -> [Value; 2] {
+    [
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": { "name": name, "namespace": namespace },
+            "spec": { "clusterIP": cluster_ip, "clusterIPs": [cluster_ip], "ports": [{ "name": "http", "protocol": "TCP", "port": 80, "targetPort": ECHO_PORT }] },
+        }),
+        json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": { "name": format!("{name}-1"), "namespace": namespace, "labels": { "kubernetes.io/service-name": name } },
+            "addressType": "IPv4",
+            "ports": [{ "name": "http", "protocol": "TCP", "port": ECHO_PORT }],
+            "endpoints": [{ "addresses": [pod_ip], "conditions": { "ready": true } }],
+        }),
+    ]
 }
 
 pub struct ApiStandIn {
@@ -113,6 +134,14 @@ impl ApiStandIn {
     pub fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<Value> {
         let resource = store::resource_of_kind(kind)?;
         self.store().get(resource, namespace, name).cloned()
+    }
+
+    /// Every stored object of `kind`, in all namespaces (e.g. the Events
+    /// the agent created).
+    pub fn list(&self, kind: &str) -> Vec<Value> {
+        let Some(resource) = store::resource_of_kind(kind) else { return Vec::new() };
+        let list = self.store().list(resource, None, &Selectors::parse(None, None), None, 0);
+        list["items"].as_array().cloned().unwrap_or_default()
     }
 
     pub fn delete(&self, kind: &str, namespace: &str, name: &str) -> Result<()> {
