@@ -366,9 +366,11 @@ async fn smuggling_floods_and_malformed_requests_are_refused_as_nginx_would() {
 /// Sends `head`, then `trickle` one byte every 100 ms until the proxy answers
 /// or closes: how long that took, and the answer.
 async fn trickled(proxy: SocketAddr, head: &[u8], trickle: &[u8]) -> (Duration, Answer) {
+    // Before the connect: the proxy's timer starts when it accepts, so a
+    // clock started after it could read less than the proxy's timeout.
+    let started = Instant::now();
     let stream = TcpStream::connect(proxy).await.unwrap();
     let (mut reader, mut writer) = stream.into_split();
-    let started = Instant::now();
     writer.write_all(head).await.unwrap();
     let trickle = trickle.to_vec();
     let writing = tokio::spawn(async move {
