@@ -15,6 +15,7 @@ pub mod agent;
 pub mod api_stand_in;
 pub mod backend_choice;
 pub mod checks;
+pub mod figures;
 pub mod fuzz;
 pub mod packet;
 pub mod pins;

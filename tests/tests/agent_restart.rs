@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use ingress_tests::figures;
 use ingress_tests::agent::{AgentLog, AgentProcess, ManifestDir, agent_binary};
 use ingress_tests::netns::run_command;
 use ingress_tests::pins::PinDir;
@@ -80,7 +81,7 @@ fn killing_and_restarting_the_agent_under_traffic_fails_no_request() {
     drop(agent);
 
     let (sent, failed) = (counts.sent.load(Ordering::Relaxed), counts.failed.load(Ordering::Relaxed));
-    println!("restart under traffic: {sent} requests sent, {failed} failed");
+    figures::report("agent_restart", &format!("restart under traffic: {sent} requests sent, {failed} failed"));
     assert!(sent >= 100, "too little traffic to show anything: {sent}");
     assert_eq!(failed, 0, "{failed} of {sent} requests failed across three agent crashes");
 }

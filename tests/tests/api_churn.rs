@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use ingress_tests::figures;
 use ingress_tests::agent::{AgentLog, AgentProcess, NODE_NAME, admin_get, agent_binary};
 use ingress_tests::api_stand_in::ApiStandIn;
 use ingress_tests::bench::manifests::yaml;
@@ -266,7 +267,9 @@ fn traffic_survives_api_churn_cuts_expiry_and_outage_and_the_maps_converge() -> 
 
     let pins = PinDir::unique("api-churn");
     let log_path = std::env::temp_dir().join(format!("lb-api-churn-{}.log", std::process::id()));
+    let starting = Instant::now();
     let agent = AgentProcess::spawn_watching(&agent_binary()?, &lab, api.kubeconfig(), pins.path(), &AgentLog::File(log_path.clone()))?;
+    let ready_after = starting.elapsed();
     let programmed = wait_until(Duration::from_secs(60), || ProgrammedServices::open(pins.path()).filter(|p| mismatches(p, &services) == 0))
         .with_context(|| format!("the agent never programmed the {} Services; its log: {}", services.len(), log_path.display()))?;
     let rss_before = rss_kib(agent.pid())?;
@@ -300,11 +303,12 @@ fn traffic_survives_api_churn_cuts_expiry_and_outage_and_the_maps_converge() -> 
     let mut changes_ms = endpoint_changes_ms(&api, &lab, &run.final_services)?;
     changes_ms.sort_unstable();
 
-    eprintln!(
-        "api churn: {} Services, {} changes in {:?} + {:?} outage, {} watch cuts, {} expiries, {} API writes by the agent; \
+    let figures = format!(
+        "{} Services (agent ready {:.1?} after its start), {} changes in {:?} + {:?} outage, {} watch cuts, {} expiries, {} API writes by the agent; \
          requests {} failed {}; RSS {} -> {} KiB; maps matched {} ms after the API came back; {} API errors counted; \
          one endpoint change reflected in traffic in {:?} ms (sorted)",
         scale.services,
+        ready_after,
         run.changes,
         scale.churn,
         scale.outage,
@@ -319,6 +323,7 @@ fn traffic_survives_api_churn_cuts_expiry_and_outage_and_the_maps_converge() -> 
         run.errors_during_outage,
         changes_ms,
     );
+    figures::report("api_churn", &figures);
     run.converged.with_context(|| {
         format!("{} Services still differ from the API after {:?}; agent log: {}", mismatches(&programmed, &run.final_services), scale.converge_limit, log_path.display())
     })?;

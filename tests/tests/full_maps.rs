@@ -38,6 +38,7 @@ use aya::maps::{HashMap, Map, MapData};
 use ingress_common::addr::Addr;
 use ingress_common::maps::{CONNTRACK_MAP, CT_FORWARD, CT_REPLY, CtEntry, CtKey};
 use ingress_common::stats::{DROP_REWRITE_FAILED, FORWARD_CT_RECREATED, FORWARD_TRANSLATED, PASS_NOT_A_REPLY, REPLY_TRANSLATED};
+use ingress_tests::figures;
 use ingress_tests::agent::{AgentLog, AgentProcess, NODE_NAME, agent_binary};
 use ingress_tests::api_stand_in::{ApiStandIn, service_with_one_endpoint};
 use ingress_tests::is_root;
@@ -186,14 +187,14 @@ fn established_flows_survive_a_syn_flood_of_spoofed_sources() {
         }
     }
     let busy_recreated = p.packets(FORWARD_CT_RECREATED);
-    println!(
+    figures::report("full_maps", &format!(
         "busy flows: {FLOOD} spoofed SYNs into {CONNTRACK_ENTRIES} conntrack entries, {exchanges} exchanges of {FLOWS} \
          established flows (one per flow every {} SYNs): {} failed, {busy_recreated} forward packets re-created their \
          conntrack, {} entries in the map",
         FLOWS as u32 * SYNS_PER_EXCHANGE,
         failures.len(),
         p.maps.conntrack().unwrap().len()
-    );
+    ));
     assert_eq!(failures, Vec::<String>::new());
     assert_eq!(p.packets(DROP_REWRITE_FAILED), 0, "a full LRU map evicts, it never refuses an insert");
     let translated = p.packets(FORWARD_TRANSLATED) + p.packets(FORWARD_CT_RECREATED) - translated_before;
@@ -221,10 +222,10 @@ fn established_flows_survive_a_syn_flood_of_spoofed_sources() {
         exchange(&mut p, flow).unwrap();
     }
     let recreated = p.packets(FORWARD_CT_RECREATED) - before;
-    println!(
+    figures::report("full_maps", &format!(
         "silent flows: through {FLOOD} more SYNs all {FLOWS} kept both entries; through {FLOOD} SYN+ACK sources \
          {missing} lost an entry, and all kept their backend and replies ({recreated} re-created)"
-    );
+    ));
     assert_eq!(recreated, missing, "one re-creation per flow that lost an entry");
     assert_eq!(entries_of(&p, &flows).len(), 2 * flows.len(), "both entries of every flow are back");
 }
@@ -291,12 +292,12 @@ fn client_ip_affinity_with_more_clients_than_entries_still_translates_every_flow
         let third = forward(&mut p, &syn(n, 42_000)).unwrap().dst;
         assert_eq!(third, second, "client {n} lost its affinity at once");
     }
-    println!(
+    figures::report("full_maps", &format!(
         "affinity: {CLIENTS} clients into {AFFINITY_ENTRIES} entries: every connection translated ({} SYNs), \
          {remembered} remembered, {kept} of {CLIENTS} later connections on their first backend (1 in {} by chance)",
         3 * CLIENTS,
         PODS.len()
-    );
+    ));
     assert_eq!(p.packets(FORWARD_TRANSLATED), 3 * u64::from(CLIENTS));
     assert_eq!(p.packets(DROP_REWRITE_FAILED), 0);
 }

@@ -19,6 +19,7 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use ingress_tests::figures;
 use ingress_tests::abuse::*;
 use ingress_tests::test_ca::TestCa;
 use ingress_userspace::l7::L7Options;
@@ -229,10 +230,11 @@ fn rss_kib(pid: &str) -> u64 {
 /// Prints the case's figures and holds the good client to them.
 fn check_and_report(case: &str, abusive: usize, quiet: &Served, noisy: &Served, rss_before: u64, rss_after: u64) {
     let ratio = noisy.p99().as_secs_f64() / quiet.p99().as_secs_f64();
-    println!(
-        "ABUSE {case}: {abusive} abuse rounds; good client {} sent, {} failed; p99 quiet {:?}, under abuse {:?} ({ratio:.2}x); RSS {rss_before} -> {rss_after} KiB",
+    let figures = format!(
+        "{case}: {abusive} abuse rounds; good client {} sent, {} failed; p99 quiet {:?}, under abuse {:?} ({ratio:.2}x); RSS {rss_before} -> {rss_after} KiB",
         noisy.sent, noisy.failed, quiet.p99(), noisy.p99()
     );
+    figures::report("http_abuse", &figures);
     assert_eq!(quiet.failed, 0, "{case}: the good client failed before any abuse: {:?}", quiet.first_failure);
     assert_eq!(noisy.failed, 0, "{case}: the good client failed during the abuse: {:?}", noisy.first_failure);
     let bound = quiet.p99() * 2 + NOISE_FLOOR;
@@ -596,7 +598,8 @@ async fn ten_thousand_idle_connections_are_held_while_others_are_served() {
     let rss_after = rss_kib("self");
     drop(holder.stdin.take());
     let _ = holder.wait();
-    println!("ABUSE idle: the proxy held {fds_held} more descriptors; {} KiB per connection", (rss_after.saturating_sub(rss_before)) / IDLE_CONNECTIONS as u64);
+    let per_connection = rss_after.saturating_sub(rss_before) / IDLE_CONNECTIONS as u64;
+    figures::report("http_abuse", &format!("idle: the proxy held {fds_held} more descriptors; {per_connection} KiB per connection"));
     // The good client's own connections come and go around the counts.
     assert!(fds_held + 4 >= IDLE_CONNECTIONS, "the proxy accepted only {fds_held} of {IDLE_CONNECTIONS} connections");
     check_and_report(&format!("{IDLE_CONNECTIONS} idle connections"), IDLE_CONNECTIONS, &quiet, &noisy, rss_before, rss_after);

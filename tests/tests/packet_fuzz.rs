@@ -30,6 +30,7 @@ use ingress_common::addr::Addr;
 use ingress_common::maps::{CT_REPLY, CtKey, SNAT_FORWARD, SNAT_REPLY, SnatKey};
 use ingress_common::stats::*;
 use ingress_common::{HAIRPIN_ADDR, HAIRPIN_ADDR6};
+use ingress_tests::figures;
 use ingress_tests::fuzz::{
     Flow, Mutation, Rng, checksums_valid, flow_of, hex, layout, quote_of, quote_residuals, residuals, tc_test_run_refuses,
 };
@@ -502,13 +503,14 @@ fn every_program_keeps_its_contract_on_a_million_fuzzed_frames() {
     let stats = fuzzer.programmed.maps.stats().unwrap();
     let per_reason: Vec<String> =
         REASON_NAMES.iter().zip(&stats).filter(|(_, c)| c.packets > 0).map(|(n, c)| format!("{n} {}", c.packets)).collect();
-    println!(
-        "packet fuzz: {} runs of {index} frames in {:.1?} (seed {seed:#x}; the rest were short TC frames the kernel refused, as expected); per program: {}\n  counted: {}",
+    let figures = format!(
+        "{} runs of {index} frames in {:.1?} (seed {seed:#x}; the rest were short TC frames the kernel refused, as expected); per program: {}\n  counted: {}",
         ran.iter().sum::<usize>(),
         started.elapsed(),
         PROGRAMS.iter().zip(ran).map(|(p, n)| format!("{} {n}", p.name)).collect::<Vec<_>>().join(", "),
         per_reason.join(", ")
     );
+    figures::report("packet_fuzz", &figures);
 }
 
 impl Fuzzer {

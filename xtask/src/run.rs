@@ -1,6 +1,7 @@
 //! The lab and the tests.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
@@ -56,9 +57,17 @@ pub fn tests(cargo_args: &[String]) -> anyhow::Result<()> {
         "cargo build --release -p ingress-userspace",
     )?;
     step("running the tests");
+    let figures = workspace_root().join("target/test-figures.txt");
+    match std::fs::remove_file(&figures) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            return Err(error).with_context(|| format!("removing the last run's {}", figures.display()));
+        }
+        _ => {}
+    }
     let mut child = Command::new("cargo")
         .args(["test", "--workspace", "--release"])
         .args(cargo_args)
+        .env(FIGURES_FILE_VAR, &figures)
         .current_dir(workspace_root())
         .stdout(Stdio::piped())
         .spawn()
@@ -70,6 +79,7 @@ pub fn tests(cargo_args: &[String]) -> anyhow::Result<()> {
         totals.add(&line);
     }
     let status = child.wait()?;
+    print_figures(&figures);
     println!(
         "\ntests: {} passed, {} failed",
         totals.passed, totals.failed
@@ -78,6 +88,22 @@ pub fn tests(cargo_args: &[String]) -> anyhow::Result<()> {
         bail!("cargo test failed ({status})");
     }
     Ok(())
+}
+
+/// The variable the reliability tests read (`ingress_tests::figures`).
+const FIGURES_FILE_VAR: &str = "LB_TEST_FIGURES";
+
+/// What the reliability tests measured in this run, in the order they
+/// finished: the figures of the README's Reliability table, printed even
+/// when the tests' own output was captured.
+fn print_figures(figures: &Path) {
+    let Ok(recorded) = std::fs::read_to_string(figures) else {
+        return;
+    };
+    println!("\nreliability figures of this run (the README's Reliability table):");
+    for line in recorded.lines() {
+        println!("  {line}");
+    }
 }
 
 /// Sums cargo's per-binary `test result:` lines into one closing line.
