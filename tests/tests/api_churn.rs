@@ -324,6 +324,9 @@ fn traffic_survives_api_churn_cuts_expiry_and_outage_and_the_maps_converge() -> 
         changes_ms,
     );
     figures::report("api_churn", &figures);
+    if !first_failures.is_empty() {
+        eprintln!("api_churn: first failed requests: {first_failures:#?}; dataplane drops: {drops:?}");
+    }
     run.converged.with_context(|| {
         format!("{} Services still differ from the API after {:?}; agent log: {}", mismatches(&programmed, &run.final_services), scale.converge_limit, log_path.display())
     })?;

@@ -4,6 +4,7 @@ pub mod access;
 pub mod events;
 pub mod gateway_status;
 pub mod node;
+pub mod retry;
 pub mod snapshots;
 pub mod status;
 pub mod watch;

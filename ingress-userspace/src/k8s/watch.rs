@@ -1,8 +1,8 @@
 //! The API server source: one watcher and reflector store per resource, read
 //! together into complete snapshots once every store has had its first list.
 //!
-//! kube's watcher re-lists after `410 Gone` and, with the backoff, retries
-//! forever; the stores keep their last contents meanwhile, so nothing is
+//! kube's watcher re-lists after `410 Gone` and, with the backoff of
+//! `retry`, retries forever; the stores keep their last contents meanwhile, so nothing is
 //! published (and the programmed state stays) until the API server is back.
 //!
 //! The Gateway API kinds are CRDs a cluster may not have: their list
@@ -25,6 +25,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
+use super::retry;
 use super::snapshots::{Dirty, ObjectKey, Objects, Snapshotter, key_of};
 use crate::gateway::translate::our_gateways;
 use crate::gateway::types::{GatewayClass, Gateway, HttpRoute, ReferenceGrant};
@@ -161,11 +162,10 @@ pub async fn watch_cluster(client: Client, node_name: String, metrics: Arc<Metri
                     }
                     Err(error) => {
                         metrics.count_api_error(resource);
-                        match &error {
-                            watcher::Error::WatchError(status) if status.code == 410 => {
-                                tracing::info!(resource, "watch expired, re-listing");
-                            }
-                            _ => tracing::warn!(resource, "API server: {error}, retrying; keeping the last state"),
+                        if retry::is_gone(&error) {
+                            tracing::info!(resource, "watch expired, re-listing");
+                        } else {
+                            tracing::warn!(resource, "API server: {error}, retrying; keeping the last state");
                         }
                     }
                 }
@@ -190,8 +190,7 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store();
-    let steps = watcher(api, config)
-        .default_backoff()
+    let steps = retry::paced(watcher(api, config))
         .reflect(writer)
         .map(move |event| {
             let step = event.map(|event| match event {
