@@ -155,6 +155,11 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
                     }
                     Err(error) => tracing::warn!("sweeping expired conntrack entries failed: {error:#}"),
                 }
+                match state.reconciler.release_drained(&mut maps) {
+                    Ok(0) => {}
+                    Ok(released) => tracing::debug!(released, "removed backends whose last TCP flows ended"),
+                    Err(error) => tracing::warn!("removing backends whose TCP flows ended failed: {error:#}"),
+                }
                 continue;
             }
         }

@@ -132,6 +132,32 @@ impl Reconciler {
         self.known.as_ref().map(|known| &known.contents)
     }
 
+    /// Deletes the backends no Service names that were kept for their TCP
+    /// flows (`release_leaving_backends`) once no tracked flow uses them;
+    /// the agent calls it after each conntrack sweep. How many went.
+    pub fn release_drained(&mut self, writer: &mut dyn MapWriter) -> anyhow::Result<usize> {
+        let Some(known) = self.known.as_mut() else { return Ok(0) };
+        let unnamed: BTreeSet<u32> = known.contents.backends.keys().filter(|id| !known.backend_refs.contains_key(id)).copied().collect();
+        if unnamed.is_empty() {
+            return Ok(0);
+        }
+        let held = writer.release_backends(&unnamed)?.held;
+        let gone = MapContents {
+            backends: unnamed.difference(&held).filter_map(|id| known.contents.backends.get_key_value(id)).map(|(id, value)| (*id, *value)).collect(),
+            ..MapContents::default()
+        };
+        if let Err((_, error)) = writer.apply_all(&diff(&gone, &MapContents::default())) {
+            // Which deletions happened is unknown: the next pass reads the maps.
+            self.known = None;
+            return Err(error);
+        }
+        known.ids.remove(&gone);
+        for id in gone.backends.keys() {
+            known.contents.backends.remove(id);
+        }
+        Ok(gone.backends.len())
+    }
+
     /// One pass to `desired`: incremental when the last pass left the maps
     /// in a known state, full otherwise.
     pub fn reconcile(&mut self, writer: &mut dyn MapWriter, desired: &DesiredState) -> anyhow::Result<ReconcileReport> {
@@ -174,7 +200,7 @@ impl Reconciler {
             // The maps hold `planned` and whatever else `current` had.
             Ok(()) => removals(&current, &planned),
             Err(error) => {
-                let mut written = current;
+                let mut written = current.clone();
                 tracing::warn!("writing every Service port at once failed, writing them one by one: {error:#}");
                 for (service, part) in &services {
                     let before = rollback::entries_at(&written, part);
@@ -193,8 +219,9 @@ impl Reconciler {
                 diff(&written, &planned)
             }
         };
+        let (removals, held) = release_leaving_backends(writer, removals, &mut report);
         apply(writer, &removals, &mut report).map_err(|(_, error)| error)?;
-        flush_udp_flows_of_removed_backends(writer, &removals, &mut report);
+        planned.backends.extend(held.iter().filter_map(|id| current.backends.get_key_value(id)));
         report.frontends = planned.services.keys().filter(|key| key.slot == 0).count();
         report.backends = planned.backends.len();
         report.usage = Usage::of(&planned);
@@ -357,14 +384,12 @@ impl Reconciler {
                 gone.rev_nat.extend(known.contents.rev_nat.get_key_value(id).map(|(k, v)| (*k, *v)));
             }
         }
-        let removals = diff(&gone, &MapContents::default());
-        for ops in [&updates, &removals] {
-            if let Err((_, error)) = apply(writer, ops, &mut report) {
-                // The maps are now somewhere between: the next pass reads them.
-                return Err(error);
-            }
-        }
-        flush_udp_flows_of_removed_backends(writer, &removals, &mut report);
+        // On a failed write the maps are somewhere between: the next pass
+        // reads them.
+        apply(writer, &updates, &mut report).map_err(|(_, error)| error)?;
+        let (removals, held) = release_leaving_backends(writer, diff(&gone, &MapContents::default()), &mut report);
+        gone.backends.retain(|id, _| !held.contains(id));
+        apply(writer, &removals, &mut report).map_err(|(_, error)| error)?;
 
         // Remember the new state.
         known.ids.remove(&gone);
@@ -469,19 +494,32 @@ fn same(programmed: &[(Frontend, FrontendState)], frontends: &[(&Frontend, &Fron
 fn owned(frontends: &[(&Frontend, &FrontendState)]) -> Vec<(Frontend, FrontendState)> {
     frontends.iter().map(|(frontend, state)| (**frontend, (*state).clone())).collect()
 }
-/// Deletes the UDP conntrack entries of the backends `ops` removed: a stale
-/// UDP entry would keep sending a client's datagrams (DNS, say) nowhere.
-fn flush_udp_flows_of_removed_backends(writer: &mut dyn MapWriter, ops: &[MapOp], report: &mut ReconcileReport) {
-    let removed: BTreeSet<u32> =
-        ops.iter().filter_map(|op| if let MapOp::DeleteBackend(id) = op { Some(*id) } else { None }).collect();
-    if removed.is_empty() {
-        return;
+/// Ends the UDP flows of the backends `removals` deletes and takes out of
+/// it the deletions of those tracked TCP flows still use, which it returns:
+/// they stay in the maps, named by no Service, until
+/// [`Reconciler::release_drained`] finds their flows ended. An established
+/// connection thereby keeps its pod when the pod leaves the Service (scaled
+/// away, or no longer ready), as through kube-proxy's conntrack; before, the
+/// programs re-balanced it to another pod, which answered with a reset.
+fn release_leaving_backends(writer: &mut dyn MapWriter, removals: Vec<MapOp>, report: &mut ReconcileReport) -> (Vec<MapOp>, BTreeSet<u32>) {
+    let leaving: BTreeSet<u32> =
+        removals.iter().filter_map(|op| if let MapOp::DeleteBackend(id) = op { Some(*id) } else { None }).collect();
+    if leaving.is_empty() {
+        return (removals, leaving);
     }
-    // Not an error of the pass: the backends are gone either way, and a
-    // retry would not know which ones to flush. The sweep gets the rest.
-    match writer.flush_udp_flows(&removed) {
-        Ok(flushed) => report.udp_flows_flushed = flushed,
-        Err(error) => tracing::warn!("flushing the UDP flows of removed backends failed: {error:#}"),
+    match writer.release_backends(&leaving) {
+        Ok(flows) => {
+            report.udp_flows_flushed = flows.udp_flushed;
+            let held = flows.held;
+            let removals = removals.into_iter().filter(|op| !matches!(op, MapOp::DeleteBackend(id) if held.contains(id))).collect();
+            (removals, held)
+        }
+        // Not an error of the pass: the backends go as they did before
+        // flows held them, and the sweep ends the UDP flows in time.
+        Err(error) => {
+            tracing::warn!("reading the flows of removed backends failed: {error:#}");
+            (removals, BTreeSet::new())
+        }
     }
 }
 
@@ -792,6 +830,49 @@ mod tests {
             assert_eq!(described(&incremental_maps.contents), described(&scratch.contents), "{name}");
         }
         assert_eq!(reconciler.reconcile(&mut incremental_maps, &desired_state(steps[8].1)).unwrap().ops.len(), 0);
+    }
+
+    #[test]
+    fn a_leaving_backend_stays_while_tcp_flows_use_it() {
+        let both: Spec = &[("a=10.96.0.10:80/TCP", &["10.244.1.2:80", "10.244.2.2:80"])];
+        let one: Spec = &[("a=10.96.0.10:80/TCP", &["10.244.1.2:80"])];
+        let mut without_it = FakeMaps::default();
+        reconcile(&mut without_it, &desired_state(one)).unwrap();
+        type Pass = fn(&mut Reconciler, &mut dyn MapWriter, &DesiredState) -> anyhow::Result<ReconcileReport>;
+        let passes: [(&str, Pass); 2] = [("incremental", Reconciler::reconcile), ("full", Reconciler::full)];
+        for (mode, pass) in passes {
+            let mut maps = FakeMaps::default();
+            let mut reconciler = Reconciler::default();
+            pass(&mut reconciler, &mut maps, &desired_state(both)).unwrap();
+            let with_it = maps.contents.clone();
+            let (&leaving, &value) = with_it.backends.iter().find(|(id, _)| !without_it.contents.backends.contains_key(id)).unwrap();
+            let mut held = without_it.contents.clone();
+            held.backends.insert(leaving, value);
+
+            maps.tcp_flows_to.insert(leaving);
+            pass(&mut reconciler, &mut maps, &desired_state(one)).unwrap();
+            assert_eq!(maps.contents, held, "{mode}: the Service lost it, the map kept it");
+            maps.check_consistent().unwrap();
+            assert_eq!(reconciler.release_drained(&mut maps).unwrap(), 0, "{mode}: its flow goes on");
+            assert_eq!(maps.contents, held, "{mode}");
+
+            pass(&mut reconciler, &mut maps, &desired_state(both)).unwrap();
+            assert_eq!(maps.contents, with_it, "{mode}: back in the Service, with its id");
+            maps.tcp_flows_to.clear();
+            assert_eq!(reconciler.release_drained(&mut maps).unwrap(), 0, "{mode}: a Service names it");
+
+            maps.tcp_flows_to.insert(leaving);
+            pass(&mut reconciler, &mut maps, &desired_state(one)).unwrap();
+            maps.tcp_flows_to.clear();
+            assert_eq!(reconciler.release_drained(&mut maps).unwrap(), 1, "{mode}: its flows ended");
+            assert_eq!(maps.contents, without_it.contents, "{mode}");
+            assert_eq!(reconciler.contents(), Some(&maps.contents), "{mode}: what it knows");
+            assert_eq!(pass(&mut reconciler, &mut maps, &desired_state(one)).unwrap().ops.len(), 0, "{mode}");
+
+            pass(&mut reconciler, &mut maps, &desired_state(both)).unwrap();
+            pass(&mut reconciler, &mut maps, &desired_state(one)).unwrap();
+            assert_eq!(maps.contents, without_it.contents, "{mode}: without flows it goes at once");
+        }
     }
 
     #[test]

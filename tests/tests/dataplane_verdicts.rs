@@ -6,7 +6,8 @@ use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use ingress_common::addr::Addr;
-use ingress_common::maps::{CT_FORWARD, CT_REPLY};
+use aya::maps::{HashMap, Map, MapData};
+use ingress_common::maps::{CONNTRACK_MAP, CT_FORWARD, CT_REPLY, CtEntry, CtKey};
 use ingress_common::stats::*;
 use ingress_tests::backend_choice::{NewFlow, fresh_choice};
 use ingress_tests::checks::assert_checksums;
@@ -17,7 +18,7 @@ use ingress_tests::prog_run::{
 use ingress_userspace::dataplane::MapWriter;
 use ingress_userspace::dataplane::ebpf::{TC_IN_PROGRAM, TC_OUT_PROGRAM, TC_UPLINK_PROGRAM};
 use ingress_userspace::model::*;
-use ingress_userspace::reconcile::reconcile;
+use ingress_userspace::reconcile::{Reconciler, reconcile};
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
@@ -60,6 +61,19 @@ impl Harness {
 
     fn ct_entries(&self, direction: u8) -> usize {
         self.maps.conntrack().unwrap().iter().filter(|(k, _)| k.direction == direction).count()
+    }
+
+    /// Deletes the conntrack entries of every flow to `backend_id`, as
+    /// their expiry and the agent's sweep would.
+    fn forget_flows_to(&mut self, backend_id: u32) {
+        let data = MapData::from_pin(self.pins.path().join(CONNTRACK_MAP)).expect("the pinned conntrack map");
+        let mut conntrack: HashMap<MapData, CtKey, CtEntry> = Map::from_map_data(data).unwrap().try_into().unwrap();
+        let entries = self.maps.conntrack().unwrap();
+        let keys: Vec<CtKey> = entries.iter().filter(|(_, e)| e.backend_id == backend_id).map(|(k, _)| *k).collect();
+        assert!(!keys.is_empty(), "no flow to backend {backend_id}");
+        for key in keys {
+            conntrack.remove(&key).unwrap();
+        }
     }
 }
 
@@ -253,34 +267,51 @@ fn ipv4_options_and_empty_payloads_are_translated() {
 }
 
 #[test]
-fn an_established_flow_keeps_its_backend_when_one_is_added_and_moves_when_its_own_is_removed() {
+fn an_established_flow_keeps_its_backend_when_one_is_added_and_when_its_own_leaves_until_it_ends() {
     let Some(mut h) = Harness::new() else { return };
     let flows: Vec<u16> = (41000..41030).collect();
     let first: Vec<Ipv4Addr> = flows
         .iter()
         .map(|port| packet::read(&h.xdp(&Frame::tcp(CLIENT, *port, VIP, 80, SYN).build()).1).dst)
         .collect();
+    let to = |h: &mut Harness, port: u16, flags| packet::read(&h.xdp(&Frame::tcp(CLIENT, port, VIP, 80, flags).build()).1);
 
     let mut more = PODS.to_vec();
     more.push(Ipv4Addr::new(10, 244, 4, 2));
-    reconcile(&mut h.maps, &desired(&more)).unwrap();
+    let mut reconciler = Reconciler::default();
+    reconciler.reconcile(&mut h.maps, &desired(&more)).unwrap();
     for (port, backend) in flows.iter().zip(&first) {
-        let seen = packet::read(&h.xdp(&Frame::tcp(CLIENT, *port, VIP, 80, ACK).build()).1);
-        assert_eq!(seen.dst, *backend, "flow from port {port} moved after an endpoint was added");
+        assert_eq!(to(&mut h, *port, ACK).dst, *backend, "flow from port {port} moved after an endpoint was added");
     }
 
+    // The endpoint leaves the Service (scaled away, no longer ready): its
+    // established flows go on to it, as through kube-proxy's conntrack.
     let removed = PODS[0];
-    reconcile(&mut h.maps, &desired(&PODS[1..])).unwrap();
     assert!(first.contains(&removed), "30 flows over 3 pods should use every pod");
+    reconciler.reconcile(&mut h.maps, &desired(&PODS[1..])).unwrap();
     for (port, backend) in flows.iter().zip(&first) {
-        let seen = packet::read(&h.xdp(&Frame::tcp(CLIENT, *port, VIP, 80, ACK).build()).1);
+        let seen = to(&mut h, *port, ACK);
+        assert_eq!(seen.dst, *backend, "flow from port {port} moved when an endpoint left");
+        assert_checksums(&seen);
+    }
+    for port in 42000..42030 {
+        assert_ne!(to(&mut h, port, SYN).dst, removed, "a new flow from port {port} went to the endpoint that left");
+    }
+    assert_eq!(reconciler.release_drained(&mut h.maps).unwrap(), 0, "the flows go on: the backend stays");
+
+    // Once no tracked flow uses it, the agent's sweep removes it; a packet
+    // of a flow whose entries went meanwhile is re-balanced.
+    let held = h.maps.read().unwrap().backends.into_iter().find(|(_, b)| b.addr == Addr::from(IpAddr::V4(removed))).unwrap().0;
+    h.forget_flows_to(held);
+    assert_eq!(reconciler.release_drained(&mut h.maps).unwrap(), 1);
+    assert!(h.maps.read().unwrap().backends.values().all(|b| b.addr != Addr::from(IpAddr::V4(removed))));
+    for (port, backend) in flows.iter().zip(&first) {
+        let seen = to(&mut h, *port, ACK);
         assert_ne!(seen.dst, removed, "flow from port {port} still reaches the removed endpoint");
         if *backend != removed {
             assert_eq!(seen.dst, *backend, "flow from port {port} moved although its endpoint stayed");
         }
-        assert_checksums(&seen);
     }
-    assert!(h.maps.read().unwrap().backends.values().all(|b| b.addr != Addr::from(IpAddr::V4(removed))));
 }
 
 #[test]

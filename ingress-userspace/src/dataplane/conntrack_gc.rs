@@ -3,7 +3,9 @@
 //! the timeouts they read, sweeps expired entries out of the map a bounded
 //! number at a time, and deletes the UDP entries of a removed backend at once
 //! (a stale UDP entry would otherwise keep a DNS client's queries going to a
-//! pod that is gone until it idles out: a known kube-proxy failure).
+//! pod that is gone until it idles out: a known kube-proxy failure). A TCP
+//! flow keeps its backend: the reconciler leaves a removed backend in the
+//! map while tracked TCP flows use it (`tcp_flows_hold`).
 //!
 //! The SNAT table of flows to pods on other nodes (`lb_snat`, see
 //! `ingress-ebpf/src/snat.rs`) follows the same lifecycle: the agent writes
@@ -23,10 +25,10 @@ use std::time::Duration;
 use anyhow::Context;
 use aya::Pod;
 use aya::maps::{Array, HashMap, MapData};
-use ingress_common::IPPROTO_UDP;
+use ingress_common::{IPPROTO_TCP, IPPROTO_UDP};
 use ingress_common::addr::Addr;
 use ingress_common::maps::{
-    AFFINITY_MAP, AffinityKey, AffinityValue, CONNTRACK_MAP, CT_TIMEOUTS_MAP, CtEntry, CtKey, CtTimeouts, DEFAULT_SNAT_PORT_MAX, DEFAULT_SNAT_PORT_MIN,
+    AFFINITY_MAP, AffinityKey, AffinityValue, CONNTRACK_MAP, CT_FORWARD, CT_TIMEOUTS_MAP, CtEntry, CtKey, CtTimeouts, DEFAULT_SNAT_PORT_MAX, DEFAULT_SNAT_PORT_MIN,
     SNAT_CONFIG_MAP, SNAT_FORWARD, SNAT_MAP, SnatConfig, SnatEntry, SnatKey,
 };
 
@@ -198,9 +200,19 @@ pub fn expired_keys(entries: &[(CtKey, CtEntry)], timeouts: &CtTimeouts, now_ns:
     entries.iter().filter(|(key, entry)| timeouts.expired(key, entry, now_ns)).map(|(key, _)| *key).collect()
 }
 
+/// The backends among `leaving` that a tracked TCP flow (its forward entry)
+/// still uses. Expired entries count until the sweep removes them: one
+/// sweep interval later than need be, never too early.
+pub fn tcp_flows_hold(entries: &[(CtKey, CtEntry)], leaving: &BTreeSet<u32>) -> BTreeSet<u32> {
+    entries
+        .iter()
+        .filter(|(key, entry)| key.proto == IPPROTO_TCP && key.direction == CT_FORWARD && leaving.contains(&entry.backend_id))
+        .map(|(_, entry)| entry.backend_id)
+        .collect()
+}
+
 /// Both directions of every UDP flow pinned to one of `removed` backends.
-/// TCP entries stay: the programs re-balance a flow whose backend is gone,
-/// and the connection breaks anyway.
+/// TCP entries stay, and hold their backend (`tcp_flows_hold`).
 pub fn udp_flows_to_flush(entries: &[(CtKey, CtEntry)], removed: &BTreeSet<u32>) -> Vec<CtKey> {
     entries
         .iter()
@@ -395,8 +407,7 @@ impl Sweeper {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ingress_common::IPPROTO_TCP;
-    use ingress_common::maps::{TCP_ACK, TCP_FIN, TCP_SYN};
+    use ingress_common::maps::{CT_REPLY, TCP_ACK, TCP_FIN, TCP_SYN};
 
     const S: u64 = 1_000_000_000;
 
@@ -503,6 +514,31 @@ mod tests {
             let removed: BTreeSet<u32> = removed.iter().copied().collect();
             let sports: Vec<u16> = udp_flows_to_flush(&entries, &removed).iter().map(|k| k.sport).collect();
             assert_eq!(&sports, expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn tcp_forward_entries_hold_their_leaving_backend() {
+        let reply_of = |(key, entry): (CtKey, CtEntry)| (CtKey { direction: CT_REPLY, ..key }, entry);
+        let entries = [
+            entry(1, IPPROTO_TCP, 7, TCP_ACK, 0),
+            entry(2, IPPROTO_TCP, 8, TCP_FIN, 0),
+            entry(3, IPPROTO_UDP, 9, 0, 0),
+            reply_of(entry(4, IPPROTO_TCP, 10, TCP_ACK, 0)),
+            entry(5, IPPROTO_TCP, 7, TCP_SYN, 0),
+        ];
+        let cases: &[(&str, &[u32], &[u32])] = &[
+            ("nothing leaving", &[], &[]),
+            ("an established flow's backend", &[7], &[7]),
+            ("a closing flow still holds its backend", &[8], &[8]),
+            ("UDP flows hold nothing (they are flushed)", &[9], &[]),
+            ("a reply entry alone holds nothing", &[10], &[]),
+            ("only the leaving ones", &[7, 9, 42], &[7]),
+        ];
+        for (name, leaving, expected) in cases {
+            let leaving: BTreeSet<u32> = leaving.iter().copied().collect();
+            let held: Vec<u32> = tcp_flows_hold(&entries, &leaving).into_iter().collect();
+            assert_eq!(&held, expected, "{name}");
         }
     }
 }

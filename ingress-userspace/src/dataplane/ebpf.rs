@@ -19,7 +19,7 @@ use super::batch::{self, BatchError};
 use super::pin_dir::ensure_bpffs;
 use super::sizes::MapSizes;
 use super::uplink_hook::{self, UplinkHook, UplinkHookChoice};
-use super::{MapContents, MapOp, MapWriter};
+use super::{FlowsOfLeaving, MapContents, MapOp, MapWriter, conntrack_gc};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ingress-ebpf.o"));
 
@@ -665,10 +665,12 @@ impl MapWriter for PinnedMaps {
         self.set_frontend_names(names)
     }
 
-    fn flush_udp_flows(&mut self, removed_backends: &BTreeSet<u32>) -> anyhow::Result<usize> {
-        let doomed = super::conntrack_gc::udp_flows_to_flush(&self.conntrack()?, removed_backends);
+    fn release_backends(&mut self, leaving: &BTreeSet<u32>) -> anyhow::Result<FlowsOfLeaving> {
+        let entries = self.conntrack()?;
+        let doomed = conntrack_gc::udp_flows_to_flush(&entries, leaving);
         // An entry gone meanwhile (evicted, expired) is as good as deleted.
-        Ok(doomed.iter().filter(|key| self.conntrack.remove(key).is_ok()).count())
+        let udp_flushed = doomed.iter().filter(|key| self.conntrack.remove(key).is_ok()).count();
+        Ok(FlowsOfLeaving { held: conntrack_gc::tcp_flows_hold(&entries, leaving), udp_flushed })
     }
 }
 

@@ -1,11 +1,13 @@
 //! An in-memory `MapWriter`, behaving like the kernel maps where it matters to
 //! the planning code: bounded capacity and errors on deleting missing keys.
 
+use std::collections::BTreeSet;
+
 use anyhow::{anyhow, bail};
 use ingress_common::maps::{MaglevKey, ServiceKey, maglev_rows};
 
 use super::sizes::MapSizes;
-use super::{MapContents, MapOp, MapWriter};
+use super::{FlowsOfLeaving, MapContents, MapOp, MapWriter};
 
 /// Maximum entries per map; `None` is unbounded. Independent of `sizes`,
 /// so a test can make a write fail that the plan expected to fit.
@@ -26,6 +28,8 @@ pub struct FakeMaps {
     pub sizes: MapSizes,
     /// Every op applied successfully, in order.
     pub log: Vec<MapOp>,
+    /// The backends tracked TCP flows use (there is no conntrack here).
+    pub tcp_flows_to: BTreeSet<u32>,
 }
 
 impl FakeMaps {
@@ -106,6 +110,10 @@ impl MapWriter for FakeMaps {
         }
         self.log.push(op.clone());
         Ok(())
+    }
+
+    fn release_backends(&mut self, leaving: &BTreeSet<u32>) -> anyhow::Result<FlowsOfLeaving> {
+        Ok(FlowsOfLeaving { held: leaving.intersection(&self.tcp_flows_to).copied().collect(), udp_flushed: 0 })
     }
 }
 

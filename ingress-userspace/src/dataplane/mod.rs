@@ -90,9 +90,23 @@ pub trait MapWriter {
         Ok(())
     }
 
-    /// Deletes the conntrack entries of UDP flows pinned to these (just
-    /// removed) backends and says how many; nothing to do without conntrack.
-    fn flush_udp_flows(&mut self, _removed_backends: &BTreeSet<u32>) -> anyhow::Result<usize> {
-        Ok(0)
+    /// Ends the UDP flows pinned to `leaving` backends (deletes their
+    /// conntrack entries) and says which of them TCP flows still use;
+    /// nothing to do without conntrack.
+    fn release_backends(&mut self, _leaving: &BTreeSet<u32>) -> anyhow::Result<FlowsOfLeaving> {
+        Ok(FlowsOfLeaving::default())
     }
+}
+
+/// What `MapWriter::release_backends` found among the flows of backends no
+/// Service names any more.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlowsOfLeaving {
+    /// The backends tracked TCP flows still use: they stay in the map (a
+    /// connection keeps its pod, as through kube-proxy's conntrack) until
+    /// their flows end.
+    pub held: BTreeSet<u32>,
+    /// UDP conntrack entries deleted: a stale one would keep sending a
+    /// client's datagrams (DNS, say) to a pod that left.
+    pub udp_flushed: usize,
 }
