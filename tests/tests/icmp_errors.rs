@@ -244,9 +244,7 @@ fn an_error_about_a_snated_flow_reaches_the_client_quoting_what_it_sent() {
 /// Swaps a frame's Ethernet addresses: how a frame sent back out of the
 /// veth it came in on leaves.
 fn turned_around(mut frame: Vec<u8>) -> Vec<u8> {
-    let (dst, src) = (frame[0..6].to_vec(), frame[6..12].to_vec());
-    frame[0..6].copy_from_slice(&src);
-    frame[6..12].copy_from_slice(&dst);
+    frame[..12].rotate_left(6);
     frame
 }
 

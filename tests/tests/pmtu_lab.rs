@@ -154,10 +154,11 @@ fn serve_downloads(lab: &Lab, connections: usize) {
     let pod = lab.pod("pod-a").expect("the lab's pod-a");
     let listener = pod.ns.run(|| TcpListener::bind(("::", DOWNLOAD_PORT))).unwrap().unwrap();
     std::thread::spawn(move || {
+        let data = b"y".repeat(DOWNLOAD);
         for stream in listener.incoming().take(connections) {
             let Ok(mut stream) = stream else { return };
             let _ = stream.set_write_timeout(Some(TIMEOUT));
-            let _ = stream.write_all(&vec![b'y'; DOWNLOAD]);
+            let _ = stream.write_all(&data);
         }
     });
 }
