@@ -102,9 +102,10 @@ pub fn forward(flow: &Flow, bytes: u64, origin: Origin) -> Result<(Translation, 
 }
 
 /// The backend a tracked flow's forward packets go to, found as `forward`
-/// finds it for an established flow, but never choosing or recording one:
-/// for an ICMP error about the flow's reply (see `icmp_error`), whose quote
-/// turned around is such a forward packet.
+/// finds it for an established flow (the entry is marked used, as by any
+/// packet of the flow), but never choosing one or creating entries: for an
+/// ICMP error about the flow's reply (see `icmp_error`), whose quote turned
+/// around is such a forward packet.
 #[inline(never)]
 pub fn established(flow: &Flow) -> Option<Translation> {
     let entry = conntrack::forward(flow)?;
