@@ -59,9 +59,13 @@ pub const SNAT_REPLY_TRANSLATED: u32 = 17;
 pub const DROP_SNAT_PORTS_EXHAUSTED: u32 = 18;
 /// An ICMP or ICMPv6 error (destination unreachable, fragmentation needed /
 /// packet too big, time exceeded) quoting a packet of a translated flow:
-/// the quoted packet and the error's own addresses translated back the way
-/// the flow's replies are, so the client's stack finds its socket (path
-/// MTU discovery through a frontend depends on it).
+/// the quoted packet and the error's own addresses translated the way the
+/// flow's packets going the error's way are, so the stack it reaches finds
+/// its socket: a client's, about its packets to a frontend (from the pod or
+/// a router), or a pod's, about its replies (from the client or a router on
+/// its way; a pod on another node gets it source-translated like the
+/// flow). Path MTU discovery through a frontend depends on it, uploads on
+/// the first, downloads on the second.
 pub const ICMP_ERROR_TRANSLATED: u32 = 19;
 /// A client -> frontend packet of an established flow whose conntrack was
 /// gone, rewritten to its backend like `FORWARD_TRANSLATED`: a TCP packet
@@ -72,9 +76,14 @@ pub const ICMP_ERROR_TRANSLATED: u32 = 19;
 /// TCP or UDP packet whose reply entry alone had been evicted, re-created so
 /// that the backend's replies are translated back again.
 pub const FORWARD_CT_RECREATED: u32 = 20;
+/// An ICMP or ICMPv6 error between a hairpinned pod and itself (about its
+/// packet to its own Service, or about its answer to it), translated as
+/// `ICMP_ERROR_TRANSLATED` on both ends at once (see `HAIRPIN_TRANSLATED`)
+/// and sent back out of the pod's veth.
+pub const ICMP_ERROR_HAIRPIN_TRANSLATED: u32 = 21;
 
 /// Names by index, for metrics and the state dump.
-pub const REASON_NAMES: [&str; 21] = [
+pub const REASON_NAMES: [&str; 22] = [
     "forward_translated",
     "reply_translated",
     "pass_not_ip",
@@ -96,5 +105,6 @@ pub const REASON_NAMES: [&str; 21] = [
     "drop_snat_ports_exhausted",
     "icmp_error_translated",
     "forward_ct_recreated",
+    "icmp_error_hairpin_translated",
 ];
 pub const REASON_COUNT: u32 = REASON_NAMES.len() as u32;

@@ -18,7 +18,9 @@
 //! `bpf_redirect` to the same interface's egress) instead of being routed
 //! by the node, which has no route to the hairpin address and whose reverse
 //! path filter would refuse it. Only `lb_tc_in` hairpins: the uplink has no
-//! pods behind it.
+//! pods behind it. An ICMP error the pod sends about either packet is
+//! translated on both ends at once and turned around the same way
+//! (`icmp_error`).
 
 use aya_ebpf::bindings::TC_ACT_SHOT;
 use aya_ebpf::helpers::bpf_redirect;
@@ -26,7 +28,9 @@ use aya_ebpf::programs::TcContext;
 use ingress_common::addr::Addr;
 use ingress_common::{HAIRPIN_ADDR_V4, HAIRPIN_ADDR_V6};
 use ingress_common::maps::{CT_FORWARD, CT_REPLY, CtKey};
-use ingress_common::stats::{DROP_REWRITE_FAILED, HAIRPIN_REPLY_TRANSLATED, HAIRPIN_TRANSLATED, PASS_NOT_A_REPLY};
+use ingress_common::stats::{
+    DROP_REWRITE_FAILED, HAIRPIN_REPLY_TRANSLATED, HAIRPIN_TRANSLATED, ICMP_ERROR_HAIRPIN_TRANSLATED, PASS_NOT_A_REPLY,
+};
 
 use crate::conntrack;
 use crate::maps::{CONNTRACK, REV_NAT};
@@ -81,14 +85,35 @@ pub fn turn(flow: &Flow, to_backend: &Translation) -> Result<Translation, Outcom
     if CONNTRACK.insert(answer, &entry, 0).is_err() {
         return Err(failed);
     }
-    Ok(Translation { reason: HAIRPIN_TRANSLATED, ..Translation::from_frontend(hairpin_addr(flow), flow.sport) })
+    Ok(from_hairpin(flow))
+}
+
+/// A hairpinned packet's source rewrite: from the hairpin address, the
+/// client port kept.
+#[inline(always)]
+pub fn from_hairpin(flow: &Flow) -> Translation {
+    Translation { reason: HAIRPIN_TRANSLATED, ..Translation::from_frontend(hairpin_addr(flow), flow.sport) }
+}
+
+/// Whether `flow` is addressed to the hairpin address: a pod's answer to a
+/// hairpinned packet.
+#[inline(always)]
+pub fn is_answer(flow: &Flow) -> bool {
+    flow.daddr == hairpin_addr(flow)
+}
+
+/// An answer's destination rewrite: to the pod, which is the answer's
+/// source as well (the pod is the client), the client port kept.
+#[inline(always)]
+pub fn to_pod(answer: &Flow) -> Translation {
+    Translation::to_backend(answer.saddr, answer.dport)
 }
 
 /// A pod's answer to a hairpinned packet becomes frontend -> pod; `None`
 /// when the packet is not addressed to the hairpin address.
 #[inline(never)]
 pub fn answer<P: Rewriter>(packet: &P, flow: &Flow) -> Option<Outcome> {
-    if flow.daddr != hairpin_addr(flow) {
+    if !is_answer(flow) {
         return None;
     }
     let Some(entry) = conntrack::reply(flow) else { return Some(Outcome::Pass(PASS_NOT_A_REPLY)) };
@@ -97,19 +122,19 @@ pub fn answer<P: Rewriter>(packet: &P, flow: &Flow) -> Option<Outcome> {
         return Some(Outcome::Pass(PASS_NOT_A_REPLY));
     };
     let from_frontend = Translation::from_frontend(frontend.addr, frontend.port);
-    // The pod is the client: its address is the answer's source.
-    let to_client = Translation::to_backend(flow.saddr, flow.dport);
-    let rewritten = packet.rewrite(flow, &from_frontend).and_then(|()| packet.rewrite(flow, &to_client));
+    let rewritten = packet.rewrite(flow, &from_frontend).and_then(|()| packet.rewrite(flow, &to_pod(flow)));
     Some(match rewritten {
         Ok(()) => Outcome::Translated(HAIRPIN_REPLY_TRANSLATED),
         Err(()) => Outcome::Drop(DROP_REWRITE_FAILED),
     })
 }
 
-/// Whether an outcome's packet must be sent back out of its veth.
+/// Whether an outcome's packet must be sent back out of its veth: a
+/// hairpinned packet, its answer, or an ICMP error between the two (see
+/// `icmp_error`).
 #[inline(always)]
 pub fn turns_around(reason: u32) -> bool {
-    reason == HAIRPIN_TRANSLATED || reason == HAIRPIN_REPLY_TRANSLATED
+    reason == HAIRPIN_TRANSLATED || reason == HAIRPIN_REPLY_TRANSLATED || reason == ICMP_ERROR_HAIRPIN_TRANSLATED
 }
 
 /// Sends the packet back out of the interface it came in on: its Ethernet

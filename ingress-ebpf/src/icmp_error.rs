@@ -1,13 +1,17 @@
-//! ICMP errors about translated flows, translated back like the flow's
-//! replies. A pod (or a router on its way, or the node itself forwarding to
-//! a link with a smaller MTU) answers a client's packet with an error that
-//! quotes the packet as it was after the translation: to the pod, from the
-//! node's SNAT address. The client's stack looks for its socket by the
-//! quoted addresses and ports and would find none, so fragmentation needed
-//! / packet too big (path MTU discovery), port and host unreachable and
-//! time exceeded would all be lost. Here the quoted packet gets back what
-//! the client sent, the error's own addresses change where a reply's would,
-//! and every checksum in the way is updated incrementally:
+//! ICMP errors about translated flows, translated like the flow's packets
+//! that go the error's way. Whoever cannot take a packet of a translated
+//! flow (its receiver, or a router on the way with a smaller MTU, or the
+//! node itself forwarding to one) answers with an error that quotes the
+//! packet as that one saw it: after the translation. The stack the error
+//! reaches looks for its socket by the quoted addresses and ports and would
+//! find none, so fragmentation needed / packet too big (path MTU
+//! discovery), port and host unreachable and time exceeded would all be
+//! lost. Here the quoted packet gets back what its sender sent, the error's
+//! own addresses change where a packet of the flow going the error's way
+//! would, and every checksum in the way is updated incrementally.
+//!
+//! Toward a client, about what it sent (uploads; `P` a pod, `N` the node's
+//! SNAT address):
 //!
 //! ```text
 //! DNAT, on the way out (lb_tc_out)    error P -> C quoting C:c -> P:p   becomes  F -> C quoting C:c -> F:f
@@ -15,16 +19,42 @@
 //! ```
 //!
 //! (the SNATed error then leaves through `lb_tc_out` and has its DNAT undone
-//! as above). The flow is found with the quoted packet turned around, which
-//! is exactly how the flow's reply looks: the same lookup the reply takes.
-//! An error about any other packet passes untouched.
+//! as above). Toward a pod, about its replies (downloads: servers send the
+//! large segments), from the client or a router on its way:
+//!
+//! ```text
+//! DNAT, on the way in (uplink, pod veth)  error C -> F quoting F:f -> C:c   becomes  C -> P quoting P:p -> C:c
+//! SNAT, on the way out (lb_tc_out)        error C -> R quoting R:r -> C:c   becomes  N -> R quoting R:r -> N:n
+//! ```
+//!
+//! (the second for `R`, a pod on another node the flow reached from an
+//! uplink: the first step sends the error on toward it, and this one gives
+//! it the node's side of the flow as that pod saw it; an error the node
+//! itself sends `R` about its reply, which it could not forward to a link
+//! with a smaller MTU, gets the same). Between a
+//! hairpinned pod and itself (`hairpin`; `H` the hairpin address) both ends
+//! change at once, and the error is sent back to the pod:
+//!
+//! ```text
+//! about its packet to its Service     error P -> H quoting H:s -> P:p   becomes  F -> P quoting P:s -> F:f
+//! about its answer                    error P -> F quoting F:f -> P:s   becomes  H -> P quoting P:p -> H:s
+//! ```
+//!
+//! The flow is found with the quoted packet turned around, which is exactly
+//! how the flow's packets going the error's way look: the same lookups they
+//! take (a reply's for an error about a forward packet, an established
+//! forward packet's for an error about a reply). An error about any other
+//! packet passes untouched.
 
 use ingress_common::checksum::{replace16, replace32, replace_addr, udp_adjust};
-use ingress_common::stats::{DROP_REWRITE_FAILED, ICMP_ERROR_TRANSLATED, PASS_OTHER_PROTOCOL};
+use ingress_common::stats::{
+    DROP_REWRITE_FAILED, ICMP_ERROR_HAIRPIN_TRANSLATED, ICMP_ERROR_TRANSLATED, PASS_OTHER_PROTOCOL,
+};
 use ingress_common::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 
+use crate::hairpin;
 use crate::lb;
-use crate::nat::Side;
+use crate::nat::{Side, Translation};
 use crate::outcome::Outcome;
 use crate::packet::Packet;
 use crate::parse::{
@@ -32,41 +62,70 @@ use crate::parse::{
     ICMPV6_TIME_EXCEEDED, IPV4_HLEN, IPV6_HLEN, Network,
 };
 use crate::scratch::{self, Quoted};
+use crate::service::{Origin, Way};
 use crate::snat;
 
 const ICMP_CSUM: usize = 2;
 /// Covers every offset of a header `rewrite` writes (see there).
 const OFFSET_MASK: usize = 0xff;
 
-/// An ICMP error about a translated flow translated back (see the module
-/// comment); anything else passes as the other protocol it is. Three calls
-/// of their own, made one after the other from the program, with what they
+/// An ICMP error about a translated flow translated (see the module
+/// comment); anything else passes as the other protocol it is. Calls of
+/// their own, made one after the other from the program, with what they
 /// share in `scratch`: the program's frame is full with the TCP and UDP
 /// path, a call chain has 512 bytes of stack, and parsing the quote takes
 /// some 200 bytes of it, rewriting it some 180: nested, they did not fit.
 #[inline(always)]
-pub fn translate<P: Packet>(packet: &P, net: &Network, toward_clients: bool) -> Outcome {
+pub fn translate<P: Packet>(packet: &P, net: &Network, way: Way) -> Outcome {
     let Some(quoted) = scratch::quote() else { return Outcome::Pass(PASS_OTHER_PROTOCOL) };
-    if quote(packet, net, quoted).is_none() || find_translation(quoted, toward_clients).is_none() {
+    if quote(packet, net, quoted).is_none() {
         return Outcome::Pass(PASS_OTHER_PROTOCOL);
     }
-    match rewrite(packet, net, quoted) {
-        Ok(()) => Outcome::Translated(ICMP_ERROR_TRANSLATED),
+    let Some(reason) = find_translation(quoted, way) else { return Outcome::Pass(PASS_OTHER_PROTOCOL) };
+    let mut rewritten = rewrite(packet, net, quoted, &quoted.translation);
+    // Only a pod's veth hairpins: on the other hooks the verifier need not
+    // walk a second rewrite that never comes.
+    if matches!(way, Way::In(Origin::Pod))
+        && rewritten.is_ok()
+        && let Some(then) = &quoted.then
+    {
+        rewritten = rewrite(packet, net, quoted, then);
+    }
+    match rewritten {
+        Ok(()) => Outcome::Translated(reason),
         Err(()) => Outcome::Drop(DROP_REWRITE_FAILED),
     }
 }
 
-/// The translation of the quoted flow's replies, into `quoted`: found the
-/// way the reply itself finds it.
+/// The translation of the flow's packets going the error's way, into
+/// `quoted` (and the hairpin's other end into `quoted.then`), found the way
+/// those packets find it; the reason the error is counted under.
 #[inline(never)]
-fn find_translation(quoted: &mut Quoted, toward_clients: bool) -> Option<()> {
-    // Toward clients: errors from pods about DNATed flows (the program's
-    // `Way::Out`); else errors from outside about SNATed ones.
-    quoted.translation = match toward_clients {
-        false => snat::reply(&quoted.reply),
-        true => lb::reverse(&quoted.reply).ok(),
-    }?;
-    Some(())
+fn find_translation(quoted: &mut Quoted, way: Way) -> Option<u32> {
+    let turned = &quoted.turned;
+    let (translation, then) = match way {
+        // Errors from pods (or routers) toward clients about their DNATed
+        // packets; else, toward a pod on another node, errors about its
+        // replies, which left it to the node's SNAT address.
+        Way::Out => (lb::reverse(turned).ok().or_else(|| snat::source(turned))?, None),
+        // Errors from outside toward clients about their SNATed packets;
+        // else toward pods about their replies (a pod's veth: from a client
+        // pod, or between a hairpinned pod and itself).
+        Way::In(origin) => match snat::reply(turned) {
+            Some(to_client) => (to_client, None),
+            None if matches!(origin, Origin::Pod) && hairpin::is_answer(turned) => {
+                (lb::reverse(turned).ok()?, Some(hairpin::to_pod(turned)))
+            }
+            None => {
+                let to_backend = lb::established(turned)?;
+                let hairpinned = matches!(origin, Origin::Pod) && hairpin::is_hairpin(turned, &to_backend);
+                (to_backend, hairpinned.then(|| hairpin::from_hairpin(turned)))
+            }
+        },
+    };
+    let reason = if then.is_some() { ICMP_ERROR_HAIRPIN_TRANSLATED } else { ICMP_ERROR_TRANSLATED };
+    (quoted.translation, quoted.then) = (translation, then);
+    Some(reason)
 }
 
 #[inline(always)]
@@ -97,8 +156,8 @@ fn quote<P: Packet>(packet: &P, net: &Network, out: &mut Quoted) -> Option<()> {
     // Into scratch at once: the quoted addresses held in registers across
     // the checks below would be spilled, and this frame stacks on the
     // program's own.
-    let reply = &mut out.reply;
-    (reply.saddr, reply.daddr, reply.proto, reply.l4) = (inner.daddr, inner.saddr, inner.proto, inner.l4);
+    let turned = &mut out.turned;
+    (turned.saddr, turned.daddr, turned.proto, turned.l4) = (inner.daddr, inner.saddr, inner.proto, inner.l4);
     if inner.proto != IPPROTO_TCP && inner.proto != IPPROTO_UDP {
         return None;
     }
@@ -116,8 +175,8 @@ fn quote<P: Packet>(packet: &P, net: &Network, out: &mut Quoted) -> Option<()> {
     packet.ptr_from::<[u8; ICMP_QUOTED_L4]>(l4, 0)?;
     let sport: u16 = packet.read_from(l4, 0)?;
     let dport: u16 = packet.read_from(l4, 2)?;
-    let reply = &mut out.reply;
-    (reply.sport, reply.dport, reply.tcp_flags, reply.v6) = (dport, sport, 0, net.v6);
+    let turned = &mut out.turned;
+    (turned.sport, turned.dport, turned.tcp_flags, turned.v6) = (dport, sport, 0, net.v6);
     (out.icmp, out.end) = (net.l4, end);
     Some(())
 }
@@ -130,28 +189,30 @@ fn write<P: Packet, T>(packet: &P, base: usize, offset: usize, value: T) -> Resu
     Ok(())
 }
 
-/// Writes the translation of the reply into the error: the reply's side of
-/// it is the quoted packet's other side (a reply's new source is what the
-/// client sent to), and the error's own address on the reply's side
-/// changes only where it is the translated one (a router's stays). The
-/// ICMP checksum follows every word changed under it, and for ICMPv6 its
-/// pseudo-header; the quoted L4 checksum is updated where the quote has it.
+/// Writes `translation` (of the quoted packet turned around) into the
+/// error: the turned packet's side of it is the quoted packet's other side
+/// (a reply's new source is what the client sent to), and the error's own
+/// address on that side changes only where it is the translated one (a
+/// router's stays). The ICMP checksum follows every word changed under it,
+/// and for ICMPv6 its pseudo-header; the quoted L4 checksum is updated
+/// where the quote has it. A second translation, of the other side, reads
+/// every checksum afresh and the addresses the first left alone.
 #[inline(never)]
-fn rewrite<P: Packet>(packet: &P, net: &Network, quoted: &Quoted) -> Result<(), ()> {
-    let (reply, translation) = (&quoted.reply, &quoted.translation);
+fn rewrite<P: Packet>(packet: &P, net: &Network, quoted: &Quoted, translation: &Translation) -> Result<(), ()> {
+    let turned = &quoted.turned;
     let v6 = net.v6;
     let (src, dst) = if v6 { (8, 24) } else { (12, 16) };
     // (quoted address field, quoted port field, the error's own address
     // field, what both addresses held, the error's own address, old port).
     let (inner_at, port_at, outer_at, old, outer, old_port) = match translation.side {
-        Side::Source => (dst, 2, src, reply.saddr, net.saddr, reply.sport),
-        Side::Destination => (src, 0, dst, reply.daddr, net.daddr, reply.dport),
+        Side::Source => (dst, 2, src, turned.saddr, net.saddr, turned.sport),
+        Side::Destination => (src, 0, dst, turned.daddr, net.daddr, turned.dport),
     };
     let new = translation.addr;
     // The offsets come back from scratch memory, where the verifier knows
     // no bounds for them: masked to what they can be (at most 14 + 60 + 8
     // + 60), so that a packet pointer plus one is bounded.
-    let (icmp_at, l4_at) = (quoted.icmp & OFFSET_MASK, reply.l4 & OFFSET_MASK);
+    let (icmp_at, l4_at) = (quoted.icmp & OFFSET_MASK, turned.l4 & OFFSET_MASK);
     let icmp = packet.opaque_base(icmp_at);
     let inner_ip = packet.opaque_base(icmp_at + ICMP_HLEN);
     let inner_l4 = packet.opaque_base(l4_at);
@@ -165,13 +226,13 @@ fn rewrite<P: Packet>(packet: &P, net: &Network, quoted: &Quoted) -> Result<(), 
     packet.ptr_from::<[u8; ICMP_QUOTED_L4]>(inner_l4, 0).ok_or(())?;
     let mut icmp_csum: u16 = packet.read_from(icmp, ICMP_CSUM).ok_or(())?;
 
-    let l4_csum_at = reply.l4_csum_field();
+    let l4_csum_at = turned.l4_csum_field();
     if l4_at + l4_csum_at + 2 <= quoted.end
         && let Some(l4_csum) = packet.read_from::<u16>(inner_l4, l4_csum_at)
     {
         let with_addr = if v6 { replace_addr(l4_csum, &old, &new) } else { replace32(l4_csum, old.v4(), new.v4()) };
         let mut updated = replace16(with_addr, old_port, translation.port);
-        if reply.proto == IPPROTO_UDP {
+        if turned.proto == IPPROTO_UDP {
             updated = udp_adjust(l4_csum, updated);
         }
         write(packet, inner_l4, l4_csum_at, updated)?;

@@ -101,6 +101,19 @@ pub fn forward(flow: &Flow, bytes: u64, origin: Origin) -> Result<(Translation, 
     Ok((to_backend(&backend, recreated), snat::needed(origin, flags, &backend)))
 }
 
+/// The backend a tracked flow's forward packets go to, found as `forward`
+/// finds it for an established flow (the entry is marked used, as by any
+/// packet of the flow), but never choosing one or creating entries: for an
+/// ICMP error about the flow's reply (see `icmp_error`), whose quote turned
+/// around is such a forward packet.
+#[inline(never)]
+pub fn established(flow: &Flow) -> Option<Translation> {
+    let entry = conntrack::forward(flow)?;
+    // SAFETY: plain data, replaced whole by the agent.
+    let backend = unsafe { BACKENDS.get(entry.backend_id) }?;
+    Some(Translation::to_backend(backend.addr, backend.port))
+}
+
 /// The translation to `backend`, counted apart when the flow's conntrack had
 /// to be re-created.
 #[inline(always)]

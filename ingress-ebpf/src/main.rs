@@ -14,8 +14,9 @@
 //! came in on (the uplink or the pod veth). A flow
 //! from an uplink to a pod on another node is also source-translated to the
 //! node on its way out, and its replies back on their way in (`snat`). ICMP
-//! errors about translated flows are translated back where their replies
-//! are (`icmp_error`). This file
+//! errors about translated flows are translated where the flow's packets
+//! going their way are (`icmp_error`): toward a client about what it sent,
+//! toward a pod about its replies. This file
 //! is the single place where an outcome becomes a verdict and is counted.
 #![no_std]
 #![no_main]
@@ -46,18 +47,7 @@ use ingress_common::stats::{DROP_REWRITE_FAILED, PASS_OTHER_PROTOCOL};
 use nat::Rewriter;
 use outcome::Outcome;
 use packet::{Packet, Reshape, TcPacket, XdpPacket};
-use service::Origin;
-
-/// Which way a program translates.
-#[derive(Clone, Copy)]
-enum Way {
-    /// Client -> frontend becomes client -> backend; the client came in there.
-    /// From a pod, the client may be given itself as the backend (hairpin,
-    /// see `hairpin`).
-    In(Origin),
-    /// Backend -> client becomes frontend -> client.
-    Out,
-}
+use service::{Origin, Way};
 
 #[xdp]
 pub fn lb_xdp(ctx: XdpContext) -> u32 {
@@ -114,8 +104,8 @@ fn run<P: Packet + Rewriter + Reshape>(packet: &P, way: Way, bytes: u64) -> Outc
     };
     let flow = match parse::transport(packet, &network) {
         Ok(flow) => flow,
-        // An ICMP error about a translated flow is translated back with it.
-        Err(PASS_OTHER_PROTOCOL) => return icmp_error::translate(packet, &network, matches!(way, Way::Out)),
+        // An ICMP error about a translated flow is translated with it.
+        Err(PASS_OTHER_PROTOCOL) => return icmp_error::translate(packet, &network, way),
         Err(pass_reason) => return Outcome::Pass(pass_reason),
     };
     if matches!(way, Way::In(Origin::Pod))

@@ -94,14 +94,19 @@ pub fn quote() -> Option<&'static mut Quoted> {
 
 /// An ICMP error and the packet it quotes, as `icmp_error` reads it.
 pub struct Quoted {
-    /// The quoted packet turned around: how its flow's replies look. `l4`
-    /// is where the quoted L4 header is.
-    pub reply: Flow,
+    /// The quoted packet turned around: how the flow's packets going the
+    /// error's way look (replies for an error about a forward packet,
+    /// forward packets for one about a reply). `l4` is where the quoted L4
+    /// header is.
+    pub turned: Flow,
     /// Where the ICMP header is.
     pub icmp: usize,
     /// Where the error's IP packet ends by its length field: the quote may
     /// stop anywhere after its first 8 L4 bytes.
     pub end: usize,
-    /// What the quoted flow's replies are translated to.
+    /// What those packets are translated to.
     pub translation: Translation,
+    /// The other end's translation as well, for an error between a
+    /// hairpinned pod and itself.
+    pub then: Option<Translation>,
 }

@@ -15,6 +15,17 @@ pub enum Origin {
     Pod,
 }
 
+/// Which way a program translates.
+#[derive(Clone, Copy)]
+pub enum Way {
+    /// Client -> frontend becomes client -> backend; the client came in there.
+    /// From a pod, the client may be given itself as the backend (hairpin,
+    /// see `hairpin`).
+    In(Origin),
+    /// Backend -> client becomes frontend -> client.
+    Out,
+}
+
 impl Origin {
     #[inline(always)]
     pub fn local_flag(self) -> u16 {

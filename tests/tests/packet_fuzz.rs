@@ -8,7 +8,7 @@
 //! (a) a verdict its program may return, and never a refused run;
 //! (b) byte for byte what it was, passed, when it is neither to a frontend
 //!     nor of a tracked flow (conntrack reply, SNAT, hairpin answer) nor an
-//!     ICMP error quoting a packet of one;
+//!     ICMP error quoting a packet of one (a client's, or a pod's reply);
 //! (c) when rewritten, checksums that still add up as before (valid stays
 //!     valid; an ICMP error's quoted headers too), and when answered with a reject, valid ones whatever came in;
 //! (d) exactly one count, under a reason of its verdict's kind: over every
@@ -27,7 +27,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
 use ingress_common::addr::Addr;
-use ingress_common::maps::{CT_REPLY, CtKey, SNAT_FORWARD, SNAT_REPLY, SnatKey};
+use ingress_common::maps::{CT_FORWARD, CT_REPLY, CtKey, SNAT_FORWARD, SNAT_REPLY, SnatKey};
 use ingress_common::stats::*;
 use ingress_common::{HAIRPIN_ADDR, HAIRPIN_ADDR6};
 use ingress_tests::figures;
@@ -145,7 +145,7 @@ const REASONS: [(Kind, &[u32]); 4] = [
         ],
     ),
     (Kind::Dropped, &[DROP_NO_BACKEND, DROP_BAD_SLOT, DROP_REWRITE_FAILED, DROP_SOURCE_RANGE, DROP_SNAT_PORTS_EXHAUSTED]),
-    (Kind::Answered, &[REJECT_NO_BACKEND, HAIRPIN_TRANSLATED, HAIRPIN_REPLY_TRANSLATED]),
+    (Kind::Answered, &[REJECT_NO_BACKEND, HAIRPIN_TRANSLATED, HAIRPIN_REPLY_TRANSLATED, ICMP_ERROR_HAIRPIN_TRANSLATED]),
 ];
 
 #[derive(Clone, Copy)]
@@ -274,7 +274,11 @@ impl Fuzzer {
                     let reply = Frame { src: backend, sport: POD_PORT, dst: f.client, dport: sport, tcp_flags: frame.tcp_flags | ACK, ..frame.clone() };
                     tracked.push(("a tracked reply", reply.clone()));
                     tracked.push(("an error about a tracked flow", too_big(backend, f.client, &dnat)));
+                    let (_, reply_out) = self.run(TC_OUT_PROGRAM, &reply.build()).unwrap();
+                    assert_eq!(packet::read_ip(&reply_out).src, f.vip, "reverse DNAT of {reply:?}");
+                    tracked.push(("an error about a tracked reply", too_big(f.client, f.vip, &reply_out)));
                     if backend == f.remote {
+                        tracked.push(("an error to another node's pod about its reply", too_big(f.client, backend, &reply.build())));
                         let (_, snat) = self.run(TC_OUT_PROGRAM, &dnat).unwrap();
                         let node = packet::read_ip(&snat);
                         assert_eq!(node.src, f.node, "SNAT of {frame:?}");
@@ -284,13 +288,20 @@ impl Fuzzer {
                     }
                 }
             }
-            // A pod given itself as the backend (1 in 3 per flow).
-            let hairpinned = (50_000..50_030).find(|&sport| {
-                let syn = Frame::tcp(f.local[0], sport, f.vip, 80, SYN).build();
-                self.run(TC_IN_PROGRAM, &syn).unwrap().0 == TC_ACT_REDIRECT
-            });
-            let sport = hairpinned.expect("no flow of 30 hairpinned");
-            tracked.push(("a hairpin answer", Frame::tcp(f.local[0], POD_PORT, f.hairpin, sport, SYN | ACK)));
+            // A pod given itself as the backend (1 in 3 per flow), and the
+            // errors it may send about its packet and about its answer.
+            let (sport, hairpinned) = (50_000..50_030)
+                .find_map(|sport| {
+                    let syn = Frame::tcp(f.local[0], sport, f.vip, 80, SYN).build();
+                    let (verdict, out) = self.run(TC_IN_PROGRAM, &syn).unwrap();
+                    (verdict == TC_ACT_REDIRECT).then_some((sport, out))
+                })
+                .expect("no flow of 30 hairpinned");
+            let answer = Frame::tcp(f.local[0], POD_PORT, f.hairpin, sport, SYN | ACK);
+            let (_, answered) = self.run(TC_IN_PROGRAM, &answer.build()).unwrap();
+            tracked.push(("a hairpin answer", answer));
+            tracked.push(("an error about a hairpinned packet", too_big(f.local[0], f.hairpin, &hairpinned)));
+            tracked.push(("an error about a hairpin answer", too_big(f.local[0], f.vip, &answered)));
         }
         tracked
     }
@@ -298,11 +309,13 @@ impl Fuzzer {
     /// Whether the programs may touch `frame` at all: a TCP or UDP frame to
     /// a frontend, or of a flow the maps track (a conntrack reply, either
     /// SNAT leg, a hairpin answer); or an ICMP error quoting a packet whose
-    /// reply would be such a tracked reply.
+    /// other direction is such a tracked packet or a tracked flow's forward
+    /// packet (an error about a reply).
     fn service_traffic(&self, frame: &[u8]) -> bool {
         if let Some(quote) = quote_of(frame) {
             let q = quote.flow;
-            return self.tracked(&Flow { src: q.dst, dst: q.src, sport: q.dport, dport: q.sport, proto: q.proto });
+            let turned = Flow { src: q.dst, dst: q.src, sport: q.dport, dport: q.sport, proto: q.proto };
+            return self.tracked(&turned) || self.tracked_forward(&turned);
         }
         let Some(flow) = flow_of(frame) else { return false };
         self.frontends.contains(&(flow.dst, flow.dport, flow.proto)) || self.tracked(&flow)
@@ -316,6 +329,13 @@ impl Fuzzer {
         maps.conntrack_entry(&ct).unwrap().is_some()
             || maps.snat_entry(&snat(SNAT_REPLY)).unwrap().is_some()
             || maps.snat_entry(&snat(SNAT_FORWARD)).unwrap().is_some()
+    }
+
+    /// Whether `flow` is a forward packet of a flow conntrack tracks.
+    fn tracked_forward(&self, flow: &Flow) -> bool {
+        let (saddr, daddr, sport, dport) = (Addr::from(flow.src), Addr::from(flow.dst), flow.sport.to_be(), flow.dport.to_be());
+        let ct = CtKey { saddr, daddr, sport, dport, proto: flow.proto, direction: CT_FORWARD, _pad: [0; 2] };
+        self.programmed.maps.conntrack_entry(&ct).unwrap().is_some()
     }
 
     /// Properties (a) to (c) for one run; the kind of verdict it got.

@@ -141,6 +141,14 @@ impl Dataplane {
         Ok(self.loaded(name)?.try_into()?)
     }
 
+    /// The instructions the verifier processed to accept program `name`
+    /// (verifying it first if it was not yet): the figure its limit of
+    /// 1,000,000 applies to. `None` from a kernel that does not report it
+    /// (before 5.16).
+    pub fn verified_instructions(&mut self, name: &str) -> anyhow::Result<Option<u32>> {
+        Ok(self.loaded(name)?.info()?.verified_instruction_count())
+    }
+
     fn loaded(&mut self, name: &str) -> anyhow::Result<&mut Program> {
         let program = self.ebpf.program_mut(name).with_context(|| format!("{name} missing from the object"))?;
         if program.fd().is_err() {
