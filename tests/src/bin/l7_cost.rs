@@ -61,11 +61,12 @@ fn main() -> Result<()> {
                 bail!("--high must be above --low");
             }
             let config = CostConfig { proxy_binary: std::env::current_exe()?, pods, low, high, warm_up, connections, out_dir: out };
-            println!("| pods | instructions/request | syscalls/request | syscalls by name (per request) |");
-            println!("|---|---:|---:|---|");
+            println!("| pods | instructions/request | syscalls/request | syscalls by name (per request) | clock reads/request |");
+            println!("|---|---:|---:|---|---:|");
             for cost in measure(&config)? {
                 let names: Vec<String> = cost.syscalls_by_name.iter().map(|(name, count)| format!("{name} {count:.2}")).collect();
-                println!("| {} | {:.0} | {:.2} | {} |", cost.pods.name(), cost.instructions, cost.syscalls, names.join(", "));
+                let row = [cost.pods.name().to_owned(), format!("{:.0}", cost.instructions), format!("{:.2}", cost.syscalls), names.join(", "), format!("{:.2}", cost.clock_reads)];
+                println!("| {} |", row.join(" | "));
             }
             Ok(())
         }
