@@ -144,10 +144,13 @@ fn decode_all(input: &[u8], step: usize) -> Result<(String, bool, String), &'sta
     Ok((String::from_utf8(data).unwrap(), false, String::from_utf8_lossy(&buffer).into_owned()))
 }
 
+/// The data, whether the last chunk was seen and what is left after it; or the error.
+type ChunkedOutcome<'a> = Result<(&'a str, bool, &'a str), &'static str>;
+
 #[test]
 fn chunked_bodies_decode_whole_or_not_at_all() {
     let long_line = format!("1;{}\r\nx\r\n0\r\n\r\n", "e".repeat(MAX_CHUNK_LINE));
-    let cases: Vec<(&str, String, Result<(&str, bool, &str), &str>)> = vec![
+    let cases: Vec<(&str, String, ChunkedOutcome)> = vec![
         ("one chunk", "2\r\nok\r\n0\r\n\r\n".into(), Ok(("ok", true, ""))),
         ("upper-case hex, two chunks", "A\r\n0123456789\r\n1\r\n!\r\n0\r\n\r\n".into(), Ok(("0123456789!", true, ""))),
         ("extensions", "2;name=value\r\nok\r\n0 ; last\r\n\r\n".into(), Ok(("ok", true, ""))),
