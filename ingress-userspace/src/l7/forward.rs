@@ -238,6 +238,12 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 }
 
 pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // A message rarely carries any: one pass over its names costs less
+    // than looking up each hop-by-hop name (every name `Connection` lists is
+    // only removed when `Connection` is there).
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     // The names `Connection` lists go too; only those present are copied out
     // (`close` and `keep-alive` name no header).
     let listed: Vec<String> = connection_tokens(headers).filter(|token| headers.contains_key(*token)).map(str::to_owned).collect();
