@@ -2,12 +2,14 @@
 //! mapped to 504/502/503 and one retry elsewhere for idempotent requests
 //! without a body; connections come from the proxy's own pool (`upstream`).
 
-use std::net::SocketAddr;
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
 use hyper::body::{Body, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::http::uri::PathAndQuery;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 
@@ -17,7 +19,7 @@ use super::options::ProxyOptions;
 use super::response::{BoxError, ProxyBody, local};
 use super::rewrite::rewrite;
 use super::table::Route;
-use super::upstream::Pool;
+use super::upstream::{Pool, RequestHead};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -47,7 +49,8 @@ pub(crate) struct Upstreams {
 pub(crate) struct Forwarded<'a> {
     pub peer: SocketAddr,
     pub scheme: &'static str,
-    pub authority: &'a str,
+    /// Shared with the client's request: the value goes upstream as it came.
+    pub authority: &'a HeaderValue,
     pub rule: Option<&'a PathMatch>,
     /// The `Host` the upstream gets instead of `authority` (URLRewrite).
     pub upstream_host: Option<HeaderValue>,
@@ -99,41 +102,38 @@ impl Upstreams {
         };
         let (parts, body) = request.into_parts();
         // Origin form, as an HTTP/1.1 upstream expects it: the client's own
-        // path and query are shared, not copied.
-        let (uri, forwarded_prefix) = match rewritten {
-            Some(rewritten) => (rewritten.path_and_query.parse::<Uri>().unwrap_or_default(), rewritten.forwarded_prefix),
-            None => (parts.uri.path_and_query().cloned().map_or_else(|| Uri::from_static("/"), Uri::from), None),
+        // path and query, borrowed, unless a rewrite made another.
+        let rewritten = rewritten.map(|rewritten| (rewritten.path_and_query.parse::<Uri>().unwrap_or_default(), rewritten.forwarded_prefix));
+        let (target, forwarded_prefix) = match &rewritten {
+            Some((uri, prefix)) => (uri.path_and_query().map_or("/", PathAndQuery::as_str), prefix.as_deref()),
+            None => (parts.uri.path_and_query().map_or("/", PathAndQuery::as_str), None),
         };
         let mut headers = parts.headers;
         strip_hop_by_hop(&mut headers);
-        add_forwarding_headers(&mut headers, &forwarded, forwarded_prefix.as_deref());
+        add_forwarding_headers(&mut headers, &forwarded, forwarded_prefix);
         if let Some(protocol) = &upgrade {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, protocol.clone());
         }
+        let head = RequestHead { method: &parts.method, target, headers: &headers };
 
         // Without a body the request can be sent again; with one it is consumed.
         let retryable = is_idempotent(&parts.method) && body.is_end_stream();
-        let body = ClientBody::new(body, options.body_read_timeout);
-        let mut body = Some(Limited::new(body, usize::try_from(max_body_bytes).unwrap_or(usize::MAX)));
+        let mut body = (!body.is_end_stream()).then(|| {
+            let body = ClientBody::new(body, options.body_read_timeout);
+            Limited::new(body, usize::try_from(max_body_bytes).unwrap_or(usize::MAX))
+        });
         let attempts = if retryable { 2 } else { 1 };
         let mut last_failure = Failure::TimedOut;
-        let mut endpoints = upstream.pick(attempts).peekable();
-        while let Some(endpoint) = endpoints.next() {
+        for endpoint in upstream.pick(attempts) {
             let attempt_body = match body.take() {
                 Some(body) if !retryable => body.map_err(BoxError::from).boxed(),
                 _ => Empty::new().map_err(|never| match never {}).boxed(),
             };
-            let mut upstream_request = Request::new(attempt_body);
-            *upstream_request.method_mut() = parts.method.clone();
-            *upstream_request.uri_mut() = uri.clone();
-            *upstream_request.version_mut() = Version::HTTP_11;
-            // Copied only while another attempt may still need them.
-            *upstream_request.headers_mut() = if endpoints.peek().is_some() { headers.clone() } else { std::mem::take(&mut headers) };
             let sent = match &client_upgrade {
-                None => tokio::time::timeout(request_timeout, self.pool.send(endpoint, upstream_request)).await,
+                None => tokio::time::timeout(request_timeout, self.pool.send(endpoint, &head, attempt_body)).await,
                 Some(_) => {
-                    let sending = self.pool.send_upgrade(endpoint, upstream_request);
+                    let sending = self.pool.send_upgrade(endpoint, head.to_request(attempt_body));
                     tokio::time::timeout(request_timeout, sending).await.map(|sent| sent.map(|response| response.map(|body| body.map_err(BoxError::from).boxed())))
                 }
             };
@@ -228,21 +228,27 @@ fn is_idempotent(method: &Method) -> bool {
 
 /// The protocol a client asks to switch to, when `Connection` says so.
 pub(super) fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
-    let connection_tokens = connection_tokens(headers);
-    let asks = connection_tokens.iter().any(|token| token == "upgrade");
+    let asks = connection_tokens(headers).any(|token| token.eq_ignore_ascii_case("upgrade"));
     headers.get(header::UPGRADE).filter(|_| asks).cloned()
 }
 
-fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
-    let values = headers.get_all(header::CONNECTION).iter();
-    let values = values.filter_map(|value| value.to_str().ok());
-    let tokens = values.flat_map(|value| value.split(','));
-    tokens.map(|token| token.trim().to_ascii_lowercase()).filter(|token| !token.is_empty()).collect()
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    let values = headers.get_all(header::CONNECTION).iter().filter_map(|value| value.to_str().ok());
+    values.flat_map(|value| value.split(',')).map(str::trim).filter(|token| !token.is_empty())
 }
 
 pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    for token in connection_tokens(headers) {
-        headers.remove(token.as_str());
+    // A message rarely carries any: one pass over its names costs less
+    // than looking up each hop-by-hop name (every name `Connection` lists is
+    // only removed when `Connection` is there).
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
+    // The names `Connection` lists go too; only those present are copied out
+    // (`close` and `keep-alive` name no header).
+    let listed: Vec<String> = connection_tokens(headers).filter(|token| headers.contains_key(*token)).map(str::to_owned).collect();
+    for name in listed {
+        headers.remove(name.as_str());
     }
     for name in &HOP_BY_HOP {
         headers.remove(name);
@@ -250,26 +256,33 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 pub(super) fn add_forwarding_headers(headers: &mut HeaderMap, forwarded: &Forwarded, forwarded_prefix: Option<&str>) {
-    let client_ip = forwarded.peer.ip().to_string();
+    let client_ip = forwarded.peer.ip();
     let chain = match headers.get(&X_FORWARDED_FOR).and_then(|value| value.to_str().ok()) {
-        Some(earlier) => format!("{earlier}, {client_ip}"),
-        None => client_ip.clone(),
+        Some(earlier) => HeaderValue::from_str(&format!("{earlier}, {client_ip}")).ok(),
+        None => Some(ip_value(client_ip)),
     };
-    let mut set = |name: HeaderName, value: &str| {
-        if let Ok(value) = HeaderValue::from_str(value) {
-            headers.insert(name, value);
-        }
-    };
-    set(X_FORWARDED_FOR, &chain);
-    set(X_REAL_IP, &client_ip);
-    set(X_FORWARDED_PROTO, forwarded.scheme);
-    set(X_FORWARDED_HOST, forwarded.authority);
-    // HTTP/2 clients send `:authority` only; the HTTP/1.1 upstream needs Host.
-    let upstream_host = forwarded.upstream_host.as_ref().and_then(|host| host.to_str().ok());
-    set(header::HOST, upstream_host.unwrap_or(forwarded.authority));
-    if let Some(prefix) = forwarded_prefix {
-        set(X_FORWARDED_PREFIX, prefix);
+    if let Some(chain) = chain {
+        headers.insert(X_FORWARDED_FOR, chain);
     }
+    headers.insert(X_REAL_IP, ip_value(client_ip));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(forwarded.scheme));
+    headers.insert(X_FORWARDED_HOST, forwarded.authority.clone());
+    // HTTP/2 clients send `:authority` only; the HTTP/1.1 upstream needs Host.
+    let upstream_host = forwarded.upstream_host.as_ref().filter(|host| host.to_str().is_ok());
+    headers.insert(header::HOST, upstream_host.unwrap_or(forwarded.authority).clone());
+    if let Some(prefix) = forwarded_prefix.and_then(|prefix| HeaderValue::from_str(prefix).ok()) {
+        headers.insert(X_FORWARDED_PREFIX, prefix);
+    }
+}
+
+/// An address as header text, formatted on the stack: no String per request.
+fn ip_value(ip: IpAddr) -> HeaderValue {
+    // The longest: an IPv6 address with an embedded IPv4 one, 45 characters.
+    let mut text = [0u8; 48];
+    let mut cursor = std::io::Cursor::new(&mut text[..]);
+    let _ = write!(cursor, "{ip}");
+    let length = usize::try_from(cursor.position()).unwrap_or_default();
+    HeaderValue::from_bytes(&text[..length]).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 #[cfg(test)]
@@ -304,7 +317,7 @@ mod tests {
         let forwarded = Forwarded {
             peer: SocketAddr::from(([192, 0, 2, 1], 5555)),
             scheme: "https",
-            authority: "shop.example:8443",
+            authority: &HeaderValue::from_static("shop.example:8443"),
             rule: None,
             upstream_host: None,
         };

@@ -24,7 +24,7 @@ use super::filters::Mirror;
 use super::forward::{Forwarded, add_forwarding_headers, strip_hop_by_hop, upgrade_protocol};
 use super::metrics::{L7Metrics, MirrorOutcome};
 use super::response::ProxyBody;
-use super::upstream::Pool;
+use super::upstream::{Pool, RequestHead};
 
 /// Copies one proxy (one listener of one thread) may have under way: a mirror
 /// that hangs holds that many connections at most, until the request
@@ -82,7 +82,9 @@ impl Mirrors {
 /// Sends the copy and reads the answer to its end, which returns the
 /// connection to the pool; the answer itself is dropped.
 async fn exchange(pool: &Arc<Pool>, endpoint: SocketAddr, copy: Request<ProxyBody>) -> Result<(), super::response::BoxError> {
-    let response = pool.send(endpoint, copy).await?;
+    let (parts, body) = copy.into_parts();
+    let target = parts.uri.path_and_query().map_or("/", |target| target.as_str());
+    let response = pool.send(endpoint, &RequestHead { method: &parts.method, target, headers: &parts.headers }, body).await?;
     response.into_body().collect().await?;
     Ok(())
 }
@@ -140,7 +142,8 @@ mod tests {
             .body(())
             .unwrap();
         let peer = SocketAddr::from(([192, 0, 2, 1], 5555));
-        let forwarded = Forwarded { peer, scheme: "http", authority: "a.test", rule: None, upstream_host: None };
+        let authority = hyper::header::HeaderValue::from_static("a.test");
+        let forwarded = Forwarded { peer, scheme: "http", authority: &authority, rule: None, upstream_host: None };
         let copy = copy_of(&request, &forwarded);
         assert_eq!((copy.method().as_str(), copy.uri().to_string(), copy.version()), ("GET", "/p?q=1".to_owned(), Version::HTTP_11));
         let header = |name: &str| copy.headers().get(name).map(|value| value.to_str().unwrap().to_owned());

@@ -10,6 +10,7 @@ pub mod conditions;
 pub mod endpoints;
 pub mod filters;
 mod forward;
+mod h1_wire;
 pub mod host;
 pub mod metrics;
 mod misdirected;

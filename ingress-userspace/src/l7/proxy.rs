@@ -211,29 +211,32 @@ impl Proxy {
         let started = Instant::now();
         let scheme = if tls.is_some() { "https" } else { "http" };
         let method = request.method().clone();
-        let path = request.uri().path().to_owned();
-        let authority = authority_of(&request);
+        // The path outlives the request only for the access log, which is off by default.
+        let access_log = tracing::enabled!(target: "l7_access", tracing::Level::INFO);
+        let path = if access_log { request.uri().path().to_owned() } else { String::new() };
+        let authority_value = authority_of(&request);
+        let authority = authority_value.to_str().unwrap_or_default();
         let table = self.routes.load_full();
         let absolute_form = request.version() <= Version::HTTP_11 && request.uri().scheme().is_some();
         let (route_name, outcome) = if method == Method::CONNECT {
             ("refused", local(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported\n"))
-        } else if absolute_form && !table.serves_host(&authority) {
+        } else if absolute_form && !table.serves_host(authority) {
             // Never act as a forward proxy for hosts this node does not serve.
             ("refused", local(StatusCode::MISDIRECTED_REQUEST, "host not served here\n"))
-        } else if tls.is_some_and(|tls| tls.misdirects(&authority, table.certificates())) {
+        } else if tls.is_some_and(|tls| tls.misdirects(authority, table.certificates())) {
             ("refused", local(StatusCode::MISDIRECTED_REQUEST, "host does not match the TLS server name\n"))
         } else {
-            match table.lookup(&authority, scheme, &request) {
+            match table.lookup(authority, scheme, &request) {
                 Decision::Forward { route, rule, canary } => {
                     let route = canary.filter(|canary| canary.takes(request.headers())).map_or(route, |canary| &canary.route);
-                    let local_answer = || route.filters.redirect(&request, rule, scheme, &authority);
-                    let response = match policy::local_answer(route, &request, peer.ip(), scheme, &authority).or_else(local_answer) {
+                    let local_answer = || route.filters.redirect(&request, rule, scheme, authority);
+                    let response = match policy::local_answer(route, &request, peer.ip(), scheme, authority).or_else(local_answer) {
                         Some(answer) => answer,
                         None => {
                             let cors = route.annotations.cors.as_ref().map(|cors| policy::cors_headers(cors, request.headers()));
                             let mut request = request;
                             let upstream_host = route.filters.rewrite_request(&mut request, rule);
-                            let forwarded = Forwarded { peer, scheme, authority: &authority, rule, upstream_host };
+                            let forwarded = Forwarded { peer, scheme, authority: &authority_value, rule, upstream_host };
                             if !route.filters.mirrors.is_empty() {
                                 self.mirrors.send(&route.filters.mirrors, &request, &forwarded);
                             }
@@ -248,9 +251,11 @@ impl Proxy {
                     (route.name.as_str(), response)
                 }
                 Decision::DefaultBackend { known_host } => {
-                    let healthz = path == "/healthz" && matches!(method, Method::GET | Method::HEAD);
+                    let healthz = request.uri().path() == "/healthz" && matches!(method, Method::GET | Method::HEAD);
                     if !known_host && !healthz && self.options.close_unknown_hosts {
-                        self.log(peer, &method, &authority, &path, "unknown-host", None, started);
+                        if access_log {
+                            self.log(peer, &method, authority, &path, "unknown-host", None, started);
+                        }
                         return Err(CloseConnection);
                     }
                     let response = if healthz {
@@ -266,7 +271,9 @@ impl Proxy {
         response.headers_mut().insert(SERVER, HeaderValue::from_static(SERVER_NAME));
         let status = response.status();
         self.metrics.observe(route_name, status.as_u16(), started.elapsed());
-        self.log(peer, &method, &authority, &path, route_name, Some(status), started);
+        if access_log {
+            self.log(peer, &method, authority, &path, route_name, Some(status), started);
+        }
         Ok(response)
     }
 
@@ -300,13 +307,15 @@ impl std::fmt::Display for CloseConnection {
 impl std::error::Error for CloseConnection {}
 
 /// The authority a request is for: the URI's (HTTP/2 `:authority`, or an
-/// HTTP/1 absolute-form target, which overrides `Host`), else `Host`.
-fn authority_of<B>(request: &Request<B>) -> String {
+/// HTTP/1 absolute-form target, which overrides `Host`), else `Host`,
+/// shared rather than copied; empty when it is not visible ASCII.
+fn authority_of<B>(request: &Request<B>) -> HeaderValue {
+    let empty = || HeaderValue::from_static("");
     if let Some(authority) = request.uri().authority() {
-        return authority.as_str().to_owned();
+        return HeaderValue::from_str(authority.as_str()).unwrap_or_else(|_| empty());
     }
-    let host = request.headers().get(HOST).and_then(|host| host.to_str().ok());
-    host.unwrap_or_default().to_owned()
+    let host = request.headers().get(HOST).filter(|host| host.to_str().is_ok());
+    host.cloned().unwrap_or_else(empty)
 }
 
 /// The bytes read ahead of hyper, replayed before the rest of the stream.

@@ -1,40 +1,52 @@
-//! Upstream HTTP/1.1 connections and the keep-alive pool the proxy owns: one
-//! `hyper::client::conn::http1` connection per TCP stream it connects itself,
-//! driven by the request that uses it (no task per connection): while the
-//! response head is awaited, then by the response body as the client reads
-//! it. A connection whose answer was complete and did not ask to close goes
-//! back to the pool of its endpoint; any other is dropped, which closes it.
+//! Upstream HTTP/1.1 connections and the keep-alive pool the proxy owns
+//! (one per worker thread): the request head is written into a buffer the
+//! connection keeps, the response head parsed into the client's answer
+//! (`h1_wire`), and the response body read straight from the socket as the
+//! client reads it, no task and no channel in between. A connection whose
+//! answer was complete, self-delimited and did not ask to close goes back to
+//! the pool of its endpoint; any other is dropped, which closes it. Only a
+//! request that asks to switch protocols (WebSocket) gets a hyper client
+//! connection of its own, polled by a task until the switch.
 
 use std::collections::HashMap;
-use std::future::{Future, poll_fn};
+use std::fmt;
+use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
+use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::{self, Connection, SendRequest};
-use hyper::header::{self, HeaderMap};
-use hyper::{Request, Response, Version};
+use hyper::client::conn::http1;
+use hyper::header::HeaderMap;
+use hyper::{Method, Request, Response, Version};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::h1_wire::{self, Chunked, Decoded, Framing, LAST_CHUNK, Malformed, Outgoing, ResponseHead};
 use super::response::{BoxError, ProxyBody};
 
 /// Idle connections kept per endpoint, as nginx's `keepalive 32` in the benchmark.
 const MAX_IDLE_PER_ENDPOINT: usize = 32;
+/// What one read asks for at least; a response head and a small body fit.
+const READ_SIZE: usize = 8 * 1024;
+/// Request body bytes gathered before they are written out.
+const WRITE_BATCH: usize = 16 * 1024;
 
-type Io = TokioIo<TcpStream>;
-
-/// One HTTP/1.1 connection to an upstream: the side that sends requests and
-/// the state machine that must be polled for anything to move.
+/// One HTTP/1.1 connection to an upstream and its buffers, kept with it.
 pub(crate) struct Conn {
-    sender: SendRequest<ProxyBody>,
-    connection: Connection<Io, ProxyBody>,
+    stream: TcpStream,
+    /// What the upstream sent that is not taken yet.
+    read: BytesMut,
+    /// The request head (and small body pieces) before they are written.
+    write: Vec<u8>,
 }
 
 struct Idle {
@@ -48,6 +60,47 @@ pub(crate) struct Pool {
     idle_timeout: Duration,
 }
 
+/// Why an exchange with an upstream failed; `source` leads to the request
+/// body's own error, which the proxy tells apart (413, 408, 400).
+#[derive(Debug)]
+pub(crate) enum UpstreamError {
+    Io(io::Error),
+    /// The upstream closed before a complete response head.
+    Closed,
+    Malformed(Malformed),
+    /// The client's request body failed while it was being sent.
+    RequestBody(BoxError),
+}
+
+impl fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpstreamError::Io(error) => write!(f, "upstream connection failed: {error}"),
+            UpstreamError::Closed => f.write_str("the upstream closed the connection before answering"),
+            UpstreamError::Malformed(malformed) => malformed.fmt(f),
+            UpstreamError::RequestBody(_) => f.write_str("the request body failed"),
+        }
+    }
+}
+
+impl std::error::Error for UpstreamError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            UpstreamError::Io(error) => Some(error),
+            UpstreamError::RequestBody(error) => Some(error.as_ref()),
+            UpstreamError::Closed | UpstreamError::Malformed(_) => None,
+        }
+    }
+}
+
+/// A failed exchange, and whether the request may go out again: only when
+/// nothing came back and no byte of its body was taken, which is a pooled
+/// connection the upstream had closed meanwhile.
+struct Failed {
+    error: UpstreamError,
+    may_retry: bool,
+}
+
 impl Pool {
     /// Also starts the sweep that closes connections idle for longer than
     /// `idle_timeout`; it ends with the pool. Must run inside a tokio runtime.
@@ -57,44 +110,48 @@ impl Pool {
         pool
     }
 
-    /// Sends `request` on an idle connection to `endpoint` (one that the
+    /// Sends the request on an idle connection to `endpoint` (one that the
     /// upstream closed meanwhile is skipped, and a request it could not take
     /// goes out again on a new connection) or on a new one.
-    pub(crate) async fn send(self: &Arc<Self>, endpoint: SocketAddr, request: Request<ProxyBody>) -> Result<Response<ProxyBody>, BoxError> {
-        let mut request = request;
+    pub(crate) async fn send(self: &Arc<Self>, endpoint: SocketAddr, head: &RequestHead<'_>, mut body: ProxyBody) -> Result<Response<ProxyBody>, BoxError> {
+        let outgoing = h1_wire::outgoing(head.method, head.headers, body.is_end_stream(), body.size_hint().exact());
+        let mut exchange = Exchange { head, outgoing, body: &mut body, body_taken: false };
         if let Some(conn) = self.checkout(endpoint) {
-            match exchange(conn, request).await {
-                Ok((response, conn)) => return Ok(self.pass_on(endpoint, response, conn)),
-                Err(mut error) => match error.take_message() {
-                    Some(unsent) => request = unsent,
-                    None => return Err(error.into_error().into()),
-                },
+            match exchange.run(conn).await {
+                Ok((head, conn)) => return Ok(self.pass_on(endpoint, head, conn)),
+                Err(Failed { error, may_retry: true }) => tracing::debug!(%endpoint, %error, "pooled upstream connection was closed; sending again"),
+                Err(Failed { error, .. }) => return Err(error.into()),
             }
         }
         let conn = self.connect(endpoint).await?;
-        let (response, conn) = exchange(conn, request).await.map_err(|error| error.into_error())?;
-        Ok(self.pass_on(endpoint, response, conn))
+        let (head, conn) = exchange.run(conn).await.map_err(|failed| failed.error)?;
+        Ok(self.pass_on(endpoint, head, conn))
     }
 
     /// A connection of its own for a request that asks to switch protocols:
     /// polled by a task until the switch hands its socket to the upgrade.
     pub(crate) async fn send_upgrade(&self, endpoint: SocketAddr, request: Request<ProxyBody>) -> Result<Response<Incoming>, BoxError> {
-        let Conn { mut sender, connection } = self.connect(endpoint).await?;
+        let stream = self.connect_stream(endpoint).await?;
+        let (mut sender, connection) = http1::Builder::new().handshake(TokioIo::new(stream)).await?;
         tokio::spawn(connection.with_upgrades());
         Ok(sender.send_request(request).await?)
     }
 
-    async fn connect(&self, endpoint: SocketAddr) -> Result<Conn, BoxError> {
+    async fn connect(&self, endpoint: SocketAddr) -> Result<Conn, UpstreamError> {
+        let stream = self.connect_stream(endpoint).await?;
+        Ok(Conn { stream, read: BytesMut::new(), write: Vec::new() })
+    }
+
+    async fn connect_stream(&self, endpoint: SocketAddr) -> Result<TcpStream, UpstreamError> {
         let connecting = tokio::time::timeout(self.connect_timeout, TcpStream::connect(endpoint));
         let stream = match connecting.await {
-            Ok(connected) => connected?,
-            Err(_elapsed) => return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out").into()),
+            Ok(connected) => connected.map_err(UpstreamError::Io)?,
+            Err(_elapsed) => return Err(UpstreamError::Io(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))),
         };
         // The request head and a small body go out in one write; what
         // follows must not wait for an ACK.
-        stream.set_nodelay(true)?;
-        let (sender, connection) = http1::Builder::new().handshake(TokioIo::new(stream)).await?;
-        Ok(Conn { sender, connection })
+        stream.set_nodelay(true).map_err(UpstreamError::Io)?;
+        Ok(stream)
     }
 
     /// The newest idle connection to `endpoint` that is still open.
@@ -117,109 +174,273 @@ impl Pool {
         }
     }
 
-    /// The response, with a body that keeps the connection moving and, once
-    /// complete, returns it to the pool when the upstream keeps it alive.
-    fn pass_on(self: &Arc<Self>, endpoint: SocketAddr, response: Response<Incoming>, conn: Conn) -> Response<ProxyBody> {
-        let reuse = keeps_alive(response.version(), response.headers()).then(|| (self.clone(), endpoint));
-        response.map(|body| ProxyBody::new(DrivingBody { body, conn: Some(conn), finished: false, reuse }))
+    /// The client's answer: the upstream's head, and a body that reads the
+    /// rest from the connection and, once complete, returns it to the pool
+    /// when the upstream keeps it alive.
+    fn pass_on(self: &Arc<Self>, endpoint: SocketAddr, head: ResponseHead, conn: Conn) -> Response<ProxyBody> {
+        let reuse = head.keep_alive.then(|| (self.clone(), endpoint));
+        let state = match head.framing {
+            Framing::Empty | Framing::Length(0) => State::Done,
+            Framing::Length(left) => State::Length(left),
+            Framing::Chunked => State::Chunked(Chunked::Size),
+            Framing::UntilClose => State::UntilClose,
+        };
+        let body = UpstreamBody { conn: Some(conn), state, reuse };
+        let mut response = Response::new(ProxyBody::new(body));
+        *response.status_mut() = head.status;
+        *response.version_mut() = head.version;
+        *response.headers_mut() = head.headers;
+        response
+    }
+}
+
+/// A request head as it goes upstream, borrowed from where it was built:
+/// the same head may go to another endpoint when this one fails.
+pub(crate) struct RequestHead<'a> {
+    pub method: &'a Method,
+    /// Origin form: the path and the query.
+    pub target: &'a str,
+    pub headers: &'a HeaderMap,
+}
+
+impl RequestHead<'_> {
+    /// As hyper's client takes it, for a request that switches protocols.
+    pub(crate) fn to_request(&self, body: ProxyBody) -> Request<ProxyBody> {
+        let mut request = Request::new(body);
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.target.parse().unwrap_or_default();
+        *request.version_mut() = Version::HTTP_11;
+        *request.headers_mut() = self.headers.clone();
+        request
+    }
+}
+
+/// One request as it goes out, possibly twice (see [`Failed`]).
+struct Exchange<'a> {
+    head: &'a RequestHead<'a>,
+    outgoing: Outgoing,
+    body: &'a mut ProxyBody,
+    body_taken: bool,
+}
+
+impl Exchange<'_> {
+    /// Writes the request, then reads until the response head is in.
+    async fn run(&mut self, mut conn: Conn) -> Result<(ResponseHead, Conn), Failed> {
+        conn.write.clear();
+        let RequestHead { method, target, headers } = self.head;
+        h1_wire::write_request_head(&mut conn.write, method, target, headers, self.outgoing);
+        let sent = self.send(&mut conn).await;
+        if let Err(error @ UpstreamError::RequestBody(_)) = sent {
+            // The upstream still waits for the rest of the body: no answer is coming.
+            return Err(Failed { error, may_retry: false });
+        }
+        let head = read_head(&mut conn, self.head.method).await;
+        match (sent, head) {
+            (Ok(()), Ok(head)) => Ok((head, conn)),
+            // An upstream may answer before it has read the whole body (and
+            // close): its answer is passed on, the connection is not reused.
+            (Err(UpstreamError::Io(_)), Ok(mut head)) => {
+                head.keep_alive = false;
+                Ok((head, conn))
+            }
+            (Err(error), _) | (Ok(()), Err(error)) => {
+                let nothing_back = matches!(error, UpstreamError::Closed | UpstreamError::Io(_)) && conn.read.is_empty();
+                Err(Failed { may_retry: nothing_back && !self.body_taken, error })
+            }
+        }
+    }
+
+    async fn send(&mut self, conn: &mut Conn) -> Result<(), UpstreamError> {
+        let Conn { stream, write, .. } = conn;
+        let length = match self.outgoing {
+            Outgoing::NoBody => return stream.write_all(&write[..]).await.map_err(UpstreamError::Io),
+            Outgoing::Length { length, .. } => Some(length),
+            Outgoing::Chunked => None,
+        };
+        let mut sent: u64 = 0;
+        loop {
+            self.body_taken = true;
+            // What the client already sent goes out with the head; a body
+            // still on its way does not hold back what came before it.
+            let frame = match self.body.frame().now_or_never() {
+                Some(frame) => frame,
+                None => {
+                    flush(stream, write).await?;
+                    self.body.frame().await
+                }
+            };
+            let data = match frame {
+                None => break,
+                Some(Err(error)) => return Err(UpstreamError::RequestBody(error)),
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) if !data.is_empty() => data,
+                    // Trailers, and empty frames, are not sent on.
+                    _ => continue,
+                },
+            };
+            sent += data.len() as u64;
+            if length.is_some_and(|length| sent > length) {
+                return Err(UpstreamError::RequestBody("the request body is longer than its Content-Length".into()));
+            }
+            if length.is_none() {
+                h1_wire::write_chunk_size(write, data.len());
+            }
+            if write.len() + data.len() > WRITE_BATCH {
+                flush(stream, write).await?;
+                stream.write_all(&data).await.map_err(UpstreamError::Io)?;
+            } else {
+                write.extend_from_slice(&data);
+            }
+            if length.is_none() {
+                write.extend_from_slice(b"\r\n");
+            }
+        }
+        match length {
+            Some(length) if sent != length => {
+                return Err(UpstreamError::RequestBody("the request body is shorter than its Content-Length".into()));
+            }
+            Some(_) => {}
+            None => write.extend_from_slice(LAST_CHUNK),
+        }
+        flush(stream, write).await
+    }
+}
+
+async fn flush(stream: &mut TcpStream, write: &mut Vec<u8>) -> Result<(), UpstreamError> {
+    if !write.is_empty() {
+        stream.write_all(write).await.map_err(UpstreamError::Io)?;
+        write.clear();
+    }
+    Ok(())
+}
+
+async fn read_head(conn: &mut Conn, method: &Method) -> Result<ResponseHead, UpstreamError> {
+    loop {
+        if let Some(head) = h1_wire::take_response_head(&mut conn.read, method).map_err(UpstreamError::Malformed)? {
+            return Ok(head);
+        }
+        let read = poll_fn(|cx| conn.poll_read(cx)).await.map_err(UpstreamError::Io)?;
+        if read == 0 {
+            return Err(UpstreamError::Closed);
+        }
     }
 }
 
 impl Conn {
-    /// Lets the connection read what arrived while it sat idle (the
-    /// upstream's close, most likely) and tells whether it can take a request.
+    /// Reads what the upstream sent into `read`; 0 is its end.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.read.capacity() - self.read.len() < READ_SIZE / 4 {
+            self.read.reserve(READ_SIZE);
+        }
+        let mut spare = ReadBuf::uninit(self.read.spare_capacity_mut());
+        ready!(Pin::new(&mut self.stream).poll_read(cx, &mut spare))?;
+        let count = spare.filled().len();
+        // SAFETY: poll_read initialised the first `count` bytes of the spare capacity.
+        unsafe { self.read.set_len(self.read.len() + count) };
+        Poll::Ready(Ok(count))
+    }
+
+    /// Whether an idle connection can take a request: nothing arrived while
+    /// it sat idle, neither the upstream's close nor bytes nobody asked for.
     fn is_open(&mut self) -> bool {
+        if !self.read.is_empty() {
+            return false;
+        }
         let mut cx = Context::from_waker(Waker::noop());
-        match self.connection.poll_without_shutdown(&mut cx) {
-            Poll::Ready(_) => false,
-            Poll::Pending => self.sender.is_ready(),
-        }
+        let mut probe = [0u8; 1];
+        let mut probe = ReadBuf::new(&mut probe);
+        Pin::new(&mut self.stream).poll_read(&mut cx, &mut probe).is_pending()
     }
 }
 
-/// Sends `request` and polls the connection until the response head is in.
-/// `poll_without_shutdown`: a connection that ends is dropped, which closes
-/// the socket; a `shutdown` first would only cost a system call.
-async fn exchange(
-    mut conn: Conn,
-    request: Request<ProxyBody>,
-) -> Result<(Response<Incoming>, Conn), hyper::client::conn::TrySendError<Request<ProxyBody>>> {
-    let mut response = pin!(conn.sender.try_send_request(request));
-    let mut connection_done = false;
-    let response = poll_fn(|cx| {
-        if let Poll::Ready(response) = response.as_mut().poll(cx) {
-            return Poll::Ready(response);
-        }
-        if !connection_done && conn.connection.poll_without_shutdown(cx).is_ready() {
-            // The dispatcher is gone, so the response future has its error now.
-            connection_done = true;
-            return response.as_mut().poll(cx);
-        }
-        Poll::Pending
-    })
-    .await?;
-    Ok((response, conn))
+/// Where the response body is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Length(u64),
+    Chunked(Chunked),
+    UntilClose,
+    Done,
 }
 
-/// Whether the upstream keeps the connection after this response (RFC 9112
-/// 9.3): HTTP/1.1 unless it says `close`, HTTP/1.0 only if it says `keep-alive`.
-fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
-    let says = |token: &str| {
-        headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .any(|item| item.trim().eq_ignore_ascii_case(token))
-    };
-    match version {
-        Version::HTTP_11 => !says("close"),
-        Version::HTTP_10 => says("keep-alive"),
-        _ => false,
-    }
-}
-
-/// The upstream's response body as the client reads it; polling it also
-/// polls the connection, which is what reads the upstream's bytes.
-struct DrivingBody {
-    body: Incoming,
+/// The upstream's response body as the client reads it.
+struct UpstreamBody {
+    /// Gone once the body failed.
     conn: Option<Conn>,
-    finished: bool,
+    state: State,
     reuse: Option<(Arc<Pool>, SocketAddr)>,
 }
 
-impl Body for DrivingBody {
+impl UpstreamBody {
+    fn next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, UpstreamError>> {
+        let Some(conn) = &mut self.conn else { return Poll::Ready(Ok(None)) };
+        loop {
+            match &mut self.state {
+                State::Done => return Poll::Ready(Ok(None)),
+                State::Length(left) if !conn.read.is_empty() => {
+                    let count = usize::try_from(*left).unwrap_or(usize::MAX).min(conn.read.len());
+                    *left -= count as u64;
+                    if *left == 0 {
+                        self.state = State::Done;
+                    }
+                    return Poll::Ready(Ok(Some(conn.read.split_to(count).freeze())));
+                }
+                State::UntilClose if !conn.read.is_empty() => return Poll::Ready(Ok(Some(conn.read.split().freeze()))),
+                State::Chunked(decoder) => match decoder.decode(&mut conn.read).map_err(UpstreamError::Malformed)? {
+                    Decoded::Data(data) => return Poll::Ready(Ok(Some(data))),
+                    Decoded::Done => {
+                        self.state = State::Done;
+                        return Poll::Ready(Ok(None));
+                    }
+                    Decoded::NeedMore => {}
+                },
+                State::Length(_) | State::UntilClose => {}
+            }
+            if ready!(conn.poll_read(cx)).map_err(UpstreamError::Io)? == 0 {
+                if self.state == State::UntilClose {
+                    self.state = State::Done;
+                    self.reuse = None;
+                    continue;
+                }
+                return Poll::Ready(Err(UpstreamError::Closed));
+            }
+        }
+    }
+}
+
+impl Body for UpstreamBody {
     type Data = Bytes;
     type Error = BoxError;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        if let Some(conn) = &mut this.conn
-            && conn.connection.poll_without_shutdown(cx).is_ready()
-        {
-            // Closed (its last bytes already handed to the body) or failed (the body says how).
-            this.conn = None;
+        match ready!(self.next(cx)) {
+            Ok(data) => Poll::Ready(data.map(|data| Ok(Frame::data(data)))),
+            Err(error) => {
+                // A body cut short or malformed: this connection is done.
+                self.conn = None;
+                Poll::Ready(Some(Err(error.into())))
+            }
         }
-        let frame = Pin::new(&mut this.body).poll_frame(cx);
-        if let Poll::Ready(None) = frame {
-            this.finished = true;
-        }
-        frame.map_err(BoxError::from)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.state == State::Done || self.conn.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        match self.state {
+            State::Length(left) => SizeHint::with_exact(left),
+            State::Done => SizeHint::with_exact(0),
+            State::Chunked(_) | State::UntilClose => SizeHint::default(),
+        }
     }
 }
 
-impl Drop for DrivingBody {
+impl Drop for UpstreamBody {
     fn drop(&mut self) {
-        let complete = self.finished || self.body.is_end_stream();
-        if let (true, Some(conn), Some((pool, endpoint))) = (complete, self.conn.take(), self.reuse.take()) {
+        // Bytes beyond the answer would be read as the next request's answer.
+        if let (State::Done, Some(conn), Some((pool, endpoint))) = (self.state, self.conn.take(), self.reuse.take())
+            && conn.read.is_empty()
+        {
             pool.checkin(endpoint, conn);
         }
     }
@@ -240,27 +461,5 @@ async fn sweep(pool: Weak<Pool>, idle_timeout: Duration) {
 }
 
 #[cfg(test)]
-mod tests {
-    use hyper::header::HeaderValue;
-
-    use super::*;
-
-    #[test]
-    fn keep_alive_follows_the_version_and_the_connection_header() {
-        let cases = [
-            (Version::HTTP_11, None, true),
-            (Version::HTTP_11, Some("close"), false),
-            (Version::HTTP_11, Some("Keep-Alive, Close"), false),
-            (Version::HTTP_10, None, false),
-            (Version::HTTP_10, Some("keep-alive"), true),
-            (Version::HTTP_10, Some("close"), false),
-        ];
-        for (version, connection, expected) in cases {
-            let mut headers = HeaderMap::new();
-            if let Some(connection) = connection {
-                headers.insert(header::CONNECTION, HeaderValue::from_static(connection));
-            }
-            assert_eq!(keeps_alive(version, &headers), expected, "{version:?} {connection:?}");
-        }
-    }
-}
+#[path = "upstream_tests.rs"]
+mod tests;

@@ -5,6 +5,8 @@
 //! `direct` (wrk to one pod) as the floor; then one run per proxy during
 //! which a route changes again and again, counting failed requests.
 
+pub mod cost;
+mod cost_load;
 mod daemon;
 mod haproxy;
 mod ingress;
