@@ -18,7 +18,7 @@ use ingress_tests::prog_run::{
 use ingress_userspace::dataplane::MapWriter;
 use ingress_userspace::dataplane::ebpf::{TC_IN_PROGRAM, TC_OUT_PROGRAM, TC_UPLINK_PROGRAM};
 use ingress_userspace::model::*;
-use ingress_userspace::reconcile::{Reconciler, reconcile};
+use ingress_userspace::reconcile::Reconciler;
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);

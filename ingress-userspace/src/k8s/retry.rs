@@ -88,10 +88,13 @@ mod tests {
         watcher::Error::NoResourceVersion
     }
 
+    /// A case: its name, the watcher's events, the pause after each.
+    type Case = (&'static str, Vec<Result<(), watcher::Error>>, Vec<Option<Duration>>);
+
     #[test]
     fn pauses_follow_the_events() {
         let secs = |s: u64| Some(Duration::from_secs(s));
-        let cases: Vec<(&str, Vec<Result<(), watcher::Error>>, Vec<Option<Duration>>)> = vec![
+        let cases: Vec<Case> = vec![
             ("successes never pause", vec![Ok(()), Ok(())], vec![None, None]),
             ("errors back off further each time", vec![Err(unreachable()), Err(unreachable()), Err(status(500))], vec![secs(1), secs(2), secs(4)]),
             ("a success starts the backoff over", vec![Err(unreachable()), Err(unreachable()), Ok(()), Err(unreachable())], vec![secs(1), secs(2), None, secs(1)]),

@@ -26,7 +26,7 @@ use hyper::client::conn::http1;
 use hyper::header::HeaderMap;
 use hyper::{Method, Request, Response, Version};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -224,34 +224,51 @@ struct Exchange<'a> {
 }
 
 impl Exchange<'_> {
-    /// Writes the request, then reads until the response head is in.
+    /// Writes the request, then reads until the response head is in; an
+    /// answer that comes while the body is still going out ends the writing
+    /// (an upstream refusing a large upload early, say, which would never
+    /// read the rest of it).
     async fn run(&mut self, mut conn: Conn) -> Result<(ResponseHead, Conn), Failed> {
         conn.write.clear();
         let RequestHead { method, target, headers } = self.head;
         h1_wire::write_request_head(&mut conn.write, method, target, headers, self.outgoing);
-        let sent = self.send(&mut conn).await;
-        if let Err(error @ UpstreamError::RequestBody(_)) = sent {
-            // The upstream still waits for the rest of the body: no answer is coming.
-            return Err(Failed { error, may_retry: false });
-        }
-        let head = read_head(&mut conn, self.head.method).await;
-        match (sent, head) {
-            (Ok(()), Ok(head)) => Ok((head, conn)),
-            // An upstream may answer before it has read the whole body (and
-            // close): its answer is passed on, the connection is not reused.
-            (Err(UpstreamError::Io(_)), Ok(mut head)) => {
-                head.keep_alive = false;
-                Ok((head, conn))
+        let head = match self.send_or_answer(&mut conn).await {
+            Sending::Sent(Err(error @ UpstreamError::RequestBody(_))) => {
+                // The upstream still waits for the rest of the body: no answer is coming.
+                return Err(Failed { error, may_retry: false });
             }
-            (Err(error), _) | (Ok(()), Err(error)) => {
+            Sending::Sent(sent) => match (sent, read_head(&mut conn.stream, &mut conn.read, method).await) {
+                (Ok(()), head) => head,
+                // An upstream may answer before it has read the whole body
+                // and close: its answer is passed on.
+                (Err(UpstreamError::Io(_)), Ok(head)) => Ok(ResponseHead { keep_alive: false, ..head }),
+                (Err(error), _) => Err(error),
+            },
+            // The rest of the body was never sent: the connection is done.
+            Sending::Answered(head) => head.map(|head| ResponseHead { keep_alive: false, ..head }),
+        };
+        match head {
+            Ok(head) => Ok((head, conn)),
+            Err(error) => {
                 let nothing_back = matches!(error, UpstreamError::Closed | UpstreamError::Io(_)) && conn.read.is_empty();
                 Err(Failed { may_retry: nothing_back && !self.body_taken, error })
             }
         }
     }
 
-    async fn send(&mut self, conn: &mut Conn) -> Result<(), UpstreamError> {
-        let Conn { stream, write, .. } = conn;
+    /// Writes the request while watching for the response head.
+    async fn send_or_answer(&mut self, conn: &mut Conn) -> Sending {
+        let method = self.head.method;
+        let Conn { stream, read, write } = conn;
+        let (mut reader, mut writer) = stream.split();
+        tokio::select! {
+            biased;
+            sent = self.send(&mut writer, write) => Sending::Sent(sent),
+            head = read_head(&mut reader, read, method) => Sending::Answered(head),
+        }
+    }
+
+    async fn send(&mut self, stream: &mut (impl AsyncWrite + Unpin), write: &mut Vec<u8>) -> Result<(), UpstreamError> {
         let length = match self.outgoing {
             Outgoing::NoBody => return stream.write_all(&write[..]).await.map_err(UpstreamError::Io),
             Outgoing::Length { length, .. } => Some(length),
@@ -306,7 +323,7 @@ impl Exchange<'_> {
     }
 }
 
-async fn flush(stream: &mut TcpStream, write: &mut Vec<u8>) -> Result<(), UpstreamError> {
+async fn flush(stream: &mut (impl AsyncWrite + Unpin), write: &mut Vec<u8>) -> Result<(), UpstreamError> {
     if !write.is_empty() {
         stream.write_all(write).await.map_err(UpstreamError::Io)?;
         write.clear();
@@ -314,30 +331,44 @@ async fn flush(stream: &mut TcpStream, write: &mut Vec<u8>) -> Result<(), Upstre
     Ok(())
 }
 
-async fn read_head(conn: &mut Conn, method: &Method) -> Result<ResponseHead, UpstreamError> {
+/// What came of writing a request: it went out whole (or failed), or the
+/// response head came first.
+enum Sending {
+    Sent(Result<(), UpstreamError>),
+    Answered(Result<ResponseHead, UpstreamError>),
+}
+
+/// Reads from `stream` into `read` until a final response head is there,
+/// and takes it. Cancel-safe: what was read stays in `read`.
+async fn read_head(stream: &mut (impl AsyncRead + Unpin), read: &mut BytesMut, method: &Method) -> Result<ResponseHead, UpstreamError> {
     loop {
-        if let Some(head) = h1_wire::take_response_head(&mut conn.read, method).map_err(UpstreamError::Malformed)? {
+        if let Some(head) = h1_wire::take_response_head(read, method).map_err(UpstreamError::Malformed)? {
             return Ok(head);
         }
-        let read = poll_fn(|cx| conn.poll_read(cx)).await.map_err(UpstreamError::Io)?;
-        if read == 0 {
+        let count = poll_fn(|cx| poll_read_into(Pin::new(&mut *stream), read, cx)).await.map_err(UpstreamError::Io)?;
+        if count == 0 {
             return Err(UpstreamError::Closed);
         }
     }
 }
 
+/// Reads what the upstream sent into `read`; 0 is its end.
+fn poll_read_into(stream: Pin<&mut impl AsyncRead>, read: &mut BytesMut, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    if read.capacity() - read.len() < READ_SIZE / 4 {
+        read.reserve(READ_SIZE);
+    }
+    let mut spare = ReadBuf::uninit(read.spare_capacity_mut());
+    ready!(stream.poll_read(cx, &mut spare))?;
+    let count = spare.filled().len();
+    // SAFETY: poll_read initialised the first `count` bytes of the spare capacity.
+    unsafe { read.set_len(read.len() + count) };
+    Poll::Ready(Ok(count))
+}
+
 impl Conn {
     /// Reads what the upstream sent into `read`; 0 is its end.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.read.capacity() - self.read.len() < READ_SIZE / 4 {
-            self.read.reserve(READ_SIZE);
-        }
-        let mut spare = ReadBuf::uninit(self.read.spare_capacity_mut());
-        ready!(Pin::new(&mut self.stream).poll_read(cx, &mut spare))?;
-        let count = spare.filled().len();
-        // SAFETY: poll_read initialised the first `count` bytes of the spare capacity.
-        unsafe { self.read.set_len(self.read.len() + count) };
-        Poll::Ready(Ok(count))
+        poll_read_into(Pin::new(&mut self.stream), &mut self.read, cx)
     }
 
     /// Whether an idle connection can take a request: nothing arrived while

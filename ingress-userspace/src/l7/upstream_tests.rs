@@ -199,3 +199,65 @@ async fn requests_go_out_framed_as_hyper_frames_them() {
     // 204s keep the connection: all four went out on one.
     assert_eq!(seen.connections.load(Ordering::SeqCst), 1);
 }
+
+/// An upstream that reads the request head only, then answers `answer`
+/// and leaves the body unread; or, with `then_body`, reads `then_body`
+/// bytes of body after answering an interim `answer` and says how many.
+async fn head_reader(answer: &'static [u8], then_body: Option<usize>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut buffer = BytesMut::new();
+        while !buffer.windows(4).any(|window| window == b"\r\n\r\n") {
+            if matches!(stream.read_buf(&mut buffer).await, Ok(0) | Err(_)) {
+                return;
+            }
+        }
+        stream.write_all(answer).await.unwrap();
+        let Some(length) = then_body else {
+            // Holds the connection open without reading on.
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            return;
+        };
+        let head_end = buffer.windows(4).position(|window| window == b"\r\n\r\n").unwrap() + 4;
+        while buffer.len() < head_end + length {
+            if matches!(stream.read_buf(&mut buffer).await, Ok(0) | Err(_)) {
+                return;
+            }
+        }
+        let body = format!("{}", buffer.len() - head_end);
+        let _ = stream.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes()).await;
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_answer_before_the_body_is_sent_is_passed_on() {
+    const LARGE: usize = 16 << 20;
+    let large = || {
+        let mut upload = request(Method::PUT, Full::new(Bytes::from(vec![b'x'; LARGE])).map_err(|never| match never {}).boxed());
+        upload.headers_mut().insert("content-length", LARGE.to_string().parse().unwrap());
+        upload
+    };
+    let endless = || {
+        let first = futures::stream::iter([Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"ab")))]);
+        request(Method::POST, StreamBody::new(futures::StreamExt::chain(first, futures::stream::pending())).boxed())
+    };
+    let too_large: &[u8] = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\n\r\ntoo large";
+    let unauthorized: &[u8] = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 2\r\n\r\nno";
+    let cases: [(&str, SocketAddr, Request<ProxyBody>, Outcome); 3] = [
+        ("a large upload refused before it is read", head_reader(too_large, None).await, large(), Outcome::Answer(413, "too large".into())),
+        ("a body still coming from the client", head_reader(unauthorized, None).await, endless(), Outcome::Answer(401, "no".into())),
+        (
+            "an interim 100 Continue does not stop the body",
+            head_reader(b"HTTP/1.1 100 Continue\r\n\r\n", Some(LARGE)).await,
+            large(),
+            Outcome::Answer(200, LARGE.to_string()),
+        ),
+    ];
+    for (name, addr, request, expected) in cases {
+        let answered = tokio::time::timeout(Duration::from_secs(20), outcome(&pool(), addr, request)).await;
+        assert_eq!(answered.ok(), Some(expected), "{name}");
+    }
+}
