@@ -97,7 +97,11 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
 
     let pod_veths = !config.pod_veths.is_empty() || !config.pod_veth_prefixes.is_empty();
     let programs = Dataplane::programs_for(&config.uplinks, config.uplink_hook, pod_veths)?;
-    let mut dataplane = Dataplane::load_only(&config.pin_dir, &config.map_sizes, &programs)?;
+    let dataplane = Dataplane::maps_only(&config.pin_dir, &config.map_sizes)?;
+    let mut maps = dataplane.maps()?;
+    let mut state = SyncState::default();
+    let (mut dataplane, mut early) =
+        program_while_verifying(dataplane, programs, &mut updates, &config.node, &mut maps, &mut state, &metrics).await?;
     for uplink in &config.uplinks {
         dataplane.attach_uplink(uplink, config.uplink_hook)?;
     }
@@ -105,7 +109,6 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     interfaces.attach_named(&mut dataplane, &config.pod_veths)?;
     interfaces.attach_new(&mut dataplane);
     tracing::info!(uplinks = ?config.uplinks, pod_veths = ?config.pod_veths, pin_dir = %config.pin_dir.display(), "dataplane attached");
-    let mut maps = dataplane.maps()?;
     conntrack_gc::write_timeouts(&config.pin_dir, &config.conntrack.timeouts)?;
     let mut sweeper = Sweeper::open(&config.pin_dir, config.conntrack)?;
     let mut snat = conntrack_gc::SnatConfigWriter::open(&config.pin_dir, config.conntrack.snat_ports)?;
@@ -132,7 +135,6 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     let mut scan = tokio::time::interval(INTERFACE_SCAN);
     let mut sweep = tokio::time::interval(config.conntrack.sweep_interval);
     let mut retry_pending = false;
-    let mut state = SyncState::default();
     let mut reported_route_problems = Reported::default();
     loop {
         tokio::select! {
@@ -169,7 +171,10 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             tracing::warn!("writing the SNAT address failed: {error:#}");
         }
         // The L4 maps first: the L7 routes do not hold them up.
-        let synced = sync_with(&loaded, &node, &mut maps, &mut state, &metrics);
+        let synced = match early.take() {
+            Some(EarlyPass { programmed, synced }) if Arc::ptr_eq(&programmed, &loaded) => synced,
+            _ => sync_with(&loaded, &node, &mut maps, &mut state, &metrics),
+        };
         let routes_started = std::time::Instant::now();
         let route_problems = l7.update(&loaded.snapshot);
         tracing::debug!(routes_ms = routes_started.elapsed().as_secs_f64() * 1e3, "L7 routes rebuilt");
@@ -207,6 +212,51 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     drop(source_task);
     tracing::info!("shutting down; maps stay pinned in {}", config.pin_dir.display());
     Ok(())
+}
+
+/// A pass made before the programs were attached, and the snapshot it wrote.
+struct EarlyPass {
+    programmed: Arc<Loaded>,
+    synced: anyhow::Result<Synced>,
+}
+
+/// The verifier's walk through the programs is most of an agent's start, and
+/// the maps exist before it begins: the programs are verified on threads of
+/// their own while the first snapshot, if it comes in time, is written into
+/// the pinned maps, so that the programs serve a full table from the moment
+/// they are attached (and a previous run's programs, still attached, serve
+/// the new entries at once). The snapshot stays unseen in `updates`: the
+/// main loop takes it up with this pass's result.
+async fn program_while_verifying(
+    mut dataplane: Dataplane,
+    programs: Vec<&'static str>,
+    updates: &mut watch::Receiver<Option<Arc<Loaded>>>,
+    configured_node: &NodeInfo,
+    maps: &mut dyn MapWriter,
+    state: &mut SyncState,
+    metrics: &Metrics,
+) -> anyhow::Result<(Dataplane, Option<EarlyPass>)> {
+    let verifying = tokio::task::spawn_blocking(move || dataplane.verify(&programs).map(|()| dataplane));
+    tokio::pin!(verifying);
+    let mut early = None;
+    // A source that stopped is the main loop's to report.
+    let mut source_running = true;
+    loop {
+        tokio::select! {
+            verified = &mut verifying => {
+                let dataplane = verified.context("verifying the programs")??;
+                return Ok((dataplane, early));
+            }
+            changed = updates.changed(), if source_running && early.is_none() => {
+                source_running = changed.is_ok();
+                let Some(loaded) = updates.borrow().clone().filter(|_| source_running) else { continue };
+                let node = k8s::node::node_info(configured_node, &loaded.snapshot);
+                let synced = sync_with(&loaded, &node, maps, state, metrics);
+                updates.mark_changed();
+                early = Some(EarlyPass { programmed: loaded, synced });
+            }
+        }
+    }
 }
 
 /// What one pass programmed, for the parts of the agent outside the maps.

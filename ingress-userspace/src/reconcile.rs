@@ -374,7 +374,7 @@ impl Reconciler {
                 gone.services.extend(known.contents.services.get_key_value(key).map(|(k, v)| (*k, *v)));
             }
             for key in part.maglev.keys().filter(|key| !kept_rows.contains(key)) {
-                gone.maglev.extend(known.contents.maglev.get_key_value(key).map(|(k, v)| (*k, *v)));
+                gone.maglev.extend(known.contents.maglev.get_key_value(key).map(|(k, v)| (*k, v.clone())));
             }
             gone.source_ranges.extend(part.source_ranges.iter().filter(|entry| !kept_ranges.contains(entry)));
             for id in part.backends.keys().filter(|id| !refs.backends.contains_key(id)) {

@@ -45,7 +45,7 @@ fn puts(current: &MapContents, desired: &MapContents) -> Vec<MapOp> {
             .map(|(key, value)| MapOp::PutService(*key, *value)),
     );
     ops.extend(
-        changed(&current.maglev, &desired.maglev).map(|(key, row)| MapOp::PutMaglevRow(*key, Box::new(*row))),
+        changed(&current.maglev, &desired.maglev).map(|(key, row)| MapOp::PutMaglevRow(*key, row.clone())),
     );
     ops.extend(
         services()

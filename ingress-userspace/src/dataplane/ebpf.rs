@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use aya::Pod;
@@ -58,6 +59,15 @@ impl Dataplane {
     /// [`Dataplane::programs_for`]); any other is verified when it is first
     /// attached.
     pub fn load_only(pin_dir: &Path, sizes: &MapSizes, programs: &[&str]) -> anyhow::Result<Self> {
+        let mut dataplane = Self::maps_only(pin_dir, sizes)?;
+        dataplane.verify(programs)?;
+        Ok(dataplane)
+    }
+
+    /// The object with its maps created (or reused) and pinned, none of its
+    /// programs verified yet: the maps can be written meanwhile (see
+    /// [`Dataplane::verify`]).
+    pub fn maps_only(pin_dir: &Path, sizes: &MapSizes) -> anyhow::Result<Self> {
         sizes.validate()?;
         if OBJECT.is_empty() {
             bail!(
@@ -79,9 +89,7 @@ impl Dataplane {
             .override_global(MAGLEV_TABLE_SIZE_GLOBAL, &sizes.maglev_table_size, true)
             .load(OBJECT)
             .with_context(|| format!("loading the eBPF object with maps pinned in {}", pin_dir.display()))?;
-        let mut dataplane = Dataplane { ebpf, pin_dir: pin_dir.to_owned(), sizes: *sizes };
-        dataplane.load_programs(programs)?;
-        Ok(dataplane)
+        Ok(Dataplane { ebpf, pin_dir: pin_dir.to_owned(), sizes: *sizes })
     }
 
     /// The programs a node with these interfaces attaches: the uplink
@@ -110,7 +118,7 @@ impl Dataplane {
     /// (hundreds of thousands of instructions each), and the programs are
     /// independent of each other: they are verified side by side, one thread
     /// each, so a start takes the longest program's time where cores allow.
-    fn load_programs(&mut self, names: &[&str]) -> anyhow::Result<()> {
+    pub fn verify(&mut self, names: &[&str]) -> anyhow::Result<()> {
         std::thread::scope(|scope| {
             let loads: Vec<_> = self
                 .ebpf
@@ -632,7 +640,7 @@ impl MapWriter for PinnedMaps {
                 .keys()
                 .map(|key| key.map(|key| (key.prefix_len(), key.data())))
                 .collect::<Result<_, _>>()?,
-            maglev: self.maglev.iter().collect::<Result<_, _>>()?,
+            maglev: self.maglev.iter().map(|row| row.map(|(key, row)| (key, Arc::new(row)))).collect::<Result<_, _>>()?,
         })
     }
 

@@ -105,7 +105,7 @@ impl MapWriter for FakeMaps {
             MapOp::DeleteRevNat(id) => maps.rev_nat.remove(id).map(drop).ok_or_else(missing)?,
             MapOp::PutSourceRange(entry) => drop(maps.source_ranges.insert(*entry)),
             MapOp::DeleteSourceRange(entry) => maps.source_ranges.remove(entry).then_some(()).ok_or_else(missing)?,
-            MapOp::PutMaglevRow(key, row) => insert(&mut maps.maglev, self.capacity.maglev, *key, **row)?,
+            MapOp::PutMaglevRow(key, row) => insert(&mut maps.maglev, self.capacity.maglev, *key, row.clone())?,
             MapOp::DeleteMaglevRow(key) => maps.maglev.remove(key).map(drop).ok_or_else(missing)?,
         }
         self.log.push(op.clone());

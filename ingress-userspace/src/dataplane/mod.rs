@@ -19,6 +19,7 @@ pub mod uplink_hook;
 pub mod usage;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use ingress_common::maps::{Backend, MaglevKey, MaglevRow, RevNat, ServiceKey, ServiceValue, SourceRangeKey};
 
@@ -33,8 +34,10 @@ pub struct MapContents {
     pub services: BTreeMap<ServiceKey, ServiceValue>,
     pub backends: BTreeMap<u32, Backend>,
     pub rev_nat: BTreeMap<u32, RevNat>,
-    /// The rows of every Maglev table a header names.
-    pub maglev: BTreeMap<MaglevKey, MaglevRow>,
+    /// The rows of every Maglev table a header names. Shared: a row is
+    /// 1 KiB and a plan hands each to several maps and ops, where copies
+    /// made a full pass mostly page faults and memcpy.
+    pub maglev: BTreeMap<MaglevKey, Arc<MaglevRow>>,
     pub source_ranges: BTreeSet<SourceRangeEntry>,
 }
 
@@ -44,7 +47,7 @@ impl MapContents {
         self.services.extend(&other.services);
         self.backends.extend(&other.backends);
         self.rev_nat.extend(&other.rev_nat);
-        self.maglev.extend(&other.maglev);
+        self.maglev.extend(other.maglev.iter().map(|(key, row)| (*key, row.clone())));
         self.source_ranges.extend(&other.source_ranges);
     }
 }
@@ -61,8 +64,9 @@ pub enum MapOp {
     DeleteBackend(u32),
     DeleteRevNat(u32),
     DeleteSourceRange(SourceRangeEntry),
-    /// Boxed: a row is 1 KiB, every other op a few bytes.
-    PutMaglevRow(MaglevKey, Box<MaglevRow>),
+    /// Shared with the plan's contents: a row is 1 KiB, every other op a
+    /// few bytes.
+    PutMaglevRow(MaglevKey, Arc<MaglevRow>),
     DeleteMaglevRow(MaglevKey),
 }
 

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ingress_common::maps::{
     BACKENDS_MAP, MAGLEV_MAP, MAGLEV_ROW_LEN, MaglevKey, MaglevRow, REV_NAT_MAP, SCOPE_EXTERNAL, SCOPE_LOCAL,
@@ -270,7 +271,7 @@ impl<'a> Planner<'a> {
             for (slot, index) in value.backend_ids.iter_mut().zip(chunk) {
                 *slot = backend_ids[*index as usize];
             }
-            entries.maglev.insert(MaglevKey { table, row }, value);
+            entries.maglev.insert(MaglevKey { table, row }, Arc::new(value));
         }
         table
     }

@@ -11,8 +11,8 @@ use super::{MapContents, MapOp, SourceRangeEntry};
 /// The entries `maps` holds at the keys `part` has (what writing `part`
 /// would replace; a key `maps` lacks stays absent).
 pub fn entries_at(maps: &MapContents, part: &MapContents) -> MapContents {
-    fn at<K: Ord + Copy, V: Copy>(map: &BTreeMap<K, V>, keys: &BTreeMap<K, impl Sized>) -> BTreeMap<K, V> {
-        keys.keys().filter_map(|key| Some((*key, *map.get(key)?))).collect()
+    fn at<K: Ord + Copy, V: Clone>(map: &BTreeMap<K, V>, keys: &BTreeMap<K, impl Sized>) -> BTreeMap<K, V> {
+        keys.keys().filter_map(|key| Some((*key, map.get(key)?.clone()))).collect()
     }
     MapContents {
         services: at(&maps.services, &part.services),
@@ -42,7 +42,7 @@ pub fn undo(before: &MapContents, applied: &[MapOp]) -> Vec<MapOp> {
                 None => MapOp::DeleteService(*key),
             },
             MapOp::PutMaglevRow(key, _) | MapOp::DeleteMaglevRow(key) => match before.maglev.get(key) {
-                Some(old) => MapOp::PutMaglevRow(*key, Box::new(*old)),
+                Some(old) => MapOp::PutMaglevRow(*key, old.clone()),
                 None => MapOp::DeleteMaglevRow(*key),
             },
             MapOp::PutSourceRange(entry) | MapOp::DeleteSourceRange(entry) => match before.source_ranges.contains(entry) {
@@ -84,7 +84,7 @@ pub fn keep_unwritten(planned: &mut MapContents, written: &MapContents, part: &M
         planned.source_ranges.extend(written.source_ranges.iter().filter(own_ranges));
         let rows = MaglevKey { table: header.backend_id, row: 0 }..MaglevKey { table: header.backend_id + 1, row: 0 };
         for (key, row) in written.maglev.range(rows).filter(|_| header.backend_id != 0) {
-            planned.maglev.insert(*key, *row);
+            planned.maglev.insert(*key, row.clone());
             for id in row.backend_ids.iter().filter(|id| **id != 0) {
                 keep(&mut planned.backends, &written.backends, *id);
             }
