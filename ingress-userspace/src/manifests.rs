@@ -17,6 +17,8 @@ use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
 use crate::gateway::types::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
+
+mod typed_documents;
 use crate::problem::{Location, Problem, ProblemKind};
 
 /// Where an object was read from, so that problems `translate` finds later
@@ -264,6 +266,12 @@ enum Object {
 
 /// Parses every document of `text`; `file` labels the problems and sources.
 pub fn parse_file(file: &str, text: &str) -> ParsedFile {
+    typed_documents::parse(file, text).unwrap_or_else(|| parse_through_values(file, text))
+}
+
+/// [`parse_file`] for any text: each document parsed to a YAML value first,
+/// which tells its kind and every problem it has.
+fn parse_through_values(file: &str, text: &str) -> ParsedFile {
     let mut parsed = ParsedFile::default();
     for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let at = Location {
@@ -430,30 +438,18 @@ impl ParsedFile {
         if value.is_null() {
             return;
         }
-        let api_version = value.get("apiVersion").and_then(Value::as_str);
-        let kind = value.get("kind").and_then(Value::as_str);
-        let doc = match (api_version, kind) {
-            (Some("v1"), Some("Service")) => object(at, value, |o| Object::Service(Arc::new(o))),
-            (Some("discovery.k8s.io/v1"), Some("EndpointSlice")) => {
-                object(at, value, |o| Object::EndpointSlice(Arc::new(o)))
-            }
-            (Some("v1"), Some("Pod")) => object(at, value, |o| Object::Pod(Box::new(o))),
-            (Some("v1"), Some("Secret")) => object(at, value, |o| Object::Secret(Box::new(o))),
-            (Some("v1"), Some("Node")) => object(at, value, |o| Object::Node(Box::new(o))),
-            (Some("networking.k8s.io/v1"), Some("Ingress")) => object(at, value, |o| Object::Ingress(Box::new(o))),
-            (Some("networking.k8s.io/v1"), Some("IngressClass")) => {
-                object(at, value, |o| Object::IngressClass(Box::new(o)))
-            }
-            (Some("v1"), Some("Namespace")) => object(at, value, |o| Object::Namespace(Box::new(o))),
-            (Some(GATEWAY_V1), Some("GatewayClass")) => object(at, value, |o| Object::GatewayClass(Box::new(o))),
-            (Some(GATEWAY_V1), Some("Gateway")) => object(at, value, |o| Object::Gateway(Box::new(o))),
-            (Some(GATEWAY_V1), Some("HTTPRoute")) => object(at, value, |o| Object::HttpRoute(Box::new(o))),
-            (Some(GATEWAY_V1BETA1), Some("ReferenceGrant")) => object(at, value, |o| Object::ReferenceGrant(Box::new(o))),
-            (Some(api_version), Some(kind)) => {
-                tracing::debug!(%at, api_version, kind, "ignoring a kind the dataplane does not use");
-                self.ignored += 1;
-                return;
-            }
+        // Owned: the value itself goes to the reader.
+        let api_version = value.get("apiVersion").and_then(Value::as_str).map(str::to_owned);
+        let kind = value.get("kind").and_then(Value::as_str).map(str::to_owned);
+        let doc = match (api_version.as_deref(), kind.as_deref()) {
+            (Some(api_version), Some(kind)) => match read_kind(api_version, kind, FromValue { at: at.clone(), value }) {
+                Some(doc) => doc,
+                None => {
+                    tracing::debug!(%at, api_version, kind, "ignoring a kind the dataplane does not use");
+                    self.ignored += 1;
+                    return;
+                }
+            },
             _ => Doc::Problem(Problem::error(
                 ProblemKind::InvalidDocument,
                 at,
@@ -466,6 +462,67 @@ impl ParsedFile {
 
 const GATEWAY_V1: &str = "gateway.networking.k8s.io/v1";
 const GATEWAY_V1BETA1: &str = "gateway.networking.k8s.io/v1beta1";
+
+/// Reads a document as the object type its `apiVersion` and `kind` name.
+trait ReadAs {
+    type Read;
+    fn read_as<T>(self, wrap: fn(T) -> Object) -> Self::Read
+    where
+        T: DeserializeOwned + Metadata<Ty = ObjectMeta>;
+}
+
+/// `reader`'s document read as the kind `api_version` and `kind` name;
+/// `None` for a kind the dataplane does not use.
+fn read_kind<R: ReadAs>(api_version: &str, kind: &str, reader: R) -> Option<R::Read> {
+    Some(match (api_version, kind) {
+        ("v1", "Service") => reader.read_as(|o| Object::Service(Arc::new(o))),
+        ("discovery.k8s.io/v1", "EndpointSlice") => reader.read_as(|o| Object::EndpointSlice(Arc::new(o))),
+        ("v1", "Pod") => reader.read_as(|o| Object::Pod(Box::new(o))),
+        ("v1", "Secret") => reader.read_as(|o| Object::Secret(Box::new(o))),
+        ("v1", "Node") => reader.read_as(|o| Object::Node(Box::new(o))),
+        ("networking.k8s.io/v1", "Ingress") => reader.read_as(|o| Object::Ingress(Box::new(o))),
+        ("networking.k8s.io/v1", "IngressClass") => reader.read_as(|o| Object::IngressClass(Box::new(o))),
+        ("v1", "Namespace") => reader.read_as(|o| Object::Namespace(Box::new(o))),
+        (GATEWAY_V1, "GatewayClass") => reader.read_as(|o| Object::GatewayClass(Box::new(o))),
+        (GATEWAY_V1, "Gateway") => reader.read_as(|o| Object::Gateway(Box::new(o))),
+        (GATEWAY_V1, "HTTPRoute") => reader.read_as(|o| Object::HttpRoute(Box::new(o))),
+        (GATEWAY_V1BETA1, "ReferenceGrant") => reader.read_as(|o| Object::ReferenceGrant(Box::new(o))),
+        _ => return None,
+    })
+}
+
+/// A document already parsed to a YAML value: every problem it has is
+/// reported (see [`object`]).
+struct FromValue {
+    at: Location,
+    value: Value,
+}
+
+impl ReadAs for FromValue {
+    type Read = Doc;
+    fn read_as<T>(self, wrap: fn(T) -> Object) -> Doc
+    where
+        T: DeserializeOwned + Metadata<Ty = ObjectMeta>,
+    {
+        object(self.at, self.value, wrap)
+    }
+}
+
+/// An object read without errors: labelled, its namespace defaulted as
+/// `kubectl apply` would, its unknown fields (`unknown`) warnings.
+fn read_object<T>(mut at: Location, mut object: T, unknown: Vec<String>, wrap: fn(T) -> Object) -> Doc
+where
+    T: Metadata<Ty = ObjectMeta>,
+{
+    object.metadata_mut().namespace.get_or_insert_with(|| "default".to_owned());
+    let label = object_label(T::KIND, object.metadata());
+    at.object = Some(label.clone());
+    let warnings = unknown
+        .into_iter()
+        .map(|field| Problem::warning(ProblemKind::UnknownField, at.clone(), "unknown field, ignored").at(field))
+        .collect();
+    Doc::Object { label, at, parsed: Ok((wrap(object), warnings)), version: Version(next_version()) }
+}
 
 /// Deserializes one object. Unknown fields (typos such as `nodeport`) are
 /// warnings, not errors: the API server would also drop them.
@@ -489,19 +546,8 @@ where
     let mut unknown = Vec::new();
     let mut record = |path: serde_ignored::Path| unknown.push(field_path(&path));
     let result = serde_path_to_error::deserialize::<_, T>(serde_ignored::Deserializer::new(value, &mut record));
-    let parsed = match result {
-        Ok(mut object) => {
-            let warnings = unknown
-                .into_iter()
-                .map(|field| Problem::warning(ProblemKind::UnknownField, at.clone(), "unknown field, ignored").at(field))
-                .collect();
-            // Objects without a namespace land in "default", as with `kubectl apply`.
-            object
-                .metadata_mut()
-                .namespace
-                .get_or_insert_with(|| "default".to_owned());
-            Ok((wrap(object), warnings))
-        }
+    match result {
+        Ok(object) => read_object(at, object, unknown, wrap),
         Err(error) => {
             let field = error.path().to_string();
             let problem = Problem::error(
@@ -509,11 +555,10 @@ where
                 at.clone(),
                 format!("{}, object skipped", error.inner()),
             );
-            Err(if field == "." { problem } else { problem.at(field) })
+            let problem = if field == "." { problem } else { problem.at(field) };
+            Doc::Object { label, at, parsed: Err(problem), version: Version(next_version()) }
         }
-    };
-    let version = next_version();
-    Doc::Object { label, at, parsed, version: Version(version) }
+    }
 }
 
 /// A parse's number: equal whatever the numbers, so that a file parsed

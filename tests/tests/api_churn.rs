@@ -237,7 +237,7 @@ fn endpoint_changes_ms(api: &ApiStandIn, lab: &Lab, services: &[Service]) -> Res
         measured.endpoints = vec![pods[pod]];
         let since = Instant::now();
         apply_service(api, &measured)?;
-        let elapsed = first_answer_from(lab.client(), node_port, PODS[pod], since, bounds)?;
+        let elapsed = first_answer_from(lab.client(), node_port, &[PODS[pod]], since, bounds)?;
         // The first move only settles the Service on one pod.
         if move_number > 0 {
             took.push(elapsed.as_millis());
@@ -260,7 +260,7 @@ fn traffic_survives_api_churn_cuts_expiry_and_outage_and_the_maps_converge() -> 
     let listener = lab.node().run(|| std::net::TcpListener::bind("127.0.0.1:0"))??;
     let api = ApiStandIn::serve(listener)?;
     api.apply(&node_object(&lab))?;
-    let services = generate(scale.services, &pods[..2])?;
+    let services = generate(scale.services, &pods[..2], None)?;
     for service in &services {
         apply_service(&api, service)?;
     }

@@ -169,7 +169,7 @@ mod tests {
     #[test]
     fn kube_proxy_layout() {
         let pods = [Ipv4Addr::new(10, 244, 1, 2), Ipv4Addr::new(10, 244, 2, 2), Ipv4Addr::new(10, 244, 3, 2)];
-        let rules = ruleset(&generate(3, &pods).unwrap());
+        let rules = ruleset(&generate(3, &pods, None).unwrap());
         let services: Vec<&str> = rules.lines().filter(|l| l.starts_with("-A KUBE-SERVICES")).collect();
         assert_eq!(services.len(), 4);
         assert!(services[0].contains("-d 10.96.0.10/32") && services[3].contains("KUBE-NODEPORTS"));

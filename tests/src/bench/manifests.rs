@@ -90,7 +90,7 @@ mod tests {
 
     #[test]
     fn the_agent_reads_every_generated_service_without_problems() {
-        let services = generate(1_200, &[std::net::Ipv4Addr::new(10, 244, 1, 2)]).unwrap();
+        let services = generate(1_200, &[std::net::Ipv4Addr::new(10, 244, 1, 2)], None).unwrap();
         let set = ManifestSet::write(&services).unwrap();
         let loaded = load_dir(set.path()).unwrap();
         assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);

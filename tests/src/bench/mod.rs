@@ -30,13 +30,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use ingress_userspace::dataplane::uplink_hook::UplinkHookChoice;
-use ingress_userspace::model::{Frontend, Protocol};
 
 use crate::agent::{AgentLog, AgentProcess};
 use crate::lab::{Lab, LabSpec, NODE_IP};
 use crate::netns::run_command;
 use crate::pins::PinDir;
-use crate::programmed;
 use iptables::NatRules;
 use manifests::ManifestSet;
 use report::{Cell, Figures, Report};
@@ -74,6 +72,8 @@ pub struct Config {
     pub contenders: Vec<Contender>,
     /// The agent's `--uplink-hook`.
     pub uplink_hook: UplinkHookChoice,
+    /// Endpoints of each Service but the measured one; `None`: 2 and 3 in turn.
+    pub filler_endpoints: Option<usize>,
 }
 
 impl Config {
@@ -93,6 +93,7 @@ impl Config {
             command: "cargo xtask bench l4".into(),
             contenders: Contender::ALL.to_vec(),
             uplink_hook: UplinkHookChoice::Auto,
+            filler_endpoints: None,
         }
     }
 
@@ -217,7 +218,7 @@ struct SizeBench<'a> {
 impl<'a> SizeBench<'a> {
     fn new(lab: &'a Lab, config: &'a Config, n: usize, change: bool, stop: &'a AtomicBool) -> Result<SizeBench<'a>> {
         let echo: Vec<Ipv4Addr> = ECHO_PODS.iter().map(|p| pod_ip(lab, p)).collect::<Result<_>>()?;
-        let mut services = services::generate(n, &echo)?;
+        let mut services = services::generate(n, &echo, config.filler_endpoints)?;
         let manifests = ManifestSet::write(&services)?;
         let rules = iptables::ruleset(&services);
         let measured = services.last().context("no Services")?.clone();
@@ -246,9 +247,9 @@ impl<'a> SizeBench<'a> {
                 let agent = AgentProcess::spawn_with(&self.config.agent, self.lab, self.manifests.path(), pins.path(), &log, |command| {
                     command.args(["--uplink-hook", &self.config.uplink_hook.to_string()]).args(&self.map_size_flags);
                 })?;
-                let count = self.measured.endpoints.len();
-                wait_for_node_port(pins.path(), PROGRAMMING_LIMIT, count)?;
-                let programmed = started.elapsed();
+                // Programmed means serving: the agent may fill its maps
+                // before its programs are attached.
+                let programmed = self.first_answer(node_port, started)?;
                 let stats = prog_stats::enable()?;
                 let before = prog_stats::snapshot(self.lab)?;
                 let mut figures = self.traffic(node_port)?;
@@ -258,7 +259,7 @@ impl<'a> SizeBench<'a> {
                 if self.change {
                     let since = Instant::now();
                     self.manifests.set_measured(&self.changed)?;
-                    let took = workload::first_answer_from(self.lab.client(), node_port, NEW_ENDPOINT_POD, since, self.bounds(ENDPOINT_CHANGE_LIMIT));
+                    let took = workload::first_answer_from(self.lab.client(), node_port, &[NEW_ENDPOINT_POD], since, self.bounds(ENDPOINT_CHANGE_LIMIT));
                     self.manifests.set_measured(&self.measured)?;
                     figures.endpoint_change_ms = Some(ms(took?));
                 }
@@ -269,19 +270,26 @@ impl<'a> SizeBench<'a> {
                 Ok(figures)
             }
             Contender::Iptables => {
-                let (rules, programmed) = NatRules::load(self.lab.node(), &self.rules)?;
+                let started = Instant::now();
+                let (rules, _restored) = NatRules::load(self.lab.node(), &self.rules)?;
+                let programmed = self.first_answer(node_port, started)?;
                 let mut figures = self.traffic(node_port)?;
                 figures.programming_ms = Some(ms(programmed));
                 if self.change {
                     let since = Instant::now();
                     rules.replace(&self.changed_rules)?;
-                    let took = workload::first_answer_from(self.lab.client(), node_port, NEW_ENDPOINT_POD, since, self.bounds(ENDPOINT_CHANGE_LIMIT))?;
+                    let took = workload::first_answer_from(self.lab.client(), node_port, &[NEW_ENDPOINT_POD], since, self.bounds(ENDPOINT_CHANGE_LIMIT))?;
                     figures.endpoint_change_ms = Some(ms(took));
                 }
                 rules.remove()?;
                 Ok(figures)
             }
         }
+    }
+
+    /// How long after `since` the measured Service first answered on `to`.
+    fn first_answer(&self, to: SocketAddrV4, since: Instant) -> Result<Duration> {
+        workload::first_answer_from(self.lab.client(), to, &ECHO_PODS, since, self.bounds(PROGRAMMING_LIMIT))
     }
 
     /// RR, CRR and throughput against `to`, from the client namespace.
@@ -312,11 +320,6 @@ fn pod_ip(lab: &Lab, name: &str) -> Result<Ipv4Addr> {
 /// Waits until the measured NodePort has `count` backends in the pinned
 /// maps. One lookup of its header every few milliseconds: reading whole maps
 /// of N Services would compete with the agent for the CPUs it is timed on.
-fn wait_for_node_port(pins: &Path, limit: Duration, count: usize) -> Result<()> {
-    let frontend = Frontend { addr: NODE_IP.into(), port: MEASURED_NODE_PORT, protocol: Protocol::Tcp };
-    programmed::wait_for_backends(pins, &frontend, count, limit)
-}
-
 fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e3
 }

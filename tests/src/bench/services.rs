@@ -20,6 +20,8 @@ const CLUSTER_IP_BASE: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 const FILLER_ENDPOINT_BASE: Ipv4Addr = Ipv4Addr::new(10, 244, 16, 1);
 /// 10.96.0.0/16, less the first ten addresses.
 const MAX_SERVICES: usize = 65_000;
+/// The filler endpoints stay below this address (inside 10.0.0.0/8).
+const FILLER_ENDPOINT_END: Ipv4Addr = Ipv4Addr::new(10, 255, 255, 255);
 
 #[derive(Debug, Clone)]
 pub struct Service {
@@ -39,9 +41,13 @@ impl Service {
 pub const TARGET_PORT: u16 = ECHO_PORT;
 
 /// `svc-0..svc-{n-1}`; the last one is the measured Service and points at
-/// `measured_endpoints`, the others at 2-3 addresses where nothing runs.
-pub fn generate(n: usize, measured_endpoints: &[Ipv4Addr]) -> Result<Vec<Service>> {
+/// `measured_endpoints`, the others at `filler_endpoints` addresses where
+/// nothing runs (`None`: 2 and 3 in turn).
+pub fn generate(n: usize, measured_endpoints: &[Ipv4Addr], filler_endpoints: Option<usize>) -> Result<Vec<Service>> {
     ensure!((1..=MAX_SERVICES).contains(&n), "the number of Services must be 1 to {MAX_SERVICES}, got {n}");
+    let room = (u32::from(FILLER_ENDPOINT_END) - u32::from(FILLER_ENDPOINT_BASE)) as usize;
+    let fits = |count: usize| count >= 1 && n * count <= room;
+    ensure!(filler_endpoints.is_none_or(fits), "{n} Services of {filler_endpoints:?} endpoints each do not fit the {room} filler addresses");
     let node_ports_for_others = usize::from(MEASURED_NODE_PORT - FIRST_NODE_PORT);
     let mut next_filler = u32::from(FILLER_ENDPOINT_BASE);
     let services = (0..n)
@@ -55,7 +61,7 @@ pub fn generate(n: usize, measured_endpoints: &[Ipv4Addr]) -> Result<Vec<Service
             let endpoints = if measured {
                 measured_endpoints.to_vec()
             } else {
-                let count = 2 + (i % 2) as u32;
+                let count = filler_endpoints.map_or(2 + (i % 2) as u32, |count| count as u32);
                 let first = next_filler;
                 next_filler += count;
                 (first..next_filler).map(Ipv4Addr::from).collect()
@@ -105,7 +111,7 @@ mod tests {
     #[test]
     fn the_last_service_is_measured_and_node_ports_stay_in_range() {
         let pods = [Ipv4Addr::new(10, 244, 1, 2)];
-        let services = generate(10_000, &pods).unwrap();
+        let services = generate(10_000, &pods, None).unwrap();
         let last = services.last().unwrap();
         assert_eq!((last.node_port, last.endpoints.as_slice()), (Some(MEASURED_NODE_PORT), &pods[..]));
         let ports: Vec<u16> = services.iter().filter_map(|s| s.node_port).collect();
@@ -115,13 +121,26 @@ mod tests {
         assert_eq!(unique.len(), ports.len());
         assert_eq!(services[9_999].cluster_ip, Ipv4Addr::new(10, 96, 39, 25));
         assert!(services[..9_999].iter().all(|s| (2..=3).contains(&s.endpoints.len())));
-        assert!(generate(1, &pods).unwrap()[0].node_port == Some(MEASURED_NODE_PORT));
+        assert!(generate(1, &pods, None).unwrap()[0].node_port == Some(MEASURED_NODE_PORT));
+    }
+
+    #[test]
+    fn a_fixed_endpoint_count_gives_every_filler_service_that_many_distinct_addresses() {
+        let pods = [Ipv4Addr::new(10, 244, 1, 2)];
+        let services = generate(10_000, &pods, Some(10)).unwrap();
+        assert!(services[..9_999].iter().all(|s| s.endpoints.len() == 10));
+        let addresses: std::collections::HashSet<_> = services[..9_999].iter().flat_map(|s| &s.endpoints).collect();
+        assert_eq!(addresses.len(), 99_990);
+        assert_eq!(services[9_999].endpoints, pods);
+        assert!(generate(65_000, &pods, Some(12)).is_ok());
+        assert!(generate(65_000, &pods, Some(13)).is_err(), "past 10.255.255.255");
+        assert!(generate(10, &pods, Some(0)).is_err());
     }
 
     #[test]
     fn map_flags_raise_only_the_capacities_the_services_outgrow() {
         let pods = [Ipv4Addr::new(10, 244, 1, 2)];
-        let flags = |n, addresses| agent_map_size_flags(&generate(n, &pods).unwrap(), addresses);
+        let flags = |n, addresses| agent_map_size_flags(&generate(n, &pods, None).unwrap(), addresses);
         assert!(flags(10_000, 1).is_empty());
         // 30,000 ClusterIP frontends and 2,768 NodePort ones: 32,768 tables,
         // and an eighth more is 36,864; everything else fits the defaults.

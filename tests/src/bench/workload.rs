@@ -136,20 +136,20 @@ pub fn throughput(from: &NetNs, to: SocketAddrV4, threads: usize, per_thread: us
     Ok((requests as f64 / elapsed, cpu * 1e6 / requests as f64))
 }
 
-/// Sends a request on a new connection every millisecond until `pod`
-/// answers; returns how long after `since` that was.
-pub fn first_answer_from(from: &NetNs, to: SocketAddrV4, pod: &str, since: Instant, bounds: Bounds) -> Result<Duration> {
+/// Sends a request on a new connection every millisecond until one of
+/// `pods` answers; returns how long after `since` that was.
+pub fn first_answer_from(from: &NetNs, to: SocketAddrV4, pods: &[&str], since: Instant, bounds: Bounds) -> Result<Duration> {
     while since.elapsed() < bounds.limit {
         bounds.check()?;
         // A failed probe is normal while the rules are swapped: keep probing.
         if let Ok(reply) = TcpSession::open_timeout(from, to, Duration::from_millis(200)).and_then(|mut s| s.request())
-            && reply.pod == pod
+            && pods.contains(&reply.pod.as_str())
         {
             return Ok(since.elapsed());
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    bail!("{pod} did not answer on {to} within {:?}", bounds.limit)
+    bail!("none of {pods:?} answered on {to} within {:?}", bounds.limit)
 }
 
 fn process_cpu_time() -> Duration {

@@ -42,6 +42,10 @@ struct Args {
     /// veth uplink), xdp or tc.
     #[arg(long, default_value_t = UplinkHookChoice::Auto, value_parser = parse_uplink_hook)]
     uplink_hook: UplinkHookChoice,
+    /// Endpoints of every Service but the measured one (default: 2 and 3
+    /// in turn).
+    #[arg(long)]
+    endpoints: Option<usize>,
 }
 
 fn parse_uplink_hook(text: &str) -> Result<UplinkHookChoice, String> {
@@ -63,6 +67,7 @@ fn main() -> Result<()> {
         time_limit: args.time_limit_s.map_or(base.time_limit, Duration::from_secs),
         command: command_line(),
         uplink_hook: args.uplink_hook,
+        filler_endpoints: args.endpoints,
         ..base
     };
     let interrupted = on_ctrl_c()?;
