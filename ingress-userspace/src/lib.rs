@@ -1,3 +1,7 @@
+/// The allocator the agent runs with (set in main.rs), and so the L7 cost
+/// measure (`l7_cost`) too, which must count what the agent runs.
+pub use mimalloc::MiMalloc as AgentAllocator;
+
 pub mod model;
 pub mod dataplane;
 pub mod manifests;

@@ -11,6 +11,9 @@ use ingress_userspace::dataplane::ebpf::DEFAULT_PIN_DIR;
 use ingress_userspace::state;
 use run_args::RunArgs;
 
+#[global_allocator]
+static ALLOCATOR: ingress_userspace::AgentAllocator = ingress_userspace::AgentAllocator;
+
 #[derive(Parser)]
 #[command(version, about = "eBPF Service load balancer for Kubernetes nodes")]
 struct Cli {

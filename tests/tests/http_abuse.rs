@@ -35,6 +35,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+// The agent's allocator, so that the memory figures are the agent's.
+#[global_allocator]
+static ALLOCATOR: ingress_userspace::AgentAllocator = ingress_userspace::AgentAllocator;
+
 const HOST: &str = "abuse.example";
 /// Routed like `HOST`, with a certificate of its own.
 const OTHER_HOST: &str = "other.example";

@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::io::Write as _;
+use std::mem::MaybeUninit;
 
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::header::{CONNECTION, CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue, TRANSFER_ENCODING};
@@ -17,6 +18,8 @@ use hyper::{Method, StatusCode, Version};
 pub(crate) const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Response header lines, as hyper's client allows.
 const MAX_RESPONSE_HEADERS: usize = 100;
+/// Headers the proxy adds to an answer, at least.
+const ROOM_FOR_ADDED: usize = 2;
 /// A chunk-size line (with extensions) or a trailer section longer than this is refused.
 const MAX_CHUNK_LINE: usize = 4096;
 const MAX_TRAILERS: usize = 16 * 1024;
@@ -61,18 +64,25 @@ pub(crate) fn outgoing(method: &Method, headers: &HeaderMap, end_stream: bool, e
     }
 }
 
+/// Headers the proxy sets on a request, each in place of any the client
+/// sent under its name.
+pub(crate) type Added = [(HeaderName, HeaderValue)];
+
 /// Appends the request head: origin-form `target`, the headers as they are
-/// (lower-case names, as hyper writes them), then the framing header.
-pub(crate) fn write_request_head(out: &mut Vec<u8>, method: &Method, target: &str, headers: &HeaderMap, outgoing: Outgoing) {
+/// (lower-case names, as hyper writes them) but those `added` replaces, then
+/// `added`, then the framing header.
+pub(crate) fn write_request_head(out: &mut Vec<u8>, method: &Method, target: &str, headers: &HeaderMap, added: &Added, outgoing: Outgoing) {
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        if !added.iter().any(|(replacing, _)| replacing == name) {
+            write_field(out, name, value);
+        }
+    }
+    for (name, value) in added {
+        write_field(out, name, value);
     }
     match outgoing {
         Outgoing::Length { length, add_header: true } => {
@@ -81,6 +91,13 @@ pub(crate) fn write_request_head(out: &mut Vec<u8>, method: &Method, target: &st
         Outgoing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         Outgoing::NoBody | Outgoing::Length { .. } => {}
     }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn write_field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
     out.extend_from_slice(b"\r\n");
 }
 
@@ -133,7 +150,10 @@ pub(crate) fn take_response_head(buffer: &mut BytesMut, method: &Method) -> Resu
         if status.is_informational() {
             continue;
         }
-        let mut headers = HeaderMap::with_capacity(fields.len());
+        // Room for what the proxy adds to the answer (Server, a CORS or a
+        // response-header filter's header), so that adding it does not
+        // grow and rehash the map.
+        let mut headers = HeaderMap::with_capacity(fields.len() + ROOM_FOR_ADDED);
         for field in &fields {
             let name = HeaderName::from_bytes(&head[field.name.0..field.name.1]).map_err(|_| Malformed("invalid header name"))?;
             let value = HeaderValue::from_maybe_shared(head.slice(field.value.0..field.value.1))
@@ -156,9 +176,12 @@ struct FieldAt {
 type ParsedHead = (usize, StatusCode, Version, Vec<FieldAt>);
 
 fn parse_head(buffer: &[u8]) -> Result<Option<ParsedHead>, Malformed> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut response = httparse::Response::new(&mut fields);
-    let length = match response.parse(buffer) {
+    // Left uninitialised: the head is parsed before any of it is read, and
+    // often before it has come, and zeroing room for a hundred headers each
+    // time cost more than parsing the two or three there are.
+    let mut fields = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_RESPONSE_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let length = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut response, buffer, &mut fields) {
         Ok(httparse::Status::Complete(length)) => length,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(Malformed("too many header lines")),

@@ -37,10 +37,16 @@ fn the_request_head_is_written_as_is_with_its_framing_header() {
     ];
     for (framing, extra) in cases {
         let mut out = Vec::new();
-        write_request_head(&mut out, &Method::POST, "/p?q=1", &map, framing);
+        write_request_head(&mut out, &Method::POST, "/p?q=1", &map, &[], framing);
         let expected = format!("POST /p?q=1 HTTP/1.1\r\nhost: a.example\r\nx-forwarded-for: 192.0.2.1\r\naccept: */*\r\n{extra}\r\n");
         assert_eq!(String::from_utf8(out).unwrap(), expected, "{framing:?}");
     }
+    // Added headers replace the client's of the same name, and come last.
+    let added = [(HeaderName::from_static("x-forwarded-for"), HeaderValue::from_static("192.0.2.9")), (hyper::header::HOST, HeaderValue::from_static("b.example"))];
+    let mut out = Vec::new();
+    write_request_head(&mut out, &Method::GET, "/", &map, &added, Outgoing::NoBody);
+    let expected = "GET / HTTP/1.1\r\naccept: */*\r\nx-forwarded-for: 192.0.2.9\r\nhost: b.example\r\n\r\n";
+    assert_eq!(String::from_utf8(out).unwrap(), expected);
     let mut out = Vec::new();
     write_chunk_size(&mut out, 255);
     assert_eq!(out, b"ff\r\n");

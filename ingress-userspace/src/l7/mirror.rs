@@ -84,7 +84,7 @@ impl Mirrors {
 async fn exchange(pool: &Arc<Pool>, endpoint: SocketAddr, copy: Request<ProxyBody>) -> Result<(), super::response::BoxError> {
     let (parts, body) = copy.into_parts();
     let target = parts.uri.path_and_query().map_or("/", |target| target.as_str());
-    let response = pool.send(endpoint, &RequestHead { method: &parts.method, target, headers: &parts.headers }, body).await?;
+    let response = pool.send(endpoint, &RequestHead { method: &parts.method, target, headers: &parts.headers, added: &[] }, body).await?;
     response.into_body().collect().await?;
     Ok(())
 }
@@ -121,6 +121,7 @@ impl Drop for Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::l7::forward::Client;
 
     #[test]
     fn slots_are_limited_and_given_back() {
@@ -141,9 +142,9 @@ mod tests {
             .header("x-hop", "1")
             .body(())
             .unwrap();
-        let peer = SocketAddr::from(([192, 0, 2, 1], 5555));
+        let client = Client::new(SocketAddr::from(([192, 0, 2, 1], 5555)));
         let authority = hyper::header::HeaderValue::from_static("a.test");
-        let forwarded = Forwarded { peer, scheme: "http", authority: &authority, rule: None, upstream_host: None };
+        let forwarded = Forwarded { client: &client, scheme: "http", authority: &authority, rule: None, upstream_host: None };
         let copy = copy_of(&request, &forwarded);
         assert_eq!((copy.method().as_str(), copy.uri().to_string(), copy.version()), ("GET", "/p?q=1".to_owned(), Version::HTTP_11));
         let header = |name: &str| copy.headers().get(name).map(|value| value.to_str().unwrap().to_owned());

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use super::SharedRoutes;
-use super::forward::{Forwarded, Upstreams};
+use super::forward::{Client, Forwarded, Upstreams};
 use super::metrics::MetricsShard;
 use super::misdirected::TlsSession;
 use super::mirror::Mirrors;
@@ -144,7 +144,8 @@ impl Proxy {
         let h2 = h2_negotiated || head.starts_with(H2_PREFACE_HEAD);
         let io = TokioIo::new(Prefixed { head: head.freeze(), io });
         let proxy = self.clone();
-        let service = hyper::service::service_fn(move |request| proxy.clone().handle(request, peer, tls.clone()));
+        let client = Arc::new(Client::new(peer));
+        let service = hyper::service::service_fn(move |request| proxy.clone().handle(request, client.clone(), tls.clone()));
         let served = if h2 {
             let mut builder = http2::Builder::new(TokioExecutor::new());
             builder
@@ -205,10 +206,11 @@ impl Proxy {
     async fn handle(
         self: Arc<Self>,
         request: Request<Incoming>,
-        peer: SocketAddr,
+        client: Arc<Client>,
         tls: Option<Arc<TlsSession>>,
     ) -> Result<Response<ProxyBody>, CloseConnection> {
         let started = Instant::now();
+        let peer = client.addr;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let method = request.method().clone();
         // The path outlives the request only for the access log, which is off by default.
@@ -236,7 +238,7 @@ impl Proxy {
                             let cors = route.annotations.cors.as_ref().map(|cors| policy::cors_headers(cors, request.headers()));
                             let mut request = request;
                             let upstream_host = route.filters.rewrite_request(&mut request, rule);
-                            let forwarded = Forwarded { peer, scheme, authority: &authority_value, rule, upstream_host };
+                            let forwarded = Forwarded { client: &client, scheme, authority: &authority_value, rule, upstream_host };
                             if !route.filters.mirrors.is_empty() {
                                 self.mirrors.send(&route.filters.mirrors, &request, &forwarded);
                             }

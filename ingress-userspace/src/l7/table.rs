@@ -50,9 +50,10 @@ impl HostRules {
 
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    exact: HashMap<String, HostRules>,
+    /// Looked up for every request (foldhash: see Cargo.toml).
+    exact: foldhash::HashMap<String, HostRules>,
     /// Keyed by the suffix after `*.`.
-    wildcard: HashMap<String, HostRules>,
+    wildcard: foldhash::HashMap<String, HostRules>,
     any_host: HostRules,
     /// The user-named Service for unmatched traffic, if configured.
     fallback: Option<Arc<Route>>,

@@ -100,7 +100,7 @@ enum Outcome {
 async fn outcome(pool: &Arc<Pool>, addr: SocketAddr, request: Request<ProxyBody>) -> Outcome {
     let (parts, body) = request.into_parts();
     let target = parts.uri.path_and_query().map_or("/", |target| target.as_str());
-    let head = RequestHead { method: &parts.method, target, headers: &parts.headers };
+    let head = RequestHead { method: &parts.method, target, headers: &parts.headers, added: &[] };
     let Ok(response) = pool.send(addr, &head, body).await else { return Outcome::HeadRefused };
     let status = response.status().as_u16();
     match response.into_body().collect().await {

@@ -13,6 +13,10 @@ use ingress_tests::bench::l7::Pods;
 use ingress_tests::bench::l7::cost::{CostConfig, measure, serve};
 use ingress_tests::is_root;
 
+// The agent's allocator: the proxy measured here must be the one it runs.
+#[global_allocator]
+static ALLOCATOR: ingress_userspace::AgentAllocator = ingress_userspace::AgentAllocator;
+
 #[derive(Parser)]
 struct Args {
     #[command(subcommand)]
