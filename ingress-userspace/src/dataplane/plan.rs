@@ -211,7 +211,12 @@ impl<'a> Planner<'a> {
         let mut entries = MapContents::default();
         self.add_entries(frontend, state, &mut entries);
         self.planned.overlay(&entries);
-        part.overlay(&entries);
+        // Most Service ports have one frontend: their part is its entries.
+        if *part == MapContents::default() {
+            *part = entries;
+        } else {
+            part.overlay(&entries);
+        }
     }
 
     fn add_entries(&mut self, frontend: &Frontend, state: &FrontendState, entries: &mut MapContents) {
