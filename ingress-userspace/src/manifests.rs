@@ -18,7 +18,7 @@ use serde_yaml::Value;
 
 use crate::gateway::types::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
 
-mod typed_documents;
+mod plain_documents;
 use crate::problem::{Location, Problem, ProblemKind};
 
 /// Where an object was read from, so that problems `translate` finds later
@@ -266,7 +266,21 @@ enum Object {
 
 /// Parses every document of `text`; `file` labels the problems and sources.
 pub fn parse_file(file: &str, text: &str) -> ParsedFile {
-    typed_documents::parse(file, text).unwrap_or_else(|| parse_through_values(file, text))
+    parse_plain(file, text).unwrap_or_else(|| parse_through_values(file, text))
+}
+
+/// [`parse_file`] for the common case, read straight into the agent's
+/// types: a file of the plain shape (see [`plain_documents`]) whose every
+/// document is of a kind the agent reads and reads without any problem.
+/// Anything else gives `None`, and the general path reads the whole file,
+/// reporting exactly as it does.
+fn parse_plain(file: &str, text: &str) -> Option<ParsedFile> {
+    let mut parsed = ParsedFile::default();
+    for document in plain_documents::split(text)? {
+        let at = Location { file: Some(file.to_owned()), document: Some(document.number), object: None };
+        parsed.docs.push(read_kind(document.api_version, document.kind, FromText { at, text: document.text })??);
+    }
+    Some(parsed)
 }
 
 /// [`parse_file`] for any text: each document parsed to a YAML value first,
@@ -508,6 +522,26 @@ impl ReadAs for FromValue {
     }
 }
 
+/// One document's text, read only if it has no problem at all.
+struct FromText<'a> {
+    at: Location,
+    text: &'a str,
+}
+
+impl ReadAs for FromText<'_> {
+    type Read = Option<Doc>;
+    fn read_as<T>(self, wrap: fn(T) -> Object) -> Option<Doc>
+    where
+        T: DeserializeOwned + Metadata<Ty = ObjectMeta>,
+    {
+        let mut unknown_fields = false;
+        let deserializer = serde_yaml::Deserializer::from_str(self.text);
+        let object: T = serde_ignored::deserialize(deserializer, |_| unknown_fields = true).ok()?;
+        let named = !object.metadata().name.as_deref().unwrap_or("").is_empty();
+        (named && !unknown_fields).then(|| read_object(self.at, object, Vec::new(), wrap))
+    }
+}
+
 /// An object read without errors: labelled, its namespace defaulted as
 /// `kubectl apply` would, its unknown fields (`unknown`) warnings.
 fn read_object<T>(mut at: Location, mut object: T, unknown: Vec<String>, wrap: fn(T) -> Object) -> Doc
@@ -713,5 +747,30 @@ mod tests {
                 .starts_with(&format!("{}: cannot read", dir.join("d.yaml").display()))
         );
         assert!(load_dir(&dir).is_err());
+    }
+
+    /// The plain path must give what the general path gives, or nothing.
+    #[test]
+    fn a_plain_file_reads_the_same_as_through_yaml_values_or_falls_back() {
+        let service = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  clusterIP: 10.96.0.1\n  ports: [{port: 80, targetPort: 8080}]\n";
+        let slice = "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-1, namespace: shop}\naddressType: IPv4\nendpoints:\n  - {addresses: [10.0.0.1], conditions: {ready: true}}\n";
+        let cases: &[(&str, String, bool)] = &[
+            ("two kinds, a head comment", format!("# shop\n---\n{service}---\n{slice}"), true),
+            ("an empty document between", format!("{service}---\n---\n{slice}"), true),
+            ("an unknown field", format!("{service}  nodeport: 3\n"), false),
+            ("a kind the agent does not read", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n".to_owned(), false),
+            ("no name", "apiVersion: v1\nkind: Service\nmetadata: {namespace: x}\n".to_owned(), false),
+            ("a field of the wrong type", "apiVersion: v1\nkind: Service\nmetadata: {name: w}\nspec: {ports: 3}\n".to_owned(), false),
+            ("a syntax error", format!("{service}---\nkind: Service\napiVersion: v1\nmetadata: {{name: [\n"), false),
+        ];
+        for (name, text, plain) in cases {
+            let read_plain = parse_plain("f.yaml", text);
+            assert_eq!(read_plain.is_some(), *plain, "{name}");
+            let general = parse_through_values("f.yaml", text);
+            assert_eq!(parse_file("f.yaml", text), general, "{name}");
+            if let Some(read_plain) = read_plain {
+                assert_eq!(read_plain.docs.len(), 2, "{name}");
+            }
+        }
     }
 }
