@@ -52,15 +52,8 @@ impl Dataplane {
     /// state survive a restart, unless their size differs (see
     /// `drop_resized_pins`).
     pub fn load_sized(pin_dir: &Path, sizes: &MapSizes) -> anyhow::Result<Self> {
-        Self::load_only(pin_dir, sizes, &[XDP_PROGRAM, TC_UPLINK_PROGRAM, TC_IN_PROGRAM, TC_OUT_PROGRAM])
-    }
-
-    /// As [`Dataplane::load_sized`], verifying only `programs` now (see
-    /// [`Dataplane::programs_for`]); any other is verified when it is first
-    /// attached.
-    pub fn load_only(pin_dir: &Path, sizes: &MapSizes, programs: &[&str]) -> anyhow::Result<Self> {
         let mut dataplane = Self::maps_only(pin_dir, sizes)?;
-        dataplane.verify(programs)?;
+        dataplane.verify(&[XDP_PROGRAM, TC_UPLINK_PROGRAM, TC_IN_PROGRAM, TC_OUT_PROGRAM])?;
         Ok(dataplane)
     }
 
