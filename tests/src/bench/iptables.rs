@@ -5,7 +5,6 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
@@ -107,15 +106,14 @@ pub struct NatRules<'a> {
 
 impl<'a> NatRules<'a> {
     /// Loads `rules` and returns how long `iptables-restore` took.
-    pub fn load(node: &'a NetNs, rules: &str) -> Result<(NatRules<'a>, Duration)> {
+    pub fn load(node: &'a NetNs, rules: &str) -> Result<NatRules<'a>> {
         let guard = NatRules { node };
-        let took = guard.replace(rules)?;
-        Ok((guard, took))
+        guard.replace(rules)?;
+        Ok(guard)
     }
 
     /// Replaces the whole table, as kube-proxy's full sync does.
-    pub fn replace(&self, rules: &str) -> Result<Duration> {
-        let start = Instant::now();
+    pub fn replace(&self, rules: &str) -> Result<()> {
         let mut child = self
             .node
             .exec("iptables-restore", &["-w"])
@@ -126,11 +124,10 @@ impl<'a> NatRules<'a> {
             .context("starting iptables-restore (is iptables installed?)")?;
         child.stdin.take().context("iptables-restore's stdin")?.write_all(rules.as_bytes())?;
         let output = child.wait_with_output()?;
-        let took = start.elapsed();
         if !output.status.success() {
             bail!("iptables-restore failed ({}): {}", output.status, String::from_utf8_lossy(&output.stderr).trim());
         }
-        Ok(took)
+        Ok(())
     }
 
     /// Deletes the tables; an error here means the next contender would run

@@ -271,7 +271,7 @@ impl<'a> SizeBench<'a> {
             }
             Contender::Iptables => {
                 let started = Instant::now();
-                let (rules, _restored) = NatRules::load(self.lab.node(), &self.rules)?;
+                let rules = NatRules::load(self.lab.node(), &self.rules)?;
                 let programmed = self.first_answer(node_port, started)?;
                 let mut figures = self.traffic(node_port)?;
                 figures.programming_ms = Some(ms(programmed));
@@ -317,9 +317,6 @@ fn pod_ip(lab: &Lab, name: &str) -> Result<Ipv4Addr> {
     Ok(lab.pod(name).with_context(|| format!("the lab has no pod {name}"))?.ip)
 }
 
-/// Waits until the measured NodePort has `count` backends in the pinned
-/// maps. One lookup of its header every few milliseconds: reading whole maps
-/// of N Services would compete with the agent for the CPUs it is timed on.
 fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e3
 }
