@@ -23,6 +23,7 @@ pub const RETIRED_MAPS: &[&str] = &[
     "lb_stats",
     "lb_stats_v2",
     "lb_stats_v3",
+    "lb_maglev",
 ];
 
 /// Frontends and their backend slots (hash map, pinned).
@@ -70,19 +71,22 @@ pub const CONNTRACK_MAX_ENTRIES: u32 = 262_144;
 
 /// (Maglev table, row) -> a row of that table's backend ids (hash map
 /// without preallocation, so only programmed tables take kernel memory;
-/// pinned; written by the agent).
-pub const MAGLEV_MAP: &str = "lb_maglev";
-/// Backend ids per `MaglevRow`. A table of M entries takes ceil(M / 256)
-/// rows: one map write per 256 entries instead of one per entry.
-pub const MAGLEV_ROW_LEN: usize = 256;
+/// pinned; written by the agent). `_v2`: rows of 240 ids instead of 256.
+pub const MAGLEV_MAP: &str = "lb_maglev_v2";
+/// Backend ids per `MaglevRow`. A table of M entries takes ceil(M / 240)
+/// rows: one map write per 240 entries instead of one per entry. Not 256:
+/// the kernel allocates an element of a hash map without preallocation
+/// from power-of-two units, and with its 64 bytes of header and key a
+/// 960-byte row fills a 1 KiB unit where a 1 KiB row took a 2 KiB one.
+pub const MAGLEV_ROW_LEN: usize = 240;
 /// Default number of Maglev tables (one per frontend that has endpoints).
 pub const MAGLEV_MAX_TABLES: u32 = 16_384;
 /// The programs' global holding M, the Maglev table size (set at load).
 pub const MAGLEV_TABLE_SIZE_GLOBAL: &str = "MAGLEV_TABLE_SIZE";
 /// Default M. Maglev needs M prime and well above the backend count: with
 /// M >= 100 x N the busiest backend gets at most ~1% more than its share.
-/// 1021 keeps that for 10 backends while 10,000 tables take 4 rows of
-/// 1 KiB each (~40 MiB); Cilium's 16381 would take 16 times that.
+/// 1021 keeps that for 10 backends while 10,000 tables take 5 rows of
+/// 1 KiB of kernel memory each (~50 MiB); Cilium's 16381 would take 16 times that.
 pub const DEFAULT_MAGLEV_TABLE_SIZE: u32 = 1021;
 
 /// Rows a table of `table_size` entries takes.

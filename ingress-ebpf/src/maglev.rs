@@ -47,6 +47,11 @@ fn from_table(hash: u32, table: u32) -> Option<u32> {
         return None;
     }
     let (row, column) = maglev_position(hash % size);
+    // The compiler knows a remainder by MAGLEV_ROW_LEN is below it and
+    // would drop the bounds check below; the verifier cannot follow the
+    // multiply and subtract it computes the remainder with.
+    // SAFETY: a read of a local.
+    let column = unsafe { core::ptr::read_volatile(&column) };
     // SAFETY: plain data, replaced whole by the agent.
     let row = unsafe { MAGLEV.get(&MaglevKey { table, row }) }?;
     let id = *row.backend_ids.get(column)?;

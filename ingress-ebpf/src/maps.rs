@@ -36,7 +36,7 @@ pub static AFFINITY: LruHashMap<AffinityKey, AffinityValue> = LruHashMap::pinned
 
 /// (Maglev table, row) -> backend ids. Written only by the agent. Not
 /// preallocated: a capacity for many tables costs nothing until used.
-#[map(name = "lb_maglev")]
+#[map(name = "lb_maglev_v2")]
 pub static MAGLEV: HashMap<MaglevKey, MaglevRow> =
     HashMap::pinned(MAGLEV_MAX_ENTRIES, aya_ebpf::bindings::BPF_F_NO_PREALLOC as u32);
 

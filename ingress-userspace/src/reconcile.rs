@@ -582,6 +582,7 @@ mod tests {
     use crate::dataplane::fake::{Capacity, FakeMaps, Spec, desired_state};
     use crate::dataplane::plan::{describe, described_without_backend_ids};
     use crate::dataplane::sizes::MapSizes;
+    use ingress_common::maps::{DEFAULT_MAGLEV_TABLE_SIZE, maglev_rows};
 
     /// `addr -> backend id` of everything programmed.
     fn backend_ids(maps: &FakeMaps) -> BTreeMap<String, u32> {
@@ -592,6 +593,9 @@ mod tests {
             .collect()
     }
 
+    /// Rows of a Maglev table of the default size.
+    const ROWS: usize = maglev_rows(DEFAULT_MAGLEV_TABLE_SIZE) as usize;
+
     #[test]
     fn passes_keep_ids_and_write_only_changes() {
         type Step = (&'static str, Spec<'static>, &'static [(&'static str, usize)]);
@@ -599,7 +603,7 @@ mod tests {
             (
                 "first sync",
                 &[("10.96.0.10:80/TCP", &["10.244.1.2:8080", "10.244.2.2:8080"])],
-                &[("put_backend", 2), ("put_maglev_row", 4), ("put_rev_nat", 1), ("put_service", 3)],
+                &[("put_backend", 2), ("put_maglev_row", ROWS), ("put_rev_nat", 1), ("put_service", 3)],
             ),
             (
                 "same state again",
@@ -612,17 +616,17 @@ mod tests {
                     "10.96.0.10:80/TCP",
                     &["10.244.1.2:8080", "10.244.2.2:8080", "10.244.3.2:8080"],
                 )],
-                &[("put_backend", 1), ("put_maglev_row", 4), ("put_service", 2)],
+                &[("put_backend", 1), ("put_maglev_row", ROWS), ("put_service", 2)],
             ),
             (
                 "an endpoint is removed: slots shift, the table changes, the last slot and the backend go",
                 &[("10.96.0.10:80/TCP", &["10.244.2.2:8080", "10.244.3.2:8080"])],
-                &[("delete_backend", 1), ("delete_service", 1), ("put_maglev_row", 4), ("put_service", 3)],
+                &[("delete_backend", 1), ("delete_service", 1), ("put_maglev_row", ROWS), ("put_service", 3)],
             ),
             (
                 "everything is removed",
                 &[],
-                &[("delete_backend", 2), ("delete_maglev_row", 4), ("delete_rev_nat", 1), ("delete_service", 3)],
+                &[("delete_backend", 2), ("delete_maglev_row", ROWS), ("delete_rev_nat", 1), ("delete_service", 3)],
             ),
         ];
         let mut maps = FakeMaps::default();
@@ -720,7 +724,7 @@ mod tests {
         for (key, value) in &programmed_old.services {
             assert_eq!(maps.contents.services.get(key), Some(value), "a's old entry {key:?}");
         }
-        assert_eq!(maps.contents.maglev.len(), 2 * 4, "a's old table and c's");
+        assert_eq!(maps.contents.maglev.len(), 2 * ROWS, "a's old table and c's");
 
         maps.capacity = Capacity::default();
         reconcile(&mut maps, &desired_state(new)).unwrap();

@@ -185,19 +185,9 @@ mod tests {
         let header = abi::service_key(&abi::frontend_of(from.services.keys().next().unwrap()).unwrap(), 0);
         assert_eq!(ops[0], MapOp::DeleteService(header));
         let kinds: Vec<_> = ops.iter().map(std::mem::discriminant).collect();
-        let row = MapOp::DeleteMaglevRow(MaglevKey::default());
-        let expected = [
-            MapOp::DeleteService(header),
-            MapOp::DeleteService(header),
-            MapOp::DeleteService(header),
-            row.clone(),
-            row.clone(),
-            row.clone(),
-            row,
-            MapOp::DeleteBackend(0),
-            MapOp::DeleteBackend(0),
-            MapOp::DeleteRevNat(0),
-        ];
+        let rows = vec![MapOp::DeleteMaglevRow(MaglevKey::default()); MapSizes::default().rows_per_table() as usize];
+        let expected = [vec![MapOp::DeleteService(header); 3], rows, vec![MapOp::DeleteBackend(0); 2], vec![MapOp::DeleteRevNat(0)]]
+            .concat();
         assert_eq!(kinds, expected.iter().map(std::mem::discriminant).collect::<Vec<_>>());
     }
 }

@@ -42,6 +42,19 @@ pub struct MapContents {
 }
 
 impl MapContents {
+    /// Every entry of `parts`, a later part's replacing an earlier one's.
+    /// Built at once: a `BTreeMap` collected from many entries is sorted
+    /// and built in one go, much faster than as many inserts.
+    pub fn union<'a>(parts: impl Iterator<Item = &'a MapContents> + Clone) -> MapContents {
+        MapContents {
+            services: parts.clone().flat_map(|part| &part.services).map(|(key, value)| (*key, *value)).collect(),
+            backends: parts.clone().flat_map(|part| &part.backends).map(|(id, value)| (*id, *value)).collect(),
+            rev_nat: parts.clone().flat_map(|part| &part.rev_nat).map(|(id, value)| (*id, *value)).collect(),
+            maglev: parts.clone().flat_map(|part| &part.maglev).map(|(key, row)| (*key, row.clone())).collect(),
+            source_ranges: parts.flat_map(|part| &part.source_ranges).copied().collect(),
+        }
+    }
+
     /// Adds or replaces every entry of `other`.
     pub fn overlay(&mut self, other: &MapContents) {
         self.services.extend(&other.services);

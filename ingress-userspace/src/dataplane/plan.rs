@@ -68,14 +68,14 @@ pub fn plan(desired: &DesiredState, current: &MapContents, sizes: &MapSizes) -> 
         }
         services.push((service.clone(), part));
     }
-    let Planner { mut planned, backends, .. } = planner;
-    planned.backends = backends.iter().map(|(id, backend)| (*id, abi::backend_value(backend))).collect();
+    let values: BTreeMap<u32, _> = planner.backends.iter().map(|(id, backend)| (*id, abi::backend_value(backend))).collect();
     for (_, part) in &mut services {
         for id in std::mem::take(&mut part.backends).into_keys() {
-            part.backends.insert(id, planned.backends[&id]);
+            part.backends.insert(id, values[&id]);
         }
     }
-    Plan { contents: planned, services, left_out }
+    let contents = MapContents::union(services.iter().map(|(_, part)| part));
+    Plan { contents, services, left_out }
 }
 
 /// A Service port's frontends, in frontend order.
@@ -152,7 +152,8 @@ struct Planner<'a> {
     rev_nat_ids: Ids<'a, (IpAddr, u16)>,
     table_ids: Ids<'a, Frontend>,
     sizes: MapSizes,
-    planned: MapContents,
+    /// `lb_services` entries planned so far.
+    planned_services: usize,
     backends: BTreeMap<u32, Backend>,
     /// Backend addresses and rev-NAT frontends planned so far, kept as they
     /// grow: recomputing them per Service port made a plan quadratic.
@@ -171,7 +172,7 @@ impl<'a> Planner<'a> {
             rev_nat_ids: Ids::new(IdStart::Smallest, &index.rev_nat),
             table_ids: Ids::new(IdStart::Smallest, &index.tables),
             sizes: *sizes,
-            planned: MapContents::default(),
+            planned_services: 0,
             backends: BTreeMap::new(),
             planned_addrs: BTreeSet::new(),
             planned_rev_nat: BTreeSet::new(),
@@ -196,7 +197,7 @@ impl<'a> Planner<'a> {
         let over = |used: usize, more: usize, capacity: u32| used + more > capacity as usize;
         let sizes = &self.sizes;
         [
-            (SERVICES_MAP, over(self.planned.services.len(), services, sizes.services)),
+            (SERVICES_MAP, over(self.planned_services, services, sizes.services)),
             (BACKENDS_MAP, over(planned_addrs.len(), new_backends.len(), sizes.backends)),
             (REV_NAT_MAP, over(planned_rev_nat.len(), new_rev_nat.len(), sizes.rev_nat)),
             (MAGLEV_MAP, over(self.tables as usize, tables as usize, sizes.maglev_tables)),
@@ -210,7 +211,7 @@ impl<'a> Planner<'a> {
     fn add(&mut self, frontend: &Frontend, state: &FrontendState, part: &mut MapContents) {
         let mut entries = MapContents::default();
         self.add_entries(frontend, state, &mut entries);
-        self.planned.overlay(&entries);
+        self.planned_services += entries.services.len();
         // Most Service ports have one frontend: their part is its entries.
         if *part == MapContents::default() {
             *part = entries;
