@@ -175,6 +175,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             Some(EarlyPass { programmed, synced }) if Arc::ptr_eq(&programmed, &loaded) => synced,
             _ => sync_with(&loaded, &node, &mut maps, &mut state, &metrics),
         };
+        state.label_frontends(&mut maps);
         let routes_started = std::time::Instant::now();
         let route_problems = l7.update(&loaded.snapshot);
         tracing::debug!(routes_ms = routes_started.elapsed().as_secs_f64() * 1e3, "L7 routes rebuilt");
@@ -273,8 +274,26 @@ pub struct Synced {
 pub struct SyncState {
     translator: Translator,
     reconciler: Reconciler,
-    /// The frontend names last written, if the last pass wrote them.
+    /// Whether the frontend names in the maps are those of the last pass's
+    /// frontends.
     labelled: bool,
+}
+
+impl SyncState {
+    /// Writes the frontend names `state` shows unless the maps hold them
+    /// for the last pass's frontends. Apart from the pass: no packet needs
+    /// them, so the first pass's programs are attached without waiting.
+    fn label_frontends(&mut self, maps: &mut dyn MapWriter) {
+        if self.labelled {
+            return;
+        }
+        let Some(contents) = self.reconciler.contents() else { return };
+        let names = crate::state::frontend_names(self.translator.desired(), &describe(contents));
+        match maps.label_frontends(&names) {
+            Ok(()) => self.labelled = true,
+            Err(error) => tracing::warn!("labelling frontends for `state` failed: {error:#}"),
+        }
+    }
 }
 
 /// One full pass from a snapshot to the maps (nothing carried over).
@@ -307,16 +326,7 @@ pub fn sync_with(
             return Err(error.context("writing the maps"));
         }
     };
-    if report.frontends_changed || !state.labelled {
-        state.labelled = false;
-        if let Some(contents) = state.reconciler.contents() {
-            let names = crate::state::frontend_names(desired, &describe(contents));
-            match maps.label_frontends(&names) {
-                Ok(()) => state.labelled = true,
-                Err(error) => tracing::warn!("labelling frontends for `state` failed: {error:#}"),
-            }
-        }
-    }
+    state.labelled &= !report.frontends_changed;
     metrics.observe_sync(started.elapsed());
     for left_out in &report.left_out {
         metrics.count_map_full(left_out.map);

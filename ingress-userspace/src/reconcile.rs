@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::Context;
-use ingress_common::maps::{MaglevKey, SCOPE_EXTERNAL, ServiceKey};
+use ingress_common::maps::{MaglevKey, ServiceKey};
 
 use crate::dataplane::diff::{diff, removals};
 use crate::dataplane::ids::IdIndex;
@@ -476,9 +476,9 @@ impl Refs {
     }
 }
 
-/// Maglev tables a part's headers name.
+/// Maglev tables a part holds (its frontends may share them).
 fn tables_of(part: &MapContents) -> usize {
-    part.services.iter().filter(|(key, header)| key.slot == 0 && key.scope == SCOPE_EXTERNAL && header.backend_id != 0).count()
+    part.maglev.keys().filter(|key| key.row == 0).count()
 }
 
 /// A part's headers and their rev-NAT ids: what frontend names hang on.

@@ -3,14 +3,15 @@
 //! what the same ops applied one by one leave, puts and deletes of every
 //! map (the source ranges' LPM trie too, batched or through the single-write
 //! fallback where its kernel has no batch ops), and a batch that fails in the middle reports
-//! the op it stopped at, with every op before it written and none after.
+//! the op it stopped at, with every op before it written and none after, also
+//! in runs longer than one batch call takes.
 
 use std::net::Ipv4Addr;
 
 use ingress_tests::is_root;
 use ingress_tests::pins::PinDir;
 use ingress_userspace::dataplane::diff::diff;
-use ingress_userspace::dataplane::ebpf::{Dataplane, PinnedMaps};
+use ingress_userspace::dataplane::ebpf::{BATCH_ENTRIES, Dataplane, PinnedMaps};
 use ingress_userspace::dataplane::fake::FakeMaps;
 use ingress_userspace::dataplane::plan::plan;
 use ingress_userspace::dataplane::sizes::MapSizes;
@@ -53,8 +54,12 @@ fn planned(desired: &DesiredState) -> MapContents {
 }
 
 fn load(label: &str) -> (PinDir, Dataplane, PinnedMaps) {
+    load_sized(label, &sizes())
+}
+
+fn load_sized(label: &str, sizes: &MapSizes) -> (PinDir, Dataplane, PinnedMaps) {
     let pins = PinDir::unique(label);
-    let dataplane = Dataplane::load_sized(pins.path(), &sizes()).expect("loading the programs");
+    let dataplane = Dataplane::load_sized(pins.path(), sizes).expect("loading the programs");
     let maps = dataplane.maps().unwrap();
     (pins, dataplane, maps)
 }
@@ -97,6 +102,14 @@ fn batched_writes_leave_exactly_what_single_writes_leave() {
     assert_eq!(fewer, expected(&[&puts, &deletes]), "the fake agrees");
 }
 
+fn backend(id: u32) -> ingress_common::maps::Backend {
+    ingress_userspace::dataplane::abi::backend_value(&Backend {
+        addr: BackendAddr { addr: Ipv4Addr::from(0x0af4_0000 + id).into(), port: 8080 },
+        state: BackendState::Active,
+        local: false,
+    })
+}
+
 #[test]
 fn a_batch_failing_in_the_middle_names_its_op_and_wrote_exactly_the_ops_before_it() {
     if !is_root() {
@@ -105,11 +118,6 @@ fn a_batch_failing_in_the_middle_names_its_op_and_wrote_exactly_the_ops_before_i
     }
     let (_pins, _dataplane, mut maps) = load("batch-fail");
     let capacity = sizes().backends;
-    let backend = |id: u32| ingress_userspace::dataplane::abi::backend_value(&Backend {
-        addr: BackendAddr { addr: Ipv4Addr::from(0x0af4_0000 + id).into(), port: 8080 },
-        state: BackendState::Active,
-        local: false,
-    });
     // A run of puts 4 longer than the map: the first `capacity` fit.
     let puts: Vec<MapOp> = (1..=capacity + 4).map(|id| MapOp::PutBackend(id, backend(id))).collect();
     let (index, error) = maps.apply_all(&puts).expect_err("the map is full");
@@ -134,4 +142,30 @@ fn a_batch_failing_in_the_middle_names_its_op_and_wrote_exactly_the_ops_before_i
     let (index, _) = maps.apply_all(&mixed).expect_err("full again");
     assert_eq!(index, 4, "the delete and three puts fit");
     assert_eq!(maps.read().unwrap().backends.len(), capacity as usize);
+}
+
+#[test]
+fn a_run_longer_than_one_batch_call_fails_at_its_own_op_and_kept_every_op_before_it() {
+    if !is_root() {
+        eprintln!("skipped: loading programs needs root");
+        return;
+    }
+    // The map fills in the third batch call of the run, not at its start.
+    let capacity = (2 * BATCH_ENTRIES + BATCH_ENTRIES / 3) as u32;
+    let (_pins, _dataplane, mut maps) = load_sized("batch-long", &MapSizes { backends: capacity, ..sizes() });
+    let puts: Vec<MapOp> = (1..=capacity + 100).map(|id| MapOp::PutBackend(id, backend(id))).collect();
+    let (index, error) = maps.apply_all(&puts).expect_err("the map is full");
+    assert_eq!(index, capacity as usize, "{error:#}");
+    assert!(format!("{error:#}").contains(&format!("PutBackend({}", capacity + 1)), "{error:#}");
+    let written: Vec<u32> = maps.read().unwrap().backends.into_keys().collect();
+    assert_eq!(written, (1..=capacity).collect::<Vec<_>>());
+
+    // Deletes stopped in their second batch call by a key already gone.
+    let missing = BATCH_ENTRIES as u32 + 7;
+    maps.apply(&MapOp::DeleteBackend(missing)).unwrap();
+    let deletes: Vec<MapOp> = (1..=capacity).map(MapOp::DeleteBackend).collect();
+    let (index, error) = maps.apply_all(&deletes).expect_err("a missing key");
+    assert_eq!(index, missing as usize - 1, "{error:#}");
+    let left: Vec<u32> = maps.read().unwrap().backends.into_keys().collect();
+    assert_eq!(left, (missing + 1..=capacity).collect::<Vec<_>>());
 }

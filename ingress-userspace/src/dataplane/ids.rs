@@ -30,12 +30,15 @@ pub enum IdStart {
 #[derive(Clone, Debug)]
 pub struct KnownIds<K> {
     by_object: HashMap<K, u32>,
-    taken: HashSet<u32>,
+    /// Ids in use, with how many objects hold each: a Service port's
+    /// frontends share one Maglev table, and the table's id is free only
+    /// once the last of them is removed.
+    taken: HashMap<u32, usize>,
 }
 
 impl<K> Default for KnownIds<K> {
     fn default() -> Self {
-        KnownIds { by_object: HashMap::new(), taken: HashSet::new() }
+        KnownIds { by_object: HashMap::new(), taken: HashMap::new() }
     }
 }
 
@@ -44,11 +47,16 @@ impl<K: Hash + Eq + Copy> KnownIds<K> {
     /// id and the other is garbage for the diff.
     fn insert(&mut self, object: K, id: u32) {
         self.by_object.entry(object).or_insert(id);
-        self.taken.insert(id);
+        *self.taken.entry(id).or_default() += 1;
     }
 
     fn remove(&mut self, object: K, id: u32) {
-        self.taken.remove(&id);
+        if let Some(holders) = self.taken.get_mut(&id) {
+            *holders -= 1;
+            if *holders == 0 {
+                self.taken.remove(&id);
+            }
+        }
         if self.by_object.get(&object) == Some(&id) {
             self.by_object.remove(&object);
         }
@@ -107,13 +115,15 @@ fn tables(contents: &MapContents) -> impl Iterator<Item = (Frontend, u32)> + '_ 
         .filter_map(|(key, header)| Some((abi::frontend_of(key)?, header.backend_id)))
 }
 
-/// Hands out ids in one plan: the one an object already has, else a free
-/// id (at least 1) found from where `start` says. An id being removed is
+/// Hands out ids in one plan: the one an object already has unless the plan
+/// gave it to another object already (frontends that shared a Maglev table
+/// and are now in different Service ports), else a free id (at least 1)
+/// found from where `start` says. An id being removed is
 /// not recycled in the same plan: the flows that still name it must find no
 /// backend (and be re-balanced), not silently a different one.
 pub struct Ids<'a, K> {
     known: &'a KnownIds<K>,
-    /// Ids handed out by this plan that `known` does not hold.
+    /// Ids handed out by this plan.
     taken_here: HashSet<u32>,
     assigned: HashMap<K, u32>,
     start: IdStart,
@@ -126,15 +136,16 @@ impl<'a, K: Hash + Eq + Copy> Ids<'a, K> {
     }
 
     fn taken(&self, id: u32) -> bool {
-        self.known.taken.contains(&id) || self.taken_here.contains(&id)
+        self.known.taken.contains_key(&id) || self.taken_here.contains(&id)
     }
 
     pub fn get(&mut self, key: K) -> u32 {
         if let Some(&id) = self.assigned.get(&key) {
             return id;
         }
-        let id = match (self.known.by_object.get(&key), self.start) {
-            (Some(&id), _) => id,
+        let known = self.known.by_object.get(&key).copied().filter(|id| !self.taken_here.contains(id));
+        let id = match (known, self.start) {
+            (Some(id), _) => id,
             (None, IdStart::Smallest) => {
                 while self.taken(self.next) {
                     self.next += 1;
@@ -197,6 +208,22 @@ mod tests {
         // The duplicate's id stays taken until it is removed too.
         ids.remove(8, 1);
         assert_eq!(Ids::new(IdStart::Smallest, &ids).get(10), 1);
-        assert!(ids.taken.contains(&5));
+        assert!(ids.taken.contains_key(&5));
+    }
+
+    #[test]
+    fn an_id_held_by_several_objects_is_free_once_the_last_is_removed() {
+        let mut ids = known(&[(8, 1), (9, 1), (10, 2)]);
+        ids.remove(8, 1);
+        assert_eq!(Ids::new(IdStart::Smallest, &ids).get(11), 3, "9 still holds 1");
+        ids.remove(9, 1);
+        assert_eq!(Ids::new(IdStart::Smallest, &ids).get(11), 1);
+    }
+
+    #[test]
+    fn an_id_two_objects_know_goes_to_the_first_asking_and_the_other_gets_a_free_one() {
+        let shared = known(&[(8, 1), (9, 1), (10, 2)]);
+        let mut ids = Ids::new(IdStart::Smallest, &shared);
+        assert_eq!((ids.get(9), ids.get(8), ids.get(10), ids.get(9)), (1, 3, 2, 1));
     }
 }

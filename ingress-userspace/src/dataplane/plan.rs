@@ -62,11 +62,7 @@ pub fn plan(desired: &DesiredState, current: &MapContents, sizes: &MapSizes) -> 
             left_out.push(LeftOut { service: service.clone(), map });
             continue;
         }
-        let mut part = MapContents::default();
-        for (frontend, state) in frontends {
-            planner.add(frontend, state, &mut part);
-        }
-        services.push((service.clone(), part));
+        services.push((service.clone(), planner.add_service(&frontends)));
     }
     let values: BTreeMap<u32, _> = planner.backends.iter().map(|(id, backend)| (*id, abi::backend_value(backend))).collect();
     for (_, part) in &mut services {
@@ -129,11 +125,7 @@ impl<'a> PartPlanner<'a> {
     /// A Service port's entries; its backends' values are placeholders (see
     /// [`backend_values`] and [`PartPlanner::backend_id`]).
     pub fn plan_service(&mut self, frontends: &[(&Frontend, &FrontendState)]) -> MapContents {
-        let mut part = MapContents::default();
-        for (frontend, state) in frontends {
-            self.planner.add(frontend, state, &mut part);
-        }
-        part
+        self.planner.add_service(frontends)
     }
 
     /// The id given to a backend address planned here.
@@ -187,10 +179,14 @@ impl<'a> Planner<'a> {
         let (planned_addrs, planned_rev_nat) = (&self.planned_addrs, &self.planned_rev_nat);
         let mut new_backends = BTreeSet::new();
         let mut new_rev_nat = BTreeSet::new();
-        let (mut services, mut tables) = (0usize, 0u32);
+        let mut services = 0;
+        let mut table_sets = Vec::new();
         for (frontend, state) in frontends {
             services += 1 + slot_count(state) + local_scope_entries(state);
-            tables += u32::from(!state.backends.is_empty());
+            let set = table_set(state);
+            if !set.is_empty() && !table_sets.contains(&set) {
+                table_sets.push(set);
+            }
             new_rev_nat.extend(Some((frontend.addr, frontend.port)).filter(|pair| !planned_rev_nat.contains(pair)));
             new_backends.extend(state.backends.iter().map(|b| b.addr).filter(|addr| !planned_addrs.contains(addr)));
         }
@@ -200,27 +196,32 @@ impl<'a> Planner<'a> {
             (SERVICES_MAP, over(self.planned_services, services, sizes.services)),
             (BACKENDS_MAP, over(planned_addrs.len(), new_backends.len(), sizes.backends)),
             (REV_NAT_MAP, over(planned_rev_nat.len(), new_rev_nat.len(), sizes.rev_nat)),
-            (MAGLEV_MAP, over(self.tables as usize, tables as usize, sizes.maglev_tables)),
+            (MAGLEV_MAP, over(self.tables as usize, table_sets.len(), sizes.maglev_tables)),
         ]
         .into_iter()
         .find_map(|(map, full)| full.then_some(map))
     }
 
-    /// Plans `frontend`, putting its entries in `part` as well; the backends
-    /// there are placeholders until every frontend is planned.
-    fn add(&mut self, frontend: &Frontend, state: &FrontendState, part: &mut MapContents) {
-        let mut entries = MapContents::default();
-        self.add_entries(frontend, state, &mut entries);
-        self.planned_services += entries.services.len();
-        // Most Service ports have one frontend: their part is its entries.
-        if *part == MapContents::default() {
-            *part = entries;
-        } else {
-            part.overlay(&entries);
+    /// Plans a Service port's frontends and returns their entries; the
+    /// backends there are placeholders until every Service port is planned.
+    fn add_service(&mut self, frontends: &[(&Frontend, &FrontendState)]) -> MapContents {
+        let mut part = MapContents::default();
+        let mut tables = PortTables::new();
+        for (frontend, state) in frontends {
+            let mut entries = MapContents::default();
+            self.add_entries(frontend, state, &mut tables, &mut entries);
+            self.planned_services += entries.services.len();
+            // Most Service ports have one frontend: their part is its entries.
+            if part == MapContents::default() {
+                part = entries;
+            } else {
+                part.overlay(&entries);
+            }
         }
+        part
     }
 
-    fn add_entries(&mut self, frontend: &Frontend, state: &FrontendState, entries: &mut MapContents) {
+    fn add_entries(&mut self, frontend: &Frontend, state: &FrontendState, tables: &mut PortTables, entries: &mut MapContents) {
         // TCP and UDP on one address and port rewrite replies identically.
         let rev_nat_id = self.rev_nat_ids.get((frontend.addr, frontend.port));
         self.planned_rev_nat.insert((frontend.addr, frontend.port));
@@ -242,7 +243,7 @@ impl<'a> Planner<'a> {
                 .and_modify(|known| known.state = known.state.min(backend.state))
                 .or_insert(*backend);
         }
-        let table = if ids.is_empty() { 0 } else { self.add_table(frontend, &ids, entries) };
+        let table = if ids.is_empty() { 0 } else { self.add_table(frontend, &ids, tables, entries) };
         let mut flags = local_flags(state.local_only);
         if let Some(ranges) = &state.source_ranges {
             flags |= SERVICE_FLAG_SOURCE_RANGES;
@@ -260,10 +261,20 @@ impl<'a> Planner<'a> {
         plan_local_scope(frontend, state, &header, &ids, entries);
     }
 
-    /// Writes the rows of `frontend`'s Maglev table over the backends `ids`
-    /// names, and returns the table's id.
-    fn add_table(&mut self, frontend: &Frontend, ids: &BTreeMap<BackendAddr, u32>, entries: &mut MapContents) -> u32 {
+    /// The id of the Maglev table over the backends `ids` names: one of
+    /// `tables`, or a new one for `frontend` whose rows go in `entries`.
+    fn add_table(
+        &mut self,
+        frontend: &Frontend,
+        ids: &BTreeMap<BackendAddr, u32>,
+        tables: &mut PortTables,
+        entries: &mut MapContents,
+    ) -> u32 {
+        if let Some((_, table)) = tables.iter().find(|(known, _)| known == ids) {
+            return *table;
+        }
         let table = self.table_ids.get(*frontend);
+        tables.push((ids.clone(), table));
         self.tables += 1;
         // `ids` is keyed by address: its keys are the frontend's `table_set`.
         let size = self.sizes.maglev_table_size;
@@ -282,6 +293,13 @@ impl<'a> Planner<'a> {
         table
     }
 }
+
+/// The Maglev tables of a Service port's frontends planned so far, by the
+/// backend ids they spread over. Frontends of a Service port over the same
+/// backends (its ClusterIP, NodePorts, load balancer addresses) share one
+/// table: the table depends only on the backends, and one copy instead of
+/// one per frontend is fewer rows to compute, write and hold.
+type PortTables = Vec<(BTreeMap<BackendAddr, u32>, u32)>;
 
 /// The header bits telling the programs which clients use the local scope.
 fn local_flags(local_only: LocalOnly) -> u16 {
@@ -664,5 +682,30 @@ mod tests {
             let count = table.iter().filter(|entry| *entry == id).count();
             assert!((340..=341).contains(&count), "backend {id} has {count} of 1021 entries");
         }
+    }
+
+    #[test]
+    fn frontends_of_a_service_port_over_the_same_backends_share_one_maglev_table() {
+        let pods: &[&str] = &["10.1.0.1:80", "10.1.0.2:80"];
+        let spec: Spec = &[
+            ("web=10.96.0.1:80/TCP", pods),
+            ("web=192.0.2.1:30080/TCP", pods),
+            ("web=[fd00::1]:80/TCP", &["[fd00:1::1]:80"]),
+            ("db=10.96.0.2:80/TCP", pods),
+        ];
+        let planned = planned(spec, &MapContents::default());
+        let table_of = |frontend: &str| {
+            let described = describe(&planned);
+            let programmed = described.iter().find(|p| p.frontend.to_string().starts_with(frontend)).unwrap();
+            let key = abi::service_key(&programmed.frontend, 0);
+            planned.services[&key].backend_id
+        };
+        let (cluster_ip, node_port) = (table_of("10.96.0.1:80"), table_of("192.0.2.1:30080"));
+        assert_eq!(cluster_ip, node_port, "the ClusterIP and NodePort of one Service port");
+        assert_ne!(table_of("[fd00::1]:80"), cluster_ip, "other backends (the IPv6 pods)");
+        assert_ne!(table_of("10.96.0.2:80"), cluster_ip, "another Service port, though over the same pods");
+        let tables: BTreeSet<u32> = planned.maglev.keys().map(|key| key.table).collect();
+        assert_eq!(tables.len(), 3);
+        assert_eq!(planned.maglev.len() as u32, 3 * MapSizes::default().rows_per_table());
     }
 }
