@@ -100,15 +100,22 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     let dataplane = Dataplane::maps_only(&config.pin_dir, &config.map_sizes)?;
     let mut maps = dataplane.maps()?;
     let mut state = SyncState::default();
-    let (mut dataplane, mut early) =
-        program_while_verifying(dataplane, programs, &mut updates, &config.node, &mut maps, &mut state, &metrics).await?;
-    for uplink in &config.uplinks {
-        dataplane.attach_uplink(uplink, config.uplink_hook)?;
-    }
-    let mut interfaces = Interfaces::new(config.pod_veth_prefixes.clone());
-    interfaces.attach_named(&mut dataplane, &config.pod_veths)?;
-    interfaces.attach_new(&mut dataplane);
-    tracing::info!(uplinks = ?config.uplinks, pod_veths = ?config.pod_veths, pin_dir = %config.pin_dir.display(), "dataplane attached");
+    let (uplinks, uplink_hook) = (config.uplinks.clone(), config.uplink_hook);
+    let (pod_veths, pod_veth_prefixes) = (config.pod_veths.clone(), config.pod_veth_prefixes.clone());
+    let pin_dir = config.pin_dir.clone();
+    let attach = move |dataplane: &mut Dataplane| -> anyhow::Result<Interfaces> {
+        for uplink in &uplinks {
+            dataplane.attach_uplink(uplink, uplink_hook)?;
+        }
+        let mut interfaces = Interfaces::new(pod_veth_prefixes);
+        interfaces.attach_named(dataplane, &pod_veths)?;
+        interfaces.attach_new(dataplane);
+        tracing::info!(?uplinks, ?pod_veths, pin_dir = %pin_dir.display(), "dataplane attached");
+        Ok(interfaces)
+    };
+    let (mut dataplane, mut interfaces, mut early) =
+        program_while_verifying(dataplane, programs, attach, &mut updates, &config.node, &mut maps, &mut state, &metrics)
+            .await?;
     conntrack_gc::write_timeouts(&config.pin_dir, &config.conntrack.timeouts)?;
     let mut sweeper = Sweeper::open(&config.pin_dir, config.conntrack)?;
     let mut snat = conntrack_gc::SnatConfigWriter::open(&config.pin_dir, config.conntrack.snat_ports)?;
@@ -223,21 +230,31 @@ struct EarlyPass {
 
 /// The verifier's walk through the programs is most of an agent's start, and
 /// the maps exist before it begins: the programs are verified on threads of
-/// their own while the first snapshot, if it comes in time, is written into
-/// the pinned maps, so that the programs serve a full table from the moment
-/// they are attached (and a previous run's programs, still attached, serve
-/// the new entries at once). The snapshot stays unseen in `updates`: the
-/// main loop takes it up with this pass's result.
+/// their own, then attached (`attach`), while the first snapshot, if it comes
+/// in time, is written into the pinned maps: a start takes the longer of
+/// the two, not their sum. Programs attached before the pass ends serve what
+/// it has written so far: it writes a frontend's header after everything the
+/// header names, so each frontend is whole or absent, and a previous run's
+/// maps (an agent's restart) stay whole throughout. The snapshot stays
+/// unseen in `updates`: the main loop takes it up with this pass's result.
+#[allow(clippy::too_many_arguments)]
 async fn program_while_verifying(
     mut dataplane: Dataplane,
     programs: Vec<&'static str>,
+    attach: impl FnOnce(&mut Dataplane) -> anyhow::Result<Interfaces> + Send + 'static,
     updates: &mut watch::Receiver<Option<Arc<Loaded>>>,
     configured_node: &NodeInfo,
     maps: &mut dyn MapWriter,
     state: &mut SyncState,
     metrics: &Metrics,
-) -> anyhow::Result<(Dataplane, Option<EarlyPass>)> {
-    let verifying = tokio::task::spawn_blocking(move || dataplane.verify(&programs).map(|()| dataplane));
+) -> anyhow::Result<(Dataplane, Interfaces, Option<EarlyPass>)> {
+    let verifying = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        dataplane.verify(&programs)?;
+        tracing::debug!(?programs, verify_ms = started.elapsed().as_secs_f64() * 1e3, "programs verified");
+        let interfaces = attach(&mut dataplane)?;
+        anyhow::Ok((dataplane, interfaces))
+    });
     tokio::pin!(verifying);
     let mut early = None;
     // A source that stopped is the main loop's to report.
@@ -245,8 +262,8 @@ async fn program_while_verifying(
     loop {
         tokio::select! {
             verified = &mut verifying => {
-                let dataplane = verified.context("verifying the programs")??;
-                return Ok((dataplane, early));
+                let (dataplane, interfaces) = verified.context("verifying and attaching the programs")??;
+                return Ok((dataplane, interfaces, early));
             }
             changed = updates.changed(), if source_running && early.is_none() => {
                 source_running = changed.is_ok();
