@@ -24,6 +24,7 @@ pub const RETIRED_MAPS: &[&str] = &[
     "lb_stats_v2",
     "lb_stats_v3",
     "lb_maglev",
+    "lb_maglev_v2",
 ];
 
 /// Frontends and their backend slots (hash map, pinned).
@@ -69,24 +70,27 @@ pub const BACKENDS_MAX_ENTRIES: u32 = 131_072;
 pub const REV_NAT_MAX_ENTRIES: u32 = 65_536;
 pub const CONNTRACK_MAX_ENTRIES: u32 = 262_144;
 
-/// (Maglev table, row) -> a row of that table's backend ids (hash map
-/// without preallocation, so only programmed tables take kernel memory;
-/// pinned; written by the agent). `_v2`: rows of 240 ids instead of 256.
-pub const MAGLEV_MAP: &str = "lb_maglev_v2";
-/// Backend ids per `MaglevRow`. A table of M entries takes ceil(M / 240)
-/// rows: one map write per 240 entries instead of one per entry. Not 256:
-/// the kernel allocates an element of a hash map without preallocation
-/// from power-of-two units, and with its 64 bytes of header and key a
-/// 960-byte row fills a 1 KiB unit where a 1 KiB row took a 2 KiB one.
-pub const MAGLEV_ROW_LEN: usize = 240;
+/// (Maglev table, row) -> a row of that table's entries (hash map without
+/// preallocation, so only programmed tables take kernel memory; pinned;
+/// written by the agent). `_v3`: entries are slot numbers of the frontend
+/// (`_v2` held backend ids, 240 to a row).
+pub const MAGLEV_MAP: &str = "lb_maglev_v3";
+/// Entries per `MaglevRow`. A table of M entries takes ceil(M / 480) rows:
+/// one map write per 480 entries instead of one per entry. An entry is a
+/// slot number (u16), not a backend id (u32): half the bytes, so a
+/// 1,021-entry table takes 3 rows instead of 5. 480, not 512: the kernel
+/// allocates an element of a hash map without preallocation from
+/// power-of-two units, and with its 64 bytes of header and key a 960-byte
+/// row fills a 1 KiB unit where a 1 KiB row would take a 2 KiB one.
+pub const MAGLEV_ROW_LEN: usize = 480;
 /// Default number of Maglev tables (one per frontend that has endpoints).
 pub const MAGLEV_MAX_TABLES: u32 = 16_384;
 /// The programs' global holding M, the Maglev table size (set at load).
 pub const MAGLEV_TABLE_SIZE_GLOBAL: &str = "MAGLEV_TABLE_SIZE";
 /// Default M. Maglev needs M prime and well above the backend count: with
 /// M >= 100 x N the busiest backend gets at most ~1% more than its share.
-/// 1021 keeps that for 10 backends while 10,000 tables take 5 rows of
-/// 1 KiB of kernel memory each (~50 MiB); Cilium's 16381 would take 16 times that.
+/// 1021 keeps that for 10 backends while 10,000 tables take 3 rows of
+/// 1 KiB of kernel memory each (~30 MiB); Cilium's 16381 would take 16 times that.
 pub const DEFAULT_MAGLEV_TABLE_SIZE: u32 = 1021;
 
 /// Rows a table of `table_size` entries takes.
@@ -241,8 +245,10 @@ pub struct MaglevKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MaglevRow {
-    /// Backend ids.
-    pub backend_ids: [u32; MAGLEV_ROW_LEN],
+    /// Slot numbers (1..=count) of the `SCOPE_EXTERNAL` slots of the
+    /// frontends whose headers name the table: a flow's backend is the one
+    /// its entry's slot names.
+    pub slots: [u16; MAGLEV_ROW_LEN],
 }
 
 /// "namespace/name:port", NUL-padded (cut at 63 bytes).
@@ -493,7 +499,7 @@ const _: () = assert!(core::mem::size_of::<AffinityKey>() == 20);
 const _: () = assert!(core::mem::size_of::<AffinityValue>() == 16);
 const _: () = assert!(core::mem::size_of::<SourceRangeKey>() == 24);
 const _: () = assert!(core::mem::size_of::<MaglevKey>() == 8);
-const _: () = assert!(core::mem::size_of::<MaglevRow>() == 4 * MAGLEV_ROW_LEN);
+const _: () = assert!(core::mem::size_of::<MaglevRow>() == 2 * MAGLEV_ROW_LEN);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -1,7 +1,8 @@
 //! Backend choice for a new flow: Maglev consistent hashing (Eisenbud et al.,
-//! NSDI'16). The agent fills each frontend's table of M entries; a flow takes
-//! entry hash(5-tuple) % M, so removing one backend moves only the flows that
-//! were on it (and a few more), unlike hash % count which moves almost all.
+//! NSDI'16). The agent fills each frontend's table of M entries, each a slot
+//! of the frontend; a flow takes entry hash(5-tuple) % M, so removing one
+//! backend moves only the flows that were on it (and a few more), unlike
+//! hash % count which moves almost all.
 
 use ingress_common::hash::flow_hash;
 use ingress_common::maps::{Backend, DEFAULT_MAGLEV_TABLE_SIZE, MaglevKey, ServiceValue, maglev_position};
@@ -22,24 +23,19 @@ static MAGLEV_TABLE_SIZE: u32 = DEFAULT_MAGLEV_TABLE_SIZE;
 #[inline(always)]
 pub fn choose(flow: &Flow, scope: u8, header: &ServiceValue) -> Result<(u32, Backend), Outcome> {
     let hash = flow_hash(flow.saddr.fold(), flow.daddr.fold(), flow.sport, flow.dport, flow.proto);
-    let backend_id = match from_table(hash, header.backend_id) {
-        Some(id) => id,
-        // No table: a local scope, maps written by an agent before Maglev,
-        // or rows of another table size while a restarted agent rewrites
-        // them. The slots still name every backend of the scope.
-        None => {
-            let slot = (hash % header.count as u32) as u16 + 1;
-            // SAFETY: plain data, replaced whole by the agent.
-            unsafe { SERVICES.get(slot_key(flow, scope, slot)) }.ok_or(Outcome::Drop(DROP_BAD_SLOT))?.backend_id
-        }
-    };
+    // No table: a local scope, maps written by an agent before this table
+    // layout, or rows of another table size while a restarted agent
+    // rewrites them. The slots still name every backend of the scope.
+    let slot = from_table(hash, header.backend_id).unwrap_or_else(|| (hash % header.count as u32) as u16 + 1);
+    // SAFETY: plain data, replaced whole by the agent.
+    let backend_id = unsafe { SERVICES.get(slot_key(flow, scope, slot)) }.ok_or(Outcome::Drop(DROP_BAD_SLOT))?.backend_id;
     // SAFETY: plain data, replaced whole by the agent.
     let backend: Backend = *unsafe { BACKENDS.get(backend_id) }.ok_or(Outcome::Drop(DROP_BAD_SLOT))?;
     Ok((backend_id, backend))
 }
 
 #[inline(always)]
-fn from_table(hash: u32, table: u32) -> Option<u32> {
+fn from_table(hash: u32, table: u32) -> Option<u16> {
     // SAFETY: a plain u32; volatile so the compiler keeps the load the
     // loader's value is patched into instead of folding the default.
     let size = unsafe { core::ptr::read_volatile(&MAGLEV_TABLE_SIZE) };
@@ -54,6 +50,6 @@ fn from_table(hash: u32, table: u32) -> Option<u32> {
     let column = unsafe { core::ptr::read_volatile(&column) };
     // SAFETY: plain data, replaced whole by the agent.
     let row = unsafe { MAGLEV.get(&MaglevKey { table, row }) }?;
-    let id = *row.backend_ids.get(column)?;
-    (id != 0).then_some(id)
+    let slot = *row.slots.get(column)?;
+    (slot != 0).then_some(slot)
 }

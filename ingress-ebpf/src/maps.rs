@@ -34,9 +34,9 @@ pub static CT_TIMEOUTS: Array<CtTimeouts> = Array::pinned(1, 0);
 #[map(name = "lb_affinity")]
 pub static AFFINITY: LruHashMap<AffinityKey, AffinityValue> = LruHashMap::pinned(AFFINITY_MAX_ENTRIES, 0);
 
-/// (Maglev table, row) -> backend ids. Written only by the agent. Not
+/// (Maglev table, row) -> slot numbers. Written only by the agent. Not
 /// preallocated: a capacity for many tables costs nothing until used.
-#[map(name = "lb_maglev_v2")]
+#[map(name = "lb_maglev_v3")]
 pub static MAGLEV: HashMap<MaglevKey, MaglevRow> =
     HashMap::pinned(MAGLEV_MAX_ENTRIES, aya_ebpf::bindings::BPF_F_NO_PREALLOC as u32);
 

@@ -35,11 +35,12 @@ pub fn fresh_choice(contents: &MapContents, flow: NewFlow) -> IpAddr {
     };
     let header = contents.services[&key(0)];
     let hash = flow_hash(client.fold(), frontend.fold(), flow.sport.to_be(), flow.port.to_be(), flow.proto);
-    let id = if header.backend_id != 0 {
+    let slot = if header.backend_id != 0 {
         let (row, column) = maglev_position(hash % DEFAULT_MAGLEV_TABLE_SIZE);
-        contents.maglev[&MaglevKey { table: header.backend_id, row }].backend_ids[column]
+        contents.maglev[&MaglevKey { table: header.backend_id, row }].slots[column]
     } else {
-        contents.services[&key((hash % u32::from(header.count)) as u16 + 1)].backend_id
+        (hash % u32::from(header.count)) as u16 + 1
     };
+    let id = contents.services[&key(slot)].backend_id;
     IpAddr::from(contents.backends[&id].addr)
 }

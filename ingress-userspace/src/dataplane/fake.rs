@@ -36,7 +36,7 @@ impl FakeMaps {
     /// Checks what a packet could observe at this instant: every header's
     /// slots exist, every existing slot names an existing backend, every
     /// header's rev-NAT entry exists, and so do the rows of its Maglev table
-    /// and the backends they name.
+    /// and the header's slots they name.
     pub fn check_consistent(&self) -> Result<(), String> {
         let maps = &self.contents;
         for (key, value) in &maps.services {
@@ -46,8 +46,9 @@ impl FakeMaps {
                     let Some(entries) = maps.maglev.get(&row_key) else {
                         return Err(format!("header {key:?} names table {} without {row_key:?}", value.backend_id));
                     };
-                    if let Some(id) = entries.backend_ids.iter().find(|id| **id != 0 && !maps.backends.contains_key(id)) {
-                        return Err(format!("{row_key:?} names missing backend {id}"));
+                    let missing = |slot: &&u16| **slot != 0 && !maps.services.contains_key(&ServiceKey { slot: **slot, ..*key });
+                    if let Some(slot) = entries.slots.iter().find(missing) {
+                        return Err(format!("{row_key:?} names slot {slot}, missing under header {key:?}"));
                     }
                 }
             }

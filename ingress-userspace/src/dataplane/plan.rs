@@ -229,9 +229,12 @@ impl<'a> Planner<'a> {
 
         let count = slot_count(state) as u16;
         let mut ids = BTreeMap::new();
+        // Each address's first slot: what its Maglev table entries name.
+        let mut slots = BTreeMap::new();
         for (slot, backend) in (1..=count).zip(&state.backends) {
             let backend_id = self.backend_ids.get(backend.addr);
             ids.insert(backend.addr, backend_id);
+            slots.entry(backend.addr).or_insert(slot);
             self.planned_addrs.insert(backend.addr);
             entries.backends.insert(backend_id, ingress_common::maps::Backend::default());
             let value = ServiceValue { backend_id, ..ServiceValue::default() };
@@ -243,7 +246,7 @@ impl<'a> Planner<'a> {
                 .and_modify(|known| known.state = known.state.min(backend.state))
                 .or_insert(*backend);
         }
-        let table = if ids.is_empty() { 0 } else { self.add_table(frontend, &ids, tables, entries) };
+        let table = if slots.is_empty() { 0 } else { self.add_table(frontend, &slots, tables, entries) };
         let mut flags = local_flags(state.local_only);
         if let Some(ranges) = &state.source_ranges {
             flags |= SERVICE_FLAG_SOURCE_RANGES;
@@ -261,32 +264,33 @@ impl<'a> Planner<'a> {
         plan_local_scope(frontend, state, &header, &ids, entries);
     }
 
-    /// The id of the Maglev table over the backends `ids` names: one of
-    /// `tables`, or a new one for `frontend` whose rows go in `entries`.
+    /// The id of the Maglev table over the backends `slots` names (each
+    /// address's slot): one of `tables`, or a new one for `frontend` whose
+    /// rows go in `entries`.
     fn add_table(
         &mut self,
         frontend: &Frontend,
-        ids: &BTreeMap<BackendAddr, u32>,
+        slots: &BTreeMap<BackendAddr, u16>,
         tables: &mut PortTables,
         entries: &mut MapContents,
     ) -> u32 {
-        if let Some((_, table)) = tables.iter().find(|(known, _)| known == ids) {
+        if let Some((_, table)) = tables.iter().find(|(known, _)| known == slots) {
             return *table;
         }
         let table = self.table_ids.get(*frontend);
-        tables.push((ids.clone(), table));
+        tables.push((slots.clone(), table));
         self.tables += 1;
-        // `ids` is keyed by address: its keys are the frontend's `table_set`.
+        // `slots` is keyed by address: its keys are the frontend's `table_set`.
         let size = self.sizes.maglev_table_size;
         let lookup = self
             .maglev_tables
-            .entry(ids.keys().copied().collect())
+            .entry(slots.keys().copied().collect())
             .or_insert_with_key(|addrs| maglev::table_indices(addrs, size));
-        let backend_ids: Vec<u32> = ids.values().copied().collect();
+        let slot_of: Vec<u16> = slots.values().copied().collect();
         for (row, chunk) in (0..).zip(lookup.chunks(MAGLEV_ROW_LEN)) {
-            let mut value = MaglevRow { backend_ids: [0; MAGLEV_ROW_LEN] };
-            for (slot, index) in value.backend_ids.iter_mut().zip(chunk) {
-                *slot = backend_ids[*index as usize];
+            let mut value = MaglevRow { slots: [0; MAGLEV_ROW_LEN] };
+            for (entry, index) in value.slots.iter_mut().zip(chunk) {
+                *entry = slot_of[*index as usize];
             }
             entries.maglev.insert(MaglevKey { table, row }, Arc::new(value));
         }
@@ -295,11 +299,12 @@ impl<'a> Planner<'a> {
 }
 
 /// The Maglev tables of a Service port's frontends planned so far, by the
-/// backend ids they spread over. Frontends of a Service port over the same
-/// backends (its ClusterIP, NodePorts, load balancer addresses) share one
-/// table: the table depends only on the backends, and one copy instead of
-/// one per frontend is fewer rows to compute, write and hold.
-type PortTables = Vec<(BTreeMap<BackendAddr, u32>, u32)>;
+/// backends they spread over and the slot of each. Frontends of a Service
+/// port over the same backends in the same slots (its ClusterIP, NodePorts,
+/// load balancer addresses) share one table: the table depends only on
+/// those, and one copy instead of one per frontend is fewer rows to
+/// compute, write and hold.
+type PortTables = Vec<(BTreeMap<BackendAddr, u16>, u32)>;
 
 /// The header bits telling the programs which clients use the local scope.
 fn local_flags(local_only: LocalOnly) -> u16 {
@@ -673,14 +678,14 @@ mod tests {
         let sizes = MapSizes::default();
         let headers: Vec<_> = planned.services.iter().filter(|(key, _)| key.slot == 0).map(|(_, h)| h.backend_id).collect();
         assert_eq!(headers, [1, 0], "a table for the frontend with endpoints only");
-        let entries: Vec<u32> = planned.maglev.values().flat_map(|row| row.backend_ids).collect();
+        let entries: Vec<u16> = planned.maglev.values().flat_map(|row| row.slots).collect();
         assert_eq!(planned.maglev.len() as u32, sizes.rows_per_table());
         let (table, padding) = entries.split_at(sizes.maglev_table_size as usize);
-        assert!(padding.iter().all(|id| *id == 0));
+        assert!(padding.iter().all(|slot| *slot == 0));
         assert_eq!(planned.backends.len(), 3);
-        for id in planned.backends.keys() {
-            let count = table.iter().filter(|entry| *entry == id).count();
-            assert!((340..=341).contains(&count), "backend {id} has {count} of 1021 entries");
+        for slot in 1..=3 {
+            let count = table.iter().filter(|entry| **entry == slot).count();
+            assert!((340..=341).contains(&count), "slot {slot} has {count} of 1021 entries");
         }
     }
 

@@ -83,11 +83,9 @@ pub fn keep_unwritten(planned: &mut MapContents, written: &MapContents, part: &M
         let own_ranges = |(_, range): &&SourceRangeEntry| range.rev_nat_id == header.rev_nat_id && range.proto == header_key.proto;
         planned.source_ranges.extend(written.source_ranges.iter().filter(own_ranges));
         let rows = MaglevKey { table: header.backend_id, row: 0 }..MaglevKey { table: header.backend_id + 1, row: 0 };
+        // The rows name slots, kept just above with the backends they name.
         for (key, row) in written.maglev.range(rows).filter(|_| header.backend_id != 0) {
             planned.maglev.insert(*key, row.clone());
-            for id in row.backend_ids.iter().filter(|id| **id != 0) {
-                keep(&mut planned.backends, &written.backends, *id);
-            }
         }
     }
 }
@@ -98,7 +96,7 @@ fn keep<V: Copy>(planned: &mut BTreeMap<u32, V>, written: &BTreeMap<u32, V>, id:
     }
 }
 
-/// Removes the backends and rev-NAT entries no slot, row or header names
+/// Removes the backends and rev-NAT entries no slot or header names
 /// (those only the new version of an unwritten Service port needed).
 pub fn drop_unreferenced(planned: &mut MapContents) {
     let mut backends = std::collections::BTreeSet::new();
@@ -110,7 +108,6 @@ pub fn drop_unreferenced(planned: &mut MapContents) {
             backends.insert(value.backend_id);
         }
     }
-    backends.extend(planned.maglev.values().flat_map(|row| row.backend_ids));
     planned.backends.retain(|id, _| backends.contains(id));
     planned.rev_nat.retain(|id, _| rev_nat.contains(id));
 }
