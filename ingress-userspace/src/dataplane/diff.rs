@@ -2,8 +2,8 @@
 //!
 //! Packets are forwarded while the writes happen, one at a time, so the order
 //! is chosen for every intermediate state to be usable: a backend exists
-//! before a slot or a Maglev row names it, slots and rows exist before a
-//! header counts or names them, and a header stops counting slots (or names
+//! before a slot names it, a slot before a Maglev row names it, slots and
+//! rows exist before a header counts or names them, and a header stops counting slots (or names
 //! another table) before they are deleted. A frontend's source ranges are
 //! written before its header asks for them and deleted after.
 
