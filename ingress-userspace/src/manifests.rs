@@ -1,5 +1,5 @@
-//! Standalone mode's source: a directory of the same YAML manifests one would
-//! `kubectl apply`. Parsing is lenient the way an operator expects: one bad
+//! Standalone mode's source: a directory of the same manifests one would
+//! `kubectl apply` (YAML or JSON). Parsing is lenient the way an operator expects: one bad
 //! document or file is reported and skipped, the rest is still programmed.
 
 use std::collections::BTreeMap;
@@ -19,6 +19,7 @@ use serde_yaml::Value;
 use crate::gateway::types::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
 
 mod plain_documents;
+mod plain_json;
 use crate::problem::{Location, Problem, ProblemKind};
 
 /// Where an object was read from, so that problems `translate` finds later
@@ -147,15 +148,25 @@ pub struct Loaded {
     pub problems: Vec<Problem>,
 }
 
-/// The `*.yaml` / `*.yml` files of `dir` (not recursive), in name order so
-/// that "first wins" conflicts are reproducible.
+/// Whether `path` is named like a manifest file: YAML (`.yaml`, `.yml`) or
+/// JSON (`.json`, one object or a `List` of them, as `kubectl get -o json`
+/// prints).
+pub fn is_manifest_name(path: &Path) -> bool {
+    path.extension().is_some_and(|ext| ext == "yaml" || ext == "yml" || ext == "json")
+}
+
+fn is_json_name(file: &str) -> bool {
+    Path::new(file).extension().is_some_and(|ext| ext == "json")
+}
+
+/// The manifest files of `dir` (see [`is_manifest_name`]; not recursive),
+/// in name order so that "first wins" conflicts are reproducible.
 pub fn manifest_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let read_error = || format!("reading the manifest directory {}", dir.display());
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(read_error)? {
         let path = entry.with_context(read_error)?.path();
-        let yaml = path.extension().is_some_and(|ext| ext == "yaml" || ext == "yml");
-        if yaml && path.is_file() {
+        if is_manifest_name(&path) && path.is_file() {
             files.push(path);
         }
     }
@@ -264,27 +275,33 @@ enum Object {
     ReferenceGrant(Box<ReferenceGrant>),
 }
 
-/// Parses every document of `text`; `file` labels the problems and sources.
+/// Parses every document of `text`; `file` labels the problems and sources
+/// and says whether the text is JSON (its name ends in `.json`).
 pub fn parse_file(file: &str, text: &str) -> ParsedFile {
     parse_plain(file, text).unwrap_or_else(|| parse_through_values(file, text))
 }
 
 /// [`parse_file`] for the common case, read straight into the agent's
-/// types: a file of the plain shape (see [`plain_documents`]) whose every
-/// document is of a kind the agent reads and reads without any problem.
-/// Anything else gives `None`, and the general path reads the whole file,
-/// reporting exactly as it does.
+/// types: a file of the plain shape (see [`plain_documents`] and
+/// [`plain_json`]) whose every object is of a kind the agent reads and
+/// reads without any problem. Anything else gives `None`, and the general
+/// path reads the whole file, reporting exactly as it does.
 fn parse_plain(file: &str, text: &str) -> Option<ParsedFile> {
+    let (documents, format) = match is_json_name(file) {
+        true => (plain_json::split(text)?, Format::Json),
+        false => (plain_documents::split(text)?, Format::Yaml),
+    };
     let mut parsed = ParsedFile::default();
-    for document in plain_documents::split(text)? {
+    for document in documents {
         let at = Location { file: Some(file.to_owned()), document: Some(document.number), object: None };
-        parsed.docs.push(read_kind(document.api_version, document.kind, FromText { at, text: document.text })??);
+        let reader = FromText { at, text: document.text, format };
+        parsed.docs.push(read_kind(document.api_version, document.kind, reader)??);
     }
     Some(parsed)
 }
 
-/// [`parse_file`] for any text: each document parsed to a YAML value first,
-/// which tells its kind and every problem it has.
+/// [`parse_file`] for any text (JSON is YAML too): each document parsed to
+/// a YAML value first, which tells its kind and every problem it has.
 fn parse_through_values(file: &str, text: &str) -> ParsedFile {
     let mut parsed = ParsedFile::default();
     for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
@@ -452,6 +469,9 @@ impl ParsedFile {
         if value.is_null() {
             return;
         }
+        if value.get("apiVersion").and_then(Value::as_str) == Some("v1") && value.get("kind").and_then(Value::as_str) == Some("List") {
+            return self.add_list(at, value);
+        }
         // Owned: the value itself goes to the reader.
         let api_version = value.get("apiVersion").and_then(Value::as_str).map(str::to_owned);
         let kind = value.get("kind").and_then(Value::as_str).map(str::to_owned);
@@ -471,6 +491,32 @@ impl ParsedFile {
             )),
         };
         self.docs.push(doc);
+    }
+
+    /// A `List` document (what `kubectl get -o yaml|json` prints): its items
+    /// are read as documents of their own at its location; a problem of an
+    /// item names it (`items[2]`) where the item has no name to go by.
+    fn add_list(&mut self, at: Location, mut list: Value) {
+        let Some(Value::Sequence(items)) = list.get_mut("items").map(std::mem::take) else {
+            let problem = Problem::error(ProblemKind::InvalidDocument, at, "a List without a list of items, document skipped");
+            self.docs.push(Doc::Problem(problem.at("items")));
+            return;
+        };
+        for (index, item) in items.into_iter().enumerate() {
+            let first_new = self.docs.len();
+            if item.get("kind").and_then(Value::as_str) == Some("List") {
+                let problem = Problem::error(ProblemKind::InvalidDocument, at.clone(), "a List inside a List, item skipped");
+                self.docs.push(Doc::Problem(problem));
+            } else {
+                self.add_document(at.clone(), item);
+            }
+            for doc in &mut self.docs[first_new..] {
+                if let Doc::Problem(problem) = doc {
+                    let field = problem.field.take().map_or_else(String::new, |field| format!(".{field}"));
+                    problem.field = Some(format!("items[{index}]{field}"));
+                }
+            }
+        }
     }
 }
 
@@ -522,10 +568,18 @@ impl ReadAs for FromValue {
     }
 }
 
-/// One document's text, read only if it has no problem at all.
+/// The syntax of a plain object's text.
+#[derive(Clone, Copy)]
+enum Format {
+    Yaml,
+    Json,
+}
+
+/// One object's text, read only if it has no problem at all.
 struct FromText<'a> {
     at: Location,
     text: &'a str,
+    format: Format,
 }
 
 impl ReadAs for FromText<'_> {
@@ -535,8 +589,11 @@ impl ReadAs for FromText<'_> {
         T: DeserializeOwned + Metadata<Ty = ObjectMeta>,
     {
         let mut unknown_fields = false;
-        let deserializer = serde_yaml::Deserializer::from_str(self.text);
-        let object: T = serde_ignored::deserialize(deserializer, |_| unknown_fields = true).ok()?;
+        let unknown = |_: serde_ignored::Path| unknown_fields = true;
+        let object: T = match self.format {
+            Format::Yaml => serde_ignored::deserialize(serde_yaml::Deserializer::from_str(self.text), unknown).ok()?,
+            Format::Json => serde_ignored::deserialize(&mut serde_json::Deserializer::from_str(self.text), unknown).ok()?,
+        };
         let named = !object.metadata().name.as_deref().unwrap_or("").is_empty();
         (named && !unknown_fields).then(|| read_object(self.at, object, Vec::new(), wrap))
     }
@@ -697,6 +754,28 @@ mod tests {
                     ),
                 ],
             ),
+            (
+                "a List's items are read as documents, each problem naming its item",
+                format!(
+                    "apiVersion: v1\nkind: List\nitems:\n- {}- {}- {}- {{kind: Service}}\n- apiVersion: apps/v1\n  kind: Deployment\n  metadata: {{name: d}}\n- {{apiVersion: v1, kind: List, items: []}}\n",
+                    indent_item(SERVICE),
+                    indent_item(&SLICE.replace("addressType", "adressType: x\naddressType")),
+                    indent_item(&SERVICE.replace("name: web, ", ""))
+                ),
+                (1, 1, 1),
+                &[
+                    (ProblemKind::UnknownField, Severity::Warning, Some("adressType"), "doc 1 (EndpointSlice default/web-1)"),
+                    (ProblemKind::InvalidDocument, Severity::Error, Some("items[2].metadata.name"), "no name, object skipped"),
+                    (ProblemKind::InvalidDocument, Severity::Error, Some("items[3]"), "not an object with apiVersion and kind"),
+                    (ProblemKind::InvalidDocument, Severity::Error, Some("items[5]"), "a List inside a List"),
+                ],
+            ),
+            (
+                "a List without items",
+                "apiVersion: v1\nkind: List\nitems: {a: 1}\n".to_owned(),
+                (0, 0, 0),
+                &[(ProblemKind::InvalidDocument, Severity::Error, Some("items"), "a List without a list of items")],
+            ),
         ];
         for (name, text, (services, slices, ignored), expected) in cases {
             let loaded = parse_documents("a.yaml", &text);
@@ -716,6 +795,11 @@ mod tests {
                 assert!(problem.to_string().contains(text), "{name}: {problem}");
             }
         }
+    }
+
+    /// `document` as an item of a YAML sequence (after its `- `).
+    fn indent_item(document: &str) -> String {
+        document.lines().map(|line| format!("{line}\n")).collect::<Vec<_>>().join("  ")
     }
 
     #[test]
@@ -754,20 +838,29 @@ mod tests {
     fn a_plain_file_reads_the_same_as_through_yaml_values_or_falls_back() {
         let service = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  clusterIP: 10.96.0.1\n  ports: [{port: 80, targetPort: 8080}]\n";
         let slice = "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-1, namespace: shop}\naddressType: IPv4\nendpoints:\n  - {addresses: [10.0.0.1], conditions: {ready: true}}\n";
-        let cases: &[(&str, String, bool)] = &[
-            ("two kinds, a head comment", format!("# shop\n---\n{service}---\n{slice}"), true),
-            ("an empty document between", format!("{service}---\n---\n{slice}"), true),
-            ("an unknown field", format!("{service}  nodeport: 3\n"), false),
-            ("a kind the agent does not read", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n".to_owned(), false),
-            ("no name", "apiVersion: v1\nkind: Service\nmetadata: {namespace: x}\n".to_owned(), false),
-            ("a field of the wrong type", "apiVersion: v1\nkind: Service\nmetadata: {name: w}\nspec: {ports: 3}\n".to_owned(), false),
-            ("a syntax error", format!("{service}---\nkind: Service\napiVersion: v1\nmetadata: {{name: [\n"), false),
+        let json_service = r#"{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"clusterIP": "10.96.0.1", "ports": [{"port": 80, "targetPort": 8080}]}}"#;
+        let json_slice = r#"{"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": {"name": "web-1", "namespace": "shop"}, "addressType": "IPv4", "endpoints": [{"addresses": ["10.0.0.1"], "conditions": {"ready": true}}]}"#;
+        let json_list = |items: &str| format!(r#"{{"apiVersion": "v1", "kind": "List", "metadata": {{"resourceVersion": ""}}, "items": [{items}]}}"#);
+        // (name, file, text, read by the plain path)
+        let cases: &[(&str, &str, String, bool)] = &[
+            ("two kinds, a head comment", "f.yaml", format!("# shop\n---\n{service}---\n{slice}"), true),
+            ("an empty document between", "f.yaml", format!("{service}---\n---\n{slice}"), true),
+            ("an unknown field", "f.yaml", format!("{service}  nodeport: 3\n"), false),
+            ("a kind the agent does not read", "f.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n".to_owned(), false),
+            ("no name", "f.yaml", "apiVersion: v1\nkind: Service\nmetadata: {namespace: x}\n".to_owned(), false),
+            ("a field of the wrong type", "f.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: w}\nspec: {ports: 3}\n".to_owned(), false),
+            ("a syntax error", "f.yaml", format!("{service}---\nkind: Service\napiVersion: v1\nmetadata: {{name: [\n"), false),
+            ("a YAML List", "f.yaml", format!("apiVersion: v1\nkind: List\nitems:\n- {json_service}\n- {json_slice}\n"), false),
+            ("a JSON List", "f.json", json_list(&format!("{json_service}, {json_slice}")), true),
+            ("a JSON List with an unknown field", "f.json", json_list(&format!("{json_service}, {}", json_slice.replace("\"addressType\"", "\"adressType\": 1, \"addressType\""))), false),
+            ("a JSON List with a nameless item", "f.json", json_list(&format!("{json_service}, {}", json_slice.replace("\"name\": \"web-1\", ", ""))), false),
+            ("a JSON syntax error", "f.json", json_list(&format!("{json_service}, {json_slice}")).replace("\"port\": 80", "\"port\": 80,,"), false),
         ];
-        for (name, text, plain) in cases {
-            let read_plain = parse_plain("f.yaml", text);
+        for (name, file, text, plain) in cases {
+            let read_plain = parse_plain(file, text);
             assert_eq!(read_plain.is_some(), *plain, "{name}");
-            let general = parse_through_values("f.yaml", text);
-            assert_eq!(parse_file("f.yaml", text), general, "{name}");
+            let general = parse_through_values(file, text);
+            assert_eq!(parse_file(file, text), general, "{name}");
             if let Some(read_plain) = read_plain {
                 assert_eq!(read_plain.docs.len(), 2, "{name}");
             }

@@ -275,9 +275,7 @@ pub fn record_events(mut bytes: &[u8], changes: &mut Changes) {
             return;
         };
         let name = &name[..name.iter().position(|b| *b == 0).unwrap_or(name.len())];
-        let manifest = Path::new(OsStr::from_bytes(name))
-            .extension()
-            .is_some_and(|ext| ext == "yaml" || ext == "yml");
+        let manifest = manifests::is_manifest_name(Path::new(OsStr::from_bytes(name)));
         if mask & IN_Q_OVERFLOW != 0 || name.is_empty() {
             changes.everything = true;
         } else if manifest {
