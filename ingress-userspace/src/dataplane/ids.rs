@@ -2,9 +2,10 @@
 //! between passes, so that re-planning one Service port does not first index
 //! every entry of the maps), and how a plan hands out new ones.
 
-use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::net::IpAddr;
+
+use foldhash::{HashMap, HashSet};
 
 use ingress_common::maps::SCOPE_EXTERNAL;
 
@@ -38,7 +39,7 @@ pub struct KnownIds<K> {
 
 impl<K> Default for KnownIds<K> {
     fn default() -> Self {
-        KnownIds { by_object: HashMap::new(), taken: HashMap::new() }
+        KnownIds { by_object: HashMap::default(), taken: HashMap::default() }
     }
 }
 
@@ -132,7 +133,7 @@ pub struct Ids<'a, K> {
 
 impl<'a, K: Hash + Eq + Copy> Ids<'a, K> {
     pub fn new(start: IdStart, known: &'a KnownIds<K>) -> Self {
-        Ids { known, taken_here: HashSet::new(), assigned: HashMap::new(), start, next: 1 }
+        Ids { known, taken_here: HashSet::default(), assigned: HashMap::default(), start, next: 1 }
     }
 
     fn taken(&self, id: u32) -> bool {

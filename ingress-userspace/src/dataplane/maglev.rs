@@ -5,8 +5,9 @@
 //! table depends only on the backends' addresses (never on map ids or input
 //! order) and on hashes defined here (not std's, which may change).
 
-use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+
+use foldhash::{HashMap, HashSet};
 
 use crate::model::BackendAddr;
 

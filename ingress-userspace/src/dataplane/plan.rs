@@ -177,12 +177,24 @@ impl<'a> Planner<'a> {
     /// of what is planned already, if any.
     fn full_map(&self, frontends: &[(&Frontend, &FrontendState)]) -> Option<&'static str> {
         let (planned_addrs, planned_rev_nat) = (&self.planned_addrs, &self.planned_rev_nat);
+        let services: usize = frontends.iter().map(|(_, state)| 1 + slot_count(state) + local_scope_entries(state)).sum();
+        let over = |used: usize, more: usize, capacity: u32| used + more > capacity as usize;
+        let sizes = &self.sizes;
+        // Every map has room for the most these frontends could add (each
+        // address and table new): the common case, decided without the
+        // sets below.
+        let most_backends = frontends.iter().map(|(_, state)| state.backends.len()).sum();
+        if !over(self.planned_services, services, sizes.services)
+            && !over(planned_addrs.len(), most_backends, sizes.backends)
+            && !over(planned_rev_nat.len(), frontends.len(), sizes.rev_nat)
+            && !over(self.tables as usize, frontends.len(), sizes.maglev_tables)
+        {
+            return None;
+        }
         let mut new_backends = BTreeSet::new();
         let mut new_rev_nat = BTreeSet::new();
-        let mut services = 0;
         let mut table_sets = Vec::new();
         for (frontend, state) in frontends {
-            services += 1 + slot_count(state) + local_scope_entries(state);
             let set = table_set(state);
             if !set.is_empty() && !table_sets.contains(&set) {
                 table_sets.push(set);
@@ -190,8 +202,6 @@ impl<'a> Planner<'a> {
             new_rev_nat.extend(Some((frontend.addr, frontend.port)).filter(|pair| !planned_rev_nat.contains(pair)));
             new_backends.extend(state.backends.iter().map(|b| b.addr).filter(|addr| !planned_addrs.contains(addr)));
         }
-        let over = |used: usize, more: usize, capacity: u32| used + more > capacity as usize;
-        let sizes = &self.sizes;
         [
             (SERVICES_MAP, over(self.planned_services, services, sizes.services)),
             (BACKENDS_MAP, over(planned_addrs.len(), new_backends.len(), sizes.backends)),

@@ -3,16 +3,19 @@
 //! values of their backends, without a walk of every Service port.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use crate::dataplane::plan::{ServiceFrontends, backend_values};
 use crate::model::{Backend, BackendAddr, DesiredState, Frontend, FrontendState, ServicePortRef};
 
-/// The programmed Service ports by frontend and by backend address.
+/// The programmed Service ports by frontend and by backend address. A
+/// Service port's name is shared by all its entries: a large cluster has
+/// hundreds of thousands of them, and three strings each added up.
 #[derive(Default)]
 pub struct ServiceIndex {
-    owners: HashMap<Frontend, ServicePortRef>,
+    owners: foldhash::HashMap<Frontend, Arc<ServicePortRef>>,
     /// The Service ports whose frontends list each backend address.
-    users: HashMap<BackendAddr, BTreeSet<ServicePortRef>>,
+    users: foldhash::HashMap<BackendAddr, BTreeSet<Arc<ServicePortRef>>>,
 }
 
 /// Service ports with their frontends, in name order.
@@ -20,22 +23,18 @@ pub type Groups<'a> = BTreeMap<&'a ServicePortRef, ServiceFrontends<'a>>;
 
 impl ServiceIndex {
     pub fn add(&mut self, service: &ServicePortRef, frontends: &[(Frontend, FrontendState)]) {
+        let shared = Arc::new(service.clone());
         for (frontend, state) in frontends {
-            self.owners.insert(*frontend, service.clone());
+            self.owners.insert(*frontend, shared.clone());
             for backend in &state.backends {
-                // A Service port's frontends mostly share their backends:
-                // a clone only for the first.
-                let users = self.users.entry(backend.addr).or_default();
-                if !users.contains(service) {
-                    users.insert(service.clone());
-                }
+                self.users.entry(backend.addr).or_default().insert(shared.clone());
             }
         }
     }
 
     pub fn remove(&mut self, service: &ServicePortRef, frontends: &[(Frontend, FrontendState)]) {
         for (frontend, state) in frontends {
-            if self.owners.get(frontend) == Some(service) {
+            if self.owners.get(frontend).is_some_and(|owner| **owner == *service) {
                 self.owners.remove(frontend);
             }
             for backend in &state.backends {
@@ -58,7 +57,7 @@ impl ServiceIndex {
         changed: &BTreeSet<Frontend>,
         programmed: impl Fn(&ServicePortRef) -> Option<&'p [(Frontend, FrontendState)]>,
     ) -> (Groups<'a>, Vec<ServicePortRef>) {
-        let mut affected: BTreeSet<&ServicePortRef> = changed.iter().filter_map(|frontend| self.owners.get(frontend)).collect();
+        let mut affected: BTreeSet<&ServicePortRef> = changed.iter().filter_map(|frontend| self.owners.get(frontend).map(|owner| &**owner)).collect();
         affected.extend(changed.iter().filter_map(|frontend| Some(&desired.frontends.get(frontend)?.service)));
         let mut groups = Groups::new();
         let mut removed = Vec::new();
@@ -93,7 +92,7 @@ impl ServiceIndex {
     ) -> HashMap<BackendAddr, Backend> {
         let mut users: BTreeSet<&ServicePortRef> = BTreeSet::new();
         for addr in addrs {
-            users.extend(self.users.get(&addr).into_iter().flatten());
+            users.extend(self.users.get(&addr).into_iter().flatten().map(|user| &**user));
         }
         users.extend(groups.keys());
         let frontends: Vec<ServiceFrontends> = users

@@ -12,12 +12,51 @@ use super::services::{SERVICE_PORT, Service, TARGET_PORT};
 /// reads a whole directory on as many threads as there are cores.
 const PER_FILE: usize = 500;
 /// Sorted last, and small, so that an endpoint change rewrites one short file.
-const MEASURED_FILE: &str = "zz-measured.yaml";
+const MEASURED_FILE: &str = "zz-measured";
+
+/// How the manifests are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ManifestFormat {
+    /// YAML documents, as people write them.
+    Yaml,
+    /// A JSON `List` per file, as `kubectl get -o json` prints: the syntax
+    /// of what the API server sends an agent in a cluster.
+    Json,
+}
+
+impl ManifestFormat {
+    fn extension(self) -> &'static str {
+        match self {
+            ManifestFormat::Yaml => "yaml",
+            ManifestFormat::Json => "json",
+        }
+    }
+
+    /// A file's text holding these Services and their EndpointSlices.
+    fn file(self, services: &[Service], target_port: u16) -> String {
+        match self {
+            ManifestFormat::Yaml => services.iter().map(|service| yaml(service, target_port)).collect(),
+            ManifestFormat::Json => {
+                let items: Vec<String> = services.iter().map(|service| json_items(service, target_port)).collect();
+                format!("{{\"apiVersion\": \"v1\", \"kind\": \"List\", \"items\": [\n{}\n]}}\n", items.join(",\n"))
+            }
+        }
+    }
+
+    /// What the report says the agent read.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ManifestFormat::Yaml => "YAML manifests",
+            ManifestFormat::Json => "JSON manifests (a List per file, as `kubectl get -o json` prints: the syntax the API server sends)",
+        }
+    }
+}
 
 pub struct ManifestSet {
     dir: PathBuf,
     /// The pods' port the Services target.
     target_port: u16,
+    format: ManifestFormat,
 }
 
 impl ManifestSet {
@@ -27,13 +66,17 @@ impl ManifestSet {
 
     /// As [`ManifestSet::write`], for pods that serve on `target_port`.
     pub fn write_targeting(services: &[Service], target_port: u16) -> Result<ManifestSet> {
+        ManifestSet::write_as(services, target_port, ManifestFormat::Yaml)
+    }
+
+    /// As [`ManifestSet::write_targeting`], in `format`.
+    pub fn write_as(services: &[Service], target_port: u16, format: ManifestFormat) -> Result<ManifestSet> {
         let dir = std::env::temp_dir().join(format!("lb-bench-{}-{}", std::process::id(), crate::pins::next_id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let set = ManifestSet { dir, target_port };
+        let set = ManifestSet { dir, target_port, format };
         let (measured, others) = services.split_last().context("no Services")?;
         for (index, chunk) in others.chunks(PER_FILE).enumerate() {
-            let text: String = chunk.iter().map(|service| yaml(service, target_port)).collect();
-            std::fs::write(set.dir.join(format!("svc-{index:05}.yaml")), text)?;
+            std::fs::write(set.dir.join(format!("svc-{index:05}.{}", format.extension())), format.file(chunk, target_port))?;
         }
         set.set_measured(measured)?;
         Ok(set)
@@ -47,8 +90,8 @@ impl ManifestSet {
     /// agent never reads half a file.
     pub fn set_measured(&self, service: &Service) -> Result<()> {
         let tmp = self.dir.join(".measured.tmp");
-        std::fs::write(&tmp, yaml(service, self.target_port))?;
-        std::fs::rename(&tmp, self.dir.join(MEASURED_FILE))?;
+        std::fs::write(&tmp, self.format.file(std::slice::from_ref(service), self.target_port))?;
+        std::fs::rename(&tmp, self.dir.join(format!("{MEASURED_FILE}.{}", self.format.extension())))?;
         Ok(())
     }
 }
@@ -80,6 +123,28 @@ pub fn yaml(service: &Service, target_port: u16) -> String {
     text
 }
 
+/// The Service and EndpointSlice of `service`, as two JSON objects (items
+/// of a `List`), with the fields [`yaml`] writes.
+fn json_items(service: &Service, target_port: u16) -> String {
+    let Service { name, cluster_ip, node_port, endpoints } = service;
+    let (kind, node_port) = match node_port {
+        Some(port) => ("NodePort", format!(", \"nodePort\": {port}")),
+        None => ("ClusterIP", String::new()),
+    };
+    let endpoints: Vec<String> =
+        endpoints.iter().map(|address| format!("{{\"addresses\": [\"{address}\"], \"conditions\": {{\"ready\": true}}}}")).collect();
+    format!(
+        "{{\"apiVersion\": \"v1\", \"kind\": \"Service\", \"metadata\": {{\"name\": \"{name}\", \"namespace\": \"default\"}}, \
+         \"spec\": {{\"type\": \"{kind}\", \"clusterIP\": \"{cluster_ip}\", \"clusterIPs\": [\"{cluster_ip}\"], \
+         \"ports\": [{{\"name\": \"tcp\", \"protocol\": \"TCP\", \"port\": {SERVICE_PORT}, \"targetPort\": {target_port}{node_port}}}]}}}},\n\
+         {{\"apiVersion\": \"discovery.k8s.io/v1\", \"kind\": \"EndpointSlice\", \
+         \"metadata\": {{\"name\": \"{name}-abc\", \"namespace\": \"default\", \"labels\": {{\"kubernetes.io/service-name\": \"{name}\"}}}}, \
+         \"addressType\": \"IPv4\", \"ports\": [{{\"name\": \"tcp\", \"protocol\": \"TCP\", \"port\": {target_port}}}], \
+         \"endpoints\": [{}]}}",
+        endpoints.join(", ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,15 +154,23 @@ mod tests {
     use ingress_userspace::translate::translate;
 
     #[test]
-    fn the_agent_reads_every_generated_service_without_problems() {
+    fn the_agent_reads_every_generated_service_the_same_in_either_format() {
         let services = generate(1_200, &[std::net::Ipv4Addr::new(10, 244, 1, 2)], None).unwrap();
-        let set = ManifestSet::write(&services).unwrap();
-        let loaded = load_dir(set.path()).unwrap();
-        assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
         let node = NodeInfo { name: "n".into(), addresses: vec![std::net::Ipv4Addr::new(198, 51, 100, 1).into()] };
-        let (desired, problems) = translate(&loaded.snapshot, &node);
-        assert!(problems.is_empty(), "{problems:?}");
-        // A ClusterIP frontend per Service and a NodePort one for each that has it.
-        assert_eq!(desired.frontends.len(), 1_200 + 1_200);
+        let mut desired_states = Vec::new();
+        for format in [ManifestFormat::Yaml, ManifestFormat::Json] {
+            let set = ManifestSet::write_as(&services, TARGET_PORT, format).unwrap();
+            let loaded = load_dir(set.path()).unwrap();
+            assert!(loaded.problems.is_empty(), "{format:?}: {:?}", loaded.problems);
+            let (desired, problems) = translate(&loaded.snapshot, &node);
+            assert!(problems.is_empty(), "{format:?}: {problems:?}");
+            // A ClusterIP frontend per Service and a NodePort one for each that has it.
+            assert_eq!(desired.frontends.len(), 1_200 + 1_200, "{format:?}");
+            // The measured Service rewritten in place reads the same too.
+            set.set_measured(services.last().unwrap()).unwrap();
+            assert_eq!(load_dir(set.path()).unwrap().snapshot.services.len(), 1_200, "{format:?}");
+            desired_states.push(desired);
+        }
+        assert_eq!(desired_states[0], desired_states[1]);
     }
 }

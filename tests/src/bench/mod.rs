@@ -36,7 +36,7 @@ use crate::lab::{Lab, LabSpec, NODE_IP};
 use crate::netns::run_command;
 use crate::pins::PinDir;
 use iptables::NatRules;
-use manifests::ManifestSet;
+use manifests::{ManifestFormat, ManifestSet};
 use report::{Cell, Figures, Report};
 pub use report::{Contender, Named};
 use services::{MEASURED_NODE_PORT, Service};
@@ -74,6 +74,8 @@ pub struct Config {
     pub uplink_hook: UplinkHookChoice,
     /// Endpoints of each Service but the measured one; `None`: 2 and 3 in turn.
     pub filler_endpoints: Option<usize>,
+    /// How the agent's manifests are written.
+    pub manifest_format: ManifestFormat,
 }
 
 impl Config {
@@ -94,6 +96,7 @@ impl Config {
             contenders: Contender::ALL.to_vec(),
             uplink_hook: UplinkHookChoice::Auto,
             filler_endpoints: None,
+            manifest_format: ManifestFormat::Json,
         }
     }
 
@@ -219,7 +222,7 @@ impl<'a> SizeBench<'a> {
     fn new(lab: &'a Lab, config: &'a Config, n: usize, change: bool, stop: &'a AtomicBool) -> Result<SizeBench<'a>> {
         let echo: Vec<Ipv4Addr> = ECHO_PODS.iter().map(|p| pod_ip(lab, p)).collect::<Result<_>>()?;
         let mut services = services::generate(n, &echo, config.filler_endpoints)?;
-        let manifests = ManifestSet::write(&services)?;
+        let manifests = ManifestSet::write_as(&services, services::TARGET_PORT, config.manifest_format)?;
         let rules = iptables::ruleset(&services);
         let measured = services.last().context("no Services")?.clone();
         let changed = Service { endpoints: vec![pod_ip(lab, NEW_ENDPOINT_POD)?], ..measured.clone() };
@@ -329,6 +332,7 @@ fn write_outputs(config: &Config, cells: Vec<Cell>) -> Result<Outputs> {
         command: config.command.clone(),
         path: "NodePort of the node from the client namespace (the agent's uplink program for ebpf, \
                nat PREROUTING for iptables); direct = client to pod IP:8080",
+        agent_input: config.manifest_format.describe(),
         concurrency: config.threads,
         cells,
     };

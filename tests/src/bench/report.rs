@@ -146,6 +146,8 @@ pub struct Report {
     pub command: String,
     /// How the `ebpf` and `iptables` contenders are reached.
     pub path: &'static str,
+    /// What the agent reads its Services from.
+    pub agent_input: &'static str,
     pub concurrency: usize,
     pub cells: Vec<Cell>,
 }
@@ -163,9 +165,9 @@ impl Report {
 
     pub fn markdown(&self) -> String {
         let mut md = format!(
-            "L4 benchmark, {} on {}; `{}`.\nPath: {}. Medians over rounds (contenders alternated within each round); \
+            "L4 benchmark, {} on {}; `{}`.\nPath: {}. Agent input: {}. Medians over rounds (contenders alternated within each round); \
              ×direct = ratio to `direct` at the same N in this run.\n\n",
-            self.date, self.machine, self.command, self.path
+            self.date, self.machine, self.command, self.path, self.agent_input
         );
         md.push_str(
             "| N | contender | rounds | RR p50 µs | RR p50 min-max µs | RR p99 µs | RR p99.9 µs | RR p50 ×direct | RR p99 ×direct | CRR conn/s | CRR p50 µs | CRR p99 µs | ",
@@ -318,6 +320,7 @@ mod tests {
             machine: machine(),
             command: "bench".into(),
             path: "test",
+            agent_input: "test",
             concurrency: 8,
             cells: vec![
                 Cell::new(1, Contender::Direct, vec![figures(10.0), figures(30.0), figures(20.0)]),
@@ -343,7 +346,7 @@ mod tests {
             Cell::new(1, Contender::Ebpf, vec![measured("lb_tc_uplink", 100.0), measured("lb_tc_uplink", 300.0), measured("lb_tc_uplink", 200.0)]),
             Cell::new(1000, Contender::Ebpf, vec![measured("lb_xdp", 150.0)]),
         ];
-        let report = Report { suite: "l4", date: "today".into(), machine: "m".into(), command: "bench".into(), path: "p", concurrency: 8, cells };
+        let report = Report { suite: "l4", date: "today".into(), machine: "m".into(), command: "bench".into(), path: "p", agent_input: "i", concurrency: 8, cells };
         let md = report.markdown();
         assert!(md.contains("| 1 | lb_tc_uplink | 200 | 40 | 400 |"), "{md}");
         assert!(md.contains("| 1000 | lb_xdp | 150 | 40 | 300 |"), "{md}");

@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::Parser;
 use ingress_tests::interrupt::on_ctrl_c;
 use ingress_tests::bench::cli::CommonArgs;
+use ingress_tests::bench::manifests::ManifestFormat;
 use ingress_tests::bench::{Config, Contender, Named, command_line, run_l4};
 use ingress_userspace::dataplane::uplink_hook::UplinkHookChoice;
 
@@ -46,6 +47,10 @@ struct Args {
     /// in turn).
     #[arg(long)]
     endpoints: Option<usize>,
+    /// How the agent's manifests are written: json (a List per file, the
+    /// syntax the API server sends) or yaml.
+    #[arg(long, value_enum, default_value_t = ManifestFormat::Json)]
+    manifest_format: ManifestFormat,
 }
 
 fn parse_uplink_hook(text: &str) -> Result<UplinkHookChoice, String> {
@@ -68,6 +73,7 @@ fn main() -> Result<()> {
         command: command_line(),
         uplink_hook: args.uplink_hook,
         filler_endpoints: args.endpoints,
+        manifest_format: args.manifest_format,
         ..base
     };
     let interrupted = on_ctrl_c()?;
