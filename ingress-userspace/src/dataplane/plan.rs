@@ -64,7 +64,7 @@ pub fn plan(desired: &DesiredState, current: &MapContents, sizes: &MapSizes) -> 
         }
         services.push((service.clone(), planner.add_service(&frontends)));
     }
-    let values: BTreeMap<u32, _> = planner.backends.iter().map(|(id, backend)| (*id, abi::backend_value(backend))).collect();
+    let values: foldhash::HashMap<u32, _> = planner.backends.iter().map(|(id, backend)| (*id, abi::backend_value(backend))).collect();
     for (_, part) in &mut services {
         for id in std::mem::take(&mut part.backends).into_keys() {
             part.backends.insert(id, values[&id]);
@@ -146,11 +146,7 @@ struct Planner<'a> {
     sizes: MapSizes,
     /// `lb_services` entries planned so far.
     planned_services: usize,
-    backends: BTreeMap<u32, Backend>,
-    /// Backend addresses and rev-NAT frontends planned so far, kept as they
-    /// grow: recomputing them per Service port made a plan quadratic.
-    planned_addrs: BTreeSet<BackendAddr>,
-    planned_rev_nat: BTreeSet<(IpAddr, u16)>,
+    backends: foldhash::HashMap<u32, Backend>,
     /// Maglev tables planned so far.
     tables: u32,
     /// Maglev tables by backend set: computed up front, or as planned.
@@ -165,9 +161,7 @@ impl<'a> Planner<'a> {
             table_ids: Ids::new(IdStart::Smallest, &index.tables),
             sizes: *sizes,
             planned_services: 0,
-            backends: BTreeMap::new(),
-            planned_addrs: BTreeSet::new(),
-            planned_rev_nat: BTreeSet::new(),
+            backends: foldhash::HashMap::default(),
             tables: 0,
             maglev_tables,
         }
@@ -176,7 +170,8 @@ impl<'a> Planner<'a> {
     /// The first map that cannot take all of these frontends' entries on top
     /// of what is planned already, if any.
     fn full_map(&self, frontends: &[(&Frontend, &FrontendState)]) -> Option<&'static str> {
-        let (planned_addrs, planned_rev_nat) = (&self.planned_addrs, &self.planned_rev_nat);
+        // Every address and rev-NAT frontend planned so far has its id.
+        let (planned_addrs, planned_rev_nat) = (self.backend_ids.assigned(), self.rev_nat_ids.assigned());
         let services: usize = frontends.iter().map(|(_, state)| 1 + slot_count(state) + local_scope_entries(state)).sum();
         let over = |used: usize, more: usize, capacity: u32| used + more > capacity as usize;
         let sizes = &self.sizes;
@@ -199,8 +194,8 @@ impl<'a> Planner<'a> {
             if !set.is_empty() && !table_sets.contains(&set) {
                 table_sets.push(set);
             }
-            new_rev_nat.extend(Some((frontend.addr, frontend.port)).filter(|pair| !planned_rev_nat.contains(pair)));
-            new_backends.extend(state.backends.iter().map(|b| b.addr).filter(|addr| !planned_addrs.contains(addr)));
+            new_rev_nat.extend(Some((frontend.addr, frontend.port)).filter(|pair| !planned_rev_nat.contains_key(pair)));
+            new_backends.extend(state.backends.iter().map(|b| b.addr).filter(|addr| !planned_addrs.contains_key(addr)));
         }
         [
             (SERVICES_MAP, over(self.planned_services, services, sizes.services)),
@@ -234,7 +229,6 @@ impl<'a> Planner<'a> {
     fn add_entries(&mut self, frontend: &Frontend, state: &FrontendState, tables: &mut PortTables, entries: &mut MapContents) {
         // TCP and UDP on one address and port rewrite replies identically.
         let rev_nat_id = self.rev_nat_ids.get((frontend.addr, frontend.port));
-        self.planned_rev_nat.insert((frontend.addr, frontend.port));
         entries.rev_nat.insert(rev_nat_id, abi::rev_nat_value(frontend.addr, frontend.port));
 
         let count = slot_count(state) as u16;
@@ -245,7 +239,6 @@ impl<'a> Planner<'a> {
             let backend_id = self.backend_ids.get(backend.addr);
             ids.insert(backend.addr, backend_id);
             slots.entry(backend.addr).or_insert(slot);
-            self.planned_addrs.insert(backend.addr);
             entries.backends.insert(backend_id, ingress_common::maps::Backend::default());
             let value = ServiceValue { backend_id, ..ServiceValue::default() };
             entries.services.insert(abi::service_key(frontend, slot), value);
