@@ -70,8 +70,8 @@ pub struct Figures {
     pub endpoint_change_ms: Option<f64>,
     /// `ebpf`: the program on the uplink's ingress (`lb_xdp` or `lb_tc_uplink`).
     pub uplink_program: Option<&'static str>,
-    /// `ebpf`: nanoseconds per packet of each program over the measured
-    /// traffic, from the kernel's run-time statistics.
+    /// `ebpf`: nanoseconds per packet of each program over an RR run after
+    /// the measured traffic, from the kernel's run-time statistics.
     pub uplink_ns_per_packet: Option<f64>,
     pub tc_in_ns_per_packet: Option<f64>,
     pub tc_out_ns_per_packet: Option<f64>,
@@ -214,7 +214,7 @@ impl Report {
             return String::new();
         }
         let mut md = String::from(
-            "`ebpf` programs, ns per packet over the measured traffic (kernel run-time statistics, \
+            "`ebpf` programs, ns per packet over an RR run after the measured traffic (kernel run-time statistics, \
              run_time_ns / run_cnt; medians over rounds):\n\n\
              | N | uplink program | uplink ns/pkt | lb_tc_in ns/pkt | lb_tc_out ns/pkt |\n|---:|---|---:|---:|---:|\n",
         );
