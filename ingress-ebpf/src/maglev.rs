@@ -5,7 +5,7 @@
 //! hash % count which moves almost all.
 
 use ingress_common::hash::flow_hash;
-use ingress_common::maps::{Backend, DEFAULT_MAGLEV_TABLE_SIZE, MaglevKey, ServiceValue, maglev_position};
+use ingress_common::maps::{Backend, DEFAULT_MAGLEV_TABLE_SIZE, ServiceValue, maglev_position, maglev_row_index, maglev_rows};
 use ingress_common::stats::DROP_BAD_SLOT;
 
 use crate::maps::{BACKENDS, MAGLEV, SERVICES};
@@ -43,13 +43,8 @@ fn from_table(hash: u32, table: u32) -> Option<u16> {
         return None;
     }
     let (row, column) = maglev_position(hash % size);
-    // The compiler knows a remainder by MAGLEV_ROW_LEN is below it and
-    // would drop the bounds check below; the verifier cannot follow the
-    // multiply and subtract it computes the remainder with.
-    // SAFETY: a read of a local.
-    let column = unsafe { core::ptr::read_volatile(&column) };
-    // SAFETY: plain data, replaced whole by the agent.
-    let row = unsafe { MAGLEV.get(&MaglevKey { table, row }) }?;
+    // Plain data, replaced whole by the agent.
+    let row = MAGLEV.get(maglev_row_index(table, row, maglev_rows(size)))?;
     let slot = *row.slots.get(column)?;
     (slot != 0).then_some(slot)
 }

@@ -34,11 +34,10 @@ pub static CT_TIMEOUTS: Array<CtTimeouts> = Array::pinned(1, 0);
 #[map(name = "lb_affinity")]
 pub static AFFINITY: LruHashMap<AffinityKey, AffinityValue> = LruHashMap::pinned(AFFINITY_MAX_ENTRIES, 0);
 
-/// (Maglev table, row) -> slot numbers. Written only by the agent. Not
-/// preallocated: a capacity for many tables costs nothing until used.
-#[map(name = "lb_maglev_v3")]
-pub static MAGLEV: HashMap<MaglevKey, MaglevRow> =
-    HashMap::pinned(MAGLEV_MAX_ENTRIES, aya_ebpf::bindings::BPF_F_NO_PREALLOC as u32);
+/// Rows of the Maglev tables (`maglev_row_index`) -> slot numbers. Written
+/// only by the agent; a row no header names is never read.
+#[map(name = "lb_maglev_v4")]
+pub static MAGLEV: Array<MaglevRow> = Array::pinned(MAGLEV_MAX_ENTRIES, 0);
 
 /// Packets and bytes by `ingress_common::stats` reason, per CPU.
 #[map(name = "lb_stats_v4")]

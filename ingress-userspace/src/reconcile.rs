@@ -184,7 +184,9 @@ impl Reconciler {
         self.known = None;
         let current = writer.read().context("reading the dataplane maps")?;
         let sizes = writer.sizes();
+        let started = std::time::Instant::now();
         let Plan { contents: mut planned, services, left_out } = plan(desired, &current, &sizes);
+        let planned_at = started.elapsed();
         for LeftOut { service, map } in &left_out {
             tracing::error!(%service, map, "the map {map} is full: Service port {service} is left out of the dataplane");
         }
@@ -221,6 +223,7 @@ impl Reconciler {
         };
         let (removals, held) = release_leaving_backends(writer, removals, &mut report);
         apply(writer, &removals, &mut report).map_err(|(_, error)| error)?;
+        tracing::debug!(plan_ms = planned_at.as_secs_f64() * 1e3, write_ms = (started.elapsed() - planned_at).as_secs_f64() * 1e3, "full pass written");
         planned.backends.extend(held.iter().filter_map(|id| current.backends.get_key_value(id)));
         report.frontends = planned.services.keys().filter(|key| key.slot == 0).count();
         report.backends = planned.backends.len();

@@ -418,7 +418,9 @@ pub struct PinnedMaps {
     frontend_stats: PerCpuArray<MapData, Counter>,
     frontend_names: HashMap<MapData, u32, FrontendName>,
     source_ranges: LpmTrie<MapData, SourceRangeKey, u32>,
-    maglev: HashMap<MapData, MaglevKey, MaglevRow>,
+    /// Rows at `maglev_row_index`: an array, so a removed row is zeroed,
+    /// and an all-zero row is absent.
+    maglev: Array<MapData, MaglevRow>,
     /// An LRU hash in the kernel, like `conntrack`.
     snat: HashMap<MapData, SnatKey, SnatEntry>,
     snat_config: Array<MapData, SnatConfig>,
@@ -569,7 +571,35 @@ impl PinnedMaps {
 
 }
 
+/// What a removed Maglev row is set to: an array entry cannot be deleted.
+/// No planned row is all zero (entries name slots from 1).
+const ABSENT_ROW: MaglevRow = MaglevRow { slots: [0; MAGLEV_ROW_LEN] };
+
 impl PinnedMaps {
+    /// The array index of a Maglev row, for tables of the loaded size.
+    fn maglev_index(&self, key: &MaglevKey) -> u32 {
+        maglev_row_index(key.table, key.row, self.sizes.rows_per_table())
+    }
+
+    /// The rows of the tables `services`' headers name, read one by one:
+    /// the whole array is every table the flags allow, mostly unused.
+    fn tables_rows(&self, services: &BTreeMap<ServiceKey, ServiceValue>) -> anyhow::Result<BTreeMap<MaglevKey, Arc<MaglevRow>>> {
+        let named = services.iter().filter(|(key, header)| key.slot == 0 && header.backend_id != 0);
+        let tables: BTreeSet<u32> = named.map(|(_, header)| header.backend_id).collect();
+        let mut rows = BTreeMap::new();
+        for key in tables.into_iter().flat_map(|table| (0..self.sizes.rows_per_table()).map(move |row| MaglevKey { table, row })) {
+            match self.maglev.get(&self.maglev_index(&key), 0) {
+                Ok(row) if row != ABSENT_ROW => {
+                    rows.insert(key, Arc::new(row));
+                }
+                // A table id past the array: maps written with other sizes.
+                Ok(_) | Err(MapError::OutOfBounds { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(rows)
+    }
+
     /// Ops of one kind: batch calls, or single writes where the kernel has
     /// no batch op for the map. On a failure, the index in `run`.
     fn apply_run(&mut self, run: &[MapOp]) -> Result<(), (usize, anyhow::Error)> {
@@ -579,7 +609,7 @@ impl PinnedMaps {
             PutBackend(..) => put(&self.backends, run, |op| if let PutBackend(id, v) = op { Some((*id, *v)) } else { None }),
             PutRevNat(..) => put(&self.rev_nat, run, |op| if let PutRevNat(id, v) = op { Some((*id, *v)) } else { None }),
             PutService(..) => put(&self.services, run, |op| if let PutService(k, v) = op { Some((*k, *v)) } else { None }),
-            PutMaglevRow(..) => put(&self.maglev, run, |op| if let PutMaglevRow(k, row) = op { Some((*k, **row)) } else { None }),
+            PutMaglevRow(..) => put(&self.maglev, run, |op| if let PutMaglevRow(k, row) = op { Some((self.maglev_index(k), **row)) } else { None }),
             // The value is unused: a hit is what allows the client.
             PutSourceRange(..) => put(&self.source_ranges, run, |op| match op {
                 PutSourceRange((len, data)) => Some((lpm_trie::Key::new(*len, *data), 1)),
@@ -588,7 +618,7 @@ impl PinnedMaps {
             DeleteBackend(..) => remove(&self.backends, run, |op| if let DeleteBackend(id) = op { Some(*id) } else { None }),
             DeleteRevNat(..) => remove(&self.rev_nat, run, |op| if let DeleteRevNat(id) = op { Some(*id) } else { None }),
             DeleteService(..) => remove(&self.services, run, |op| if let DeleteService(k) = op { Some(*k) } else { None }),
-            DeleteMaglevRow(..) => remove(&self.maglev, run, |op| if let DeleteMaglevRow(k) = op { Some(*k) } else { None }),
+            DeleteMaglevRow(..) => put(&self.maglev, run, |op| if let DeleteMaglevRow(k) = op { Some((self.maglev_index(k), ABSENT_ROW)) } else { None }),
             DeleteSourceRange(..) => remove(&self.source_ranges, run, |op| match op {
                 DeleteSourceRange((len, data)) => Some(lpm_trie::Key::new(*len, *data)),
                 _ => None,
@@ -657,8 +687,8 @@ fn sum(per_cpu: &[Counter]) -> Counter {
 
 impl MapWriter for PinnedMaps {
     fn read(&self) -> anyhow::Result<MapContents> {
+        let services = self.services.iter().collect::<Result<_, _>>()?;
         Ok(MapContents {
-            services: self.services.iter().collect::<Result<_, _>>()?,
             backends: self.backends.iter().collect::<Result<_, _>>()?,
             rev_nat: self.rev_nat.iter().collect::<Result<_, _>>()?,
             source_ranges: self
@@ -666,7 +696,8 @@ impl MapWriter for PinnedMaps {
                 .keys()
                 .map(|key| key.map(|key| (key.prefix_len(), key.data())))
                 .collect::<Result<_, _>>()?,
-            maglev: self.maglev.iter().map(|row| row.map(|(key, row)| (key, Arc::new(row)))).collect::<Result<_, _>>()?,
+            maglev: self.tables_rows(&services)?,
+            services,
         })
     }
 
@@ -685,8 +716,8 @@ impl MapWriter for PinnedMaps {
             // The value is unused: a hit is what allows the client.
             MapOp::PutSourceRange((len, data)) => self.source_ranges.insert(&lpm_trie::Key::new(*len, *data), 1, 0),
             MapOp::DeleteSourceRange((len, data)) => self.source_ranges.remove(&lpm_trie::Key::new(*len, *data)),
-            MapOp::PutMaglevRow(key, row) => self.maglev.insert(key, **row, 0),
-            MapOp::DeleteMaglevRow(key) => self.maglev.remove(key),
+            MapOp::PutMaglevRow(key, row) => self.maglev.set(self.maglev_index(key), **row, 0),
+            MapOp::DeleteMaglevRow(key) => self.maglev.set(self.maglev_index(key), ABSENT_ROW, 0),
         }
         .with_context(|| format!("{op:?}"))
     }

@@ -49,7 +49,7 @@ mod tests {
               node's dataplane whole (its packets pass untranslated); raise --backends-map-size"),
             ("a", "x", REV_NAT_MAP, "Service prod/a: the map lb_rev_nat is full: port x is left out of this \
               node's dataplane whole (its packets pass untranslated); raise --rev-nat-map-size"),
-            ("b", "y", MAGLEV_MAP, "Service prod/b: the map lb_maglev_v3 is full: port y is left out of this \
+            ("b", "y", MAGLEV_MAP, "Service prod/b: the map lb_maglev_v4 is full: port y is left out of this \
               node's dataplane whole (its packets pass untranslated); raise --maglev-tables"),
         ];
         for (name, port_name, map, expected) in cases {

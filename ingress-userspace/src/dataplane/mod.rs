@@ -35,7 +35,7 @@ pub struct MapContents {
     pub backends: BTreeMap<u32, Backend>,
     pub rev_nat: BTreeMap<u32, RevNat>,
     /// The rows of every Maglev table a header names. Shared: a row is
-    /// 1 KiB and a plan hands each to several maps and ops, where copies
+    /// 2 KiB and a plan hands each to several maps and ops, where copies
     /// made a full pass mostly page faults and memcpy.
     pub maglev: BTreeMap<MaglevKey, Arc<MaglevRow>>,
     pub source_ranges: BTreeSet<SourceRangeEntry>,

@@ -249,7 +249,7 @@ mod tests {
             ),
             (
                 PinDirFacts { missing_maps: vec![SNAT_MAP, MAGLEV_MAP], ..complete() },
-                &["lacks lb_snat, lb_maglev_v3", "another version"],
+                &["lacks lb_snat, lb_maglev_v4", "another version"],
             ),
         ];
         for (facts, expected) in cases {
