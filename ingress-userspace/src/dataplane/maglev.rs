@@ -6,8 +6,12 @@
 //! order) and on hashes defined here (not std's, which may change).
 
 use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use foldhash::{HashMap, HashSet};
+
+use ingress_common::maps::{MAGLEV_ROW_LEN, MaglevRow};
 
 use crate::model::BackendAddr;
 
@@ -120,36 +124,84 @@ pub fn table_indices(backends: &[BackendAddr], size: u32) -> Vec<u32> {
     entries
 }
 
-/// [`table_indices`] by backend set (sorted, without duplicates).
-pub type Tables = HashMap<Vec<BackendAddr>, Vec<u32>>;
+/// A table's backend addresses (sorted, without duplicates), each with the
+/// slot of the frontend its entries name.
+pub type SlotSet = Vec<(BackendAddr, u16)>;
+
+/// Tables' rows by their [`SlotSet`].
+pub type Tables = HashMap<SlotSet, Vec<Arc<MaglevRow>>>;
+
+/// The rows of the table of `size` entries over `slots`' addresses, as the
+/// programs read them: each entry is its backend's slot; entries past the
+/// table's end are 0.
+pub fn rows(slots: &[(BackendAddr, u16)], size: u32) -> Vec<Arc<MaglevRow>> {
+    let addrs: Vec<BackendAddr> = slots.iter().map(|(addr, _)| *addr).collect();
+    let indices = table_indices(&addrs, size);
+    let row = |chunk: &[u32]| {
+        let mut row = MaglevRow { slots: [0; MAGLEV_ROW_LEN] };
+        for (entry, index) in row.slots.iter_mut().zip(chunk) {
+            *entry = slots[*index as usize].1;
+        }
+        Arc::new(row)
+    };
+    indices.chunks(MAGLEV_ROW_LEN).map(row).collect()
+}
 
 /// Fewer tables than this per thread are computed on the calling thread:
 /// a thread costs more than a few tables.
 const MIN_TABLES_PER_THREAD: usize = 64;
 
-/// [`table_indices`] of every distinct non-empty set in `sets` (each sorted,
-/// without duplicates), once per set, spread over up to `threads` threads.
-/// A table depends on nothing but its set and `size`, so the result is
-/// the same however the work is split.
-pub fn tables(sets: impl IntoIterator<Item = Vec<BackendAddr>>, size: u32, threads: usize) -> Tables {
-    let distinct: Vec<Vec<BackendAddr>> =
-        sets.into_iter().filter(|set| !set.is_empty()).collect::<HashSet<_>>().into_iter().collect();
-    let threads = threads.min(distinct.len() / MIN_TABLES_PER_THREAD).max(1);
-    let per_thread = distinct.len().div_ceil(threads).max(1);
-    let computed: Vec<Vec<u32>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = distinct
-            .chunks(per_thread)
-            .skip(1)
-            .map(|sets| scope.spawn(move || sets.iter().map(|set| table_indices(set, size)).collect::<Vec<_>>()))
-            .collect();
-        let first = distinct.chunks(per_thread).next().unwrap_or_default();
-        let mut computed: Vec<Vec<u32>> = first.iter().map(|set| table_indices(set, size)).collect();
-        for worker in workers {
-            computed.extend(worker.join().expect("a Maglev table computation panicked"));
+/// Sets a thread takes at a time: enough that taking them costs nothing,
+/// few enough that the threads finish together.
+const SETS_PER_TAKE: usize = 16;
+
+/// The rows of a plan's distinct non-empty [`SlotSet`]s, computed by every
+/// thread that calls
+/// [`TableWork::help`]: helper threads while the planner plans everything
+/// else, then the planner itself. A table depends on nothing but its set and
+/// M, so the result is the same however the work is shared.
+pub struct TableWork {
+    distinct: Vec<SlotSet>,
+    size: u32,
+    /// The first set no thread has taken yet.
+    next: AtomicUsize,
+    computed: Vec<OnceLock<Vec<Arc<MaglevRow>>>>,
+}
+
+impl TableWork {
+    pub fn new(sets: impl IntoIterator<Item = SlotSet>, size: u32) -> TableWork {
+        let distinct: Vec<SlotSet> =
+            sets.into_iter().filter(|set| !set.is_empty()).collect::<HashSet<_>>().into_iter().collect();
+        let computed = distinct.iter().map(|_| OnceLock::new()).collect();
+        TableWork { distinct, size, next: AtomicUsize::new(0), computed }
+    }
+
+    /// How many threads beside the planner's are worth starting on a
+    /// machine of `cpus` CPUs.
+    pub fn helpers(&self, cpus: usize) -> usize {
+        cpus.saturating_sub(1).min(self.distinct.len() / MIN_TABLES_PER_THREAD)
+    }
+
+    /// Computes tables no thread has taken, until none is left.
+    pub fn help(&self) {
+        loop {
+            let start = self.next.fetch_add(SETS_PER_TAKE, Ordering::Relaxed);
+            if start >= self.distinct.len() {
+                return;
+            }
+            let end = (start + SETS_PER_TAKE).min(self.distinct.len());
+            for (set, table) in self.distinct[start..end].iter().zip(&self.computed[start..end]) {
+                table.set(rows(set, self.size)).expect("each set is taken by one thread");
+            }
         }
-        computed
-    });
-    distinct.into_iter().zip(computed).collect()
+    }
+
+    /// Every table (those no thread took are computed here).
+    pub fn into_tables(self) -> Tables {
+        self.help();
+        let computed = self.computed.into_iter().map(|table| table.into_inner().expect("every set was taken"));
+        self.distinct.into_iter().zip(computed).collect()
+    }
 }
 
 #[cfg(test)]
@@ -168,6 +220,21 @@ mod tests {
             *counts.entry(*backend).or_default() += 1;
         }
         counts
+    }
+
+    #[test]
+    fn rows_name_each_entrys_slot_and_end_with_zeros() {
+        let backends = pods(3);
+        // Slots in another order than the addresses: entries name slots.
+        let slots: SlotSet = backends.iter().copied().zip([3, 1, 2]).collect();
+        for size in [1021, 2053] {
+            let rows = rows(&slots, size);
+            assert_eq!(rows.len(), size.div_ceil(MAGLEV_ROW_LEN as u32) as usize, "M={size}");
+            let entries: Vec<u16> = rows.iter().flat_map(|row| row.slots).collect();
+            let expected: Vec<u16> = table(&backends, size).iter().map(|b| slots.iter().find(|(addr, _)| addr == b).unwrap().1).collect();
+            assert_eq!(entries[..size as usize], expected, "M={size}");
+            assert!(entries[size as usize..].iter().all(|entry| *entry == 0), "M={size}: past the table's end");
+        }
     }
 
     #[test]
@@ -232,26 +299,37 @@ mod tests {
     }
 
     #[test]
-    fn tables_computes_each_distinct_set_once_whatever_the_threads() {
+    fn table_work_computes_each_distinct_set_once_whatever_the_threads() {
         let pods = pods(30);
         // 13 * 17 distinct sets, each twice: enough for three threads.
-        let many: Vec<Vec<BackendAddr>> = (0..2 * 13 * 17).map(|i| pods[i % 13..i % 13 + 1 + i % 17].to_vec()).collect();
-        // (name, sets, threads, distinct tables expected)
-        let cases: [(&str, Vec<Vec<BackendAddr>>, usize, usize); 6] = [
-            ("nothing", vec![], 4, 0),
-            ("an empty set has no table", vec![vec![]], 4, 0),
-            ("one set", vec![pods[..3].to_vec()], 4, 1),
-            ("a set named twice is one table", vec![pods[..3].to_vec(), pods[1..4].to_vec(), pods[..3].to_vec()], 2, 2),
-            ("many sets on one thread", many.clone(), 1, 13 * 17),
-            ("many sets on three threads", many, 3, 13 * 17),
+        let slotted = |set: &[BackendAddr]| -> SlotSet { (1..).zip(set).map(|(slot, addr)| (*addr, slot)).collect() };
+        let many: Vec<SlotSet> = (0..2 * 13 * 17).map(|i| slotted(&pods[i % 13..i % 13 + 1 + i % 17])).collect();
+        // (name, sets, helper threads, distinct tables expected)
+        let cases: [(&str, Vec<SlotSet>, usize, usize); 6] = [
+            ("nothing", vec![], 3, 0),
+            ("an empty set has no table", vec![vec![]], 3, 0),
+            ("one set", vec![slotted(&pods[..3])], 3, 1),
+            ("a set named twice is one table", vec![slotted(&pods[..3]), slotted(&pods[1..4]), slotted(&pods[..3])], 1, 2),
+            ("many sets, no helper", many.clone(), 0, 13 * 17),
+            ("many sets, three helpers", many, 3, 13 * 17),
         ];
-        for (name, sets, threads, distinct) in cases {
-            let tables = tables(sets.clone(), 1021, threads);
+        for (name, sets, helpers, distinct) in cases {
+            let work = TableWork::new(sets.clone(), 1021);
+            std::thread::scope(|scope| {
+                for _ in 0..helpers {
+                    scope.spawn(|| work.help());
+                }
+            });
+            let tables = work.into_tables();
             assert_eq!(tables.len(), distinct, "{name}");
             for set in sets.iter().filter(|set| !set.is_empty()) {
-                assert_eq!(tables[set], table_indices(set, 1021), "{name}: {set:?}");
+                assert_eq!(tables[set], rows(set, 1021), "{name}: {set:?}");
             }
         }
+        assert_eq!(TableWork::new(vec![slotted(&pods[..3])], 1021).helpers(4), 0, "one table is not worth a thread");
+        let distinct = || (0..13 * 17).map(|i| slotted(&pods[i % 13..i % 13 + 1 + i % 17]));
+        assert_eq!(TableWork::new(distinct(), 1021).helpers(1), 0, "one CPU");
+        assert_eq!(TableWork::new(distinct(), 1021).helpers(8), 3, "a thread per 64 tables");
     }
 
     fn third_octet(addr: IpAddr) -> u8 {

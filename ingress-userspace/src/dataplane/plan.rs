@@ -8,17 +8,17 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use ingress_common::maps::{
-    BACKENDS_MAP, MAGLEV_MAP, MAGLEV_ROW_LEN, MaglevKey, MaglevRow, REV_NAT_MAP, SCOPE_EXTERNAL, SCOPE_LOCAL,
+    BACKENDS_MAP, MAGLEV_MAP, MaglevKey, REV_NAT_MAP, SCOPE_EXTERNAL, SCOPE_LOCAL,
     SERVICE_FLAG_LOCAL_EXTERNAL, SERVICE_FLAG_LOCAL_INTERNAL, SERVICE_FLAG_SOURCE_RANGES, SERVICES_MAP, ServiceKey,
     ServiceValue,
 };
 
 use super::ids::{IdIndex, IdStart, Ids};
 use super::sizes::MapSizes;
-use super::{MapContents, abi, maglev};
+use super::maglev::{self, SlotSet};
+use super::{MapContents, abi};
 use crate::model::{
     Backend, BackendAddr, BackendState, DesiredState, Frontend, FrontendState, LocalOnly, ServicePortRef,
 };
@@ -48,21 +48,35 @@ pub struct Plan {
 /// fit is left out, and the later ones may still fit.
 pub fn plan(desired: &DesiredState, current: &MapContents, sizes: &MapSizes) -> Plan {
     let by_service = by_service(desired);
-    // The Maglev tables are most of a plan's work, and each depends only on
-    // its backends: computed first, once per backend set, on every CPU.
-    let sets = by_service.values().flatten().map(|(_, state)| table_set(state));
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let tables = maglev::tables(sets, sizes.maglev_table_size, threads);
+    // The Maglev tables are the largest part of a plan, and each depends
+    // only on its backends: computed once per backend set, on the other
+    // CPUs while this thread plans everything else, then on this one too.
+    let sets = by_service.values().flatten().map(|(_, state)| slot_set(state));
+    let work = maglev::TableWork::new(sets, sizes.maglev_table_size);
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let index = IdIndex::of(current);
-    let mut planner = Planner::new(&index, sizes, tables);
+    let mut planner = Planner::new(&index, sizes);
     let mut left_out = Vec::new();
     let mut services = Vec::new();
-    for (service, frontends) in by_service {
-        if let Some(map) = planner.full_map(&frontends) {
-            left_out.push(LeftOut { service: service.clone(), map });
-            continue;
+    // The tables each planned Service port names, by its place in `services`.
+    let mut unfilled = Vec::new();
+    std::thread::scope(|scope| {
+        for _ in 0..work.helpers(cpus) {
+            scope.spawn(|| work.help());
         }
-        services.push((service.clone(), planner.add_service(&frontends)));
+        for (service, frontends) in by_service {
+            if let Some(map) = planner.full_map(&frontends) {
+                left_out.push(LeftOut { service: service.clone(), map });
+                continue;
+            }
+            services.push((service.clone(), planner.add_service(&frontends)));
+            unfilled.extend(planner.unfilled.drain(..).map(|table| (services.len() - 1, table)));
+        }
+        work.help();
+    });
+    planner.maglev_tables = work.into_tables();
+    for (part, table) in unfilled {
+        planner.fill(table, &mut services[part].1);
     }
     let values: foldhash::HashMap<u32, _> = planner.backends.iter().map(|(id, backend)| (*id, abi::backend_value(backend))).collect();
     for (_, part) in &mut services {
@@ -119,13 +133,17 @@ pub struct PartPlanner<'a> {
 
 impl<'a> PartPlanner<'a> {
     pub fn new(index: &'a IdIndex, sizes: &MapSizes) -> PartPlanner<'a> {
-        PartPlanner { planner: Planner::new(index, sizes, maglev::Tables::default()) }
+        PartPlanner { planner: Planner::new(index, sizes) }
     }
 
     /// A Service port's entries; its backends' values are placeholders (see
     /// [`backend_values`] and [`PartPlanner::backend_id`]).
     pub fn plan_service(&mut self, frontends: &[(&Frontend, &FrontendState)]) -> MapContents {
-        self.planner.add_service(frontends)
+        let mut part = self.planner.add_service(frontends);
+        for table in std::mem::take(&mut self.planner.unfilled) {
+            self.planner.fill(table, &mut part);
+        }
+        part
     }
 
     /// The id given to a backend address planned here.
@@ -149,12 +167,20 @@ struct Planner<'a> {
     backends: foldhash::HashMap<u32, Backend>,
     /// Maglev tables planned so far.
     tables: u32,
-    /// Maglev tables by backend set: computed up front, or as planned.
+    /// Maglev tables by backend set: computed beside the plan, or as filled.
     maglev_tables: maglev::Tables,
+    /// Tables planned since the last look, whose rows are not planned yet.
+    unfilled: Vec<UnfilledTable>,
+}
+
+/// A Maglev table a frontend's header names, before its rows are known.
+struct UnfilledTable {
+    table: u32,
+    slots: SlotSet,
 }
 
 impl<'a> Planner<'a> {
-    fn new(index: &'a IdIndex, sizes: &MapSizes, maglev_tables: maglev::Tables) -> Planner<'a> {
+    fn new(index: &'a IdIndex, sizes: &MapSizes) -> Planner<'a> {
         Planner {
             backend_ids: Ids::new(IdStart::Hashed, &index.backends),
             rev_nat_ids: Ids::new(IdStart::Smallest, &index.rev_nat),
@@ -163,7 +189,8 @@ impl<'a> Planner<'a> {
             planned_services: 0,
             backends: foldhash::HashMap::default(),
             tables: 0,
-            maglev_tables,
+            maglev_tables: maglev::Tables::default(),
+            unfilled: Vec::new(),
         }
     }
 
@@ -190,7 +217,7 @@ impl<'a> Planner<'a> {
         let mut new_rev_nat = BTreeSet::new();
         let mut table_sets = Vec::new();
         for (frontend, state) in frontends {
-            let set = table_set(state);
+            let set = slot_set(state);
             if !set.is_empty() && !table_sets.contains(&set) {
                 table_sets.push(set);
             }
@@ -233,12 +260,9 @@ impl<'a> Planner<'a> {
 
         let count = slot_count(state) as u16;
         let mut ids = BTreeMap::new();
-        // Each address's first slot: what its Maglev table entries name.
-        let mut slots = BTreeMap::new();
         for (slot, backend) in (1..=count).zip(&state.backends) {
             let backend_id = self.backend_ids.get(backend.addr);
             ids.insert(backend.addr, backend_id);
-            slots.entry(backend.addr).or_insert(slot);
             entries.backends.insert(backend_id, ingress_common::maps::Backend::default());
             let value = ServiceValue { backend_id, ..ServiceValue::default() };
             entries.services.insert(abi::service_key(frontend, slot), value);
@@ -249,7 +273,8 @@ impl<'a> Planner<'a> {
                 .and_modify(|known| known.state = known.state.min(backend.state))
                 .or_insert(*backend);
         }
-        let table = if slots.is_empty() { 0 } else { self.add_table(frontend, &slots, tables, entries) };
+        let slots = slot_set(state);
+        let table = if slots.is_empty() { 0 } else { self.add_table(frontend, slots, tables) };
         let mut flags = local_flags(state.local_only);
         if let Some(ranges) = &state.source_ranges {
             flags |= SERVICE_FLAG_SOURCE_RANGES;
@@ -267,37 +292,27 @@ impl<'a> Planner<'a> {
         plan_local_scope(frontend, state, &header, &ids, entries);
     }
 
-    /// The id of the Maglev table over the backends `slots` names (each
-    /// address's slot): one of `tables`, or a new one for `frontend` whose
-    /// rows go in `entries`.
-    fn add_table(
-        &mut self,
-        frontend: &Frontend,
-        slots: &BTreeMap<BackendAddr, u16>,
-        tables: &mut PortTables,
-        entries: &mut MapContents,
-    ) -> u32 {
-        if let Some((_, table)) = tables.iter().find(|(known, _)| known == slots) {
+    /// The id of the Maglev table over `slots`: one of `tables`, or a new
+    /// one for `frontend`, left in `unfilled` until [`Planner::fill`] plans
+    /// its rows.
+    fn add_table(&mut self, frontend: &Frontend, slots: SlotSet, tables: &mut PortTables) -> u32 {
+        if let Some((_, table)) = tables.iter().find(|(known, _)| *known == slots) {
             return *table;
         }
         let table = self.table_ids.get(*frontend);
         tables.push((slots.clone(), table));
         self.tables += 1;
-        // `slots` is keyed by address: its keys are the frontend's `table_set`.
-        let size = self.sizes.maglev_table_size;
-        let lookup = self
-            .maglev_tables
-            .entry(slots.keys().copied().collect())
-            .or_insert_with_key(|addrs| maglev::table_indices(addrs, size));
-        let slot_of: Vec<u16> = slots.values().copied().collect();
-        for (row, chunk) in (0..).zip(lookup.chunks(MAGLEV_ROW_LEN)) {
-            let mut value = MaglevRow { slots: [0; MAGLEV_ROW_LEN] };
-            for (entry, index) in value.slots.iter_mut().zip(chunk) {
-                *entry = slot_of[*index as usize];
-            }
-            entries.maglev.insert(MaglevKey { table, row }, Arc::new(value));
-        }
+        self.unfilled.push(UnfilledTable { table, slots });
         table
+    }
+
+    /// Plans `table`'s rows into `part`, computing them unless known.
+    fn fill(&mut self, table: UnfilledTable, part: &mut MapContents) {
+        let size = self.sizes.maglev_table_size;
+        let rows = self.maglev_tables.entry(table.slots).or_insert_with_key(|slots| maglev::rows(slots, size));
+        for (row, value) in (0..).zip(rows.iter()) {
+            part.maglev.insert(MaglevKey { table: table.table, row }, value.clone());
+        }
     }
 }
 
@@ -307,7 +322,7 @@ impl<'a> Planner<'a> {
 /// load balancer addresses) share one table: the table depends only on
 /// those, and one copy instead of one per frontend is fewer rows to
 /// compute, write and hold.
-type PortTables = Vec<(BTreeMap<BackendAddr, u16>, u32)>;
+type PortTables = Vec<(SlotSet, u32)>;
 
 /// The header bits telling the programs which clients use the local scope.
 fn local_flags(local_only: LocalOnly) -> u16 {
@@ -352,11 +367,15 @@ fn plan_local_scope(
     }
 }
 
-/// The backends a frontend's Maglev table spreads over: those with a slot,
-/// sorted, each once.
-fn table_set(state: &FrontendState) -> Vec<BackendAddr> {
-    let set: BTreeSet<BackendAddr> = state.backends.iter().take(slot_count(state)).map(|backend| backend.addr).collect();
-    set.into_iter().collect()
+/// The backends a frontend's Maglev table spreads over (those with a slot,
+/// sorted, each once), each with its first slot: what the table's entries
+/// name.
+fn slot_set(state: &FrontendState) -> SlotSet {
+    let mut slots = BTreeMap::new();
+    for (slot, backend) in (1..).zip(state.backends.iter().take(slot_count(state))) {
+        slots.entry(backend.addr).or_insert(slot);
+    }
+    slots.into_iter().collect()
 }
 
 /// Backend slots of a frontend: the header's count is a u16, and no Service
