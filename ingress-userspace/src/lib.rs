@@ -7,6 +7,7 @@ pub mod dataplane;
 pub mod manifests;
 pub mod problem;
 pub mod translate;
+pub mod parallel;
 pub mod reconcile;
 pub mod admin;
 pub mod agent;

@@ -187,30 +187,9 @@ pub fn load_dir(dir: &Path) -> anyhow::Result<Loaded> {
 }
 
 /// Reads and parses `paths`, on as many threads as there are cores (a large
-/// directory is mostly YAML parsing), in the order given.
+/// directory is mostly parsing), in the order given.
 pub fn read_files(paths: &[PathBuf]) -> Vec<ParsedFile> {
-    let threads = std::thread::available_parallelism().map_or(1, usize::from).min(paths.len()).max(1);
-    if threads == 1 {
-        return paths.iter().map(|path| read_file(path)).collect();
-    }
-    let mut parsed: Vec<Option<ParsedFile>> = vec![None; paths.len()];
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|worker| {
-                scope.spawn(move || {
-                    let mine = paths.iter().enumerate().skip(worker).step_by(threads);
-                    mine.map(|(index, path)| (index, read_file(path))).collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        for worker in workers {
-            // A panicking parser is a bug: let it surface as one.
-            for (index, file) in worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)) {
-                parsed[index] = Some(file);
-            }
-        }
-    });
-    parsed.into_iter().flatten().collect()
+    crate::parallel::map(paths.iter().collect(), 1, |path| read_file(path))
 }
 
 /// Reads and parses one manifest file; an unreadable one is a problem.

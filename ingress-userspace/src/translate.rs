@@ -72,6 +72,9 @@ pub struct Translator {
 /// A Service's namespace and name.
 type ServiceKey = (String, String);
 
+/// Fewer Services to translate than this per thread stay on one thread.
+const MIN_SERVICES_PER_THREAD: usize = 256;
+
 /// One Service's inputs and what they translate to, before conflicts with
 /// other Services are resolved.
 struct Translated {
@@ -176,6 +179,7 @@ impl Translator {
         }
 
         let mut fresh = HashMap::with_capacity(services.len());
+        let mut changed = Vec::new();
         for &(index, service) in &services {
             let name = name_of(service);
             let own = slices.get(&name).map_or(&[][..], Vec::as_slice);
@@ -184,13 +188,20 @@ impl Translator {
                 Inputs::Versions(versions.services[index], slices)
             });
             let key = (name.0.to_owned(), name.1.to_owned());
-            let translated = match (self.services.remove(&key), inputs) {
-                (Some(known), Some(inputs)) if known.inputs == inputs => known.at(index, own),
-                (Some(known), None) if known.same_objects(snapshot, service, own) => known.at(index, own),
-                (_, inputs) => Translated::new(snapshot, (index, service), own, node, inputs),
+            match (self.services.remove(&key), inputs) {
+                (Some(known), Some(inputs)) if known.inputs == inputs => fresh.insert(key, known.at(index, own)),
+                (Some(known), None) if known.same_objects(snapshot, service, own) => fresh.insert(key, known.at(index, own)),
+                (_, inputs) => {
+                    changed.push((key, (index, service), own, inputs));
+                    continue;
+                }
             };
-            fresh.insert(key, translated);
         }
+        // A first pass translates every Service: on every CPU.
+        let translated = crate::parallel::map(changed, MIN_SERVICES_PER_THREAD, |(key, service, own, inputs)| {
+            (key, Translated::new(snapshot, service, own, node, inputs))
+        });
+        fresh.extend(translated);
         self.services = fresh;
         self.slice_services = slice_services;
 
