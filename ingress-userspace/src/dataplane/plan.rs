@@ -167,7 +167,7 @@ struct Planner<'a> {
     backends: foldhash::HashMap<u32, Backend>,
     /// Maglev tables planned so far.
     tables: u32,
-    /// Maglev tables by backend set: computed beside the plan, or as filled.
+    /// Maglev tables' rows by slot set: computed beside the plan, or as filled.
     maglev_tables: maglev::Tables,
     /// Tables planned since the last look, whose rows are not planned yet.
     unfilled: Vec<UnfilledTable>,
