@@ -19,10 +19,11 @@
 //! frontend it is for (an externalTrafficPolicy Local one never SNATs) and
 //! whether its backend is local; and a flow without a free port is dropped
 //! before the stack spends anything on it. `lb_tc_out` then only applies the
-//! reserved mapping. Ports are tried from a hash of the flow within the
-//! agent's range, `SNAT_PORT_TRIES` of them; a port belongs to a flow as
-//! long as its reply entry exists and the forward entry it names is alive
-//! (see `SnatEntry`), and is reused otherwise. The reply entry is inserted
+//! reserved mapping. A flow tries `SNAT_PORT_TRIES` ports of the agent's
+//! range, each at a hash of its own (`snat_port_offset`; consecutive ports
+//! would gather the ports in use in runs). A port belongs to a flow as long
+//! as its reply entry exists and the forward entry it names is alive (see
+//! `SnatEntry`), and is reused otherwise. The reply entry is inserted
 //! with `BPF_NOEXIST`, so two CPUs can never give one port to two flows.
 //!
 //! Lifecycle: the forward entry is refreshed by every packet in either
@@ -32,7 +33,7 @@
 use aya_ebpf::bindings::BPF_NOEXIST;
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use ingress_common::addr::Addr;
-use ingress_common::hash::flow_hash;
+use ingress_common::hash::{flow_hash, snat_port_offset};
 use ingress_common::maps::{
     BACKEND_FLAG_LOCAL, Backend, CtTimeouts, SERVICE_FLAG_LOCAL_EXTERNAL, SNAT_FORWARD, SNAT_PORT_TRIES, SNAT_REPLY,
     SnatConfig, SnatEntry, SnatKey,
@@ -137,11 +138,11 @@ fn allocate(
     timeouts: &CtTimeouts,
 ) -> Result<(), Outcome> {
     let span = (config.port_max - config.port_min) as u32 + 1;
-    let start = flow_hash(flow.saddr.fold(), to_backend.addr.fold(), flow.sport, to_backend.port, flow.proto) % span;
+    let hash = flow_hash(flow.saddr.fold(), to_backend.addr.fold(), flow.sport, to_backend.port, flow.proto);
     let client = SnatEntry { last_seen_ns: now, addr: flow.saddr, port: flow.sport, tcp_flags: 0, _pad: [0; 5] };
     let client = scratch::snat_entry(0, client).ok_or(Outcome::Drop(DROP_REWRITE_FAILED))?;
     for i in 0..SNAT_PORT_TRIES {
-        let port = ((config.port_min as u32 + (start + i) % span) as u16).to_be();
+        let port = ((config.port_min as u32 + snat_port_offset(hash, i, span)) as u16).to_be();
         let reply = SnatKey {
             saddr: to_backend.addr,
             daddr: node,

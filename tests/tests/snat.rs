@@ -311,6 +311,38 @@ fn port_exhaustion_through(uplink: Entry) {
     assert_eq!(h.count(DROP_SNAT_PORTS_EXHAUSTED), 1);
 }
 
+/// Half the range taken as one block, the pattern in which trying
+/// consecutive ports failed: a flow hashed into the block found only taken
+/// ports and was dropped while the other half was free. The block is made by
+/// filling a range of 32 ports; the range then doubles, and every new flow
+/// must get a port of the free half.
+#[test]
+fn new_flows_find_the_free_half_beside_a_block_of_taken_ports() {
+    let block = SnatPorts { min: 62_000, max: 62_031 };
+    let Some(mut h) = Harness::new(block) else { return };
+    let reply_entries = |h: &Harness| h.0.maps.snat().unwrap().iter().filter(|(key, _)| key.direction == SNAT_REPLY).count();
+    for client_port in 43_000..44_000 {
+        if reply_entries(&h) == 32 {
+            break;
+        }
+        h.uplink(&Frame::udp(CLIENT, client_port, NODE, REMOTE_NODE_PORT));
+    }
+    assert_eq!(reply_entries(&h), 32, "1,000 flows did not take the 32 ports of {block:?}");
+
+    let doubled = SnatPorts { min: 62_000, max: 62_063 };
+    conntrack_gc::write_snat_config(h.0.pins.path(), &snat_config(&[NODE.into()], doubled)).unwrap();
+    let drops = h.count(DROP_SNAT_PORTS_EXHAUSTED);
+    let ports: BTreeSet<u16> = (0..8)
+        .map(|i| {
+            let (_, snat) = h.client_to(&Frame::udp(CLIENT, 45_000 + i, NODE, REMOTE_NODE_PORT));
+            assert!((62_032..=62_063).contains(&snat.sport), "flow {i} left on port {}", snat.sport);
+            snat.sport
+        })
+        .collect();
+    assert_eq!(ports.len(), 8, "two flows share a port: {ports:?}");
+    assert_eq!(h.count(DROP_SNAT_PORTS_EXHAUSTED), drops);
+}
+
 #[test]
 fn a_finished_flows_snat_entries_are_swept_and_a_live_ones_stay() {
     let Some(mut h) = Harness::new(PORTS) else { return };
