@@ -295,7 +295,8 @@ fn parse_through_values(file: &str, text: &str) -> ParsedFile {
                 // libyaml cannot resume after a syntax error (it would repeat
                 // it forever): the documents before it are kept.
                 let message = format!("{error}; rest of the file skipped");
-                parsed.docs.push(Doc::Problem(Problem::error(ProblemKind::YamlSyntax, at, message)));
+                let kind = if is_json_name(file) { ProblemKind::JsonSyntax } else { ProblemKind::YamlSyntax };
+                parsed.docs.push(Doc::Problem(Problem::error(kind, at, message)));
                 break;
             }
         }
@@ -810,6 +811,20 @@ mod tests {
                 .starts_with(&format!("{}: cannot read", dir.join("d.yaml").display()))
         );
         assert!(load_dir(&dir).is_err());
+    }
+
+    /// A `.json` file is named as JSON in its syntax error (which the
+    /// YAML parser finds, JSON being YAML), with where it is.
+    #[test]
+    fn a_json_files_syntax_error_is_a_json_syntax_problem_with_its_line() {
+        let text = "{\"apiVersion\": \"v1\", \"kind\": \"List\",\n \"items\": [,]}\n";
+        for (file, kind) in [("f.json", "json_syntax"), ("f.yaml", "yaml_syntax")] {
+            let loaded = parse_documents(file, text);
+            let problems: Vec<(&str, String)> = loaded.problems.iter().map(|p| (p.kind.label(), p.to_string())).collect();
+            assert_eq!(problems.len(), 1, "{file}: {problems:?}");
+            assert_eq!(problems[0].0, kind, "{file}");
+            assert!(problems[0].1.starts_with(&format!("{file} doc 1: ")) && problems[0].1.contains("line 2"), "{file}: {}", problems[0].1);
+        }
     }
 
     /// The plain path must give what the general path gives, or nothing.

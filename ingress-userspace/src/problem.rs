@@ -19,6 +19,9 @@ pub enum Severity {
 pub enum ProblemKind {
     UnreadableFile,
     YamlSyntax,
+    /// A `.json` file that is not JSON (read as YAML, of which JSON is a
+    /// subset, so the message is the YAML parser's, with line and column).
+    JsonSyntax,
     InvalidDocument,
     InvalidField,
     UnknownField,
@@ -45,6 +48,7 @@ impl ProblemKind {
         match self {
             ProblemKind::UnreadableFile => "unreadable_file",
             ProblemKind::YamlSyntax => "yaml_syntax",
+            ProblemKind::JsonSyntax => "json_syntax",
             ProblemKind::InvalidDocument => "invalid_document",
             ProblemKind::InvalidField => "invalid_field",
             ProblemKind::UnknownField => "unknown_field",

@@ -124,11 +124,14 @@ struct MapSizeArgs {
     /// recently used go first).
     #[arg(long, default_value_t = maps::SNAT_MAX_ENTRIES)]
     snat_map_size: u32,
-    /// Maglev tables: one per frontend with endpoints.
+    /// Maglev tables: one per frontend with endpoints. Their memory is
+    /// taken when the map is made, whatever is in use: 2 KiB per table at
+    /// the default table size (32 MiB for the default count).
     #[arg(long, default_value_t = maps::MAGLEV_MAX_TABLES)]
     maglev_tables: u32,
     /// Entries per Maglev table (a prime; see DEFAULT_MAGLEV_TABLE_SIZE for
-    /// why 1021). More entries spread more evenly and cost 4 bytes each.
+    /// why 1021). More entries spread more evenly; a table takes rows of
+    /// 1,024 entries, 2 KiB each.
     #[arg(long, default_value_t = maps::DEFAULT_MAGLEV_TABLE_SIZE)]
     maglev_table_size: u32,
 }

@@ -107,6 +107,8 @@ impl MapWriter for FakeMaps {
             MapOp::PutSourceRange(entry) => drop(maps.source_ranges.insert(*entry)),
             MapOp::DeleteSourceRange(entry) => maps.source_ranges.remove(entry).then_some(()).ok_or_else(missing)?,
             MapOp::PutMaglevRow(key, row) => insert(&mut maps.maglev, self.capacity.maglev, *key, row.clone())?,
+            // Stricter than the array map, which zeroes any row and succeeds:
+            // a plan that removes a row it never wrote is a planner fault.
             MapOp::DeleteMaglevRow(key) => maps.maglev.remove(key).map(drop).ok_or_else(missing)?,
         }
         self.log.push(op.clone());
