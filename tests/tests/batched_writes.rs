@@ -169,3 +169,43 @@ fn a_run_longer_than_one_batch_call_fails_at_its_own_op_and_kept_every_op_before
     let left: Vec<u32> = maps.read().unwrap().backends.into_keys().collect();
     assert_eq!(left, (missing + 1..=capacity).collect::<Vec<_>>());
 }
+
+/// Reading the maps back (what an agent adopting its pins does) spans many
+/// batch calls here: 6,000 service slots, 2,000 backends and 1,500 Maglev
+/// rows, each over several calls of 1,024, and must give exactly what was
+/// written.
+#[test]
+fn maps_larger_than_a_batch_call_read_back_exactly() {
+    if !is_root() {
+        eprintln!("skipped: loading programs needs root");
+        return;
+    }
+    let sizes = MapSizes { services: 8192, backends: 4096, rev_nat: 2048, maglev_tables: 2048, ..MapSizes::default() };
+    let mut desired = DesiredState::default();
+    for i in 0..1_500u32 {
+        let backends = (0..3)
+            .map(|j| Backend {
+                addr: BackendAddr { addr: Ipv4Addr::from(0x0af4_0000 + i + j * 700).into(), port: 8080 },
+                state: BackendState::Active,
+                local: false,
+            })
+            .collect();
+        let service = ServicePortRef { namespace: "default".into(), name: format!("svc-{i:04}"), port_name: String::new() };
+        desired.frontends.insert(
+            Frontend { addr: Ipv4Addr::from(0x0a60_0000 + i).into(), port: 80, protocol: Protocol::Tcp },
+            FrontendState { service, backends, ..FrontendState::default() },
+        );
+    }
+    let plan = plan(&desired, &MapContents::default(), &sizes);
+    assert!(plan.left_out.is_empty(), "{:?}", plan.left_out);
+    let written = plan.contents;
+    assert!(written.services.len() >= 6_000 && written.backends.len() > 2 * 1_024 && written.maglev.len() == 1_500);
+
+    let (_pins, _dataplane, mut maps) = load_sized("read-back", &sizes);
+    maps.apply_all(&diff(&MapContents::default(), &written)).unwrap_or_else(|(index, error)| panic!("op {index}: {error:#}"));
+    let read = maps.read().unwrap();
+    assert_eq!(read.services.len(), written.services.len());
+    assert_eq!(read.backends.len(), written.backends.len());
+    assert_eq!(read.maglev.len(), written.maglev.len());
+    assert!(read == written, "the maps read back differ from what was written");
+}

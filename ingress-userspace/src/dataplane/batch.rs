@@ -1,7 +1,8 @@
-//! Batched map writes: `BPF_MAP_UPDATE_BATCH` and `BPF_MAP_DELETE_BATCH`
-//! (Linux 5.6) write a run of entries of one map in one bpf(2) call instead
-//! of one call per entry. aya 0.14 has no API for them, so the syscall is
-//! made here on the map's file descriptor.
+//! Batched map writes and reads: `BPF_MAP_UPDATE_BATCH`,
+//! `BPF_MAP_DELETE_BATCH` and `BPF_MAP_LOOKUP_BATCH` (Linux 5.6) write or read
+//! a run of entries of one map in one bpf(2) call instead of one call (two,
+//! for a read through aya's iterator) per entry. aya 0.14 has no API for
+//! them, so the syscall is made here on the map's file descriptor.
 //!
 //! The kernel applies a batch's entries one after the other, in array order,
 //! exactly as that many single writes would (`generic_map_update_batch` and
@@ -15,6 +16,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use aya::Pod;
 
 /// `enum bpf_cmd` values (include/uapi/linux/bpf.h).
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 /// The kernel's own "not supported" errno (include/linux/errno.h, absent
@@ -96,4 +98,67 @@ fn run<K: Pod>(command: libc::c_long, map: BorrowedFd, keys: &[K], values: u64) 
             Err(BatchError::Failed { done, error })
         }
     }
+}
+
+/// Entries a read asks for per call: a hash map answers ENOSPC when one of
+/// its buckets holds more, and the read then asks for twice as many.
+const READ_PER_CALL: usize = 1024;
+
+/// Every entry of a hash map, in the kernel's bucket order.
+pub fn read_all<K: Pod, V: Pod>(map: BorrowedFd) -> Result<Vec<(K, V)>, BatchError> {
+    read(map, None, usize::MAX)
+}
+
+/// Entries `first .. first + count` of an array map (fewer past its end),
+/// each with its index.
+pub fn read_array<V: Pod>(map: BorrowedFd, first: u32, count: usize) -> Result<Vec<(u32, V)>, BatchError> {
+    // An array's batch position is the last index read: the read resumes
+    // after it.
+    read(map, first.checked_sub(1).map(u64::from), count)
+}
+
+/// Reads up to `limit` entries from the batch position `from` (the start
+/// when `None`): a hash map's next bucket or an array's last index, in the
+/// low 32 bits, as the kernel hands them out (`htab_map_lookup_batch`,
+/// `generic_map_lookup_batch`). Ends at the map's end (ENOENT).
+fn read<K: Pod, V: Pod>(map: BorrowedFd, mut from: Option<u64>, limit: usize) -> Result<Vec<(K, V)>, BatchError> {
+    let mut entries = Vec::new();
+    let mut per_call = READ_PER_CALL;
+    while entries.len() < limit {
+        let want = per_call.min(limit - entries.len());
+        // SAFETY: `Pod` types are plain data, valid as all zeros.
+        let mut keys: Vec<K> = vec![unsafe { std::mem::zeroed() }; want];
+        let mut values: Vec<V> = vec![unsafe { std::mem::zeroed() }; want];
+        let mut next: u64 = 0;
+        let mut attr = BatchAttr {
+            in_batch: from.as_ref().map_or(0, |position| position as *const u64 as u64),
+            out_batch: &mut next as *mut u64 as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: u32::try_from(want).expect("a read of fewer than 2^32 entries"),
+            map_fd: map.as_raw_fd() as u32,
+            ..BatchAttr::default()
+        };
+        // SAFETY: `attr` is the kernel's layout for batch commands and lives
+        // across the call; `keys` and `values` have room for `count` entries
+        // of the map's key and value sizes, and `next` for a batch position
+        // (4 bytes for a hash map, the key size (4) for an array).
+        let result = unsafe { libc::syscall(libc::SYS_bpf, BPF_MAP_LOOKUP_BATCH, &mut attr as *mut BatchAttr, size_of::<BatchAttr>()) };
+        let error = (result != 0).then(io::Error::last_os_error);
+        let got = (attr.count as usize).min(want);
+        entries.extend(keys.into_iter().zip(values).take(got));
+        match error.as_ref().and_then(io::Error::raw_os_error) {
+            None => from = Some(next),
+            Some(libc::ENOENT) => break,
+            Some(libc::ENOSPC) if got == 0 => per_call *= 2,
+            Some(ENOTSUPP | libc::EOPNOTSUPP | libc::EINVAL) if entries.is_empty() => return Err(BatchError::Unsupported),
+            Some(_) => {
+                let error = error.expect("an errno comes with an error");
+                let done = entries.len();
+                let error = io::Error::new(error.kind(), format!("bpf_map_lookup_batch failed after {done} entries: {error}"));
+                return Err(BatchError::Failed { done, error });
+            }
+        }
+    }
+    Ok(entries)
 }
