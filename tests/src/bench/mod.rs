@@ -51,6 +51,11 @@ const PROGRAMMING_LIMIT: Duration = Duration::from_secs(60);
 /// Includes, for `iptables`, a whole `iptables-restore` of N Services.
 const ENDPOINT_CHANGE_LIMIT: Duration = Duration::from_secs(90);
 const DETACH_LIMIT: Duration = Duration::from_secs(10);
+/// The agent counts as done once it has used no CPU for this long; it is
+/// waited for at most `AGENT_QUIET_LIMIT` (an agent busy longer is
+/// measured busy, as a user would meet it).
+const AGENT_QUIET: Duration = Duration::from_millis(300);
+const AGENT_QUIET_LIMIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -254,6 +259,9 @@ impl<'a> SizeBench<'a> {
                 // Programmed means serving: the agent may fill its maps
                 // before its programs are attached.
                 let programmed = self.first_answer(node_port, started)?;
+                // Measured once the agent is done, as iptables is once
+                // iptables-restore has exited.
+                agent.wait_idle(AGENT_QUIET, AGENT_QUIET_LIMIT)?;
                 let mut figures = self.traffic(node_port)?;
                 figures.set_ns_per_packet(&self.ns_per_packet(node_port)?);
                 figures.programming_ms = Some(ms(programmed));
