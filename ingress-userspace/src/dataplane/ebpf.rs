@@ -611,7 +611,7 @@ impl PinnedMaps {
     fn maglev_rows(&self, first: u32, count: usize) -> anyhow::Result<Vec<(u32, MaglevRow)>> {
         match batch::read_array(self.maglev.map().fd().as_fd(), first, count) {
             Ok(rows) => Ok(rows),
-            Err(BatchError::Failed { error, .. }) => Err(anyhow::Error::new(error).context("reading the Maglev rows")),
+            Err(BatchError::Failed { error, .. }) => Err(anyhow::Error::new(error).context(format!("reading {MAGLEV_MAP}"))),
             Err(BatchError::Unsupported) => {
                 let mut rows = Vec::with_capacity(count);
                 for index in (first..).take(count) {
@@ -738,10 +738,10 @@ fn sum(per_cpu: &[Counter]) -> Counter {
 
 impl MapWriter for PinnedMaps {
     fn read(&self) -> anyhow::Result<MapContents> {
-        let services = read_hash_map(&self.services)?;
+        let services = read_hash_map(&self.services).with_context(|| format!("reading {SERVICES_MAP}"))?;
         Ok(MapContents {
-            backends: read_hash_map(&self.backends)?,
-            rev_nat: read_hash_map(&self.rev_nat)?,
+            backends: read_hash_map(&self.backends).with_context(|| format!("reading {BACKENDS_MAP}"))?,
+            rev_nat: read_hash_map(&self.rev_nat).with_context(|| format!("reading {REV_NAT_MAP}"))?,
             source_ranges: self
                 .source_ranges
                 .keys()
