@@ -490,9 +490,33 @@ impl SnatConfig {
     }
 }
 
+/// Host routing (pinned hash map; written by the agent, read by the
+/// programs): interface index -> `HostIface`. A packet translated where it
+/// enters an interface listed here is sent by the program itself to the
+/// listed interface the node's FIB names for it (`bpf_redirect_peer` into a
+/// pod, `bpf_redirect` out of an uplink), skipping the node's IP stack and
+/// netfilter. Empty (the default): the node routes every packet itself.
+pub const HOST_IFACES_MAP: &str = "lb_host_ifaces";
+/// Uplinks and pod veths of one node.
+pub const HOST_IFACES_MAX_ENTRIES: u32 = 4_096;
+/// `HostIface::kind` of a node uplink: packets leave through its egress.
+pub const HOST_IFACE_UPLINK: u32 = 1;
+/// `HostIface::kind` of a pod veth's host side: packets go straight to the
+/// ingress of its peer, the pod's interface.
+pub const HOST_IFACE_POD: u32 = 2;
+
+/// An interface the programs route to (see `HOST_IFACES_MAP`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HostIface {
+    /// `HOST_IFACE_UPLINK` or `HOST_IFACE_POD`.
+    pub kind: u32,
+}
+
 const _: () = assert!(core::mem::size_of::<SnatKey>() == 40);
 const _: () = assert!(core::mem::size_of::<SnatEntry>() == 32);
 const _: () = assert!(core::mem::size_of::<SnatConfig>() == 36);
+const _: () = assert!(core::mem::size_of::<HostIface>() == 4);
 const _: () = assert!(core::mem::size_of::<ServiceKey>() == 24);
 const _: () = assert!(core::mem::size_of::<CtTimeouts>() == 16);
 const _: () = assert!(core::mem::size_of::<ServiceValue>() == 16);
@@ -512,6 +536,7 @@ mod pod {
     // SAFETY: every type is repr(C), Copy, has explicit padding and no
     // invalid bit patterns, which is what aya::Pod requires.
     unsafe impl aya::Pod for super::ServiceKey {}
+    unsafe impl aya::Pod for super::HostIface {}
     unsafe impl aya::Pod for super::ServiceValue {}
     unsafe impl aya::Pod for super::Backend {}
     unsafe impl aya::Pod for super::RevNat {}

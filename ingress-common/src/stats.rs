@@ -81,9 +81,16 @@ pub const FORWARD_CT_RECREATED: u32 = 20;
 /// `ICMP_ERROR_TRANSLATED` on both ends at once (see `HAIRPIN_TRANSLATED`)
 /// and sent back out of the pod's veth.
 pub const ICMP_ERROR_HAIRPIN_TRANSLATED: u32 = 21;
+/// A translated packet the programs routed themselves (host routing, see
+/// `HOST_IFACES_MAP`) straight into a pod of this node, skipping the
+/// node's IP stack. Counted in addition to its translation's reason.
+pub const HOST_ROUTED_TO_POD: u32 = 22;
+/// A translated packet the programs routed themselves out of an uplink
+/// (host routing). Counted in addition to its translation's reason.
+pub const HOST_ROUTED_TO_UPLINK: u32 = 23;
 
 /// Names by index, for metrics and the state dump.
-pub const REASON_NAMES: [&str; 22] = [
+pub const REASON_NAMES: [&str; 24] = [
     "forward_translated",
     "reply_translated",
     "pass_not_ip",
@@ -106,5 +113,7 @@ pub const REASON_NAMES: [&str; 22] = [
     "icmp_error_translated",
     "forward_ct_recreated",
     "icmp_error_hairpin_translated",
+    "host_routed_to_pod",
+    "host_routed_to_uplink",
 ];
 pub const REASON_COUNT: u32 = REASON_NAMES.len() as u32;

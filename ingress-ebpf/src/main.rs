@@ -24,6 +24,7 @@
 mod affinity;
 mod conntrack;
 mod hairpin;
+mod host_route;
 mod icmp_error;
 mod lb;
 mod maglev;
@@ -42,9 +43,12 @@ mod stats;
 use aya_ebpf::bindings::{TC_ACT_OK, TC_ACT_SHOT, xdp_action};
 use aya_ebpf::macros::{classifier, xdp};
 use aya_ebpf::programs::{TcContext, XdpContext};
-use ingress_common::stats::{DROP_REWRITE_FAILED, PASS_OTHER_PROTOCOL};
+use ingress_common::stats::{
+    DROP_REWRITE_FAILED, FORWARD_CT_RECREATED, FORWARD_TRANSLATED, PASS_NO_SERVICE, PASS_OTHER_PROTOCOL,
+};
 
-use nat::Rewriter;
+use host_route::Router;
+use nat::{Rewriter, Translation};
 use outcome::Outcome;
 use packet::{Packet, Reshape, TcPacket, XdpPacket};
 use service::{Origin, Way};
@@ -57,7 +61,7 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
     stats::count(outcome.reason(), bytes);
     match outcome {
         Outcome::Drop(_) => xdp_action::XDP_DROP,
-        Outcome::Pass(_) | Outcome::Translated(_) => xdp_action::XDP_PASS,
+        Outcome::Pass(_) | Outcome::Translated(_) | Outcome::Routed(_) => xdp_action::XDP_PASS,
         // Back out of the uplink it came in on.
         Outcome::Reject(_) => xdp_action::XDP_TX,
     }
@@ -91,13 +95,14 @@ fn tc(ctx: &TcContext, way: Way) -> i32 {
     match outcome {
         Outcome::Drop(_) => TC_ACT_SHOT,
         Outcome::Translated(reason) if hairpin::turns_around(reason) => hairpin::send_back(ctx),
+        Outcome::Routed(_) => host_route::send(ctx, bytes),
         Outcome::Pass(_) | Outcome::Translated(_) => TC_ACT_OK,
         Outcome::Reject(_) => packet.redirect_back(),
     }
 }
 
 #[inline(always)]
-fn run<P: Packet + Rewriter + Reshape>(packet: &P, way: Way, bytes: u64) -> Outcome {
+fn run<P: Packet + Rewriter + Reshape + Router>(packet: &P, way: Way, bytes: u64) -> Outcome {
     let network = match parse::network(packet) {
         Ok(network) => network,
         Err(pass_reason) => return Outcome::Pass(pass_reason),
@@ -122,6 +127,11 @@ fn run<P: Packet + Rewriter + Reshape>(packet: &P, way: Way, bytes: u64) -> Outc
             None => match lb::forward(&flow, bytes, origin) {
                 Ok((to_backend, true)) => snat::prepare(&flow, &to_backend).map(|()| to_backend),
                 Ok((to_backend, false)) => Ok(to_backend),
+                // Maybe a pod's reply to a client of a frontend, which
+                // host routing translates here (see `host_route`).
+                Err(Outcome::Pass(PASS_NO_SERVICE)) if matches!(origin, Origin::Pod) && packet.routes_itself() => {
+                    return host_route::reply(packet, &flow).unwrap_or(Outcome::Pass(PASS_NO_SERVICE));
+                }
                 Err(outcome) => Err(outcome),
             },
         },
@@ -143,6 +153,7 @@ fn run<P: Packet + Rewriter + Reshape>(packet: &P, way: Way, bytes: u64) -> Outc
                     Err(outcome) => outcome,
                 }
             }
+            Ok(()) if matches!(way, Way::In(_)) => forwarded(packet, &flow, &translation),
             Ok(()) => Outcome::Translated(translation.reason()),
             Err(()) => Outcome::Drop(DROP_REWRITE_FAILED),
         },
@@ -152,6 +163,20 @@ fn run<P: Packet + Rewriter + Reshape>(packet: &P, way: Way, bytes: u64) -> Outc
             Err(()) => Outcome::Drop(DROP_REWRITE_FAILED),
         },
         Err(outcome) => outcome,
+    }
+}
+
+/// A translation where the packet entered: a client's packet to a backend
+/// is routed by the program itself where the interface is host routed and
+/// the FIB answers (see `host_route`), else by the node.
+#[inline(always)]
+fn forwarded<P: Router>(packet: &P, flow: &parse::Flow, translation: &Translation) -> Outcome {
+    let reason = translation.reason();
+    let to_backend = reason == FORWARD_TRANSLATED || reason == FORWARD_CT_RECREATED;
+    if to_backend && packet.routes_itself() && packet.find(flow, translation) {
+        Outcome::Routed(reason)
+    } else {
+        Outcome::Translated(reason)
     }
 }
 

@@ -5,6 +5,8 @@
 /// counted under.
 pub enum Outcome {
     Translated(u32),
+    /// Translated, and to be sent on by the program itself (see `host_route`).
+    Routed(u32),
     Pass(u32),
     Drop(u32),
     /// Answered with a reject sent back to the client (see `reject`).
@@ -15,7 +17,7 @@ impl Outcome {
     #[inline(always)]
     pub fn reason(&self) -> u32 {
         match self {
-            Outcome::Translated(r) | Outcome::Pass(r) | Outcome::Drop(r) | Outcome::Reject(r) => *r,
+            Outcome::Translated(r) | Outcome::Routed(r) | Outcome::Pass(r) | Outcome::Drop(r) | Outcome::Reject(r) => *r,
         }
     }
 }

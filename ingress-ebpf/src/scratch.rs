@@ -14,6 +14,7 @@ use aya_ebpf::macros::map;
 use aya_ebpf::maps::PerCpuArray;
 use ingress_common::maps::{CtKey, SnatEntry, SnatKey};
 
+use crate::host_route::Route;
 use crate::nat::Translation;
 use crate::parse::Flow;
 
@@ -34,6 +35,8 @@ pub struct Scratch {
     frame: [u8; FRAME_MAX],
     /// The ICMP error being translated back.
     quote: Quoted,
+    /// The FIB lookup of a packet the program routes itself, and its answer.
+    route: Route,
 }
 
 #[map(name = "lb_scratch")]
@@ -90,6 +93,14 @@ pub fn quote() -> Option<&'static mut Quoted> {
     let scratch = scratch()?;
     // SAFETY: as in `store`.
     Some(unsafe { &mut (*scratch).quote })
+}
+
+/// The memory a host-routed packet's FIB lookup is made in.
+#[inline(always)]
+pub fn route() -> Option<&'static mut Route> {
+    let scratch = scratch()?;
+    // SAFETY: as in `store`.
+    Some(unsafe { &mut (*scratch).route })
 }
 
 /// An ICMP error and the packet it quotes, as `icmp_error` reads it.

@@ -61,6 +61,8 @@ pub struct AgentConfig {
     pub pod_veths: Vec<String>,
     /// Name prefixes of pod veths to attach to as they appear (e.g. "veth").
     pub pod_veth_prefixes: Vec<String>,
+    /// The programs route translated packets themselves (see `host_ifaces`).
+    pub host_routing: bool,
     pub pin_dir: PathBuf,
     /// Map capacities and the Maglev table size.
     pub map_sizes: MapSizes,
@@ -97,7 +99,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
 
     let pod_veths = !config.pod_veths.is_empty() || !config.pod_veth_prefixes.is_empty();
     let programs = Dataplane::programs_for(&config.uplinks, config.uplink_hook, pod_veths)?;
-    let dataplane = Dataplane::maps_only(&config.pin_dir, &config.map_sizes)?;
+    let mut dataplane = Dataplane::maps_only(&config.pin_dir, &config.map_sizes)?;
+    dataplane.route_host(config.host_routing)?;
     let mut maps = dataplane.maps()?;
     let mut state = SyncState::default();
     let (uplinks, uplink_hook) = (config.uplinks.clone(), config.uplink_hook);

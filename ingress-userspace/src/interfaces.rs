@@ -33,6 +33,9 @@ impl Interfaces {
         }
         let present = current_interfaces();
         self.attached.retain(|name| present.contains(name));
+        if let Err(error) = dataplane.forget_vanished_interfaces() {
+            tracing::warn!("{error:#}");
+        }
         for name in present {
             if self.attached.contains(&name) || !matches_prefix(&name, &self.pod_veth_prefixes) {
                 continue;

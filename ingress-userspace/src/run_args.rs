@@ -53,6 +53,14 @@ pub struct RunArgs {
     /// veths appear (repeatable; e.g. "veth" for kindnet and bridge CNIs).
     #[arg(long = "pod-veth-prefix")]
     pod_veth_prefixes: Vec<String>,
+    /// Route translated packets in the programs, as Cilium's BPF host
+    /// routing: a client's packet goes from the uplink straight into the
+    /// pod (and the pod's reply straight out of the uplink), skipping the
+    /// node's routing and netfilter. Only with TC on the uplinks (a veth
+    /// uplink, or `--uplink-hook tc`). Leave it off where the node's
+    /// iptables must see pod traffic (e.g. a CNI's NetworkPolicy).
+    #[arg(long)]
+    host_routing: bool,
     #[arg(long, default_value = DEFAULT_PIN_DIR)]
     pin_dir: PathBuf,
     /// Address of /healthz, /readyz and /metrics.
@@ -188,6 +196,7 @@ impl RunArgs {
             uplink_hook: self.uplink_hook,
             pod_veths: self.pod_veths,
             pod_veth_prefixes: self.pod_veth_prefixes,
+            host_routing: self.host_routing,
             pin_dir: self.pin_dir,
             map_sizes,
             admin: self.admin,

@@ -50,6 +50,7 @@ fn config_with(node: NodeInfo, uplink: &str, pod_ifaces: &[&str], manifests: &Pa
         uplink_hook: UplinkHookChoice::Auto,
         pod_veths: pod_ifaces.iter().map(|iface| String::from(*iface)).collect(),
         pod_veth_prefixes: Vec::new(),
+        host_routing: false,
         pin_dir: pins.to_owned(),
         map_sizes: MapSizes::default(),
         admin: Some(SocketAddr::V4(ADMIN)),
@@ -138,8 +139,14 @@ pub struct InProcessAgent {
 
 impl InProcessAgent {
     pub fn start(lab: &Lab, manifests: &Path) -> Result<InProcessAgent> {
+        Self::start_configured(lab, manifests, |_| {})
+    }
+
+    /// Like `start`, with the lab's configuration changed by `adjust` first.
+    pub fn start_configured(lab: &Lab, manifests: &Path, adjust: impl FnOnce(&mut AgentConfig)) -> Result<InProcessAgent> {
         let pins = PinDir::unique("agent");
-        let config = config(lab, manifests, pins.path());
+        let mut config = config(lab, manifests, pins.path());
+        adjust(&mut config);
         Self::launch(lab.node(), config, pins)
     }
 

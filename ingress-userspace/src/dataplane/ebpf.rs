@@ -17,6 +17,7 @@ use ingress_common::maps::*;
 use ingress_common::stats::{Counter, REASON_COUNT};
 
 use super::batch::{self, BatchError};
+use super::host_ifaces::{HostIfaceKind, HostIfaces};
 use super::pin_dir::ensure_bpffs;
 use super::sizes::MapSizes;
 use super::uplink_hook::{self, UplinkHook, UplinkHookChoice};
@@ -39,6 +40,8 @@ pub struct Dataplane {
     ebpf: Ebpf,
     pin_dir: PathBuf,
     sizes: MapSizes,
+    /// The interfaces attached, listed for host routing when it is on.
+    host_ifaces: HostIfaces,
 }
 
 impl Dataplane {
@@ -82,7 +85,22 @@ impl Dataplane {
             .override_global(MAGLEV_TABLE_SIZE_GLOBAL, &sizes.maglev_table_size, true)
             .load(OBJECT)
             .with_context(|| format!("loading the eBPF object with maps pinned in {}", pin_dir.display()))?;
-        Ok(Dataplane { ebpf, pin_dir: pin_dir.to_owned(), sizes: *sizes })
+        let host_ifaces = HostIfaces::open(pin_dir, false)?;
+        Ok(Dataplane { ebpf, pin_dir: pin_dir.to_owned(), sizes: *sizes, host_ifaces })
+    }
+
+    /// Host routing (see `host_ifaces`) for the interfaces attached from
+    /// now on: the programs send translated packets on themselves. Off
+    /// unless asked for, since the node's netfilter then no longer sees the
+    /// flows of Services (e.g. a CNI's NetworkPolicy in iptables).
+    pub fn route_host(&mut self, enabled: bool) -> anyhow::Result<()> {
+        self.host_ifaces = HostIfaces::open(&self.pin_dir, enabled)?;
+        Ok(())
+    }
+
+    /// Unlists the host-routed interfaces that are gone.
+    pub fn forget_vanished_interfaces(&mut self) -> anyhow::Result<()> {
+        self.host_ifaces.forget_vanished()
     }
 
     /// The programs a node with these interfaces attaches: the uplink
@@ -192,6 +210,7 @@ impl Dataplane {
         unpin_link(&self.link_pin(interface, other))?;
         tracing::info!(uplink = interface, hook = %hook, "uplink ingress through {hook} ({why}); pinned as {}", chosen.label());
         self.attach_tc(TC_OUT_PROGRAM, interface, Hook::TcOut)?;
+        self.host_ifaces.list(interface, HostIfaceKind::Uplink)?;
         Ok(hook)
     }
 
@@ -199,7 +218,8 @@ impl Dataplane {
     /// sends, TC egress the replies delivered to it.
     pub fn attach_pod_veth(&mut self, interface: &str) -> anyhow::Result<()> {
         self.attach_tc(TC_IN_PROGRAM, interface, Hook::TcIn)?;
-        self.attach_tc(TC_OUT_PROGRAM, interface, Hook::TcOut)
+        self.attach_tc(TC_OUT_PROGRAM, interface, Hook::TcOut)?;
+        self.host_ifaces.list(interface, HostIfaceKind::Pod)
     }
 
     /// Opens the pinned maps for reading and writing, independently of the
@@ -457,7 +477,7 @@ pub fn pinned_capacity(dir: &Path, name: &str) -> anyhow::Result<u32> {
     Ok(MapData::from_pin(&pin).and_then(|map| map.info()).with_context(|| format!("reading the size of {}", pin.display()))?.max_entries())
 }
 
-fn open_pinned<T>(dir: &Path, name: &str) -> anyhow::Result<T>
+pub(super) fn open_pinned<T>(dir: &Path, name: &str) -> anyhow::Result<T>
 where
     T: TryFrom<aya::maps::Map, Error = MapError>,
 {

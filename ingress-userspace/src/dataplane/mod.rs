@@ -8,6 +8,7 @@ pub mod conntrack_gc;
 pub mod diff;
 pub mod ebpf;
 pub mod fake;
+pub mod host_ifaces;
 pub mod ids;
 pub mod left_out;
 pub mod maglev;

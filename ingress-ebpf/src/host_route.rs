@@ -1,0 +1,201 @@
+//! Host routing: a packet translated where it enters the node is sent on by
+//! the program itself, where the node's own forwarding would send it, so it
+//! skips the node's IP stack: routing, netfilter, the neighbour layer and
+//! the backlog queue of a second veth. As Cilium's BPF host routing, and only
+//! for the interfaces the agent lists in `HOST_IFACES` (none unless it runs
+//! with `--host-routing`).
+//!
+//! - The node's FIB, asked from the ingress interface as forwarding would
+//!   (`bpf_fib_lookup`), names the egress interface and both MACs. Without
+//!   a neighbour entry yet, `bpf_redirect_neigh` sends the packet out of that
+//!   interface through the neighbour layer, which resolves it.
+//! - Into a pod of this node: `bpf_redirect_peer`, straight to the ingress of
+//!   the pod's interface in its namespace. `lb_tc_out` on the veth does not
+//!   run; for a packet on its way in it has nothing to do.
+//! - Out of an uplink: `bpf_redirect` to its egress, where `lb_tc_out` still
+//!   runs (it source-translates a flow to another node's pod).
+//! - Both directions of a flow: a client's packet after its DNAT at the
+//!   uplink or pod veth ingress, and the pod's reply at its veth's ingress,
+//!   reverse-translated there instead of at `lb_tc_out` (`reply`). So the
+//!   node's netfilter sees neither direction, and no half-flows.
+//!
+//! What host routing cannot forward takes the kernel's path exactly as
+//! without it: a packet bigger than the egress MTU or a TTL about to run out
+//! (the kernel sends the ICMP error), an egress interface that is not listed,
+//! no route.
+
+use aya_ebpf::bindings::{BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, TC_ACT_OK, bpf_fib_lookup};
+use aya_ebpf::helpers::{bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer};
+use aya_ebpf::programs::TcContext;
+use ingress_common::maps::HOST_IFACE_POD;
+use ingress_common::stats::{DROP_REWRITE_FAILED, HOST_ROUTED_TO_POD, HOST_ROUTED_TO_UPLINK};
+
+use crate::lb;
+use crate::maps::HOST_IFACES;
+use crate::nat::{Rewriter, Side, Translation};
+use crate::outcome::Outcome;
+use crate::packet::{Packet, TcPacket, XdpPacket};
+use crate::parse::{ETH_HLEN, Flow};
+use crate::scratch;
+use crate::stats;
+
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+/// IPv4's TTL (followed by the protocol, one 16-bit word under the header
+/// checksum) and IPv6's hop limit.
+const IPV4_TTL_OFFSET: usize = ETH_HLEN + 8;
+const IPV4_CSUM_OFFSET: usize = ETH_HLEN + 10;
+const IPV6_HOP_LIMIT_OFFSET: usize = ETH_HLEN + 7;
+
+/// A packet's route as `find` left it for `send`, in per-CPU scratch.
+#[repr(C)]
+pub struct Route {
+    /// The FIB lookup's question and answer: egress `ifindex`, `smac`, `dmac`.
+    fib: bpf_fib_lookup,
+    /// `HostIface::kind` of the egress interface.
+    kind: u32,
+    /// The FIB gave both MACs (else the neighbour layer must resolve them).
+    neighbour_known: u32,
+    /// The packet is IPv6 (else IPv4): where its hop limit is.
+    v6: u32,
+}
+
+/// Which packets a program may route itself.
+pub trait Router {
+    /// Whether the packet came in on an interface listed in `HOST_IFACES`.
+    fn routes_itself(&self) -> bool;
+    /// Asks the FIB where `flow`'s packet goes once `translation` is
+    /// written; `true`, with the answer kept for `send`, when the program
+    /// can send it there itself.
+    fn find(&self, flow: &Flow, translation: &Translation) -> bool;
+}
+
+/// XDP passes every packet to the stack: it has no peer redirect, and an
+/// XDP redirect into a veth needs an XDP program on the pod's side.
+impl Router for XdpPacket<'_> {
+    #[inline(always)]
+    fn routes_itself(&self) -> bool {
+        false
+    }
+    #[inline(always)]
+    fn find(&self, _: &Flow, _: &Translation) -> bool {
+        false
+    }
+}
+
+impl Router for TcPacket<'_> {
+    #[inline(always)]
+    fn routes_itself(&self) -> bool {
+        // SAFETY: reads a field of the program's own context.
+        let ifindex = unsafe { (*self.0.skb.skb).ifindex };
+        // SAFETY: plain data, written only by the agent.
+        unsafe { HOST_IFACES.get(&ifindex) }.is_some()
+    }
+
+    #[inline(never)]
+    fn find(&self, flow: &Flow, translation: &Translation) -> bool {
+        find(self, flow, translation).is_some()
+    }
+}
+
+#[inline(always)]
+fn find(packet: &TcPacket, flow: &Flow, translation: &Translation) -> Option<()> {
+    let hop_limit: u8 = packet.read(if flow.v6 { IPV6_HOP_LIMIT_OFFSET } else { IPV4_TTL_OFFSET })?;
+    if hop_limit <= 1 {
+        return None;
+    }
+    let (src, sport, dst, dport) = match translation.side {
+        Side::Destination => (flow.saddr, flow.sport, translation.addr, translation.port),
+        Side::Source => (translation.addr, translation.port, flow.daddr, flow.dport),
+    };
+    let route = scratch::route()?;
+    // SAFETY: plain data; all zero asks about this skb's length for the MTU
+    // and the main table.
+    route.fib = unsafe { core::mem::zeroed() };
+    let fib = &mut route.fib;
+    fib.l4_protocol = flow.proto;
+    fib.sport = sport;
+    fib.dport = dport;
+    // SAFETY: reads a field of the program's own context.
+    fib.ifindex = unsafe { (*packet.0.skb.skb).ifindex };
+    if flow.v6 {
+        fib.family = AF_INET6;
+        fib.__bindgen_anon_3.ipv6_src = src.words;
+        fib.__bindgen_anon_4.ipv6_dst = dst.words;
+    } else {
+        fib.family = AF_INET;
+        fib.__bindgen_anon_3.ipv4_src = src.v4();
+        fib.__bindgen_anon_4.ipv4_dst = dst.v4();
+    }
+    let size = core::mem::size_of::<bpf_fib_lookup>() as i32;
+    // SAFETY: the params point into this CPU's scratch, `size` bytes long.
+    let rc = unsafe { fib_lookup(packet.0.skb.skb as *mut _, fib, size, 0) };
+    if rc != BPF_FIB_LKUP_RET_SUCCESS as i64 && rc != BPF_FIB_LKUP_RET_NO_NEIGH as i64 {
+        return None;
+    }
+    // SAFETY: plain data, written only by the agent.
+    let egress = unsafe { HOST_IFACES.get(&fib.ifindex) }?;
+    route.kind = egress.kind;
+    route.neighbour_known = (rc == BPF_FIB_LKUP_RET_SUCCESS as i64) as u32;
+    route.v6 = flow.v6 as u32;
+    Some(())
+}
+
+/// A pod's reply to a client of a frontend, reverse-translated at its veth's
+/// ingress and routed here when the FIB can answer at once; `None` leaves it
+/// untouched for `lb_tc_out`, which translates it after the node routed it.
+#[inline(never)]
+pub fn reply<P: Rewriter + Router>(packet: &P, flow: &Flow) -> Option<Outcome> {
+    let from_frontend = lb::reverse(flow).ok()?;
+    if !packet.find(flow, &from_frontend) {
+        return None;
+    }
+    Some(match packet.rewrite(flow, &from_frontend) {
+        Ok(()) => Outcome::Routed(from_frontend.reason()),
+        Err(()) => Outcome::Drop(DROP_REWRITE_FAILED),
+    })
+}
+
+/// Sends a packet `find` found a route for: the TTL or hop limit one less
+/// (the node forwards it), then with the route's MACs straight into the pod
+/// or out of the uplink, or without them through the neighbour layer. If
+/// the packet cannot be written, the node routes it as without host routing.
+#[inline(always)]
+pub fn send(ctx: &TcContext, bytes: u64) -> i32 {
+    let Some(route) = scratch::route() else { return TC_ACT_OK };
+    let (dmac, smac, ifindex) = (route.fib.dmac, route.fib.smac, route.fib.ifindex);
+    if hop(ctx, route.v6 != 0).is_err() {
+        return TC_ACT_OK;
+    }
+    let into_pod = route.kind == HOST_IFACE_POD;
+    if route.neighbour_known != 0 && (ctx.store(0, &dmac, 0).is_err() || ctx.store(6, &smac, 0).is_err()) {
+        return TC_ACT_OK;
+    }
+    stats::count(if into_pod { HOST_ROUTED_TO_POD } else { HOST_ROUTED_TO_UPLINK }, bytes);
+    // SAFETY (the helper calls): plain arguments; without neighbour
+    // parameters the neighbour layer looks the next hop up itself.
+    unsafe {
+        if route.neighbour_known == 0 {
+            bpf_redirect_neigh(ifindex, core::ptr::null_mut(), 0, 0) as i32
+        } else if into_pod {
+            bpf_redirect_peer(ifindex, 0) as i32
+        } else {
+            bpf_redirect(ifindex, 0) as i32
+        }
+    }
+}
+
+/// Takes one off the TTL (with the IPv4 header checksum) or the hop limit;
+/// `find` made sure it stays above zero.
+#[inline(always)]
+fn hop(ctx: &TcContext, v6: bool) -> Result<(), ()> {
+    if v6 {
+        let hop_limit: u8 = ctx.load(IPV6_HOP_LIMIT_OFFSET).map_err(|_| ())?;
+        return ctx.store(IPV6_HOP_LIMIT_OFFSET, &hop_limit.wrapping_sub(1), 0).map_err(|_| ());
+    }
+    let ttl_proto: [u8; 2] = ctx.load(IPV4_TTL_OFFSET).map_err(|_| ())?;
+    let lowered = [ttl_proto[0].wrapping_sub(1), ttl_proto[1]];
+    let (old, new) = (u16::from_ne_bytes(ttl_proto), u16::from_ne_bytes(lowered));
+    ctx.l3_csum_replace(IPV4_CSUM_OFFSET, old as u64, new as u64, 2).map_err(|_| ())?;
+    ctx.store(IPV4_TTL_OFFSET, &lowered, 0).map_err(|_| ())
+}

@@ -1,0 +1,107 @@
+//! Host routing (`--host-routing`): the programs route a Service's packets
+//! themselves, past the node's IP stack. Real TCP and UDP through a lab whose
+//! node drops everything it forwards (FORWARD DROP in iptables and
+//! ip6tables): with host routing on, the Service answers both ways, over
+//! IPv4 and IPv6, from the client (NodePort, ClusterIP) and from a pod of the
+//! node, while a pod addressed directly stays unreachable (the rule is in
+//! force). Without host routing the same rule stops the Service too.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use ingress_common::stats::{HOST_ROUTED_TO_POD, HOST_ROUTED_TO_UPLINK};
+use ingress_tests::agent::{InProcessAgent, ManifestDir};
+use ingress_tests::lab::{NODE_IP, NODE_IP6};
+use ingress_tests::netns::run_command;
+use ingress_tests::traffic::{tcp_request_timeout, udp_request_timeout};
+use ingress_tests::{ECHO_PORT, Lab, LabSpec, NetNs, is_root};
+
+const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+const CLUSTER_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0x96, 0, 0, 0, 0, 0x10);
+const ECHO_PODS: [&str; 3] = ["pod-a", "pod-b", "pod-c"];
+/// Enough for an answer through the lab; a dropped packet is not retried
+/// within it.
+const PATIENCE: Duration = Duration::from_secs(2);
+
+fn lab() -> Option<Lab> {
+    if !is_root() {
+        eprintln!("skipped: network namespaces and eBPF need root");
+        return None;
+    }
+    let spec = LabSpec { pods: ["pod-a", "pod-b", "pod-c", "toolbox"].map(String::from).to_vec() };
+    Some(Lab::build(spec).expect("building the lab"))
+}
+
+fn examples() -> ManifestDir {
+    ManifestDir::copy_of(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples")).unwrap()
+}
+
+/// The node drops every packet it would forward, in both families.
+fn drop_forwarded(node: &NetNs) {
+    for tool in ["iptables", "ip6tables"] {
+        run_command(&mut node.exec(tool, &["-w", "-I", "FORWARD", "-j", "DROP"]))
+            .unwrap_or_else(|e| panic!("{tool}: {e:#}"));
+    }
+}
+
+/// The Service's frontends as the client and a pod of the node reach them.
+fn frontends() -> Vec<(IpAddr, u16, u16)> {
+    vec![
+        (NODE_IP.into(), 30080, 30053),
+        (NODE_IP6.into(), 30080, 30053),
+        (CLUSTER_IP.into(), 80, 53),
+        (CLUSTER_IP6.into(), 80, 53),
+    ]
+}
+
+/// Answers over TCP and UDP from every frontend, from `from`; panics naming
+/// the first that fails.
+fn assert_answered(from: &NetNs, who: &str) {
+    for (addr, tcp_port, udp_port) in frontends() {
+        for i in 0..5 {
+            let tcp = tcp_request_timeout(from, SocketAddr::new(addr, tcp_port), PATIENCE)
+                .unwrap_or_else(|e| panic!("{who}: TCP {i} to {addr}:{tcp_port}: {e:#}"));
+            assert!(ECHO_PODS.contains(&tcp.pod.as_str()), "{who}: answered by {}", tcp.pod);
+            let udp = udp_request_timeout(from, SocketAddr::new(addr, udp_port), PATIENCE)
+                .unwrap_or_else(|e| panic!("{who}: UDP {i} to {addr}:{udp_port}: {e:#}"));
+            assert!(ECHO_PODS.contains(&udp.pod.as_str()), "{who}: answered by {}", udp.pod);
+        }
+    }
+}
+
+#[test]
+fn with_host_routing_a_service_is_answered_past_a_node_that_forwards_nothing() {
+    let Some(lab) = lab() else { return };
+    let manifests = examples();
+    let agent = InProcessAgent::start_configured(&lab, manifests.path(), |config| config.host_routing = true).unwrap();
+    drop_forwarded(lab.node());
+
+    let pod_a = lab.pod("pod-a").unwrap();
+    let direct = SocketAddr::new(pod_a.ip.into(), ECHO_PORT);
+    assert!(
+        tcp_request_timeout(lab.client(), direct, PATIENCE).is_err(),
+        "the node forwarded a packet to a pod addressed directly: the DROP rule is not in force"
+    );
+
+    assert_answered(lab.client(), "client");
+    let (to_pod, to_uplink) = (agent.packets(HOST_ROUTED_TO_POD), agent.packets(HOST_ROUTED_TO_UPLINK));
+    // 4 frontends x 5 x (TCP: SYN, ACK, request, FIN at least; UDP: 1).
+    assert!(to_pod >= 100, "packets routed into pods: {to_pod}");
+    assert!(to_uplink >= 80, "answers routed out of the uplink: {to_uplink}");
+
+    assert_answered(&lab.pod("toolbox").unwrap().ns, "toolbox pod");
+    assert!(agent.packets(HOST_ROUTED_TO_POD) >= to_pod + 200, "a pod's calls and their answers both go pod to pod");
+    assert_eq!(agent.packets(HOST_ROUTED_TO_UPLINK), to_uplink, "nothing of the pod's calls left by the uplink");
+}
+
+#[test]
+fn without_host_routing_the_nodes_forward_rules_apply_to_services() {
+    let Some(lab) = lab() else { return };
+    let manifests = examples();
+    let agent = InProcessAgent::start(&lab, manifests.path()).unwrap();
+    drop_forwarded(lab.node());
+    let nodeport = SocketAddr::new(NODE_IP.into(), 30080);
+    assert!(tcp_request_timeout(lab.client(), nodeport, PATIENCE).is_err(), "a NodePort answered past FORWARD DROP");
+    assert_eq!(agent.packets(HOST_ROUTED_TO_POD) + agent.packets(HOST_ROUTED_TO_UPLINK), 0);
+}
