@@ -14,10 +14,15 @@
 //!   run; for a packet on its way in it has nothing to do.
 //! - Out of an uplink: `bpf_redirect` to its egress, where `lb_tc_out` still
 //!   runs (it source-translates a flow to another node's pod).
-//! - Both directions of a flow: a client's packet after its DNAT at the
-//!   uplink or pod veth ingress, and the pod's reply at its veth's ingress,
-//!   reverse-translated there instead of at `lb_tc_out` (`reply`). So the
-//!   node's netfilter sees neither direction, and no half-flows.
+//! - Both directions of a flow, so that the node's netfilter sees neither
+//!   (a half-flow may be dropped as INVALID there): a client's packet after
+//!   its DNAT where it enters (uplink or pod veth), and the backend's reply
+//!   where it enters (its pod veth, or the uplink from a pod on another
+//!   node), reverse-translated there instead of at `lb_tc_out` (`reply`) and
+//!   marked so that `lb_tc_out` on the uplink lets it pass at once. A reply
+//!   to a flow this node source-translated (`snat`) is routed after its
+//!   destination is restored, and `lb_tc_out` on the uplink still restores
+//!   its source.
 //!
 //! What host routing cannot forward takes the kernel's path exactly as
 //! without it: a packet bigger than the egress MTU or a TTL about to run out
@@ -28,7 +33,8 @@ use aya_ebpf::bindings::{BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, TC
 use aya_ebpf::helpers::{bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer};
 use aya_ebpf::programs::TcContext;
 use ingress_common::maps::HOST_IFACE_POD;
-use ingress_common::stats::{DROP_REWRITE_FAILED, HOST_ROUTED_TO_POD, HOST_ROUTED_TO_UPLINK};
+use ingress_common::checksum::replace16;
+use ingress_common::stats::{DROP_REWRITE_FAILED, HOST_ROUTED_TO_POD, HOST_ROUTED_TO_UPLINK, REPLY_TRANSLATED};
 
 use crate::lb;
 use crate::maps::HOST_IFACES;
@@ -141,8 +147,8 @@ fn find(packet: &TcPacket, flow: &Flow, translation: &Translation) -> Option<()>
     Some(())
 }
 
-/// A pod's reply to a client of a frontend, reverse-translated at its veth's
-/// ingress and routed here when the FIB can answer at once; `None` leaves it
+/// A backend's reply to a client of a frontend, reverse-translated where it
+/// enters and routed here when the FIB can answer at once; `None` leaves it
 /// untouched for `lb_tc_out`, which translates it after the node routed it.
 #[inline(never)]
 pub fn reply<P: Rewriter + Router>(packet: &P, flow: &Flow) -> Option<Outcome> {
@@ -156,26 +162,52 @@ pub fn reply<P: Rewriter + Router>(packet: &P, flow: &Flow) -> Option<Outcome> {
     })
 }
 
+/// `__sk_buff.tc_index` bit of a reply this program translated and routed
+/// out of an uplink: `lb_tc_out` there has nothing left to do (the way
+/// Cilium's programs tell a later hook to skip a packet).
+const TRANSLATED_REPLY: u32 = 1 << 15;
+
+/// Whether `lb_tc_out` may pass this packet untouched: a reply translated
+/// and routed here by its ingress program. Clears the mark.
+#[inline(always)]
+pub fn passes_untouched(ctx: &TcContext) -> bool {
+    // SAFETY: reads and writes a field of the program's own context.
+    unsafe {
+        let skb = ctx.skb.skb;
+        if (*skb).tc_index & TRANSLATED_REPLY == 0 {
+            return false;
+        }
+        (*skb).tc_index &= !TRANSLATED_REPLY;
+    }
+    true
+}
+
 /// Sends a packet `find` found a route for: the TTL or hop limit one less
 /// (the node forwards it), then with the route's MACs straight into the pod
 /// or out of the uplink, or without them through the neighbour layer. If
 /// the packet cannot be written, the node routes it as without host routing.
 #[inline(always)]
-pub fn send(ctx: &TcContext, bytes: u64) -> i32 {
+pub fn send(packet: &TcPacket, bytes: u64, reason: u32) -> i32 {
     let Some(route) = scratch::route() else { return TC_ACT_OK };
-    let (dmac, smac, ifindex) = (route.fib.dmac, route.fib.smac, route.fib.ifindex);
-    if hop(ctx, route.v6 != 0).is_err() {
+    if hop(packet, route.v6 != 0).is_none() {
         return TC_ACT_OK;
+    }
+    let (neighbour_known, ifindex) = (route.neighbour_known != 0, route.fib.ifindex);
+    if neighbour_known {
+        let Some(macs) = packet.ptr_at::<[[u8; 6]; 2]>(0) else { return TC_ACT_OK };
+        // SAFETY: ptr_at checked the bounds; the headers are linear (`tc`).
+        unsafe { core::ptr::write_unaligned(macs, [route.fib.dmac, route.fib.smac]) };
     }
     let into_pod = route.kind == HOST_IFACE_POD;
-    if route.neighbour_known != 0 && (ctx.store(0, &dmac, 0).is_err() || ctx.store(6, &smac, 0).is_err()) {
-        return TC_ACT_OK;
-    }
     stats::count(if into_pod { HOST_ROUTED_TO_POD } else { HOST_ROUTED_TO_UPLINK }, bytes);
+    if !into_pod && reason == REPLY_TRANSLATED {
+        // SAFETY: writes a field of the program's own context.
+        unsafe { (*packet.0.skb.skb).tc_index |= TRANSLATED_REPLY };
+    }
     // SAFETY (the helper calls): plain arguments; without neighbour
     // parameters the neighbour layer looks the next hop up itself.
     unsafe {
-        if route.neighbour_known == 0 {
+        if !neighbour_known {
             bpf_redirect_neigh(ifindex, core::ptr::null_mut(), 0, 0) as i32
         } else if into_pod {
             bpf_redirect_peer(ifindex, 0) as i32
@@ -186,16 +218,25 @@ pub fn send(ctx: &TcContext, bytes: u64) -> i32 {
 }
 
 /// Takes one off the TTL (with the IPv4 header checksum) or the hop limit;
-/// `find` made sure it stays above zero.
+/// `find` made sure it stays above zero. Written directly: a helper call
+/// per field costs more than the rest of the routing.
 #[inline(always)]
-fn hop(ctx: &TcContext, v6: bool) -> Result<(), ()> {
+fn hop(packet: &TcPacket, v6: bool) -> Option<()> {
     if v6 {
-        let hop_limit: u8 = ctx.load(IPV6_HOP_LIMIT_OFFSET).map_err(|_| ())?;
-        return ctx.store(IPV6_HOP_LIMIT_OFFSET, &hop_limit.wrapping_sub(1), 0).map_err(|_| ());
+        let hop_limit = packet.ptr_at::<u8>(IPV6_HOP_LIMIT_OFFSET)?;
+        // SAFETY: ptr_at checked the bounds.
+        unsafe { *hop_limit = (*hop_limit).wrapping_sub(1) };
+        return Some(());
     }
-    let ttl_proto: [u8; 2] = ctx.load(IPV4_TTL_OFFSET).map_err(|_| ())?;
-    let lowered = [ttl_proto[0].wrapping_sub(1), ttl_proto[1]];
-    let (old, new) = (u16::from_ne_bytes(ttl_proto), u16::from_ne_bytes(lowered));
-    ctx.l3_csum_replace(IPV4_CSUM_OFFSET, old as u64, new as u64, 2).map_err(|_| ())?;
-    ctx.store(IPV4_TTL_OFFSET, &lowered, 0).map_err(|_| ())
+    let ttl_proto = packet.ptr_at::<[u8; 2]>(IPV4_TTL_OFFSET)?;
+    let csum = packet.ptr_at::<u16>(IPV4_CSUM_OFFSET)?;
+    // SAFETY: ptr_at checked the bounds of both.
+    unsafe {
+        let old = core::ptr::read_unaligned(ttl_proto);
+        let new = [old[0].wrapping_sub(1), old[1]];
+        let check = replace16(core::ptr::read_unaligned(csum), u16::from_ne_bytes(old), u16::from_ne_bytes(new));
+        core::ptr::write_unaligned(csum, check);
+        core::ptr::write_unaligned(ttl_proto, new);
+    }
+    Some(())
 }

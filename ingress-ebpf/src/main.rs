@@ -45,6 +45,7 @@ use aya_ebpf::macros::{classifier, xdp};
 use aya_ebpf::programs::{TcContext, XdpContext};
 use ingress_common::stats::{
     DROP_REWRITE_FAILED, FORWARD_CT_RECREATED, FORWARD_TRANSLATED, PASS_NO_SERVICE, PASS_OTHER_PROTOCOL,
+    SNAT_REPLY_TRANSLATED,
 };
 
 use host_route::Router;
@@ -80,6 +81,9 @@ pub fn lb_tc_in(ctx: TcContext) -> i32 {
 
 #[classifier]
 pub fn lb_tc_out(ctx: TcContext) -> i32 {
+    if host_route::passes_untouched(&ctx) {
+        return TC_ACT_OK;
+    }
     tc(&ctx, Way::Out)
 }
 
@@ -95,7 +99,7 @@ fn tc(ctx: &TcContext, way: Way) -> i32 {
     match outcome {
         Outcome::Drop(_) => TC_ACT_SHOT,
         Outcome::Translated(reason) if hairpin::turns_around(reason) => hairpin::send_back(ctx),
-        Outcome::Routed(_) => host_route::send(ctx, bytes),
+        Outcome::Routed(reason) => host_route::send(&packet, bytes, reason),
         Outcome::Pass(_) | Outcome::Translated(_) => TC_ACT_OK,
         Outcome::Reject(_) => packet.redirect_back(),
     }
@@ -118,6 +122,7 @@ fn run<P: Packet + Rewriter + Reshape + Router>(packet: &P, way: Way, bytes: u64
     {
         return outcome;
     }
+
     let decision = match way {
         // A pod's reply to a flow this node source-translated comes first: it
         // is addressed to the node, never to a frontend. Usually on the
@@ -127,9 +132,9 @@ fn run<P: Packet + Rewriter + Reshape + Router>(packet: &P, way: Way, bytes: u64
             None => match lb::forward(&flow, bytes, origin) {
                 Ok((to_backend, true)) => snat::prepare(&flow, &to_backend).map(|()| to_backend),
                 Ok((to_backend, false)) => Ok(to_backend),
-                // Maybe a pod's reply to a client of a frontend, which
-                // host routing translates here (see `host_route`).
-                Err(Outcome::Pass(PASS_NO_SERVICE)) if matches!(origin, Origin::Pod) && packet.routes_itself() => {
+                // Maybe a backend's reply to a client of a frontend, which
+                // host routing translates where it enters (see `host_route`).
+                Err(Outcome::Pass(PASS_NO_SERVICE)) if packet.routes_itself() => {
                     return host_route::reply(packet, &flow).unwrap_or(Outcome::Pass(PASS_NO_SERVICE));
                 }
                 Err(outcome) => Err(outcome),
@@ -166,14 +171,15 @@ fn run<P: Packet + Rewriter + Reshape + Router>(packet: &P, way: Way, bytes: u64
     }
 }
 
-/// A translation where the packet entered: a client's packet to a backend
-/// is routed by the program itself where the interface is host routed and
-/// the FIB answers (see `host_route`), else by the node.
+/// A translation where the packet entered: a client's packet to a backend,
+/// or a backend's reply to a flow this node source-translated, is routed by
+/// the program itself where the interface is host routed and the FIB
+/// answers (see `host_route`), else by the node.
 #[inline(always)]
 fn forwarded<P: Router>(packet: &P, flow: &parse::Flow, translation: &Translation) -> Outcome {
     let reason = translation.reason();
-    let to_backend = reason == FORWARD_TRANSLATED || reason == FORWARD_CT_RECREATED;
-    if to_backend && packet.routes_itself() && packet.find(flow, translation) {
+    let routable = reason == FORWARD_TRANSLATED || reason == FORWARD_CT_RECREATED || reason == SNAT_REPLY_TRANSLATED;
+    if routable && packet.routes_itself() && packet.find(flow, translation) {
         Outcome::Routed(reason)
     } else {
         Outcome::Translated(reason)

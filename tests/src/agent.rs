@@ -152,8 +152,14 @@ impl InProcessAgent {
 
     /// The agent of one node of a two-node lab, with a pin directory of its own.
     pub fn start_on(node: &LabNode, manifests: &Path) -> Result<InProcessAgent> {
+        Self::start_on_configured(node, manifests, |_| {})
+    }
+
+    /// Like `start_on`, with the node's configuration changed by `adjust` first.
+    pub fn start_on_configured(node: &LabNode, manifests: &Path, adjust: impl FnOnce(&mut AgentConfig)) -> Result<InProcessAgent> {
         let pins = PinDir::unique(node.name());
-        let config = node_config(node, manifests, pins.path());
+        let mut config = node_config(node, manifests, pins.path());
+        adjust(&mut config);
         Self::launch(node.ns(), config, pins)
     }
 

@@ -4,7 +4,10 @@
 //! ip6tables): with host routing on, the Service answers both ways, over
 //! IPv4 and IPv6, from the client (NodePort, ClusterIP) and from a pod of the
 //! node, while a pod addressed directly stays unreachable (the rule is in
-//! force). Without host routing the same rule stops the Service too.
+//! force). Without host routing the same rule stops the Service too. On two
+//! nodes, with the rule on node A: a client's flow through a NodePort of A
+//! to a pod of B (source-translated by A) and a pod of A calling a Service
+//! whose pod is on B, where the reply enters A by its uplink.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
@@ -14,7 +17,9 @@ use ingress_common::stats::{HOST_ROUTED_TO_POD, HOST_ROUTED_TO_UPLINK};
 use ingress_tests::agent::{InProcessAgent, ManifestDir};
 use ingress_tests::lab::{NODE_IP, NODE_IP6};
 use ingress_tests::netns::run_command;
+use ingress_tests::per_family_tests;
 use ingress_tests::traffic::{tcp_request_timeout, udp_request_timeout};
+use ingress_tests::two_node::{Family, Frontend, ServiceDef, answers, manifests, pods, two_node_lab};
 use ingress_tests::{ECHO_PORT, Lab, LabSpec, NetNs, is_root};
 
 const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
@@ -104,4 +109,33 @@ fn without_host_routing_the_nodes_forward_rules_apply_to_services() {
     let nodeport = SocketAddr::new(NODE_IP.into(), 30080);
     assert!(tcp_request_timeout(lab.client(), nodeport, PATIENCE).is_err(), "a NodePort answered past FORWARD DROP");
     assert_eq!(agent.packets(HOST_ROUTED_TO_POD) + agent.packets(HOST_ROUTED_TO_UPLINK), 0);
+}
+
+/// A Service with the defaults (externalTrafficPolicy: Cluster), its only
+/// endpoint b-1 on node B.
+const ON_B_VIP: u8 = 0x40;
+const ON_B_NODE_PORT: u16 = 30090;
+
+per_family_tests!(flows_between_nodes_are_routed_both_ways_past_a_node_that_forwards_nothing);
+
+fn flows_between_nodes_are_routed_both_ways_past_a_node_that_forwards_nothing(family: Family) {
+    let Some(lab) = two_node_lab() else { return };
+    let dir = ManifestDir::empty().unwrap();
+    let on_b = ServiceDef { name: "on-b", cluster_ip: ON_B_VIP, node_port: Some(ON_B_NODE_PORT), fields: "", endpoints: &["b-1"] };
+    dir.write("services.yaml", &manifests(family, &lab, &[on_b])).unwrap();
+    let host_routed = |config: &mut ingress_userspace::agent::AgentConfig| config.host_routing = true;
+    let agent_a = InProcessAgent::start_on_configured(lab.node_a(), dir.path(), host_routed).unwrap();
+    let _agent_b = InProcessAgent::start_on_configured(lab.node_b(), dir.path(), host_routed).unwrap();
+    drop_forwarded(lab.node_a().ns());
+
+    let node_a_ip = family.node_ip(lab.node_a());
+    let node_port = Frontend::node_port(node_a_ip, ON_B_NODE_PORT);
+    assert_eq!(answers(lab.client(), node_port, node_a_ip), pods(&["b-1"]), "b-1 sees node A as the client");
+    let routed_out = agent_a.packets(HOST_ROUTED_TO_UPLINK);
+    assert!(routed_out > 0, "node A routed the flows to b-1 and their answers out of its uplink");
+
+    let a1 = lab.pod("a-1").unwrap();
+    let cluster_ip = Frontend::cluster_ip(family.cluster_ip(ON_B_VIP));
+    assert_eq!(answers(&a1.ns, cluster_ip, family.pod_ip(a1)), pods(&["b-1"]), "b-1 sees a-1 as the client");
+    assert!(agent_a.packets(HOST_ROUTED_TO_POD) > 0, "node A routed b-1's answers into a-1");
 }

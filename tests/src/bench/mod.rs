@@ -249,12 +249,15 @@ impl<'a> SizeBench<'a> {
                 let pod = SocketAddrV4::new(pod_ip(self.lab, ECHO_PODS[0])?, crate::ECHO_PORT);
                 self.traffic(pod)
             }
-            Contender::Ebpf => {
+            Contender::Ebpf | Contender::EbpfHostRouted => {
                 let pins = PinDir::unique("bench");
                 let started = Instant::now();
                 let log = AgentLog::File(self.config.out_dir.join("agent.log"));
                 let agent = AgentProcess::spawn_with(&self.config.agent, self.lab, self.manifests.path(), pins.path(), &log, |command| {
                     command.args(["--uplink-hook", &self.config.uplink_hook.to_string()]).args(&self.map_size_flags);
+                    if contender == Contender::EbpfHostRouted {
+                        command.arg("--host-routing");
+                    }
                 })?;
                 // Programmed means serving: the agent may fill its maps
                 // before its programs are attached.

@@ -11,11 +11,15 @@ use serde::Serialize;
 pub enum Contender {
     Direct,
     Ebpf,
+    /// The agent with `--host-routing`: its programs route a Service's
+    /// packets themselves, past the node's IP stack.
+    #[serde(rename = "ebpf-hr")]
+    EbpfHostRouted,
     Iptables,
 }
 
 impl Contender {
-    pub const ALL: [Contender; 3] = [Contender::Direct, Contender::Ebpf, Contender::Iptables];
+    pub const ALL: [Contender; 4] = [Contender::Direct, Contender::Ebpf, Contender::EbpfHostRouted, Contender::Iptables];
 }
 
 impl Named for Contender {
@@ -29,6 +33,7 @@ impl Named for Contender {
         match self {
             Contender::Direct => "direct",
             Contender::Ebpf => "ebpf",
+            Contender::EbpfHostRouted => "ebpf-hr",
             Contender::Iptables => "iptables",
         }
     }
@@ -216,15 +221,16 @@ impl Report {
         let mut md = String::from(
             "`ebpf` programs, ns per packet over an RR run after the measured traffic (kernel run-time statistics, \
              run_time_ns / run_cnt; medians over rounds):\n\n\
-             | N | uplink program | uplink ns/pkt | lb_tc_in ns/pkt | lb_tc_out ns/pkt |\n|---:|---|---:|---:|---:|\n",
+             | N | contender | uplink program | uplink ns/pkt | lb_tc_in ns/pkt | lb_tc_out ns/pkt |\n|---:|---|---|---:|---:|---:|\n",
         );
         for cell in measured {
             let f = &cell.median;
             let ns = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |",
                 cell.services,
+                cell.contender.name(),
                 f.uplink_program.unwrap_or("-"),
                 ns(f.uplink_ns_per_packet),
                 ns(f.tc_in_ns_per_packet),
@@ -254,6 +260,23 @@ impl Report {
             direct1.rr_p99_us,
             verdict(within(ebpf1.rr_p50_us, direct1.rr_p50_us) && within(ebpf1.rr_p99_us, direct1.rr_p99_us))
         );
+        for contender in [Contender::Ebpf, Contender::EbpfHostRouted] {
+            let ratios: Vec<(usize, f64)> = sizes
+                .iter()
+                .filter_map(|&n| Some((n, self.cell(n, contender)?.rr_p50_us / self.cell(n, Contender::Direct)?.rr_p50_us)))
+                .collect();
+            if ratios.is_empty() {
+                continue;
+            }
+            let listed: Vec<String> = ratios.iter().map(|(n, r)| format!("{r:.2}x at N={n}")).collect();
+            let _ = writeln!(
+                md,
+                "| RR `{}` p50 <= 1.05x `direct` at every N | {} | {} |",
+                contender.name(),
+                listed.join(", "),
+                verdict(ratios.iter().all(|(_, r)| *r <= 1.05))
+            );
+        }
         let _ = writeln!(
             md,
             "| RR `ebpf` p50/p99 flat within 10% from N={first} to N={last} | {:.0}/{:.0} µs at N={last} | {} |",
@@ -331,6 +354,8 @@ mod tests {
         assert!(md.contains("| 1 | direct | 3 | 20 | 10-30 | 40 |"), "{md}");
         assert!(md.contains("| 1 | ebpf | 1 | 21 | 21-21 | 42 | 0 | 1.05 | 1.05 |"), "{md}");
         assert!(md.contains("| NOT met |"), "{md}");
+        assert!(md.contains("| RR `ebpf` p50 <= 1.05x `direct` at every N | 1.05x at N=1 | met |"), "{md}");
+        assert!(!md.contains("RR `ebpf-hr`"), "no row for a contender not run\n{md}");
         assert!(!md.contains("ns per packet"), "no program figures measured: no table\n{md}");
     }
 
@@ -348,7 +373,7 @@ mod tests {
         ];
         let report = Report { suite: "l4", date: "today".into(), machine: "m".into(), command: "bench".into(), path: "p", agent_input: "i", concurrency: 8, cells };
         let md = report.markdown();
-        assert!(md.contains("| 1 | lb_tc_uplink | 200 | 40 | 400 |"), "{md}");
-        assert!(md.contains("| 1000 | lb_xdp | 150 | 40 | 300 |"), "{md}");
+        assert!(md.contains("| 1 | ebpf | lb_tc_uplink | 200 | 40 | 400 |"), "{md}");
+        assert!(md.contains("| 1000 | ebpf | lb_xdp | 150 | 40 | 300 |"), "{md}");
     }
 }
