@@ -18,8 +18,10 @@
 //!   (a half-flow may be dropped as INVALID there): a client's packet after
 //!   its DNAT where it enters (uplink or pod veth), and the backend's reply
 //!   where it enters (its pod veth, or the uplink from a pod on another
-//!   node), reverse-translated there instead of at `lb_tc_out` (`reply`) and
-//!   marked so that `lb_tc_out` on the uplink lets it pass at once. A reply
+//!   node), reverse-translated there instead of at `lb_tc_out` (`reply`),
+//!   which finds nothing left to do on the uplink (no mark tells it so:
+//!   TCX sets `tc_index` from the control block's leftovers on every pass
+//!   verdict, and `mark` belongs to the node's netfilter users). A reply
 //!   to a flow this node source-translated (`snat`) is routed after its
 //!   destination is restored, and `lb_tc_out` on the uplink still restores
 //!   its source.
@@ -31,10 +33,9 @@
 
 use aya_ebpf::bindings::{BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, TC_ACT_OK, bpf_fib_lookup};
 use aya_ebpf::helpers::{bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer};
-use aya_ebpf::programs::TcContext;
 use ingress_common::maps::HOST_IFACE_POD;
 use ingress_common::checksum::replace16;
-use ingress_common::stats::{DROP_REWRITE_FAILED, HOST_ROUTED_TO_POD, HOST_ROUTED_TO_UPLINK, REPLY_TRANSLATED};
+use ingress_common::stats::{DROP_REWRITE_FAILED, HOST_ROUTED_TO_POD, HOST_ROUTED_TO_UPLINK};
 
 use crate::lb;
 use crate::maps::HOST_IFACES;
@@ -52,19 +53,6 @@ const AF_INET6: u8 = 10;
 const IPV4_TTL_OFFSET: usize = ETH_HLEN + 8;
 const IPV4_CSUM_OFFSET: usize = ETH_HLEN + 10;
 const IPV6_HOP_LIMIT_OFFSET: usize = ETH_HLEN + 7;
-
-/// A packet's route as `find` left it for `send`, in per-CPU scratch.
-#[repr(C)]
-pub struct Route {
-    /// The FIB lookup's question and answer: egress `ifindex`, `smac`, `dmac`.
-    fib: bpf_fib_lookup,
-    /// `HostIface::kind` of the egress interface.
-    kind: u32,
-    /// The FIB gave both MACs (else the neighbour layer must resolve them).
-    neighbour_known: u32,
-    /// The packet is IPv6 (else IPv4): where its hop limit is.
-    v6: u32,
-}
 
 /// Which packets a program may route itself.
 pub trait Router {
@@ -162,32 +150,12 @@ pub fn reply<P: Rewriter + Router>(packet: &P, flow: &Flow) -> Option<Outcome> {
     })
 }
 
-/// `__sk_buff.tc_index` bit of a reply this program translated and routed
-/// out of an uplink: `lb_tc_out` there has nothing left to do (the way
-/// Cilium's programs tell a later hook to skip a packet).
-const TRANSLATED_REPLY: u32 = 1 << 15;
-
-/// Whether `lb_tc_out` may pass this packet untouched: a reply translated
-/// and routed here by its ingress program. Clears the mark.
-#[inline(always)]
-pub fn passes_untouched(ctx: &TcContext) -> bool {
-    // SAFETY: reads and writes a field of the program's own context.
-    unsafe {
-        let skb = ctx.skb.skb;
-        if (*skb).tc_index & TRANSLATED_REPLY == 0 {
-            return false;
-        }
-        (*skb).tc_index &= !TRANSLATED_REPLY;
-    }
-    true
-}
-
 /// Sends a packet `find` found a route for: the TTL or hop limit one less
 /// (the node forwards it), then with the route's MACs straight into the pod
 /// or out of the uplink, or without them through the neighbour layer. If
 /// the packet cannot be written, the node routes it as without host routing.
 #[inline(always)]
-pub fn send(packet: &TcPacket, bytes: u64, reason: u32) -> i32 {
+pub fn send(packet: &TcPacket, bytes: u64) -> i32 {
     let Some(route) = scratch::route() else { return TC_ACT_OK };
     if hop(packet, route.v6 != 0).is_none() {
         return TC_ACT_OK;
@@ -200,10 +168,6 @@ pub fn send(packet: &TcPacket, bytes: u64, reason: u32) -> i32 {
     }
     let into_pod = route.kind == HOST_IFACE_POD;
     stats::count(if into_pod { HOST_ROUTED_TO_POD } else { HOST_ROUTED_TO_UPLINK }, bytes);
-    if !into_pod && reason == REPLY_TRANSLATED {
-        // SAFETY: writes a field of the program's own context.
-        unsafe { (*packet.0.skb.skb).tc_index |= TRANSLATED_REPLY };
-    }
     // SAFETY (the helper calls): plain arguments; without neighbour
     // parameters the neighbour layer looks the next hop up itself.
     unsafe {

@@ -81,9 +81,6 @@ pub fn lb_tc_in(ctx: TcContext) -> i32 {
 
 #[classifier]
 pub fn lb_tc_out(ctx: TcContext) -> i32 {
-    if host_route::passes_untouched(&ctx) {
-        return TC_ACT_OK;
-    }
     tc(&ctx, Way::Out)
 }
 
@@ -99,7 +96,7 @@ fn tc(ctx: &TcContext, way: Way) -> i32 {
     match outcome {
         Outcome::Drop(_) => TC_ACT_SHOT,
         Outcome::Translated(reason) if hairpin::turns_around(reason) => hairpin::send_back(ctx),
-        Outcome::Routed(reason) => host_route::send(&packet, bytes, reason),
+        Outcome::Routed(_) => host_route::send(&packet, bytes),
         Outcome::Pass(_) | Outcome::Translated(_) => TC_ACT_OK,
         Outcome::Reject(_) => packet.redirect_back(),
     }

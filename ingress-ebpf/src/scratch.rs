@@ -10,11 +10,11 @@
 //! in softirq context, TC egress with softirqs disabled, and none of them
 //! calls into the stack while it runs).
 
+use aya_ebpf::bindings::bpf_fib_lookup;
 use aya_ebpf::macros::map;
 use aya_ebpf::maps::PerCpuArray;
 use ingress_common::maps::{CtKey, SnatEntry, SnatKey};
 
-use crate::host_route::Route;
 use crate::nat::Translation;
 use crate::parse::Flow;
 
@@ -101,6 +101,20 @@ pub fn route() -> Option<&'static mut Route> {
     let scratch = scratch()?;
     // SAFETY: as in `store`.
     Some(unsafe { &mut (*scratch).route })
+}
+
+/// A host-routed packet's route, as `host_route::find` leaves it for
+/// `host_route::send`.
+#[repr(C)]
+pub struct Route {
+    /// The FIB lookup's question and answer: egress `ifindex`, `smac`, `dmac`.
+    pub fib: bpf_fib_lookup,
+    /// `HostIface::kind` of the egress interface.
+    pub kind: u32,
+    /// The FIB gave both MACs (else the neighbour layer must resolve them).
+    pub neighbour_known: u32,
+    /// The packet is IPv6 (else IPv4): where its hop limit is.
+    pub v6: u32,
 }
 
 /// An ICMP error and the packet it quotes, as `icmp_error` reads it.

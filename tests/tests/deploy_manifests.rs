@@ -824,6 +824,11 @@ const COMPONENT_EFFECTS: &[(&str, Effect, &str)] = &[
         "GatewayClasses: 1",
     ),
     (
+        "host-routing",
+        |manifests| format!("host routing: {}", config_of(manifests).host_routing),
+        "host routing: true",
+    ),
+    (
         "http-port",
         |manifests| format!("HTTP on {:?}", config_of(manifests).l7.http),
         "HTTP on Some(0.0.0.0:8080)",

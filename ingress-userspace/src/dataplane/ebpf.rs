@@ -477,7 +477,7 @@ pub fn pinned_capacity(dir: &Path, name: &str) -> anyhow::Result<u32> {
     Ok(MapData::from_pin(&pin).and_then(|map| map.info()).with_context(|| format!("reading the size of {}", pin.display()))?.max_entries())
 }
 
-pub(super) fn open_pinned<T>(dir: &Path, name: &str) -> anyhow::Result<T>
+fn open_pinned<T>(dir: &Path, name: &str) -> anyhow::Result<T>
 where
     T: TryFrom<aya::maps::Map, Error = MapError>,
 {

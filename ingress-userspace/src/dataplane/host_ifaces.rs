@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use anyhow::Context;
 use aya::maps::{HashMap, MapData};
 use ingress_common::maps::{HOST_IFACE_POD, HOST_IFACE_UPLINK, HOST_IFACES_MAP, HostIface};
 
@@ -38,7 +39,11 @@ impl HostIfaces {
     /// Opens the pinned map and empties it; `enabled` says whether `list`
     /// fills it.
     pub fn open(pin_dir: &Path, enabled: bool) -> anyhow::Result<Self> {
-        let mut host_ifaces = HostIfaces { map: super::ebpf::open_pinned(pin_dir, HOST_IFACES_MAP)?, enabled };
+        let pin = pin_dir.join(HOST_IFACES_MAP);
+        let data = MapData::from_pin(&pin).with_context(|| format!("opening the pinned map {}", pin.display()))?;
+        let map = HashMap::try_from(aya::maps::Map::HashMap(data))
+            .with_context(|| format!("{} has an unexpected layout", pin.display()))?;
+        let mut host_ifaces = HostIfaces { map, enabled };
         host_ifaces.retain(|_| false)?;
         Ok(host_ifaces)
     }
