@@ -497,6 +497,9 @@ impl SnatConfig {
 /// pod, `bpf_redirect` out of an uplink), skipping the node's IP stack and
 /// netfilter. Empty (the default): the node routes every packet itself.
 pub const HOST_IFACES_MAP: &str = "lb_host_ifaces";
+/// The eBPF object's global that turns host routing on (1) or off (0), set
+/// at load time: with it off the verifier drops every host-routing path.
+pub const HOST_ROUTING_GLOBAL: &str = "HOST_ROUTING";
 /// Uplinks and pod veths of one node.
 pub const HOST_IFACES_MAX_ENTRIES: u32 = 4_096;
 /// `HostIface::kind` of a node uplink: packets leave through its egress.

@@ -54,6 +54,13 @@ const IPV4_TTL_OFFSET: usize = ETH_HLEN + 8;
 const IPV4_CSUM_OFFSET: usize = ETH_HLEN + 10;
 const IPV6_HOP_LIMIT_OFFSET: usize = ETH_HLEN + 7;
 
+/// 1 when the agent runs with `--host-routing`, set at load time
+/// (`HOST_ROUTING_GLOBAL`). Read-only data, so the verifier sees a
+/// constant: with 0 it skips every host-routing path, and the programs load
+/// as fast as they did before host routing existed.
+#[unsafe(no_mangle)]
+static HOST_ROUTING: u32 = 0;
+
 /// Which packets a program may route itself.
 pub trait Router {
     /// Whether the packet came in on an interface listed in `HOST_IFACES`.
@@ -80,6 +87,10 @@ impl Router for XdpPacket<'_> {
 impl Router for TcPacket<'_> {
     #[inline(always)]
     fn routes_itself(&self) -> bool {
+        // SAFETY: reads a global the loader set.
+        if unsafe { core::ptr::read_volatile(&HOST_ROUTING) } == 0 {
+            return false;
+        }
         // SAFETY: reads a field of the program's own context.
         let ifindex = unsafe { (*self.0.skb.skb).ifindex };
         // SAFETY: plain data, written only by the agent.

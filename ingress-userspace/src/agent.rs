@@ -99,8 +99,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
 
     let pod_veths = !config.pod_veths.is_empty() || !config.pod_veth_prefixes.is_empty();
     let programs = Dataplane::programs_for(&config.uplinks, config.uplink_hook, pod_veths)?;
-    let mut dataplane = Dataplane::maps_only(&config.pin_dir, &config.map_sizes)?;
-    dataplane.route_host(config.host_routing)?;
+    let dataplane = Dataplane::maps_only(&config.pin_dir, &config.map_sizes, config.host_routing)?;
     let mut maps = dataplane.maps()?;
     let mut state = SyncState::default();
     let (uplinks, uplink_hook) = (config.uplinks.clone(), config.uplink_hook);

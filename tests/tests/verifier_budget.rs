@@ -7,27 +7,38 @@
 //! kernel or compiler may walk a little more).
 
 use ingress_tests::figures;
-use ingress_tests::prog_run::Programmed;
-use ingress_userspace::dataplane::ebpf::{TC_IN_PROGRAM, TC_OUT_PROGRAM, TC_UPLINK_PROGRAM, XDP_PROGRAM};
-use ingress_userspace::model::DesiredState;
+use ingress_tests::is_root;
+use ingress_tests::pins::PinDir;
+use ingress_userspace::dataplane::ebpf::{Dataplane, TC_IN_PROGRAM, TC_OUT_PROGRAM, TC_UPLINK_PROGRAM, XDP_PROGRAM};
+use ingress_userspace::dataplane::sizes::MapSizes;
 
 /// 80% of the verifier's limit.
 const BUDGET: u32 = 800_000;
 
+/// Host routing is a load-time constant (`HOST_ROUTING_GLOBAL`): off, the
+/// verifier skips its paths; on, it walks them too. Both must fit.
 #[test]
-fn every_program_stays_well_under_the_verifiers_limit() {
-    let Some(mut p) = Programmed::load("verifier-budget", &DesiredState::default()) else { return };
-    let mut counts = Vec::new();
-    for name in [XDP_PROGRAM, TC_UPLINK_PROGRAM, TC_IN_PROGRAM, TC_OUT_PROGRAM] {
-        let Some(count) = p.dataplane.verified_instructions(name).unwrap() else {
-            eprintln!("skipped: this kernel does not report the verifier's instruction count");
-            return;
-        };
-        counts.push((name, count));
+fn every_program_stays_well_under_the_verifiers_limit_with_host_routing_off_and_on() {
+    if !is_root() {
+        eprintln!("skipped: loading eBPF programs needs root");
+        return;
     }
-    let text: Vec<String> = counts.iter().map(|(name, count)| format!("{name} {count}")).collect();
-    figures::report("verifier_budget", &format!("instructions processed: {} (limit 1000000)", text.join(", ")));
-    for (name, count) in counts {
-        assert!(count < BUDGET, "{name}: the verifier processed {count} instructions, over the budget of {BUDGET}");
+    let mut over = Vec::new();
+    for host_routing in [false, true] {
+        let pins = PinDir::unique("verifier-budget");
+        let mut dataplane = Dataplane::maps_only(pins.path(), &MapSizes::default(), host_routing).expect("loading the object");
+        let mut counts = Vec::new();
+        for name in [XDP_PROGRAM, TC_UPLINK_PROGRAM, TC_IN_PROGRAM, TC_OUT_PROGRAM] {
+            let Some(count) = dataplane.verified_instructions(name).unwrap() else {
+                eprintln!("skipped: this kernel does not report the verifier's instruction count");
+                return;
+            };
+            counts.push((name, count));
+        }
+        let text: Vec<String> = counts.iter().map(|(name, count)| format!("{name} {count}")).collect();
+        let label = if host_routing { "with --host-routing" } else { "default" };
+        figures::report("verifier_budget", &format!("instructions processed, {label}: {} (limit 1000000)", text.join(", ")));
+        over.extend(counts.into_iter().filter(|(_, count)| *count >= BUDGET).map(|(name, count)| format!("{name} {count} ({label})")));
     }
+    assert!(over.is_empty(), "the verifier processed more than the budget of {BUDGET} instructions: {}", over.join(", "));
 }

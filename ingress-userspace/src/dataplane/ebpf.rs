@@ -55,15 +55,19 @@ impl Dataplane {
     /// state survive a restart, unless their size differs (see
     /// `drop_resized_pins`).
     pub fn load_sized(pin_dir: &Path, sizes: &MapSizes) -> anyhow::Result<Self> {
-        let mut dataplane = Self::maps_only(pin_dir, sizes)?;
+        let mut dataplane = Self::maps_only(pin_dir, sizes, false)?;
         dataplane.verify(&[XDP_PROGRAM, TC_UPLINK_PROGRAM, TC_IN_PROGRAM, TC_OUT_PROGRAM])?;
         Ok(dataplane)
     }
 
     /// The object with its maps created (or reused) and pinned, none of its
     /// programs verified yet: the maps can be written meanwhile (see
-    /// [`Dataplane::verify`]).
-    pub fn maps_only(pin_dir: &Path, sizes: &MapSizes) -> anyhow::Result<Self> {
+    /// [`Dataplane::verify`]). With `host_routing` the programs send
+    /// translated packets on themselves to the interfaces attached (see
+    /// `host_ifaces`). Off unless asked for, since the node's netfilter then
+    /// no longer sees the flows of Services (e.g. a CNI's NetworkPolicy in
+    /// iptables).
+    pub fn maps_only(pin_dir: &Path, sizes: &MapSizes, host_routing: bool) -> anyhow::Result<Self> {
         sizes.validate()?;
         if OBJECT.is_empty() {
             bail!(
@@ -83,19 +87,11 @@ impl Dataplane {
         }
         let ebpf = loader
             .override_global(MAGLEV_TABLE_SIZE_GLOBAL, &sizes.maglev_table_size, true)
+            .override_global(HOST_ROUTING_GLOBAL, &u32::from(host_routing), true)
             .load(OBJECT)
             .with_context(|| format!("loading the eBPF object with maps pinned in {}", pin_dir.display()))?;
-        let host_ifaces = HostIfaces::open(pin_dir, false)?;
+        let host_ifaces = HostIfaces::open(pin_dir, host_routing)?;
         Ok(Dataplane { ebpf, pin_dir: pin_dir.to_owned(), sizes: *sizes, host_ifaces })
-    }
-
-    /// Host routing (see `host_ifaces`) for the interfaces attached from
-    /// now on: the programs send translated packets on themselves. Off
-    /// unless asked for, since the node's netfilter then no longer sees the
-    /// flows of Services (e.g. a CNI's NetworkPolicy in iptables).
-    pub fn route_host(&mut self, enabled: bool) -> anyhow::Result<()> {
-        self.host_ifaces = HostIfaces::open(&self.pin_dir, enabled)?;
-        Ok(())
     }
 
     /// Unlists the host-routed interfaces that are gone.
