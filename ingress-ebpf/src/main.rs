@@ -119,7 +119,6 @@ fn run<P: Packet + Rewriter + Reshape + Router>(packet: &P, way: Way, bytes: u64
     {
         return outcome;
     }
-
     let decision = match way {
         // A pod's reply to a flow this node source-translated comes first: it
         // is addressed to the node, never to a frontend. Usually on the
