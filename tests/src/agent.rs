@@ -19,7 +19,7 @@ use ingress_userspace::l7::options::ProxyOptions;
 use ingress_userspace::l7::server::L7Config;
 use ingress_userspace::model::NodeInfo;
 
-use crate::lab::{Lab, LabNode};
+use crate::lab::{Lab, LabNode, LabSpec};
 use crate::netns::NetNs;
 use crate::pins::PinDir;
 
@@ -387,6 +387,17 @@ impl Drop for AgentProcess {
     }
 }
 
+/// The examples' lab (`LabSpec::examples`) and a copy of their manifests;
+/// `None`, after saying the test is skipped, without root.
+pub fn examples_lab() -> Option<(Lab, ManifestDir)> {
+    if !crate::is_root() {
+        eprintln!("skipped: network namespaces and eBPF need root");
+        return None;
+    }
+    let lab = Lab::build(LabSpec::examples()).expect("building the lab");
+    Some((lab, ManifestDir::examples().expect("copying deploy/examples")))
+}
+
 /// A copy of a manifest directory that a test may edit, removed on drop.
 pub struct ManifestDir {
     dir: PathBuf,
@@ -411,6 +422,11 @@ impl ManifestDir {
             std::fs::copy(entry.path(), guard.dir.join(entry.file_name()))?;
         }
         Ok(guard)
+    }
+
+    /// A copy of `deploy/examples`, the manifests of the examples' lab.
+    pub fn examples() -> Result<ManifestDir> {
+        ManifestDir::copy_of(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples"))
     }
 
     pub fn path(&self) -> &Path {

@@ -97,6 +97,12 @@ impl Default for LabSpec {
 }
 
 impl LabSpec {
+    /// The lab of `cargo xtask lab`: the three echo pods that back the
+    /// examples' Service (`deploy/examples`) and a toolbox pod that calls it.
+    pub fn examples() -> LabSpec {
+        LabSpec { pods: ["pod-a", "pod-b", "pod-c", "toolbox"].map(String::from).to_vec() }
+    }
+
     fn validate(&self) -> Result<()> {
         validate_pods(&self.pods, &mut HashSet::new())
     }

@@ -4,7 +4,6 @@
 //! reconciles the pinned state instead of flushing it.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -35,9 +34,9 @@ fn killing_and_restarting_the_agent_under_traffic_fails_no_request() {
         eprintln!("skipped: network namespaces and eBPF need root");
         return;
     }
-    let spec = LabSpec { pods: ["pod-a", "pod-b", "pod-c", "toolbox"].map(String::from).to_vec() };
+    let spec = LabSpec::examples();
     let lab = Arc::new(Lab::build(spec).unwrap());
-    let manifests = ManifestDir::copy_of(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples")).unwrap();
+    let manifests = ManifestDir::examples().unwrap();
     let pins = PinDir::unique("restart");
     let binary = agent_binary().unwrap();
     let mut agent = AgentProcess::spawn(&binary, &lab, manifests.path(), pins.path()).unwrap();
@@ -107,8 +106,8 @@ fn an_agent_restarted_with_another_uplink_hook_detaches_the_one_before() {
         return;
     }
     // Every pod the examples' EndpointSlices name, so that any backend answers.
-    let lab = Lab::build(LabSpec { pods: ["pod-a", "pod-b", "pod-c", "toolbox"].map(String::from).to_vec() }).unwrap();
-    let manifests = ManifestDir::copy_of(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples")).unwrap();
+    let lab = Lab::build(LabSpec::examples()).unwrap();
+    let manifests = ManifestDir::examples().unwrap();
     let pins = PinDir::unique("hook-switch");
     let binary = agent_binary().unwrap();
     let uplink = lab.uplink_iface().to_owned();

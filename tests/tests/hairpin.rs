@@ -4,7 +4,6 @@
 //! TCP and UDP from a pod of the lab to a Service whose only endpoint it is.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::Path;
 
 use ingress_common::HAIRPIN_ADDR;
 use ingress_common::stats::{FORWARD_TRANSLATED, HAIRPIN_REPLY_TRANSLATED, HAIRPIN_TRANSLATED, PASS_NOT_A_REPLY};
@@ -137,7 +136,7 @@ fn in_the_lab_a_pod_calling_its_own_service_gets_its_own_answer_over_tcp_and_udp
     let lab = Lab::build(LabSpec { pods: ["pod-a", "pod-b"].map(String::from).to_vec() }).expect("building the lab");
     let pod_a = lab.pod("pod-a").unwrap();
     assert_eq!(pod_a.ip, POD_A, "the manifest names pod-a's address");
-    let manifests = ManifestDir::copy_of(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples")).unwrap();
+    let manifests = ManifestDir::examples().unwrap();
     manifests.write("self-a.yaml", SELF_A_YAML).unwrap();
     let _agent = InProcessAgent::start(&lab, manifests.path()).unwrap();
 

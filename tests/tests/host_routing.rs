@@ -10,17 +10,16 @@
 //! whose pod is on B, where the reply enters A by its uplink.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::Path;
 use std::time::Duration;
 
 use ingress_common::stats::{HOST_ROUTED_TO_POD, HOST_ROUTED_TO_UPLINK};
-use ingress_tests::agent::{InProcessAgent, ManifestDir};
+use ingress_tests::agent::{InProcessAgent, ManifestDir, examples_lab};
 use ingress_tests::lab::{NODE_IP, NODE_IP6};
 use ingress_tests::netns::run_command;
 use ingress_tests::per_family_tests;
 use ingress_tests::traffic::{tcp_request_timeout, udp_request_timeout};
 use ingress_tests::two_node::{Family, Frontend, ServiceDef, answers, manifests, pods, two_node_lab};
-use ingress_tests::{ECHO_PORT, Lab, LabSpec, NetNs, is_root};
+use ingress_tests::{ECHO_PORT, NetNs};
 
 const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 const CLUSTER_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0x96, 0, 0, 0, 0, 0x10);
@@ -28,19 +27,6 @@ const ECHO_PODS: [&str; 3] = ["pod-a", "pod-b", "pod-c"];
 /// Enough for an answer through the lab; a dropped packet is not retried
 /// within it.
 const PATIENCE: Duration = Duration::from_secs(2);
-
-fn lab() -> Option<Lab> {
-    if !is_root() {
-        eprintln!("skipped: network namespaces and eBPF need root");
-        return None;
-    }
-    let spec = LabSpec { pods: ["pod-a", "pod-b", "pod-c", "toolbox"].map(String::from).to_vec() };
-    Some(Lab::build(spec).expect("building the lab"))
-}
-
-fn examples() -> ManifestDir {
-    ManifestDir::copy_of(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples")).unwrap()
-}
 
 /// The node drops every packet it would forward, in both families.
 fn drop_forwarded(node: &NetNs) {
@@ -77,8 +63,7 @@ fn assert_answered(from: &NetNs, who: &str) {
 
 #[test]
 fn with_host_routing_a_service_is_answered_past_a_node_that_forwards_nothing() {
-    let Some(lab) = lab() else { return };
-    let manifests = examples();
+    let Some((lab, manifests)) = examples_lab() else { return };
     let agent = InProcessAgent::start_configured(&lab, manifests.path(), |config| config.host_routing = true).unwrap();
     drop_forwarded(lab.node());
 
@@ -102,8 +87,7 @@ fn with_host_routing_a_service_is_answered_past_a_node_that_forwards_nothing() {
 
 #[test]
 fn without_host_routing_the_nodes_forward_rules_apply_to_services() {
-    let Some(lab) = lab() else { return };
-    let manifests = examples();
+    let Some((lab, manifests)) = examples_lab() else { return };
     let agent = InProcessAgent::start(&lab, manifests.path()).unwrap();
     drop_forwarded(lab.node());
     let nodeport = SocketAddr::new(NODE_IP.into(), 30080);

@@ -110,7 +110,7 @@ fn v6_lab() -> Option<V6Lab> {
         eprintln!("skipped: network namespaces and eBPF need root");
         return None;
     }
-    let spec = LabSpec { pods: ["pod-a", "pod-b", "pod-c", "toolbox"].map(String::from).to_vec() };
+    let spec = LabSpec::examples();
     let lab = Lab::build(spec).expect("building the lab");
     let manifests = manifests(&lab);
     let agent = InProcessAgent::start(&lab, manifests.path()).expect("starting the agent");

@@ -3,30 +3,14 @@
 //! directory applied while traffic flows.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::Path;
 use std::time::Duration;
 
-use ingress_tests::agent::{InProcessAgent, ManifestDir, ipv4_backend_count, wait_for_maps};
-use ingress_tests::{Lab, LabSpec, NetNs, Tally, TcpSession, is_root, tcp_request, udp_request};
+use ingress_tests::agent::{InProcessAgent, ManifestDir, examples_lab, ipv4_backend_count, wait_for_maps};
+use ingress_tests::{Lab, NetNs, Tally, TcpSession, tcp_request, udp_request};
 
 const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 const NODE_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 const ECHO_PODS: [&str; 3] = ["pod-a", "pod-b", "pod-c"];
-
-/// The lab of `cargo xtask lab`: three echo pods that back the example
-/// Service and a toolbox pod that calls it.
-fn lab() -> Option<Lab> {
-    if !is_root() {
-        eprintln!("skipped: network namespaces and eBPF need root");
-        return None;
-    }
-    let spec = LabSpec { pods: ["pod-a", "pod-b", "pod-c", "toolbox"].map(String::from).to_vec() };
-    Some(Lab::build(spec).expect("building the lab"))
-}
-
-fn examples() -> ManifestDir {
-    ManifestDir::copy_of(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples")).unwrap()
-}
 
 fn toolbox(lab: &Lab) -> &NetNs {
     &lab.pod("toolbox").unwrap().ns
@@ -72,8 +56,7 @@ fn slice_file(dir: &ManifestDir) -> String {
 
 #[test]
 fn clusterip_and_nodeport_spread_new_tcp_connections_over_all_pods() {
-    let Some(lab) = lab() else { return };
-    let manifests = examples();
+    let Some((lab, manifests)) = examples_lab() else { return };
     let _agent = InProcessAgent::start(&lab, manifests.path()).unwrap();
 
     for (name, from, to) in [
@@ -92,8 +75,7 @@ fn clusterip_and_nodeport_spread_new_tcp_connections_over_all_pods() {
 
 #[test]
 fn udp_through_clusterip_and_nodeport_is_answered_from_the_frontend() {
-    let Some(lab) = lab() else { return };
-    let manifests = examples();
+    let Some((lab, manifests)) = examples_lab() else { return };
     let _agent = InProcessAgent::start(&lab, manifests.path()).unwrap();
 
     for (name, from, to) in [
@@ -116,8 +98,7 @@ fn udp_through_clusterip_and_nodeport_is_answered_from_the_frontend() {
 
 #[test]
 fn the_pod_sees_the_clients_own_address_through_the_nodeport() {
-    let Some(lab) = lab() else { return };
-    let manifests = examples();
+    let Some((lab, manifests)) = examples_lab() else { return };
     let _agent = InProcessAgent::start(&lab, manifests.path()).unwrap();
     let reply = tcp_request(lab.client(), SocketAddrV4::new(NODE_IP, 30080)).unwrap();
     assert_eq!(reply.peer.ip(), lab.client_ip());
@@ -125,8 +106,7 @@ fn the_pod_sees_the_clients_own_address_through_the_nodeport() {
 
 #[test]
 fn an_open_connection_keeps_its_pod_when_an_endpoint_is_added() {
-    let Some(lab) = lab() else { return };
-    let manifests = examples();
+    let Some((lab, manifests)) = examples_lab() else { return };
     let agent = InProcessAgent::start(&lab, manifests.path()).unwrap();
     let mut sessions: Vec<TcpSession> =
         (0..12).map(|_| TcpSession::open(lab.client(), SocketAddrV4::new(NODE_IP, 30080)).unwrap()).collect();
@@ -148,8 +128,7 @@ fn an_open_connection_keeps_its_pod_when_an_endpoint_is_added() {
 
 #[test]
 fn removing_an_endpoint_from_the_manifests_stops_new_connections_to_it() {
-    let Some(lab) = lab() else { return };
-    let manifests = examples();
+    let Some((lab, manifests)) = examples_lab() else { return };
     let agent = InProcessAgent::start(&lab, manifests.path()).unwrap();
     let endpoints: Vec<(&str, Ipv4Addr)> = ["pod-a", "pod-b"].iter().map(|p| (*p, pod_ip(&lab, p))).collect();
     manifests.write(&slice_file(&manifests), &endpoint_slice(&endpoints)).unwrap();
@@ -165,8 +144,7 @@ fn removing_an_endpoint_from_the_manifests_stops_new_connections_to_it() {
 
 #[test]
 fn a_malformed_manifest_is_reported_and_everything_else_keeps_serving() {
-    let Some(lab) = lab() else { return };
-    let manifests = examples();
+    let Some((lab, manifests)) = examples_lab() else { return };
     let agent = InProcessAgent::start(&lab, manifests.path()).unwrap();
     manifests.write("zz-broken.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: broken\n").unwrap();
     manifests
@@ -191,8 +169,7 @@ fn a_malformed_manifest_is_reported_and_everything_else_keeps_serving() {
 
 #[test]
 fn the_proxy_routes_ingress_paths_annotated_pods_and_unknown_hosts() {
-    let Some(lab) = lab() else { return };
-    let manifests = examples();
+    let Some((lab, manifests)) = examples_lab() else { return };
     let _agent = InProcessAgent::start(&lab, manifests.path()).unwrap();
     let proxy = SocketAddrV4::new(NODE_IP, ingress_tests::agent::HTTP_PORT);
     let get = |host: &str, path: &str| ingress_tests::http::get(lab.client(), proxy, host, path).unwrap();

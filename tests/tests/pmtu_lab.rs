@@ -60,7 +60,7 @@ fn an_upload_larger_than_the_pod_link_mtu_gets_through_a_node_port() {
     for pod in lab.pods() {
         lab.node().ip(&["link", "set", &pod.host_iface, "mtu", POD_LINK_MTU]).unwrap();
     }
-    let manifests = ManifestDir::copy_of(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples")).unwrap();
+    let manifests = ManifestDir::examples().unwrap();
     let _agent = InProcessAgent::start(&lab, manifests.path()).unwrap();
 
     for node_ip in [IpAddr::V4(lab.node_ip()), IpAddr::V6(lab.node_ip6())] {

@@ -8,7 +8,6 @@
 
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::Path;
 use std::time::Duration;
 
 use ingress_common::stats::*;
@@ -207,8 +206,8 @@ fn nothing_lab() -> Option<NothingLab> {
         eprintln!("skipped: network namespaces and eBPF need root");
         return None;
     }
-    let lab = Lab::build(LabSpec { pods: ["pod-a", "pod-b", "pod-c", "toolbox"].map(String::from).to_vec() }).unwrap();
-    let manifests = ManifestDir::copy_of(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples")).unwrap();
+    let lab = Lab::build(LabSpec::examples()).unwrap();
+    let manifests = ManifestDir::examples().unwrap();
     manifests.write("zz-nothing.yaml", NOTHING).unwrap();
     let agent = InProcessAgent::start(&lab, manifests.path()).unwrap();
     Some(NothingLab { _agent: agent, _manifests: manifests, lab })

@@ -52,7 +52,7 @@ fn main() -> Result<()> {
         bail!("the lab creates network namespaces and loads eBPF programs: run it as root");
     }
     let interrupted = on_ctrl_c()?;
-    let spec = LabSpec { pods: ["pod-a", "pod-b", "pod-c", "toolbox"].map(String::from).to_vec() };
+    let spec = LabSpec::examples();
     println!("Lab: client -> node (XDP on uplink0, TC on pod veths) -> pods {:?}", spec.pods);
     let lab = Lab::build(spec).context("building the lab")?;
     let pins = PinDir::unique("lab");
