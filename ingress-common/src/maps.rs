@@ -507,6 +507,10 @@ pub const HOST_IFACE_UPLINK: u32 = 1;
 /// `HostIface::kind` of a pod veth's host side: packets go straight to the
 /// ingress of its peer, the pod's interface.
 pub const HOST_IFACE_POD: u32 = 2;
+/// `skb->mark` of a reply translated where it entered the node and routed
+/// out of an uplink by the programs, from there to `lb_tc_out` on that
+/// uplink, which takes it off: the reply has nothing left to translate.
+pub const ROUTED_REPLY_MARK: u32 = 0x6c62_7272;
 
 /// An interface the programs route to (see `HOST_IFACES_MAP`).
 #[repr(C)]

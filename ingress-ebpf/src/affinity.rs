@@ -1,9 +1,9 @@
 //! `sessionAffinity: ClientIP`: a client's new connections go to the backend
 //! its last one got, until it has made none for the frontend's timeout.
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
 use ingress_common::maps::{AffinityKey, AffinityValue, Backend, ServiceValue};
 
+use crate::clock;
 use crate::maps::{AFFINITY, BACKENDS};
 use crate::parse::Flow;
 
@@ -20,8 +20,7 @@ pub fn remembered(flow: &Flow, header: &ServiceValue) -> Option<(u32, Backend)> 
     }
     // SAFETY: plain data.
     let last = unsafe { AFFINITY.get(&key(flow, header)) }?;
-    // SAFETY: a helper call without arguments.
-    let age = unsafe { bpf_ktime_get_ns() }.saturating_sub(last.last_used_ns);
+    let age = clock::now_ns().saturating_sub(last.last_used_ns);
     if age > header.affinity_timeout_s as u64 * 1_000_000_000 {
         return None;
     }
@@ -36,8 +35,7 @@ pub fn remember(flow: &Flow, header: &ServiceValue, backend_id: u32) {
     if header.affinity_timeout_s == 0 {
         return;
     }
-    // SAFETY: a helper call without arguments.
-    let value = AffinityValue { backend_id, _pad: 0, last_used_ns: unsafe { bpf_ktime_get_ns() } };
+    let value = AffinityValue { backend_id, _pad: 0, last_used_ns: clock::now_ns() };
     // An insert failing only loses the affinity of this one connection.
     let _ = AFFINITY.insert(&key(flow, header), &value, 0);
 }

@@ -8,9 +8,9 @@
 //! entries out of the map. A FIN or RST in either direction marks both
 //! entries of the flow, which moves them to the short closing timeout.
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
 use ingress_common::maps::{Backend, CT_FORWARD, CT_REPLY, CtEntry, CtKey, CtTimeouts, TCP_FIN, TCP_RST};
 
+use crate::clock;
 use crate::maps::{CONNTRACK, CT_TIMEOUTS, REV_NAT};
 use crate::parse::Flow;
 use crate::scratch;
@@ -53,8 +53,7 @@ pub fn timeouts() -> CtTimeouts {
 #[inline(always)]
 fn touch(key: &CtKey, tcp_flags: u8) -> Option<CtEntry> {
     let entry = CONNTRACK.get_ptr_mut(key)?;
-    // SAFETY: a helper call without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = clock::now_ns();
     // SAFETY: the pointer comes from a successful lookup; racing writers on
     // other CPUs only ever store timestamps and OR in flags.
     unsafe {
@@ -138,8 +137,7 @@ pub fn create(flow: &Flow, backend_id: u32, backend: &Backend, rev_nat_id: u32) 
     let entry = CtEntry {
         backend_id,
         rev_nat_id,
-        // SAFETY: a plain helper call without arguments.
-        last_seen_ns: unsafe { bpf_ktime_get_ns() },
+        last_seen_ns: clock::now_ns(),
         tcp_flags: flow.tcp_flags,
         _pad: [0; 7],
     };

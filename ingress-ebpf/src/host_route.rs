@@ -1,9 +1,9 @@
 //! Host routing: a packet translated where it enters the node is sent on by
 //! the program itself, where the node's own forwarding would send it, so it
 //! skips the node's IP stack: routing, netfilter, the neighbour layer and
-//! the backlog queue of a second veth. As Cilium's BPF host routing, and only
-//! for the interfaces the agent lists in `HOST_IFACES` (none unless it runs
-//! with `--host-routing`).
+//! the backlog queue of a second veth. As Cilium's BPF host routing, when the
+//! agent runs with `--host-routing`, and only to the interfaces it lists in
+//! `HOST_IFACES`: those it attached the programs to.
 //!
 //! - The node's FIB, asked from the ingress interface as forwarding would
 //!   (`bpf_fib_lookup`), names the egress interface and both MACs. Without
@@ -18,10 +18,10 @@
 //!   (a half-flow may be dropped as INVALID there): a client's packet after
 //!   its DNAT where it enters (uplink or pod veth), and the backend's reply
 //!   where it enters (its pod veth, or the uplink from a pod on another
-//!   node), reverse-translated there instead of at `lb_tc_out` (`reply`),
-//!   which finds nothing left to do on the uplink (no mark tells it so:
-//!   TCX sets `tc_index` from the control block's leftovers on every pass
-//!   verdict, and `mark` belongs to the node's netfilter users). A reply
+//!   node), reverse-translated there instead of at `lb_tc_out` (`reply`).
+//!   Sent out of an uplink, such a reply carries `ROUTED_REPLY_MARK` to
+//!   `lb_tc_out` there, which takes it off and lets the packet go
+//!   (`is_routed_reply`). A reply
 //!   to a flow this node source-translated (`snat`) is routed after its
 //!   destination is restored, and `lb_tc_out` on the uplink still restores
 //!   its source.
@@ -33,9 +33,10 @@
 
 use aya_ebpf::bindings::{BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, TC_ACT_OK, bpf_fib_lookup};
 use aya_ebpf::helpers::{bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer};
-use ingress_common::maps::HOST_IFACE_POD;
+use aya_ebpf::programs::TcContext;
+use ingress_common::maps::{HOST_IFACE_POD, ROUTED_REPLY_MARK};
 use ingress_common::checksum::replace16;
-use ingress_common::stats::{DROP_REWRITE_FAILED, HOST_ROUTED_TO_POD, HOST_ROUTED_TO_UPLINK};
+use ingress_common::stats::{DROP_REWRITE_FAILED, HOST_ROUTED_TO_POD, HOST_ROUTED_TO_UPLINK, REPLY_TRANSLATED};
 
 use crate::lb;
 use crate::maps::HOST_IFACES;
@@ -61,9 +62,10 @@ const IPV6_HOP_LIMIT_OFFSET: usize = ETH_HLEN + 7;
 #[unsafe(no_mangle)]
 static HOST_ROUTING: u32 = 0;
 
+
 /// Which packets a program may route itself.
 pub trait Router {
-    /// Whether the packet came in on an interface listed in `HOST_IFACES`.
+    /// Whether host routing is on for the packet's hook.
     fn routes_itself(&self) -> bool;
     /// Asks the FIB where `flow`'s packet goes once `translation` is
     /// written; `true`, with the answer kept for `send`, when the program
@@ -85,16 +87,13 @@ impl Router for XdpPacket<'_> {
 }
 
 impl Router for TcPacket<'_> {
+    /// Every interface a TC program runs on is one the agent attached it
+    /// to and lists (an uplink or a pod veth), so the global is enough; the
+    /// egress is checked in `find`.
     #[inline(always)]
     fn routes_itself(&self) -> bool {
         // SAFETY: reads a global the loader set.
-        if unsafe { core::ptr::read_volatile(&HOST_ROUTING) } == 0 {
-            return false;
-        }
-        // SAFETY: reads a field of the program's own context.
-        let ifindex = unsafe { (*self.0.skb.skb).ifindex };
-        // SAFETY: plain data, written only by the agent.
-        unsafe { HOST_IFACES.get(&ifindex) }.is_some()
+        unsafe { core::ptr::read_volatile(&HOST_ROUTING) != 0 }
     }
 
     #[inline(never)]
@@ -166,7 +165,7 @@ pub fn reply<P: Rewriter + Router>(packet: &P, flow: &Flow) -> Option<Outcome> {
 /// or out of the uplink, or without them through the neighbour layer. If
 /// the packet cannot be written, the node routes it as without host routing.
 #[inline(always)]
-pub fn send(packet: &TcPacket, bytes: u64) -> i32 {
+pub fn send(packet: &TcPacket, reason: u32, bytes: u64) -> i32 {
     let Some(route) = scratch::route() else { return TC_ACT_OK };
     if hop(packet, route.v6 != 0).is_none() {
         return TC_ACT_OK;
@@ -179,6 +178,11 @@ pub fn send(packet: &TcPacket, bytes: u64) -> i32 {
     }
     let into_pod = route.kind == HOST_IFACE_POD;
     stats::count(if into_pod { HOST_ROUTED_TO_POD } else { HOST_ROUTED_TO_UPLINK }, bytes);
+    let ctx = packet.0;
+    // SAFETY: reads a field of the program's own context.
+    if !into_pod && reason == REPLY_TRANSLATED && unsafe { (*ctx.skb.skb).mark } == 0 {
+        ctx.set_mark(ROUTED_REPLY_MARK);
+    }
     // SAFETY (the helper calls): plain arguments; without neighbour
     // parameters the neighbour layer looks the next hop up itself.
     unsafe {
@@ -214,4 +218,21 @@ fn hop(packet: &TcPacket, v6: bool) -> Option<()> {
         core::ptr::write_unaligned(ttl_proto, new);
     }
     Some(())
+}
+
+/// Whether `lb_tc_out` sees a reply `send` routed out of its uplink; takes
+/// the mark off. `send` marks only a packet whose mark was 0, which a pod's
+/// packet always is on its host-side veth (the kernel scrubs the mark
+/// between namespaces), and nothing between the two programs reads it: the
+/// redirect skips routing and netfilter. (`tc_index` cannot carry it: TCX
+/// sets it from the control block's leftovers on every pass verdict.)
+#[inline(always)]
+pub fn is_routed_reply(ctx: &TcContext) -> bool {
+    // SAFETY: reads a global the loader set, then a field of the program's
+    // own context.
+    let marked = unsafe { core::ptr::read_volatile(&HOST_ROUTING) != 0 && (*ctx.skb.skb).mark == ROUTED_REPLY_MARK };
+    if marked {
+        ctx.set_mark(0);
+    }
+    marked
 }

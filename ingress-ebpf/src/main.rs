@@ -22,6 +22,7 @@
 #![no_main]
 
 mod affinity;
+mod clock;
 mod conntrack;
 mod hairpin;
 mod host_route;
@@ -81,6 +82,9 @@ pub fn lb_tc_in(ctx: TcContext) -> i32 {
 
 #[classifier]
 pub fn lb_tc_out(ctx: TcContext) -> i32 {
+    if host_route::is_routed_reply(&ctx) {
+        return TC_ACT_OK;
+    }
     tc(&ctx, Way::Out)
 }
 
@@ -96,7 +100,7 @@ fn tc(ctx: &TcContext, way: Way) -> i32 {
     match outcome {
         Outcome::Drop(_) => TC_ACT_SHOT,
         Outcome::Translated(reason) if hairpin::turns_around(reason) => hairpin::send_back(ctx),
-        Outcome::Routed(_) => host_route::send(&packet, bytes),
+        Outcome::Routed(reason) => host_route::send(&packet, reason, bytes),
         Outcome::Pass(_) | Outcome::Translated(_) => TC_ACT_OK,
         Outcome::Reject(_) => packet.redirect_back(),
     }

@@ -31,7 +31,6 @@
 //! shorten it); the agent sweeps dead entries (`conntrack_gc`).
 
 use aya_ebpf::bindings::BPF_NOEXIST;
-use aya_ebpf::helpers::bpf_ktime_get_ns;
 use ingress_common::addr::Addr;
 use ingress_common::hash::{flow_hash, snat_port_offset};
 use ingress_common::maps::{
@@ -40,6 +39,7 @@ use ingress_common::maps::{
 };
 use ingress_common::stats::{DROP_REWRITE_FAILED, DROP_SNAT_PORTS_EXHAUSTED, SNAT_REPLY_TRANSLATED, SNAT_TRANSLATED};
 
+use crate::clock;
 use crate::conntrack;
 use crate::maps::{SNAT, SNAT_CONFIG};
 use crate::nat::{Side, Translation};
@@ -59,12 +59,6 @@ fn config(dst: &Addr) -> Option<(Addr, &'static SnatConfig)> {
         return None;
     }
     Some((node, config))
-}
-
-#[inline(always)]
-fn now() -> u64 {
-    // SAFETY: a helper call without arguments.
-    unsafe { bpf_ktime_get_ns() }
 }
 
 /// Whether a flow to `backend` must leave with the node's address: it came
@@ -97,7 +91,7 @@ fn forward_key(flow: &Flow, to_backend: &Translation) -> SnatKey {
 pub fn prepare(flow: &Flow, to_backend: &Translation) -> Result<(), Outcome> {
     let Some((node, config)) = config(&to_backend.addr) else { return Ok(()) };
     let forward = scratch::snat(0, forward_key(flow, to_backend)).ok_or(Outcome::Drop(DROP_REWRITE_FAILED))?;
-    let now = now();
+    let now = clock::now_ns();
     let timeouts = conntrack::timeouts();
     if let Some(entry) = SNAT.get_ptr_mut(forward) {
         // SAFETY: the pointer comes from a successful lookup; racing writers
@@ -199,7 +193,7 @@ pub fn source(flow: &Flow) -> Option<Translation> {
     let node = (unsafe { SNAT.get(key) }).copied()?;
     // Refreshed by this packet in lb_xdp a moment ago; an expired entry is
     // one left behind, and must not translate a packet of another flow.
-    if node.expired(&conntrack::timeouts(), flow.proto, now()) {
+    if node.expired(&conntrack::timeouts(), flow.proto, clock::now_ns()) {
         return None;
     }
     Some(Translation { side: Side::Source, addr: node.addr, port: node.port, reason: SNAT_TRANSLATED })
@@ -219,7 +213,7 @@ pub fn reply(flow: &Flow) -> Option<Translation> {
     // SAFETY: plain data.
     let client = (unsafe { SNAT.get(key) }).copied()?;
     let forward = SNAT.get_ptr_mut(scratch::snat(1, key.forward_of_reply(&client))?)?;
-    let now = now();
+    let now = clock::now_ns();
     // SAFETY: as in `prepare`.
     unsafe {
         if !(*forward).owns(key) || (*forward).expired(&conntrack::timeouts(), flow.proto, now) {

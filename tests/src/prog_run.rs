@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::path::Path;
 
 use anyhow::Context;
 use aya::programs::{TestRun, TestRunOptions, TestRunResult};
@@ -50,6 +51,33 @@ pub fn try_run(dataplane: &mut Dataplane, program: &str, frame: &[u8]) -> anyhow
     } else {
         run(dataplane.tc(program)?, program, frame)
     }
+}
+
+/// `struct __sk_buff`: its size, and where its `mark` is.
+const SKB_CTX_SIZE: usize = 192;
+const SKB_MARK_OFFSET: usize = 8;
+
+/// Runs a TC program on `frame` carrying `skb->mark` `mark`: its verdict,
+/// the frame and the mark as it left them.
+pub fn tc_marked(dataplane: &mut Dataplane, program: &str, frame: &[u8], mark: u32) -> (u32, Vec<u8>, u32) {
+    let mut ctx_in = [0u8; SKB_CTX_SIZE];
+    ctx_in[SKB_MARK_OFFSET..SKB_MARK_OFFSET + 4].copy_from_slice(&mark.to_ne_bytes());
+    let mut ctx_out = [0u8; SKB_CTX_SIZE];
+    let mut out = vec![0u8; frame.len() + 256];
+    let options = TestRunOptions {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        ctx_in: Some(&ctx_in),
+        ctx_out: Some(&mut ctx_out),
+        ..Default::default()
+    };
+    let result = dataplane
+        .tc(program)
+        .and_then(|program| Ok(program.test_run(options)?))
+        .unwrap_or_else(|e| panic!("test run of {program} with mark {mark:#x}: {e:#}"));
+    out.truncate(result.data_size_out as usize);
+    let mark_out = u32::from_ne_bytes(ctx_out[SKB_MARK_OFFSET..SKB_MARK_OFFSET + 4].try_into().unwrap());
+    (result.return_value, out, mark_out)
 }
 
 fn run<P>(program: &mut P, name: &str, frame: &[u8]) -> anyhow::Result<(u32, Vec<u8>)>
@@ -126,12 +154,30 @@ impl Programmed {
 
     /// [`Programmed::load`] with maps of `sizes` (small ones fill up fast).
     pub fn load_sized(name: &str, desired: &DesiredState, sizes: &MapSizes) -> Option<Programmed> {
+        Programmed::load_with(name, desired, |pins| Dataplane::load_sized(pins, sizes))
+    }
+
+    /// [`Programmed::load`] with host routing on (`--host-routing`), the TC
+    /// programs only (XDP does not host-route).
+    pub fn load_host_routed(name: &str, desired: &DesiredState) -> Option<Programmed> {
+        Programmed::load_with(name, desired, |pins| {
+            let mut dataplane = Dataplane::maps_only(pins, &MapSizes::default(), true)?;
+            dataplane.verify(&[TC_UPLINK_PROGRAM, TC_IN_PROGRAM, TC_OUT_PROGRAM])?;
+            Ok(dataplane)
+        })
+    }
+
+    fn load_with(
+        name: &str,
+        desired: &DesiredState,
+        load: impl FnOnce(&Path) -> anyhow::Result<Dataplane>,
+    ) -> Option<Programmed> {
         if !is_root() {
             eprintln!("skipped: BPF_PROG_TEST_RUN needs root");
             return None;
         }
         let pins = PinDir::unique(name);
-        let dataplane = Dataplane::load_sized(pins.path(), sizes).expect("loading the programs");
+        let dataplane = load(pins.path()).expect("loading the programs");
         let mut maps = dataplane.maps().expect("opening the maps");
         reconcile(&mut maps, desired).expect("programming the maps");
         Some(Programmed { dataplane, maps, pins })

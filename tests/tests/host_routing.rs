@@ -7,23 +7,35 @@
 //! force). Without host routing the same rule stops the Service too. On two
 //! nodes, with the rule on node A: a client's flow through a NodePort of A
 //! to a pod of B (source-translated by A) and a pod of A calling a Service
-//! whose pod is on B, where the reply enters A by its uplink.
+//! whose pod is on B, where the reply enters A by its uplink. And on a
+//! crafted frame: `lb_tc_out` lets a reply routed to its uplink go as it is.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+use ingress_common::maps::ROUTED_REPLY_MARK;
 use ingress_common::stats::{HOST_ROUTED_TO_POD, HOST_ROUTED_TO_UPLINK};
+use ingress_tests::checks::assert_checksums;
+use ingress_tests::packet::{self, ACK, Frame, SYN};
+use ingress_tests::prog_run::{self, Entry, Programmed, TC_ACT_OK, add_tcp_and_udp_service, local_backends};
+use ingress_userspace::dataplane::ebpf::TC_OUT_PROGRAM;
+use ingress_userspace::model::DesiredState;
 use ingress_tests::agent::{InProcessAgent, ManifestDir, examples_lab};
 use ingress_tests::lab::{NODE_IP, NODE_IP6};
 use ingress_tests::netns::run_command;
 use ingress_tests::per_family_tests;
 use ingress_tests::traffic::{tcp_request_timeout, udp_request_timeout};
 use ingress_tests::two_node::{Family, Frontend, ServiceDef, answers, manifests, pods, two_node_lab};
-use ingress_tests::{ECHO_PORT, NetNs};
+use ingress_tests::{ECHO_PORT, NetNs, is_root};
 
 const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 const CLUSTER_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x10, 0x96, 0, 0, 0, 0, 0x10);
 const ECHO_PODS: [&str; 3] = ["pod-a", "pod-b", "pod-c"];
+/// The crafted frames' client and pods.
+const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+const POD_IPS: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 244, 1, 2), Ipv4Addr::new(10, 244, 2, 2)];
+/// A mark someone else sets: kube-proxy's masquerade bit.
+const KUBE_PROXY_MASQ_MARK: u32 = 0x4000;
 /// Enough for an answer through the lab; a dropped packet is not retried
 /// within it.
 const PATIENCE: Duration = Duration::from_secs(2);
@@ -122,4 +134,45 @@ fn flows_between_nodes_are_routed_both_ways_past_a_node_that_forwards_nothing(fa
     let cluster_ip = Frontend::cluster_ip(family.cluster_ip(ON_B_VIP));
     assert_eq!(answers(&a1.ns, cluster_ip, family.pod_ip(a1)), pods(&["b-1"]), "b-1 sees a-1 as the client");
     assert!(agent_a.packets(HOST_ROUTED_TO_POD) > 0, "node A routed b-1's answers into a-1");
+}
+
+/// `lb_tc_out` where a reply the programs translated and routed out of an
+/// uplink arrives (BPF_PROG_TEST_RUN, in a namespace of its own, whose FIB
+/// routes nothing): marked `ROUTED_REPLY_MARK`, the reply goes as it is and
+/// unmarked. Unmarked, marked otherwise (kept), or with host routing off,
+/// the same reply is translated as always.
+#[test]
+fn a_reply_routed_to_an_uplink_leaves_untouched_and_unmarked() {
+    if !is_root() {
+        eprintln!("skipped: BPF_PROG_TEST_RUN needs root");
+        return;
+    }
+    let ns = NetNs::create("routed-reply").unwrap();
+    ns.run(|| {
+        for host_routed in [true, false] {
+            let mut desired = DesiredState::default();
+            add_tcp_and_udp_service(&mut desired, CLUSTER_IP, "echo", &local_backends(&POD_IPS, 8080));
+            let load = if host_routed { Programmed::load_host_routed } else { Programmed::load };
+            let mut p = load("routed-reply", &desired).expect("root");
+            let (_, to_backend) = p.run(Entry::UplinkTc, &Frame::tcp(CLIENT_IP, 40000, CLUSTER_IP, 80, SYN).build());
+            let backend = packet::read(&to_backend).dst;
+            let reply = Frame::tcp(backend, 8080, CLIENT_IP, 40000, SYN | ACK).build();
+            let assert_translated = |(verdict, out, mark_out): (u32, Vec<u8>, u32), mark: u32| {
+                let seen = packet::read(&out);
+                assert_eq!((verdict, mark_out), (TC_ACT_OK, mark), "mark {mark:#x}, host routing {host_routed}");
+                assert_eq!((seen.src, seen.sport, seen.dst, seen.dport), (CLUSTER_IP, 80, CLIENT_IP, 40000));
+                assert_checksums(&seen);
+            };
+            let routed = prog_run::tc_marked(&mut p.dataplane, TC_OUT_PROGRAM, &reply, ROUTED_REPLY_MARK);
+            if host_routed {
+                assert_eq!(routed, (TC_ACT_OK, reply.clone(), 0), "a routed reply");
+            } else {
+                assert_translated(routed, ROUTED_REPLY_MARK);
+            }
+            for mark in [0, KUBE_PROXY_MASQ_MARK] {
+                assert_translated(prog_run::tc_marked(&mut p.dataplane, TC_OUT_PROGRAM, &reply, mark), mark);
+            }
+        }
+    })
+    .unwrap();
 }

@@ -17,6 +17,7 @@ mod detach;
 mod iptables;
 pub mod l7;
 pub mod manifests;
+mod one_cpu;
 mod plot;
 mod prog_stats;
 mod report;
@@ -38,6 +39,7 @@ use crate::netns::run_command;
 use crate::pins::PinDir;
 use iptables::NatRules;
 use manifests::{ManifestFormat, ManifestSet};
+use one_cpu::OneCpu;
 use report::{Cell, Figures, Report};
 pub use report::{Contender, Named};
 use services::{MEASURED_NODE_PORT, Service};
@@ -311,18 +313,23 @@ impl<'a> SizeBench<'a> {
     fn ns_per_packet(&self, to: SocketAddrV4) -> Result<BTreeMap<String, f64>> {
         let stats = prog_stats::enable()?;
         let before = prog_stats::snapshot(self.lab)?;
+        let one_cpu = OneCpu::pin()?;
         workload::request_response(self.lab.client(), to, self.config.rr_requests, self.bounds(self.config.workload_limit))?;
+        drop(one_cpu);
         let ns = prog_stats::ns_per_run(&before, &prog_stats::snapshot(self.lab)?);
         drop(stats);
         Ok(ns)
     }
 
-    /// RR, CRR and throughput against `to`, from the client namespace.
+    /// RR, CRR and throughput against `to`, from the client namespace; RR
+    /// and CRR on one CPU (`one_cpu`).
     fn traffic(&self, to: SocketAddrV4) -> Result<Figures> {
         let (client, config, bounds) = (self.lab.client(), self.config, self.bounds(self.config.workload_limit));
         workload::settle(client, to, bounds)?;
+        let one_cpu = OneCpu::pin()?;
         let rr = workload::request_response(client, to, config.rr_requests, bounds)?;
         let (crr, crr_rate) = workload::connect_request_response(client, to, config.crr_requests, bounds)?;
+        drop(one_cpu);
         let (rate, cpu) = workload::throughput(client, to, config.threads, config.requests_per_thread, bounds)?;
         Ok(Figures {
             rr_p50_us: rr.p50,
@@ -353,7 +360,8 @@ fn write_outputs(config: &Config, cells: Vec<Cell>) -> Result<Outputs> {
         machine: report::machine(),
         command: config.command.clone(),
         path: "NodePort of the node from the client namespace (the agent's uplink program for ebpf, \
-               nat PREROUTING for iptables); direct = client to pod IP:8080",
+               nat PREROUTING for iptables); direct = client to pod IP:8080. RR and CRR run with the client and the echo pods \
+               on one CPU, for every contender",
         agent_input: config.manifest_format.describe(),
         concurrency: config.threads,
         cells,

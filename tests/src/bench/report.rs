@@ -185,7 +185,7 @@ impl Report {
             let ratio = |v: f64, base: Option<f64>| base.map_or("-".into(), |b| format!("{:.2}", v / b));
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {:.0} | {:.0}-{:.0} | {:.0} | {:.0} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {} | {} |",
+                "| {} | {} | {} | {:.2} | {:.2}-{:.2} | {:.1} | {:.0} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {} | {} |",
                 cell.services,
                 cell.contender.name(),
                 cell.rounds.len(),
