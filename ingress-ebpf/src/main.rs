@@ -129,16 +129,32 @@ fn run<P: Packet + Rewriter + Reshape + Router>(packet: &P, way: Way, bytes: u64
         // uplink; on a pod veth when the pod was not known to be local.
         Way::In(origin) => match snat::reply(&flow) {
             Some(to_client) => Ok(to_client),
-            None => match lb::forward(&flow, bytes, origin) {
-                Ok((to_backend, true)) => snat::prepare(&flow, &to_backend).map(|()| to_backend),
-                Ok((to_backend, false)) => Ok(to_backend),
-                // Maybe a backend's reply to a client of a frontend, which
-                // host routing translates where it enters (see `host_route`).
-                Err(Outcome::Pass(PASS_NO_SERVICE)) if packet.routes_itself() => {
-                    return host_route::reply(packet, &flow).unwrap_or(Outcome::Pass(PASS_NO_SERVICE));
+            None => {
+                // Host routing translates a backend's reply to a client of a
+                // frontend where it enters (see `host_route`). On a pod veth
+                // that is asked first, before the frontend lookup it would
+                // miss: a pod's packets are its calls and its answers, and
+                // its answers to clients from outside the node have no call
+                // going the other way. Not for a SYN, which opens a
+                // connection and is never a reply (`lb::forward` forgets a
+                // translated flow whose replies look like this one's will).
+                if matches!(origin, Origin::Pod)
+                    && !flow.opens_connection()
+                    && packet.routes_itself()
+                    && let Some(outcome) = host_route::reply(packet, &flow)
+                {
+                    return outcome;
                 }
-                Err(outcome) => Err(outcome),
-            },
+                match lb::forward(&flow, bytes, origin) {
+                    Ok((to_backend, true)) => snat::prepare(&flow, &to_backend).map(|()| to_backend),
+                    Ok((to_backend, false)) => Ok(to_backend),
+                    // On the uplink, from a pod of another node.
+                    Err(Outcome::Pass(PASS_NO_SERVICE)) if matches!(origin, Origin::Uplink) && packet.routes_itself() => {
+                        return host_route::reply(packet, &flow).unwrap_or(Outcome::Pass(PASS_NO_SERVICE));
+                    }
+                    Err(outcome) => Err(outcome),
+                }
+            }
         },
         // A reply to reverse-translate, else a client's packet on its way to
         // another node's pod, to source-translate.

@@ -131,15 +131,24 @@ impl Rewriter for TcPacket<'_> {
                 ctx.l4_csum_replace(csum_offset, f.old_addr.words[i] as u64, t.addr.words[i] as u64, pseudo)
                     .map_err(|_| ())?;
             }
-            ctx.store(f.addr_offset, &t.addr, 0).map_err(|_| ())?;
         } else {
             let (old, new) = (f.old_addr.v4(), t.addr.v4());
             ctx.l4_csum_replace(csum_offset, old as u64, new as u64, pseudo).map_err(|_| ())?;
             ctx.l3_csum_replace(IP_CSUM_OFFSET, old as u64, new as u64, 4).map_err(|_| ())?;
-            ctx.store(f.addr_offset, &new, 0).map_err(|_| ())?;
         }
         ctx.l4_csum_replace(csum_offset, f.old_port as u64, t.port as u64, udp | 2)
             .map_err(|_| ())?;
-        ctx.store(flow.l4 + f.port_field, &t.port, 0).map_err(|_| ())
+        // The fields themselves are written directly, not with
+        // bpf_skb_store_bytes (two helper calls less per packet): the
+        // headers are linear (`make_headers_linear`) and the checksum
+        // helpers above made them writable. Only the checksums need the
+        // helpers, for the skb's checksum state.
+        let start = self.start();
+        if flow.v6 {
+            write(self, start, f.addr_offset, t.addr)?;
+        } else {
+            write(self, start, f.addr_offset, t.addr.v4())?;
+        }
+        write(self, self.opaque_base(flow.l4), f.port_field, t.port)
     }
 }
