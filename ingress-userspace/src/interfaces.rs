@@ -25,17 +25,19 @@ impl Interfaces {
         Ok(())
     }
 
-    /// Attaches to interfaces matching a prefix that appeared since the last
-    /// call. A failure (the veth vanished meanwhile) is logged and retried.
+    /// Unlists the interfaces that are gone from host routing (named ones
+    /// too), and attaches to interfaces matching a prefix that appeared
+    /// since the last call. A failure (the veth vanished meanwhile) is
+    /// logged and retried.
     pub fn attach_new(&mut self, dataplane: &mut Dataplane) {
+        if let Err(error) = dataplane.forget_vanished_interfaces() {
+            tracing::warn!("{error:#}");
+        }
         if self.pod_veth_prefixes.is_empty() {
             return;
         }
         let present = current_interfaces();
         self.attached.retain(|name| present.contains(name));
-        if let Err(error) = dataplane.forget_vanished_interfaces() {
-            tracing::warn!("{error:#}");
-        }
         for name in present {
             if self.attached.contains(&name) || !matches_prefix(&name, &self.pod_veth_prefixes) {
                 continue;

@@ -9,11 +9,16 @@
 //! to a pod of B (source-translated by A) and a pod of A calling a Service
 //! whose pod is on B, where the reply enters A by its uplink. And on a
 //! crafted frame: `lb_tc_out` lets a reply routed to its uplink go as it is.
+//! And the interfaces listed for host routing follow the pod veths.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
-use ingress_common::maps::ROUTED_REPLY_MARK;
+use aya::maps::{HashMap, Map, MapData};
+
+use ingress_common::maps::{HOST_IFACE_POD, HOST_IFACE_UPLINK, HOST_IFACES_MAP, HostIface, ROUTED_REPLY_MARK};
 use ingress_common::stats::{HOST_ROUTED_TO_POD, HOST_ROUTED_TO_UPLINK};
 use ingress_tests::checks::assert_checksums;
 use ingress_tests::packet::{self, ACK, Frame, SYN};
@@ -39,6 +44,8 @@ const KUBE_PROXY_MASQ_MARK: u32 = 0x4000;
 /// Enough for an answer through the lab; a dropped packet is not retried
 /// within it.
 const PATIENCE: Duration = Duration::from_secs(2);
+/// Several of the agent's interface scans.
+const UNLIST_PATIENCE: Duration = Duration::from_secs(10);
 
 /// The node drops every packet it would forward, in both families.
 fn drop_forwarded(node: &NetNs) {
@@ -175,4 +182,36 @@ fn a_reply_routed_to_an_uplink_leaves_untouched_and_unmarked() {
         }
     })
     .unwrap();
+}
+
+/// The interfaces listed for host routing (`lb_host_ifaces`): index -> kind.
+fn listed_interfaces(pins: &Path) -> BTreeMap<u32, u32> {
+    let data = MapData::from_pin(pins.join(HOST_IFACES_MAP)).expect("the pinned lb_host_ifaces");
+    let map: HashMap<MapData, u32, HostIface> = Map::HashMap(data).try_into().unwrap();
+    map.iter().map(|entry| entry.map(|(ifindex, iface)| (ifindex, iface.kind))).collect::<Result<_, _>>().unwrap()
+}
+
+/// The agent lists the uplink and every pod veth it attached to, and unlists
+/// a pod veth once it is gone (its index may be reused by an interface the
+/// agent never attached to), keeping the others.
+#[test]
+fn a_pod_veth_that_goes_is_unlisted_for_host_routing() {
+    let Some((lab, manifests)) = examples_lab() else { return };
+    let agent = InProcessAgent::start_configured(&lab, manifests.path(), |config| config.host_routing = true).unwrap();
+    let index_of = |iface: &str| {
+        let iface = iface.to_owned();
+        lab.node().run(move || nix::net::if_::if_nametoindex(iface.as_str())).unwrap().unwrap()
+    };
+    let mut expected: BTreeMap<u32, u32> = lab.pod_ifaces().iter().map(|iface| (index_of(iface), HOST_IFACE_POD)).collect();
+    expected.insert(index_of(lab.uplink_iface()), HOST_IFACE_UPLINK);
+    assert_eq!(listed_interfaces(agent.pins()), expected, "the uplink and every pod veth, by kind");
+
+    let gone = lab.pod("pod-c").unwrap().host_iface.clone();
+    expected.remove(&index_of(&gone));
+    lab.node().ip(&["link", "del", &gone]).unwrap();
+    let deadline = Instant::now() + UNLIST_PATIENCE;
+    while listed_interfaces(agent.pins()) != expected && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(listed_interfaces(agent.pins()), expected, "{gone} unlisted, the others kept");
 }

@@ -67,7 +67,9 @@ impl HostIfaces {
         if !self.enabled {
             return Ok(());
         }
-        self.retain(|ifindex| nix::net::if_::if_indextoname(ifindex).is_ok())
+        // nix answers an index with no interface with an empty name, not
+        // an error.
+        self.retain(|ifindex| nix::net::if_::if_indextoname(ifindex).is_ok_and(|name| !name.is_empty()))
     }
 
     fn retain(&mut self, keep: impl Fn(u32) -> bool) -> anyhow::Result<()> {

@@ -253,7 +253,7 @@ impl Report {
         let within = |a: f64, b: f64| a <= b * 1.10;
         let _ = writeln!(
             md,
-            "| RR `ebpf` p50/p99 within 10% of `direct` at N={first} | {:.0}/{:.0} µs vs {:.0}/{:.0} µs | {} |",
+            "| RR `ebpf` p50/p99 within 10% of `direct` at N={first} | {:.2}/{:.1} µs vs {:.2}/{:.1} µs | {} |",
             ebpf1.rr_p50_us,
             ebpf1.rr_p99_us,
             direct1.rr_p50_us,
@@ -279,7 +279,7 @@ impl Report {
         }
         let _ = writeln!(
             md,
-            "| RR `ebpf` p50/p99 flat within 10% from N={first} to N={last} | {:.0}/{:.0} µs at N={last} | {} |",
+            "| RR `ebpf` p50/p99 flat within 10% from N={first} to N={last} | {:.2}/{:.1} µs at N={last} | {} |",
             ebpf_n.rr_p50_us,
             ebpf_n.rr_p99_us,
             verdict(within(ebpf_n.rr_p50_us, ebpf1.rr_p50_us) && within(ebpf_n.rr_p99_us, ebpf1.rr_p99_us))
