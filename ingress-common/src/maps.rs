@@ -8,6 +8,7 @@ use crate::addr::Addr;
 /// Maps of earlier layouts (IPv4-only keys, shorter stats), which the agent
 /// unpins at start: nothing reads them any more.
 pub const RETIRED_MAPS: &[&str] = &[
+    "lb_host_ifaces",
     "lb4_services",
     "lb4_backends",
     "lb4_rev_nat",
@@ -490,18 +491,20 @@ impl SnatConfig {
     }
 }
 
-/// Host routing (pinned hash map; written by the agent, read by the
-/// programs): interface index -> `HostIface`. A packet translated where it
-/// enters an interface listed here is sent by the program itself to the
-/// listed interface the node's FIB names for it (`bpf_redirect_peer` into a
-/// pod, `bpf_redirect` out of an uplink), skipping the node's IP stack and
-/// netfilter. Empty (the default): the node routes every packet itself.
-pub const HOST_IFACES_MAP: &str = "lb_host_ifaces";
+/// Host routing (pinned array; written by the agent, read by the programs):
+/// interface index -> `HostIface`, kind 0 where none is listed. A packet
+/// translated where it enters is sent by the program itself to the listed
+/// interface the node's FIB names for it (`bpf_redirect_peer` into a pod,
+/// `bpf_redirect` out of an uplink), skipping the node's IP stack and
+/// netfilter. All zero (the default): the node routes every packet itself.
+pub const HOST_IFACES_MAP: &str = "lb_host_iface_kinds";
 /// The eBPF object's global that turns host routing on (1) or off (0), set
 /// at load time: with it off the verifier drops every host-routing path.
 pub const HOST_ROUTING_GLOBAL: &str = "HOST_ROUTING";
-/// Uplinks and pod veths of one node.
-pub const HOST_IFACES_MAX_ENTRIES: u32 = 4_096;
+/// Interface indices host routing covers (1 MiB of `HostIface`s). A node's
+/// indices grow by one with every interface created in its namespace, a
+/// veth per pod; an interface past the limit takes the kernel's path.
+pub const HOST_IFACE_INDEX_LIMIT: u32 = 1 << 18;
 /// `HostIface::kind` of a node uplink: packets leave through its egress.
 pub const HOST_IFACE_UPLINK: u32 = 1;
 /// `HostIface::kind` of a pod veth's host side: packets go straight to the

@@ -135,8 +135,7 @@ fn find(packet: &TcPacket, flow: &Flow, translation: &Translation) -> Option<()>
     if rc != BPF_FIB_LKUP_RET_SUCCESS as i64 && rc != BPF_FIB_LKUP_RET_NO_NEIGH as i64 {
         return None;
     }
-    // SAFETY: plain data, written only by the agent.
-    let egress = unsafe { HOST_IFACES.get(&fib.ifindex) }?;
+    let egress = HOST_IFACES.get(fib.ifindex).filter(|egress| egress.kind != 0)?;
     route.kind = egress.kind;
     route.neighbour_known = (rc == BPF_FIB_LKUP_RET_SUCCESS as i64) as u32;
     route.v6 = flow.v6 as u32;

@@ -65,8 +65,8 @@ pub static SNAT: LruHashMap<SnatKey, SnatEntry> = LruHashMap::pinned(SNAT_MAX_EN
 #[map(name = "lb_snat_config")]
 pub static SNAT_CONFIG: Array<SnatConfig> = Array::pinned(1, 0);
 
-/// Interfaces whose translated packets the programs route themselves (see
-/// `host_route`), by index. Written only by the agent; empty unless host
-/// routing is on.
-#[map(name = "lb_host_ifaces")]
-pub static HOST_IFACES: HashMap<u32, HostIface> = HashMap::pinned(HOST_IFACES_MAX_ENTRIES, 0);
+/// Interfaces the programs route translated packets to themselves (see
+/// `host_route`), by index; kind 0 where none is listed. Written only by
+/// the agent; all zero unless host routing is on.
+#[map(name = "lb_host_iface_kinds")]
+pub static HOST_IFACES: Array<HostIface> = Array::pinned(HOST_IFACE_INDEX_LIMIT, 0);

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use aya::maps::{HashMap, Map, MapData};
+use aya::maps::{Array, Map, MapData};
 
 use ingress_common::maps::{HOST_IFACE_POD, HOST_IFACE_UPLINK, HOST_IFACES_MAP, HostIface, ROUTED_REPLY_MARK};
 use ingress_common::stats::{HOST_ROUTED_TO_POD, HOST_ROUTED_TO_UPLINK};
@@ -44,6 +44,8 @@ const KUBE_PROXY_MASQ_MARK: u32 = 0x4000;
 /// Enough for an answer through the lab; a dropped packet is not retried
 /// within it.
 const PATIENCE: Duration = Duration::from_secs(2);
+/// Above every interface index of a lab's node.
+const LAB_INDICES: u32 = 64;
 /// Several of the agent's interface scans.
 const UNLIST_PATIENCE: Duration = Duration::from_secs(10);
 
@@ -184,11 +186,15 @@ fn a_reply_routed_to_an_uplink_leaves_untouched_and_unmarked() {
     .unwrap();
 }
 
-/// The interfaces listed for host routing (`lb_host_ifaces`): index -> kind.
+/// The interfaces listed for host routing (`lb_host_iface_kinds`): index ->
+/// kind, over the indices a fresh lab's node can have.
 fn listed_interfaces(pins: &Path) -> BTreeMap<u32, u32> {
-    let data = MapData::from_pin(pins.join(HOST_IFACES_MAP)).expect("the pinned lb_host_ifaces");
-    let map: HashMap<MapData, u32, HostIface> = Map::HashMap(data).try_into().unwrap();
-    map.iter().map(|entry| entry.map(|(ifindex, iface)| (ifindex, iface.kind))).collect::<Result<_, _>>().unwrap()
+    let data = MapData::from_pin(pins.join(HOST_IFACES_MAP)).expect("the pinned lb_host_iface_kinds");
+    let map: Array<MapData, HostIface> = Map::Array(data).try_into().unwrap();
+    (0..LAB_INDICES)
+        .map(|ifindex| (ifindex, map.get(&ifindex, 0).unwrap().kind))
+        .filter(|&(_, kind)| kind != 0)
+        .collect()
 }
 
 /// The agent lists the uplink and every pod veth it attached to, and unlists

@@ -149,7 +149,7 @@ const REASONS: [(Kind, &[u32]); 4] = [
 ];
 
 /// Reasons counted in addition to a verdict's own: host routing's, never
-/// counted here (the fuzzed programs run with it off, `lb_host_ifaces` empty).
+/// counted here (the fuzzed programs run with it off, `lb_host_iface_kinds` all zero).
 const ADDITIONAL_REASONS: [u32; 2] = [HOST_ROUTED_TO_POD, HOST_ROUTED_TO_UPLINK];
 
 #[derive(Clone, Copy)]

@@ -17,7 +17,7 @@ use ingress_common::maps::*;
 use ingress_common::stats::{Counter, REASON_COUNT};
 
 use super::batch::{self, BatchError};
-use super::host_ifaces::{HostIfaceKind, HostIfaces};
+use super::host_ifaces::{self, HostIfaceKind, HostIfaces};
 use super::pin_dir::ensure_bpffs;
 use super::sizes::MapSizes;
 use super::uplink_hook::{self, UplinkHook, UplinkHookChoice};
@@ -79,6 +79,7 @@ impl Dataplane {
         std::fs::create_dir_all(pin_dir)
             .with_context(|| format!("creating the pin directory {}", pin_dir.display()))?;
         remove_retired_pins(pin_dir);
+        host_ifaces::remove_pin(pin_dir)?;
         drop_resized_pins(pin_dir, sizes)?;
         let mut loader = EbpfLoader::new();
         loader.default_map_pin_directory(pin_dir);

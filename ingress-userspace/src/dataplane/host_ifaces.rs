@@ -1,14 +1,18 @@
 //! The interfaces the programs route translated packets to themselves
-//! (`lb_host_ifaces`; see `host_route` in the eBPF crate). The agent owns
-//! the whole map: it empties it at start, so an agent started without
-//! `--host-routing` turns host routing off, and one started with it lists
-//! exactly the interfaces it attached to.
+//! (`lb_host_iface_kinds`, an array indexed by interface index; see
+//! `host_route` in the eBPF crate): an array, so the programs' lookup of
+//! every routed packet's egress is an indexed load, not a hash. The agent
+//! owns the whole map: its pin is removed before every load, so each start
+//! gets it all zero (an agent started without `--host-routing` turns host
+//! routing off), and one started with it lists exactly the interfaces it
+//! attached to.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::Context;
-use aya::maps::{HashMap, MapData};
-use ingress_common::maps::{HOST_IFACE_POD, HOST_IFACE_UPLINK, HOST_IFACES_MAP, HostIface};
+use aya::maps::{Array, MapData};
+use ingress_common::maps::{HOST_IFACE_INDEX_LIMIT, HOST_IFACE_POD, HOST_IFACE_UPLINK, HOST_IFACES_MAP, HostIface};
 
 /// What an interface is to host routing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,55 +34,77 @@ impl HostIfaceKind {
     }
 }
 
+/// Removes the map's pin, so the next load creates it all zero. The
+/// programs still attached keep the map they were loaded with until the new
+/// ones replace them.
+pub fn remove_pin(pin_dir: &Path) -> anyhow::Result<()> {
+    let pin = pin_dir.join(HOST_IFACES_MAP);
+    match std::fs::remove_file(&pin) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(error).with_context(|| format!("removing the pin {} to start host routing afresh", pin.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 pub struct HostIfaces {
-    map: HashMap<MapData, u32, HostIface>,
+    map: Array<MapData, HostIface>,
+    /// The indices listed, so that unlisting reads no more of the map.
+    listed: BTreeSet<u32>,
     enabled: bool,
 }
 
 impl HostIfaces {
-    /// Opens the pinned map and empties it; `enabled` says whether `list`
-    /// fills it.
+    /// Opens the pinned map, all zero since `remove_pin`; `enabled` says
+    /// whether `list` fills it.
     pub fn open(pin_dir: &Path, enabled: bool) -> anyhow::Result<Self> {
         let pin = pin_dir.join(HOST_IFACES_MAP);
         let data = MapData::from_pin(&pin).with_context(|| format!("opening the pinned map {}", pin.display()))?;
-        let map = HashMap::try_from(aya::maps::Map::HashMap(data))
+        let map = Array::try_from(aya::maps::Map::Array(data))
             .with_context(|| format!("{} has an unexpected layout", pin.display()))?;
-        let mut host_ifaces = HostIfaces { map, enabled };
-        host_ifaces.retain(|_| false)?;
-        Ok(host_ifaces)
+        Ok(HostIfaces { map, listed: BTreeSet::new(), enabled })
     }
 
     /// Lists `interface` (of the calling thread's network namespace) for
-    /// host routing, when it is on.
+    /// host routing, when it is on. An index beyond the map is logged and
+    /// left to the kernel's path: the interface works, without host routing.
     pub fn list(&mut self, interface: &str, kind: HostIfaceKind) -> anyhow::Result<()> {
         if !self.enabled {
             return Ok(());
         }
         let ifindex = nix::net::if_::if_nametoindex(interface)
             .map_err(|error| anyhow::anyhow!("host routing: no interface {interface}: {error}"))?;
+        if ifindex >= HOST_IFACE_INDEX_LIMIT {
+            tracing::warn!(
+                interface,
+                ifindex,
+                "host routing covers interface indices below {HOST_IFACE_INDEX_LIMIT}; this interface's packets take the kernel's path"
+            );
+            return Ok(());
+        }
         self.map
-            .insert(ifindex, kind.abi(), 0)
-            .map_err(|error| anyhow::anyhow!("host routing: listing {interface} (index {ifindex}) in {HOST_IFACES_MAP}: {error}"))
+            .set(ifindex, kind.abi(), 0)
+            .map_err(|error| anyhow::anyhow!("host routing: listing {interface} (index {ifindex}) in {HOST_IFACES_MAP}: {error}"))?;
+        self.listed.insert(ifindex);
+        Ok(())
     }
 
     /// Unlists interfaces that no longer exist (pods gone), so their
     /// indices, once reused, are not taken for pod veths.
     pub fn forget_vanished(&mut self) -> anyhow::Result<()> {
-        if !self.enabled {
-            return Ok(());
-        }
         // nix answers an index with no interface with an empty name, not
         // an error.
-        self.retain(|ifindex| nix::net::if_::if_indextoname(ifindex).is_ok_and(|name| !name.is_empty()))
-    }
-
-    fn retain(&mut self, keep: impl Fn(u32) -> bool) -> anyhow::Result<()> {
-        let listed: Vec<u32> = self.map.keys().collect::<Result<_, _>>()?;
-        for ifindex in listed.into_iter().filter(|&ifindex| !keep(ifindex)) {
-            match self.map.remove(&ifindex) {
-                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                Err(error) => anyhow::bail!("host routing: unlisting interface index {ifindex}: {error}"),
-            }
+        let vanished: Vec<u32> = self
+            .listed
+            .iter()
+            .copied()
+            .filter(|&ifindex| !nix::net::if_::if_indextoname(ifindex).is_ok_and(|name| !name.is_empty()))
+            .collect();
+        for ifindex in vanished {
+            self.map
+                .set(ifindex, HostIface::default(), 0)
+                .map_err(|error| anyhow::anyhow!("host routing: unlisting interface index {ifindex}: {error}"))?;
+            self.listed.remove(&ifindex);
         }
         Ok(())
     }

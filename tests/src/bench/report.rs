@@ -351,8 +351,8 @@ mod tests {
             ],
         };
         let md = report.markdown();
-        assert!(md.contains("| 1 | direct | 3 | 20 | 10-30 | 40 |"), "{md}");
-        assert!(md.contains("| 1 | ebpf | 1 | 21 | 21-21 | 42 | 0 | 1.05 | 1.05 |"), "{md}");
+        assert!(md.contains("| 1 | direct | 3 | 20.00 | 10.00-30.00 | 40.0 |"), "{md}");
+        assert!(md.contains("| 1 | ebpf | 1 | 21.00 | 21.00-21.00 | 42.0 | 0 | 1.05 | 1.05 |"), "{md}");
         assert!(md.contains("| NOT met |"), "{md}");
         assert!(md.contains("| RR `ebpf` p50 <= 1.05x `direct` at every N | 1.05x at N=1 | met |"), "{md}");
         assert!(!md.contains("RR `ebpf-hr`"), "no row for a contender not run\n{md}");
