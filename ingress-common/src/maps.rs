@@ -505,6 +505,13 @@ pub const HOST_ROUTING_GLOBAL: &str = "HOST_ROUTING";
 /// indices grow by one with every interface created in its namespace, a
 /// veth per pod; an interface past the limit takes the kernel's path.
 pub const HOST_IFACE_INDEX_LIMIT: u32 = 1 << 18;
+/// The entry of `HOST_IFACES_MAP` that no interface has (index 0) holds
+/// host routing's switch: kind `HOST_ROUTING_ON` while the agent lets the
+/// programs route, 0 once it takes that back (a netfilter hook appeared
+/// that the node's flows must pass; see the agent's `host_routing`).
+pub const HOST_ROUTING_SWITCH_INDEX: u32 = 0;
+/// `HostIface::kind` of the switch entry while host routing is in force.
+pub const HOST_ROUTING_ON: u32 = 1;
 /// `HostIface::kind` of a node uplink: packets leave through its egress.
 pub const HOST_IFACE_UPLINK: u32 = 1;
 /// `HostIface::kind` of a pod veth's host side: packets go straight to the
@@ -519,7 +526,8 @@ pub const ROUTED_REPLY_MARK: u32 = 0x6c62_7272;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct HostIface {
-    /// `HOST_IFACE_UPLINK` or `HOST_IFACE_POD`.
+    /// `HOST_IFACE_UPLINK` or `HOST_IFACE_POD` (`HOST_ROUTING_ON` at
+    /// `HOST_ROUTING_SWITCH_INDEX`).
     pub kind: u32,
 }
 

@@ -2,7 +2,7 @@
 //! the program itself, where the node's own forwarding would send it, so it
 //! skips the node's IP stack: routing, netfilter, the neighbour layer and
 //! the backlog queue of a second veth. As Cilium's BPF host routing, when the
-//! agent runs with `--host-routing`, and only to the interfaces it lists in
+//! agent's `--host-routing` lets the programs route, and only to the interfaces it lists in
 //! `HOST_IFACES`: those it attached the programs to.
 //!
 //! - The node's FIB, asked from the ingress interface as forwarding would
@@ -34,7 +34,7 @@
 use aya_ebpf::bindings::{BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, TC_ACT_OK, bpf_fib_lookup};
 use aya_ebpf::helpers::{bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer};
 use aya_ebpf::programs::TcContext;
-use ingress_common::maps::{HOST_IFACE_POD, ROUTED_REPLY_MARK};
+use ingress_common::maps::{HOST_IFACE_POD, HOST_ROUTING_ON, HOST_ROUTING_SWITCH_INDEX, ROUTED_REPLY_MARK};
 use ingress_common::checksum::replace16;
 use ingress_common::stats::{DROP_REWRITE_FAILED, HOST_ROUTED_TO_POD, HOST_ROUTED_TO_UPLINK, REPLY_TRANSLATED};
 
@@ -55,12 +55,20 @@ const IPV4_TTL_OFFSET: usize = ETH_HLEN + 8;
 const IPV4_CSUM_OFFSET: usize = ETH_HLEN + 10;
 const IPV6_HOP_LIMIT_OFFSET: usize = ETH_HLEN + 7;
 
-/// 1 when the agent runs with `--host-routing`, set at load time
-/// (`HOST_ROUTING_GLOBAL`). Read-only data, so the verifier sees a
+/// 1 when the agent loads the programs to route (`--host-routing on`, or
+/// `auto` on a node whose netfilter has no hook the flows would pass), set
+/// at load time (`HOST_ROUTING_GLOBAL`); the agent's switch in `HOST_IFACES`
+/// can then still take routing back. Read-only data, so the verifier sees a
 /// constant: with 0 it skips every host-routing path, and the programs load
 /// as fast as they did before host routing existed.
 #[unsafe(no_mangle)]
 static HOST_ROUTING: u32 = 0;
+
+#[inline(always)]
+fn loaded_with_host_routing() -> bool {
+    // SAFETY: reads a global the loader set.
+    unsafe { core::ptr::read_volatile(&HOST_ROUTING) != 0 }
+}
 
 
 /// Which packets a program may route itself.
@@ -88,12 +96,12 @@ impl Router for XdpPacket<'_> {
 
 impl Router for TcPacket<'_> {
     /// Every interface a TC program runs on is one the agent attached it
-    /// to and lists (an uplink or a pod veth), so the global is enough; the
-    /// egress is checked in `find`.
+    /// to and lists (an uplink or a pod veth), so the global and the
+    /// agent's switch are enough; the egress is checked in `find`.
     #[inline(always)]
     fn routes_itself(&self) -> bool {
-        // SAFETY: reads a global the loader set.
-        unsafe { core::ptr::read_volatile(&HOST_ROUTING) != 0 }
+        loaded_with_host_routing()
+            && HOST_IFACES.get(HOST_ROUTING_SWITCH_INDEX).is_some_and(|switch| switch.kind == HOST_ROUTING_ON)
     }
 
     #[inline(never)]
@@ -135,6 +143,7 @@ fn find(packet: &TcPacket, flow: &Flow, translation: &Translation) -> Option<()>
     if rc != BPF_FIB_LKUP_RET_SUCCESS as i64 && rc != BPF_FIB_LKUP_RET_NO_NEIGH as i64 {
         return None;
     }
+    // The switch's index is no interface's, so it is never an egress.
     let egress = HOST_IFACES.get(fib.ifindex).filter(|egress| egress.kind != 0)?;
     route.kind = egress.kind;
     route.neighbour_known = (rc == BPF_FIB_LKUP_RET_SUCCESS as i64) as u32;
@@ -241,9 +250,8 @@ fn hop(packet: &TcPacket, v6: bool) -> Option<()> {
 /// sets it from the control block's leftovers on every pass verdict.)
 #[inline(always)]
 pub fn is_routed_reply(ctx: &TcContext) -> bool {
-    // SAFETY: reads a global the loader set, then a field of the program's
-    // own context.
-    let marked = unsafe { core::ptr::read_volatile(&HOST_ROUTING) != 0 && (*ctx.skb.skb).mark == ROUTED_REPLY_MARK };
+    // SAFETY: reads a field of the program's own context.
+    let marked = loaded_with_host_routing() && unsafe { (*ctx.skb.skb).mark } == ROUTED_REPLY_MARK;
     if marked {
         ctx.set_mark(0);
     }

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use crate::admin;
 use crate::dataplane::MapWriter;
 use crate::dataplane::conntrack_gc::{self, ConntrackConfig, Sweeper};
+use crate::dataplane::host_routing::{self, HostRouting};
 use crate::dataplane::left_out;
 use crate::dataplane::plan::describe;
 use crate::dataplane::sizes::MapSizes;
@@ -61,8 +62,9 @@ pub struct AgentConfig {
     pub pod_veths: Vec<String>,
     /// Name prefixes of pod veths to attach to as they appear (e.g. "veth").
     pub pod_veth_prefixes: Vec<String>,
-    /// The programs route translated packets themselves (see `host_ifaces`).
-    pub host_routing: bool,
+    /// Whether the programs route translated packets themselves (see
+    /// `host_routing`).
+    pub host_routing: HostRouting,
     pub pin_dir: PathBuf,
     /// Map capacities and the Maglev table size.
     pub map_sizes: MapSizes,
@@ -99,7 +101,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
 
     let pod_veths = !config.pod_veths.is_empty() || !config.pod_veth_prefixes.is_empty();
     let programs = Dataplane::programs_for(&config.uplinks, config.uplink_hook, pod_veths)?;
-    let dataplane = Dataplane::maps_only(&config.pin_dir, &config.map_sizes, config.host_routing)?;
+    let (mut host_routing, route) = host_routing::Watch::start(config.host_routing, &metrics);
+    let dataplane = Dataplane::maps_only(&config.pin_dir, &config.map_sizes, route)?;
     let mut maps = dataplane.maps()?;
     let mut state = SyncState::default();
     let (uplinks, uplink_hook) = (config.uplinks.clone(), config.uplink_hook);
@@ -156,6 +159,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
             _ = tokio::time::sleep(RETRY_AFTER), if retry_pending => {}
             _ = scan.tick() => {
                 interfaces.attach_new(&mut dataplane);
+                host_routing.check(&mut dataplane, &metrics);
                 continue;
             }
             _ = sweep.tick() => {

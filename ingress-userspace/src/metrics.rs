@@ -26,6 +26,11 @@ pub struct Metrics {
     /// Conntrack entries of UDP flows to removed backends, deleted.
     conntrack_udp_flushed: AtomicU64,
     ready: AtomicBool,
+    /// 1 while the programs route translated packets themselves (host
+    /// routing in force), 0 while the node's stack routes them.
+    host_routing: AtomicU64,
+    /// Scans of the node's netfilter hooks that failed (host routing, auto).
+    netfilter_scan_errors: AtomicU64,
     /// Seconds from a new snapshot to its maps written.
     sync_seconds: Mutex<Histogram>,
     /// (entries, capacity) of each agent-written map.
@@ -105,6 +110,14 @@ impl Metrics {
         self.map_full.lock().unwrap().get(map).copied().unwrap_or(0)
     }
 
+    pub fn set_host_routing(&self, on: bool) {
+        self.host_routing.store(u64::from(on), Relaxed);
+    }
+
+    pub fn count_netfilter_scan_error(&self) {
+        self.netfilter_scan_errors.fetch_add(1, Relaxed);
+    }
+
     pub fn sync_failed(&self) {
         self.syncs_failed.fetch_add(1, Relaxed);
     }
@@ -143,6 +156,8 @@ impl Metrics {
             ("lb_backends_programmed", "gauge", &self.backends),
             ("lb_conntrack_swept_total", "counter", &self.conntrack_swept),
             ("lb_conntrack_udp_flushed_total", "counter", &self.conntrack_udp_flushed),
+            ("lb_host_routing", "gauge", &self.host_routing),
+            ("lb_netfilter_scan_errors_total", "counter", &self.netfilter_scan_errors),
         ];
         for (series, kind, value) in simple {
             let name = series.split('{').next().unwrap_or(series);

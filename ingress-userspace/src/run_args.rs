@@ -11,6 +11,7 @@ use ingress_common::maps::CtTimeouts;
 use ingress_userspace::dataplane::conntrack_gc::{ConntrackConfig, SnatPorts};
 use ingress_common::maps;
 use ingress_userspace::dataplane::ebpf::DEFAULT_PIN_DIR;
+use ingress_userspace::dataplane::host_routing::HostRouting;
 use ingress_userspace::dataplane::sizes::MapSizes;
 use ingress_userspace::dataplane::uplink_hook::UplinkHookChoice;
 use ingress_userspace::l7::L7Options;
@@ -57,10 +58,13 @@ pub struct RunArgs {
     /// routing: a client's packet goes from the uplink straight into the
     /// pod (and the pod's reply straight out of the uplink), skipping the
     /// node's routing and netfilter. Only with TC on the uplinks (a veth
-    /// uplink, or `--uplink-hook tc`). Leave it off where the node's
-    /// iptables must see pod traffic (e.g. a CNI's NetworkPolicy).
-    #[arg(long)]
-    host_routing: bool,
+    /// uplink, or `--uplink-hook tc`). `auto` routes only while the node's
+    /// netfilter has no hook the flows would pass (no forward, prerouting
+    /// or postrouting chain, e.g. a CNI's NetworkPolicy or masquerade), and
+    /// takes routing back within a second of one appearing; `on` routes
+    /// whatever netfilter holds; `--host-routing` alone means `on`.
+    #[arg(long, value_enum, default_value_t = HostRouting::Auto, num_args = 0..=1, default_missing_value = "on")]
+    host_routing: HostRouting,
     #[arg(long, default_value = DEFAULT_PIN_DIR)]
     pin_dir: PathBuf,
     /// Address of /healthz, /readyz and /metrics.

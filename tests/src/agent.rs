@@ -13,6 +13,7 @@ use ingress_userspace::agent::{self, AgentConfig, SourceConfig};
 use ingress_userspace::dataplane::MapWriter;
 use ingress_userspace::dataplane::ebpf::PinnedMaps;
 use ingress_userspace::dataplane::sizes::MapSizes;
+use ingress_userspace::dataplane::host_routing::HostRouting;
 use ingress_userspace::dataplane::uplink_hook::UplinkHookChoice;
 use ingress_userspace::l7::L7Options;
 use ingress_userspace::l7::options::ProxyOptions;
@@ -50,7 +51,7 @@ fn config_with(node: NodeInfo, uplink: &str, pod_ifaces: &[&str], manifests: &Pa
         uplink_hook: UplinkHookChoice::Auto,
         pod_veths: pod_ifaces.iter().map(|iface| String::from(*iface)).collect(),
         pod_veth_prefixes: Vec::new(),
-        host_routing: false,
+        host_routing: HostRouting::Auto,
         pin_dir: pins.to_owned(),
         map_sizes: MapSizes::default(),
         admin: Some(SocketAddr::V4(ADMIN)),

@@ -825,8 +825,8 @@ const COMPONENT_EFFECTS: &[(&str, Effect, &str)] = &[
     ),
     (
         "host-routing",
-        |manifests| format!("host routing: {}", config_of(manifests).host_routing),
-        "host routing: true",
+        |manifests| format!("host routing: {:?}", config_of(manifests).host_routing),
+        "host routing: On",
     ),
     (
         "http-port",

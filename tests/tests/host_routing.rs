@@ -1,4 +1,4 @@
-//! Host routing (`--host-routing`): the programs route a Service's packets
+//! Host routing (`--host-routing on`): the programs route a Service's packets
 //! themselves, past the node's IP stack. Real TCP and UDP through a lab whose
 //! node drops everything it forwards (FORWARD DROP in iptables and
 //! ip6tables): with host routing on, the Service answers both ways, over
@@ -18,12 +18,15 @@ use std::time::{Duration, Instant};
 
 use aya::maps::{Array, Map, MapData};
 
-use ingress_common::maps::{HOST_IFACE_POD, HOST_IFACE_UPLINK, HOST_IFACES_MAP, HostIface, ROUTED_REPLY_MARK};
+use ingress_common::maps::{
+    HOST_IFACE_POD, HOST_IFACE_UPLINK, HOST_IFACES_MAP, HOST_ROUTING_ON, HOST_ROUTING_SWITCH_INDEX, HostIface, ROUTED_REPLY_MARK,
+};
 use ingress_common::stats::{HOST_ROUTED_TO_POD, HOST_ROUTED_TO_UPLINK};
 use ingress_tests::checks::assert_checksums;
 use ingress_tests::packet::{self, ACK, Frame, SYN};
 use ingress_tests::prog_run::{self, Entry, Programmed, TC_ACT_OK, add_tcp_and_udp_service, local_backends};
 use ingress_userspace::dataplane::ebpf::TC_OUT_PROGRAM;
+use ingress_userspace::dataplane::host_routing::HostRouting;
 use ingress_userspace::model::DesiredState;
 use ingress_tests::agent::{InProcessAgent, ManifestDir, examples_lab};
 use ingress_tests::lab::{NODE_IP, NODE_IP6};
@@ -85,7 +88,7 @@ fn assert_answered(from: &NetNs, who: &str) {
 #[test]
 fn with_host_routing_a_service_is_answered_past_a_node_that_forwards_nothing() {
     let Some((lab, manifests)) = examples_lab() else { return };
-    let agent = InProcessAgent::start_configured(&lab, manifests.path(), |config| config.host_routing = true).unwrap();
+    let agent = InProcessAgent::start_configured(&lab, manifests.path(), |config| config.host_routing = HostRouting::On).unwrap();
     drop_forwarded(lab.node());
 
     let pod_a = lab.pod("pod-a").unwrap();
@@ -109,7 +112,7 @@ fn with_host_routing_a_service_is_answered_past_a_node_that_forwards_nothing() {
 #[test]
 fn without_host_routing_the_nodes_forward_rules_apply_to_services() {
     let Some((lab, manifests)) = examples_lab() else { return };
-    let agent = InProcessAgent::start(&lab, manifests.path()).unwrap();
+    let agent = InProcessAgent::start_configured(&lab, manifests.path(), |config| config.host_routing = HostRouting::Off).unwrap();
     drop_forwarded(lab.node());
     let nodeport = SocketAddr::new(NODE_IP.into(), 30080);
     assert!(tcp_request_timeout(lab.client(), nodeport, PATIENCE).is_err(), "a NodePort answered past FORWARD DROP");
@@ -128,7 +131,7 @@ fn flows_between_nodes_are_routed_both_ways_past_a_node_that_forwards_nothing(fa
     let dir = ManifestDir::empty().unwrap();
     let on_b = ServiceDef { name: "on-b", cluster_ip: ON_B_VIP, node_port: Some(ON_B_NODE_PORT), fields: "", endpoints: &["b-1"] };
     dir.write("services.yaml", &manifests(family, &lab, &[on_b])).unwrap();
-    let host_routed = |config: &mut ingress_userspace::agent::AgentConfig| config.host_routing = true;
+    let host_routed = |config: &mut ingress_userspace::agent::AgentConfig| config.host_routing = HostRouting::On;
     let agent_a = InProcessAgent::start_on_configured(lab.node_a(), dir.path(), host_routed).unwrap();
     let _agent_b = InProcessAgent::start_on_configured(lab.node_b(), dir.path(), host_routed).unwrap();
     drop_forwarded(lab.node_a().ns());
@@ -186,8 +189,8 @@ fn a_reply_routed_to_an_uplink_leaves_untouched_and_unmarked() {
     .unwrap();
 }
 
-/// The interfaces listed for host routing (`lb_host_iface_kinds`): index ->
-/// kind, over the indices a fresh lab's node can have.
+/// The entries of `lb_host_iface_kinds` over the indices a fresh lab's node
+/// can have: index -> kind, the switch (index 0) among them.
 fn listed_interfaces(pins: &Path) -> BTreeMap<u32, u32> {
     let data = MapData::from_pin(pins.join(HOST_IFACES_MAP)).expect("the pinned lb_host_iface_kinds");
     let map: Array<MapData, HostIface> = Map::Array(data).try_into().unwrap();
@@ -203,14 +206,15 @@ fn listed_interfaces(pins: &Path) -> BTreeMap<u32, u32> {
 #[test]
 fn a_pod_veth_that_goes_is_unlisted_for_host_routing() {
     let Some((lab, manifests)) = examples_lab() else { return };
-    let agent = InProcessAgent::start_configured(&lab, manifests.path(), |config| config.host_routing = true).unwrap();
+    let agent = InProcessAgent::start_configured(&lab, manifests.path(), |config| config.host_routing = HostRouting::On).unwrap();
     let index_of = |iface: &str| {
         let iface = iface.to_owned();
         lab.node().run(move || nix::net::if_::if_nametoindex(iface.as_str())).unwrap().unwrap()
     };
     let mut expected: BTreeMap<u32, u32> = lab.pod_ifaces().iter().map(|iface| (index_of(iface), HOST_IFACE_POD)).collect();
     expected.insert(index_of(lab.uplink_iface()), HOST_IFACE_UPLINK);
-    assert_eq!(listed_interfaces(agent.pins()), expected, "the uplink and every pod veth, by kind");
+    expected.insert(HOST_ROUTING_SWITCH_INDEX, HOST_ROUTING_ON);
+    assert_eq!(listed_interfaces(agent.pins()), expected, "the switch on, the uplink and every pod veth, by kind");
 
     let gone = lab.pod("pod-c").unwrap().host_iface.clone();
     expected.remove(&index_of(&gone));

@@ -64,9 +64,8 @@ impl Dataplane {
     /// programs verified yet: the maps can be written meanwhile (see
     /// [`Dataplane::verify`]). With `host_routing` the programs send
     /// translated packets on themselves to the interfaces attached (see
-    /// `host_ifaces`). Off unless asked for, since the node's netfilter then
-    /// no longer sees the flows of Services (e.g. a CNI's NetworkPolicy in
-    /// iptables).
+    /// `host_ifaces`), and the node's netfilter no longer sees the flows of
+    /// Services (see `host_routing` for when the agent allows that).
     pub fn maps_only(pin_dir: &Path, sizes: &MapSizes, host_routing: bool) -> anyhow::Result<Self> {
         sizes.validate()?;
         if OBJECT.is_empty() {
@@ -93,6 +92,12 @@ impl Dataplane {
             .with_context(|| format!("loading the eBPF object with maps pinned in {}", pin_dir.display()))?;
         let host_ifaces = HostIfaces::open(pin_dir, host_routing)?;
         Ok(Dataplane { ebpf, pin_dir: pin_dir.to_owned(), sizes: *sizes, host_ifaces })
+    }
+
+    /// Host routing off from the programs' next packet on (see
+    /// `host_routing`); the programs stay attached.
+    pub fn stop_host_routing(&mut self) -> anyhow::Result<()> {
+        self.host_ifaces.stop_routing()
     }
 
     /// Unlists the host-routed interfaces that are gone.

@@ -3,16 +3,19 @@
 //! `host_route` in the eBPF crate): an array, so the programs' lookup of
 //! every routed packet's egress is an indexed load, not a hash. The agent
 //! owns the whole map: its pin is removed before every load, so each start
-//! gets it all zero (an agent started without `--host-routing` turns host
-//! routing off), and one started with it lists exactly the interfaces it
-//! attached to.
+//! gets it all zero (an agent started without host routing turns it off),
+//! and one started with it lists exactly the interfaces it attached to and
+//! sets the switch at index 0 (`HOST_ROUTING_SWITCH_INDEX`, no interface's
+//! index), which it clears to take routing back.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::Context;
 use aya::maps::{Array, MapData};
-use ingress_common::maps::{HOST_IFACE_INDEX_LIMIT, HOST_IFACE_POD, HOST_IFACE_UPLINK, HOST_IFACES_MAP, HostIface};
+use ingress_common::maps::{
+    HOST_IFACE_INDEX_LIMIT, HOST_IFACE_POD, HOST_IFACE_UPLINK, HOST_IFACES_MAP, HOST_ROUTING_ON, HOST_ROUTING_SWITCH_INDEX, HostIface,
+};
 
 /// What an interface is to host routing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,13 +59,33 @@ pub struct HostIfaces {
 
 impl HostIfaces {
     /// Opens the pinned map, all zero since `remove_pin`; `enabled` says
-    /// whether `list` fills it.
+    /// whether `list` fills it, and sets the switch.
     pub fn open(pin_dir: &Path, enabled: bool) -> anyhow::Result<Self> {
         let pin = pin_dir.join(HOST_IFACES_MAP);
         let data = MapData::from_pin(&pin).with_context(|| format!("opening the pinned map {}", pin.display()))?;
         let map = Array::try_from(aya::maps::Map::Array(data))
             .with_context(|| format!("{} has an unexpected layout", pin.display()))?;
-        Ok(HostIfaces { map, listed: BTreeSet::new(), enabled })
+        let mut host_ifaces = HostIfaces { map, listed: BTreeSet::new(), enabled: false };
+        if enabled {
+            host_ifaces.set_switch(HOST_ROUTING_ON)?;
+            host_ifaces.enabled = true;
+        }
+        Ok(host_ifaces)
+    }
+
+    /// Takes routing back from the programs: from their next packet on, the
+    /// node routes every packet itself. For the rest of this agent's life:
+    /// `list` no longer fills the map.
+    pub fn stop_routing(&mut self) -> anyhow::Result<()> {
+        self.set_switch(0)?;
+        self.enabled = false;
+        Ok(())
+    }
+
+    fn set_switch(&mut self, kind: u32) -> anyhow::Result<()> {
+        self.map
+            .set(HOST_ROUTING_SWITCH_INDEX, HostIface { kind }, 0)
+            .map_err(|error| anyhow::anyhow!("host routing: writing its switch in {HOST_IFACES_MAP}: {error}"))
     }
 
     /// Lists `interface` (of the calling thread's network namespace) for
