@@ -71,14 +71,27 @@ fn loaded_with_host_routing() -> bool {
 }
 
 
+/// Where a routed packet may go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Egresses {
+    /// Into a pod of this node, or out of an uplink.
+    Any,
+    /// Out of an uplink only: a flow this node source-translates gets that
+    /// from `lb_tc_out` where it leaves, which `bpf_redirect_peer` into a
+    /// pod would skip for some of its packets (those whose neighbour was
+    /// known) and not others (a backend the agent knows as another node's,
+    /// reached through a pod veth of this one).
+    Uplinks,
+}
+
 /// Which packets a program may route itself.
 pub trait Router {
     /// Whether host routing is on for the packet's hook.
     fn routes_itself(&self) -> bool;
     /// Asks the FIB where `flow`'s packet goes once `translation` is
     /// written; `true`, with the answer kept for `send`, when the program
-    /// can send it there itself.
-    fn find(&self, flow: &Flow, translation: &Translation) -> bool;
+    /// can send it there itself, one of `egresses`.
+    fn find(&self, flow: &Flow, translation: &Translation, egresses: Egresses) -> bool;
 }
 
 /// XDP passes every packet to the stack: it has no peer redirect, and an
@@ -89,7 +102,7 @@ impl Router for XdpPacket<'_> {
         false
     }
     #[inline(always)]
-    fn find(&self, _: &Flow, _: &Translation) -> bool {
+    fn find(&self, _: &Flow, _: &Translation, _: Egresses) -> bool {
         false
     }
 }
@@ -105,13 +118,13 @@ impl Router for TcPacket<'_> {
     }
 
     #[inline(never)]
-    fn find(&self, flow: &Flow, translation: &Translation) -> bool {
-        find(self, flow, translation).is_some()
+    fn find(&self, flow: &Flow, translation: &Translation, egresses: Egresses) -> bool {
+        find(self, flow, translation, egresses).is_some()
     }
 }
 
 #[inline(always)]
-fn find(packet: &TcPacket, flow: &Flow, translation: &Translation) -> Option<()> {
+fn find(packet: &TcPacket, flow: &Flow, translation: &Translation, egresses: Egresses) -> Option<()> {
     let hop_limit: u8 = packet.read(if flow.v6 { IPV6_HOP_LIMIT_OFFSET } else { IPV4_TTL_OFFSET })?;
     if hop_limit <= 1 {
         return None;
@@ -144,7 +157,9 @@ fn find(packet: &TcPacket, flow: &Flow, translation: &Translation) -> Option<()>
         return None;
     }
     // The switch's index is no interface's, so it is never an egress.
-    let egress = HOST_IFACES.get(fib.ifindex).filter(|egress| egress.kind != 0)?;
+    let egress = HOST_IFACES
+        .get(fib.ifindex)
+        .filter(|egress| egress.kind != 0 && (egresses == Egresses::Any || egress.kind != HOST_IFACE_POD))?;
     route.kind = egress.kind;
     route.neighbour_known = (rc == BPF_FIB_LKUP_RET_SUCCESS as i64) as u32;
     route.v6 = flow.v6 as u32;
@@ -173,7 +188,7 @@ fn zero(fib: &mut bpf_fib_lookup) {
 #[inline(never)]
 pub fn reply<P: Rewriter + Router>(packet: &P, flow: &Flow) -> Option<Outcome> {
     let from_frontend = lb::reverse(flow).ok()?;
-    if !packet.find(flow, &from_frontend) {
+    if !packet.find(flow, &from_frontend, Egresses::Any) {
         return None;
     }
     Some(match packet.rewrite(flow, &from_frontend) {

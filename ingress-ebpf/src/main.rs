@@ -49,7 +49,7 @@ use ingress_common::stats::{
     SNAT_REPLY_TRANSLATED,
 };
 
-use host_route::Router;
+use host_route::{Egresses, Router};
 use nat::{Rewriter, Translation};
 use outcome::Outcome;
 use packet::{Packet, Reshape, TcPacket, XdpPacket};
@@ -123,6 +123,8 @@ fn run<P: Packet + Rewriter + Reshape + Router>(packet: &P, way: Way, bytes: u64
     {
         return outcome;
     }
+    // Whether `lb_tc_out` source-translates the packet where it leaves.
+    let mut source_translated = false;
     let decision = match way {
         // A pod's reply to a flow this node source-translated comes first: it
         // is addressed to the node, never to a frontend. Usually on the
@@ -146,7 +148,10 @@ fn run<P: Packet + Rewriter + Reshape + Router>(packet: &P, way: Way, bytes: u64
                     return outcome;
                 }
                 match lb::forward(&flow, bytes, origin) {
-                    Ok((to_backend, true)) => snat::prepare(&flow, &to_backend).map(|()| to_backend),
+                    Ok((to_backend, true)) => {
+                        source_translated = true;
+                        snat::prepare(&flow, &to_backend).map(|()| to_backend)
+                    }
                     Ok((to_backend, false)) => Ok(to_backend),
                     // On the uplink, from a pod of another node.
                     Err(Outcome::Pass(PASS_NO_SERVICE)) if matches!(origin, Origin::Uplink) && packet.routes_itself() => {
@@ -174,7 +179,7 @@ fn run<P: Packet + Rewriter + Reshape + Router>(packet: &P, way: Way, bytes: u64
                     Err(outcome) => outcome,
                 }
             }
-            Ok(()) if matches!(way, Way::In(_)) => forwarded(packet, &flow, &translation),
+            Ok(()) if matches!(way, Way::In(_)) => forwarded(packet, &flow, &translation, source_translated),
             Ok(()) => Outcome::Translated(translation.reason()),
             Err(()) => Outcome::Drop(DROP_REWRITE_FAILED),
         },
@@ -192,10 +197,11 @@ fn run<P: Packet + Rewriter + Reshape + Router>(packet: &P, way: Way, bytes: u64
 /// the program itself where the interface is host routed and the FIB
 /// answers (see `host_route`), else by the node.
 #[inline(always)]
-fn forwarded<P: Router>(packet: &P, flow: &parse::Flow, translation: &Translation) -> Outcome {
+fn forwarded<P: Router>(packet: &P, flow: &parse::Flow, translation: &Translation, source_translated: bool) -> Outcome {
     let reason = translation.reason();
     let routable = reason == FORWARD_TRANSLATED || reason == FORWARD_CT_RECREATED || reason == SNAT_REPLY_TRANSLATED;
-    if routable && packet.routes_itself() && packet.find(flow, translation) {
+    let egresses = if source_translated { Egresses::Uplinks } else { Egresses::Any };
+    if routable && packet.routes_itself() && packet.find(flow, translation, egresses) {
         Outcome::Routed(reason)
     } else {
         Outcome::Translated(reason)

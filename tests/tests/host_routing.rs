@@ -9,7 +9,9 @@
 //! to a pod of B (source-translated by A) and a pod of A calling a Service
 //! whose pod is on B, where the reply enters A by its uplink. And on a
 //! crafted frame: `lb_tc_out` lets a reply routed to its uplink go as it is.
-//! And the interfaces listed for host routing follow the pod veths.
+//! And the interfaces listed for host routing follow the pod veths, and a
+//! flow the node source-translates to a pod it reaches locally is
+//! translated in every packet.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::collections::BTreeMap;
@@ -22,6 +24,8 @@ use ingress_common::maps::{
     HOST_IFACE_POD, HOST_IFACE_UPLINK, HOST_IFACES_MAP, HOST_ROUTING_ON, HOST_ROUTING_SWITCH_INDEX, HostIface, ROUTED_REPLY_MARK,
 };
 use ingress_common::stats::{HOST_ROUTED_TO_POD, HOST_ROUTED_TO_UPLINK};
+use ingress_tests::bench::manifests::{ManifestFormat, ManifestSet};
+use ingress_tests::bench::services::{MEASURED_NODE_PORT, TARGET_PORT, generate};
 use ingress_tests::checks::assert_checksums;
 use ingress_tests::packet::{self, ACK, Frame, SYN};
 use ingress_tests::prog_run::{self, Entry, Programmed, TC_ACT_OK, add_tcp_and_udp_service, local_backends};
@@ -117,6 +121,29 @@ fn without_host_routing_the_nodes_forward_rules_apply_to_services() {
     let nodeport = SocketAddr::new(NODE_IP.into(), 30080);
     assert!(tcp_request_timeout(lab.client(), nodeport, PATIENCE).is_err(), "a NodePort answered past FORWARD DROP");
     assert_eq!(agent.packets(HOST_ROUTED_TO_POD) + agent.packets(HOST_ROUTED_TO_UPLINK), 0);
+}
+
+/// Endpoints the agent takes for another node's (their EndpointSlice names
+/// no node), though this node reaches them through its pod veths: the
+/// agent source-translates a client's flow to them, in `lb_tc_out` where
+/// it leaves. Every packet of a flow must get that, the first one to a pod
+/// whose neighbour entry the node has yet to resolve (sent through the
+/// neighbour layer and the veth's egress) as much as the next ones (which a
+/// redirect into the pod would send past it). Before host routing kept
+/// such flows off pod veths, the first request to each pod was reset: the
+/// pod saw the SYN from the node's address and the ACK from the client's.
+#[test]
+fn a_flow_the_node_source_translates_is_translated_in_every_packet() {
+    let Some((lab, _)) = examples_lab() else { return };
+    let pods: Vec<Ipv4Addr> = ["pod-a", "pod-b"].iter().map(|pod| lab.pod(pod).unwrap().ip).collect();
+    let services = generate(1, &pods, None).unwrap();
+    let manifests = ManifestSet::write_as(&services, TARGET_PORT, ManifestFormat::Json).unwrap();
+    let _agent = InProcessAgent::start_configured(&lab, manifests.path(), |config| config.host_routing = HostRouting::On).unwrap();
+    let node_port = SocketAddr::new(NODE_IP.into(), MEASURED_NODE_PORT);
+    for i in 0..10 {
+        let reply = tcp_request_timeout(lab.client(), node_port, PATIENCE).unwrap_or_else(|e| panic!("request {i}: {e:#}"));
+        assert_eq!(reply.peer.ip(), IpAddr::from(NODE_IP), "request {i} reached {} from another address than the node's", reply.pod);
+    }
 }
 
 /// A Service with the defaults (externalTrafficPolicy: Cluster), its only
