@@ -68,16 +68,18 @@ fn config_with(node: NodeInfo, uplink: &str, pod_ifaces: &[&str], manifests: &Pa
 /// Packets the dataplane counted under `reason` (an `ingress_common::stats`
 /// index), as the agent's metrics in `node` report them.
 pub fn dataplane_packets(node: &NetNs, reason: u32) -> u64 {
-    let metrics = admin_get(node, "/metrics").unwrap();
     let name = ingress_common::stats::REASON_NAMES[reason as usize];
-    let line = format!("lb_dataplane_packets_total{{reason=\"{name}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(line.as_str()))
-        .unwrap_or_else(|| panic!("no {line:?} in the metrics:\n{metrics}"))
-        .trim()
-        .parse()
-        .unwrap()
+    metric(node, &format!("lb_dataplane_packets_total{{reason=\"{name}\"}}")).unwrap()
+}
+
+/// The value of one series (a name and its labels, as rendered) of the
+/// agent's metrics in `node`.
+pub fn metric(node: &NetNs, series: &str) -> Result<u64> {
+    let metrics = admin_get(node, "/metrics")?;
+    let line = format!("{series} ");
+    let value = metrics.lines().find_map(|l| l.strip_prefix(line.as_str()));
+    let value = value.with_context(|| format!("no {series} in the agent's metrics:\n{metrics}"))?;
+    value.trim().parse().with_context(|| format!("{series} {value}"))
 }
 
 /// GET `path` on the admin endpoint from inside the node namespace.

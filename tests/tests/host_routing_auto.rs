@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ingress_common::stats::{HOST_ROUTED_TO_POD, HOST_ROUTED_TO_UPLINK};
-use ingress_tests::agent::{InProcessAgent, admin_get, examples_lab};
+use ingress_tests::agent::{InProcessAgent, examples_lab, metric};
 use ingress_tests::lab::NODE_IP;
 use ingress_tests::netns::run_command;
 use ingress_tests::traffic::tcp_request_timeout;
@@ -59,14 +59,7 @@ fn the_scan_sees_the_chains_a_routed_flow_would_pass_and_only_those() {
 }
 
 fn host_routing_gauge(node: &NetNs) -> u64 {
-    let metrics = admin_get(node, "/metrics").unwrap();
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("lb_host_routing "))
-        .unwrap_or_else(|| panic!("no lb_host_routing in the metrics:\n{metrics}"))
-        .trim()
-        .parse()
-        .unwrap()
+    metric(node, "lb_host_routing").unwrap()
 }
 
 fn routed(agent: &InProcessAgent) -> u64 {

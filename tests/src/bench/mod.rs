@@ -1,7 +1,10 @@
 //! The L4 benchmark (`cargo xtask bench l4`), following
 //! shared/reference/benchmarks.md: `direct` (pod IP), `ebpf` (the real agent
 //! binary) and `iptables` (kube-proxy's nat rules) on one lab, alternated
-//! within every round, for N Services of which the last is measured.
+//! within every round, for N Services of which the last is measured;
+//! `ebpf-fwd` is the agent with `--host-routing off`, the node's stack
+//! forwarding as on a node with netfilter chains (`ebpf`'s default, `auto`,
+//! routes in the programs on the lab's node, which has none).
 //!
 //! `ebpf` and `iptables` are reached the same way: a NodePort of the node
 //! from the client namespace, so `ebpf` runs its uplink program (TC ingress
@@ -251,16 +254,17 @@ impl<'a> SizeBench<'a> {
                 let pod = SocketAddrV4::new(pod_ip(self.lab, ECHO_PODS[0])?, crate::ECHO_PORT);
                 self.traffic(pod)
             }
-            Contender::Ebpf | Contender::EbpfHostRouted => {
+            Contender::Ebpf | Contender::EbpfForwarded => {
                 let pins = PinDir::unique("bench");
                 let started = Instant::now();
                 let log = AgentLog::File(self.config.out_dir.join("agent.log"));
                 let agent = AgentProcess::spawn_with(&self.config.agent, self.lab, self.manifests.path(), pins.path(), &log, |command| {
                     command.args(["--uplink-hook", &self.config.uplink_hook.to_string()]).args(&self.map_size_flags);
-                    if contender == Contender::EbpfHostRouted {
-                        command.arg("--host-routing");
+                    if contender == Contender::EbpfForwarded {
+                        command.args(["--host-routing", "off"]);
                     }
                 })?;
+                expect_host_routing(self.lab, contender == Contender::Ebpf)?;
                 // Programmed means serving: the agent may fill its maps
                 // before its programs are attached.
                 let programmed = self.first_answer(node_port, started)?;
@@ -343,6 +347,17 @@ impl<'a> SizeBench<'a> {
             ..Figures::default()
         })
     }
+}
+
+/// Fails unless the agent's programs route (`routes`) or leave routing to
+/// the node, as the contender's name says: `ebpf`'s `auto` routes only on a
+/// node with no netfilter chain, which the lab's node must be by then.
+fn expect_host_routing(lab: &Lab, routes: bool) -> Result<()> {
+    let gauge = crate::agent::metric(lab.node(), "lb_host_routing")?;
+    if gauge != u64::from(routes) {
+        bail!("the agent's lb_host_routing is {gauge}, not {}: see agent.log for the netfilter hooks it found", u64::from(routes));
+    }
+    Ok(())
 }
 
 fn pod_ip(lab: &Lab, name: &str) -> Result<Ipv4Addr> {

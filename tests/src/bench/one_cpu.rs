@@ -21,25 +21,75 @@ impl OneCpu {
     /// Pins to the first CPU the calling thread may use.
     pub fn pin() -> Result<OneCpu> {
         let before = affinity(0)?;
-        // SAFETY: reads a set the kernel filled in.
-        let cpu = (0..libc::CPU_SETSIZE as usize)
-            .find(|&cpu| unsafe { libc::CPU_ISSET(cpu, &before) })
-            .context("this thread may run on no CPU")?;
-        let mut one = empty_set();
-        // SAFETY: `cpu` is below CPU_SETSIZE.
-        unsafe { libc::CPU_SET(cpu, &mut one) };
+        let cpu = *cpus(&before).first().context("this thread may run on no CPU")?;
         let pinned = OneCpu { before };
-        set_all(&one)?;
+        set_all(&only(cpu))?;
         Ok(pinned)
     }
 }
 
 impl Drop for OneCpu {
     fn drop(&mut self) {
-        if let Err(error) = set_all(&self.before) {
-            eprintln!("bench: restoring the CPUs of its threads: {error:#}");
-        }
+        restore(&self.before);
     }
+}
+
+/// The throughput workload's CPUs, for every contender alike: the process's
+/// threads (the lab's echo pods) on the second CPU the calling thread may
+/// use, and each client thread, once it calls `enter_client`, on the first,
+/// as netperf's `-T 0,1` places its two ends. Unpinned, the scheduler moved
+/// the eight clients and their pods between the two CPUs from round to
+/// round, and a contender's rounds spread wider than the gaps between
+/// contenders. Until dropped.
+pub struct SplitCpus {
+    before: libc::cpu_set_t,
+    client: libc::cpu_set_t,
+}
+
+impl SplitCpus {
+    /// `None` where the calling thread may use one CPU only.
+    pub fn pin() -> Result<Option<SplitCpus>> {
+        let before = affinity(0)?;
+        let &[client, pods, ..] = cpus(&before).as_slice() else { return Ok(None) };
+        let split = SplitCpus { before, client: only(client) };
+        set_all(&only(pods))?;
+        Ok(Some(split))
+    }
+
+    /// Moves the calling thread to the clients' CPU.
+    pub fn enter_client(&self) -> Result<()> {
+        // SAFETY: the kernel reads `size_of` bytes from the set.
+        if unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &self.client) } != 0 {
+            bail!("sched_setaffinity of a client thread: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SplitCpus {
+    fn drop(&mut self) {
+        restore(&self.before);
+    }
+}
+
+fn restore(before: &libc::cpu_set_t) {
+    if let Err(error) = set_all(before) {
+        eprintln!("bench: restoring the CPUs of its threads: {error:#}");
+    }
+}
+
+/// The CPUs in `set`, lowest first.
+fn cpus(set: &libc::cpu_set_t) -> Vec<usize> {
+    // SAFETY: reads a set the kernel filled in, below its size.
+    (0..libc::CPU_SETSIZE as usize).filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, set) }).collect()
+}
+
+/// The set of `cpu` alone.
+fn only(cpu: usize) -> libc::cpu_set_t {
+    let mut set = empty_set();
+    // SAFETY: `cpu` came from a set, so it is below CPU_SETSIZE.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    set
 }
 
 fn empty_set() -> libc::cpu_set_t {

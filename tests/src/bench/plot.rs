@@ -30,7 +30,7 @@ fn color(contender: Contender) -> RGBColor {
     match contender {
         Contender::Direct => RGBColor(90, 90, 90),
         Contender::Ebpf => RGBColor(31, 119, 180),
-        Contender::EbpfHostRouted => RGBColor(44, 160, 44),
+        Contender::EbpfForwarded => RGBColor(44, 160, 44),
         Contender::Iptables => RGBColor(214, 39, 40),
     }
 }

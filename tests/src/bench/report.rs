@@ -10,16 +10,19 @@ use serde::Serialize;
 #[serde(rename_all = "lowercase")]
 pub enum Contender {
     Direct,
+    /// The agent as it ships: host routing `auto`, which on the lab's node
+    /// (no netfilter chain) routes a Service's packets in the programs,
+    /// past the node's IP stack.
     Ebpf,
-    /// The agent with `--host-routing`: its programs route a Service's
-    /// packets themselves, past the node's IP stack.
-    #[serde(rename = "ebpf-hr")]
-    EbpfHostRouted,
+    /// The agent with `--host-routing off`: the node's stack forwards, as
+    /// on a node whose netfilter has chains the flows must pass.
+    #[serde(rename = "ebpf-fwd")]
+    EbpfForwarded,
     Iptables,
 }
 
 impl Contender {
-    pub const ALL: [Contender; 4] = [Contender::Direct, Contender::Ebpf, Contender::EbpfHostRouted, Contender::Iptables];
+    pub const ALL: [Contender; 4] = [Contender::Direct, Contender::Ebpf, Contender::EbpfForwarded, Contender::Iptables];
 }
 
 impl Named for Contender {
@@ -33,7 +36,7 @@ impl Named for Contender {
         match self {
             Contender::Direct => "direct",
             Contender::Ebpf => "ebpf",
-            Contender::EbpfHostRouted => "ebpf-hr",
+            Contender::EbpfForwarded => "ebpf-fwd",
             Contender::Iptables => "iptables",
         }
     }
@@ -260,7 +263,7 @@ impl Report {
             direct1.rr_p99_us,
             verdict(within(ebpf1.rr_p50_us, direct1.rr_p50_us) && within(ebpf1.rr_p99_us, direct1.rr_p99_us))
         );
-        for contender in [Contender::Ebpf, Contender::EbpfHostRouted] {
+        for contender in [Contender::Ebpf, Contender::EbpfForwarded] {
             let ratios: Vec<(usize, f64)> = sizes
                 .iter()
                 .filter_map(|&n| Some((n, self.cell(n, contender)?.rr_p50_us / self.cell(n, Contender::Direct)?.rr_p50_us)))
@@ -355,7 +358,7 @@ mod tests {
         assert!(md.contains("| 1 | ebpf | 1 | 21.00 | 21.00-21.00 | 42.0 | 0 | 1.05 | 1.05 |"), "{md}");
         assert!(md.contains("| NOT met |"), "{md}");
         assert!(md.contains("| RR `ebpf` p50 <= 1.05x `direct` at every N | 1.05x at N=1 | met |"), "{md}");
-        assert!(!md.contains("RR `ebpf-hr`"), "no row for a contender not run\n{md}");
+        assert!(!md.contains("RR `ebpf-fwd`"), "no row for a contender not run\n{md}");
         assert!(!md.contains("ns per packet"), "no program figures measured: no table\n{md}");
     }
 

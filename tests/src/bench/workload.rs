@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail, ensure};
 
+use super::one_cpu::SplitCpus;
 use crate::netns::NetNs;
 use crate::traffic::TcpSession;
 
@@ -107,9 +108,17 @@ pub fn connect_request_response(from: &NetNs, to: SocketAddrV4, count: usize, bo
 /// `threads` persistent connections, `per_thread` requests each. Returns
 /// requests per second and this process's CPU time per request: the client,
 /// the echo pods (threads of this process) and the kernel's forwarding and
-/// translation work done in their context.
+/// translation work done in their context. The clients on one CPU and the
+/// pods on another where there are two (`SplitCpus`).
 pub fn throughput(from: &NetNs, to: SocketAddrV4, threads: usize, per_thread: usize, bounds: Bounds) -> Result<(f64, f64)> {
-    let sessions = (0..threads).map(|_| TcpSession::open(from, to)).collect::<Result<Vec<_>>>()?;
+    let mut sessions = (0..threads).map(|_| TcpSession::open(from, to)).collect::<Result<Vec<_>>>()?;
+    // Answered once, so that every pod's thread of a session is there to
+    // be pinned.
+    for session in &mut sessions {
+        session.request()?;
+    }
+    let split = SplitCpus::pin()?;
+    let split = split.as_ref();
     let cpu_before = process_cpu_time();
     let start = Instant::now();
     let done: Vec<Result<usize>> = std::thread::scope(|scope| {
@@ -117,6 +126,7 @@ pub fn throughput(from: &NetNs, to: SocketAddrV4, threads: usize, per_thread: us
             .into_iter()
             .map(|mut session| {
                 scope.spawn(move || -> Result<usize> {
+                    split.map(SplitCpus::enter_client).transpose()?;
                     let mut n = 0;
                     while n < per_thread && start.elapsed() < bounds.limit {
                         bounds.check()?;

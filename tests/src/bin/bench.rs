@@ -33,7 +33,7 @@ struct Args {
     /// Requests per connection of the throughput workload.
     #[arg(long)]
     requests_per_thread: Option<usize>,
-    /// Contenders to run, comma-separated (default direct,ebpf,ebpf-hr,iptables).
+    /// Contenders to run, comma-separated (default direct,ebpf,ebpf-fwd,iptables).
     #[arg(long, value_delimiter = ',', value_parser = Contender::from_name)]
     contenders: Option<Vec<Contender>>,
     /// Budget of the whole run in seconds: later rounds are skipped past it.
