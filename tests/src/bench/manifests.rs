@@ -32,12 +32,13 @@ impl ManifestFormat {
         }
     }
 
-    /// A file's text holding these Services and their EndpointSlices.
-    fn file(self, services: &[Service], target_port: u16) -> String {
+    /// A file's text holding these Services and their EndpointSlices, the
+    /// endpoints on `node` where given.
+    fn file(self, services: &[Service], target_port: u16, node: Option<&str>) -> String {
         match self {
-            ManifestFormat::Yaml => services.iter().map(|service| yaml(service, target_port)).collect(),
+            ManifestFormat::Yaml => services.iter().map(|service| yaml_on(service, target_port, node)).collect(),
             ManifestFormat::Json => {
-                let items: Vec<String> = services.iter().map(|service| json_items(service, target_port)).collect();
+                let items: Vec<String> = services.iter().map(|service| json_items(service, target_port, node)).collect();
                 format!("{{\"apiVersion\": \"v1\", \"kind\": \"List\", \"items\": [\n{}\n]}}\n", items.join(",\n"))
             }
         }
@@ -56,6 +57,8 @@ pub struct ManifestSet {
     dir: PathBuf,
     /// The pods' port the Services target.
     target_port: u16,
+    /// The node every endpoint names (`nodeName`), if any.
+    node: Option<&'static str>,
     format: ManifestFormat,
 }
 
@@ -69,14 +72,25 @@ impl ManifestSet {
         ManifestSet::write_as(services, target_port, ManifestFormat::Yaml)
     }
 
-    /// As [`ManifestSet::write_targeting`], in `format`.
+    /// As [`ManifestSet::write_targeting`], in `format`; the endpoints name
+    /// no node, so an agent takes them for other nodes' pods.
     pub fn write_as(services: &[Service], target_port: u16, format: ManifestFormat) -> Result<ManifestSet> {
+        ManifestSet::write_with(services, target_port, format, None)
+    }
+
+    /// As [`ManifestSet::write_as`], every endpoint on `node`, as a
+    /// cluster's EndpointSlices name the node of each pod.
+    pub fn write_on_node(services: &[Service], target_port: u16, format: ManifestFormat, node: &'static str) -> Result<ManifestSet> {
+        ManifestSet::write_with(services, target_port, format, Some(node))
+    }
+
+    fn write_with(services: &[Service], target_port: u16, format: ManifestFormat, node: Option<&'static str>) -> Result<ManifestSet> {
         let dir = std::env::temp_dir().join(format!("lb-bench-{}-{}", std::process::id(), crate::pins::next_id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let set = ManifestSet { dir, target_port, format };
+        let set = ManifestSet { dir, target_port, node, format };
         let (measured, others) = services.split_last().context("no Services")?;
         for (index, chunk) in others.chunks(PER_FILE).enumerate() {
-            std::fs::write(set.dir.join(format!("svc-{index:05}.{}", format.extension())), format.file(chunk, target_port))?;
+            std::fs::write(set.dir.join(format!("svc-{index:05}.{}", format.extension())), format.file(chunk, target_port, node))?;
         }
         set.set_measured(measured)?;
         Ok(set)
@@ -90,7 +104,7 @@ impl ManifestSet {
     /// agent never reads half a file.
     pub fn set_measured(&self, service: &Service) -> Result<()> {
         let tmp = self.dir.join(".measured.tmp");
-        std::fs::write(&tmp, self.format.file(std::slice::from_ref(service), self.target_port))?;
+        std::fs::write(&tmp, self.format.file(std::slice::from_ref(service), self.target_port, self.node))?;
         std::fs::rename(&tmp, self.dir.join(format!("{MEASURED_FILE}.{}", self.format.extension())))?;
         Ok(())
     }
@@ -102,8 +116,22 @@ impl Drop for ManifestSet {
     }
 }
 
-/// The Service and EndpointSlice of `service`, as YAML documents.
+/// The Service and EndpointSlice of `service`, as YAML documents, the
+/// endpoints on no node.
 pub fn yaml(service: &Service, target_port: u16) -> String {
+    yaml_on(service, target_port, None)
+}
+
+/// `nodeName` of an endpoint on `node`, with the separator before it.
+fn node_field(node: Option<&str>, json: bool) -> String {
+    match (node, json) {
+        (Some(node), true) => format!(", \"nodeName\": \"{node}\""),
+        (Some(node), false) => format!(", nodeName: {node}"),
+        (None, _) => String::new(),
+    }
+}
+
+fn yaml_on(service: &Service, target_port: u16, node: Option<&str>) -> String {
     let Service { name, cluster_ip, node_port, endpoints } = service;
     let (kind, node_port) = match node_port {
         Some(port) => ("NodePort", format!(", nodePort: {port}")),
@@ -117,22 +145,26 @@ pub fn yaml(service: &Service, target_port: u16) -> String {
          labels: {{kubernetes.io/service-name: {name}}}\naddressType: IPv4\n\
          ports:\n  - {{name: tcp, protocol: TCP, port: {target_port}}}\nendpoints:\n"
     );
+    let node = node_field(node, false);
     for address in endpoints {
-        let _ = writeln!(text, "  - {{addresses: [{address}], conditions: {{ready: true}}}}");
+        let _ = writeln!(text, "  - {{addresses: [{address}], conditions: {{ready: true}}{node}}}");
     }
     text
 }
 
 /// The Service and EndpointSlice of `service`, as two JSON objects (items
 /// of a `List`), with the fields [`yaml`] writes.
-fn json_items(service: &Service, target_port: u16) -> String {
+fn json_items(service: &Service, target_port: u16, node: Option<&str>) -> String {
     let Service { name, cluster_ip, node_port, endpoints } = service;
     let (kind, node_port) = match node_port {
         Some(port) => ("NodePort", format!(", \"nodePort\": {port}")),
         None => ("ClusterIP", String::new()),
     };
-    let endpoints: Vec<String> =
-        endpoints.iter().map(|address| format!("{{\"addresses\": [\"{address}\"], \"conditions\": {{\"ready\": true}}}}")).collect();
+    let node = node_field(node, true);
+    let endpoints: Vec<String> = endpoints
+        .iter()
+        .map(|address| format!("{{\"addresses\": [\"{address}\"], \"conditions\": {{\"ready\": true}}{node}}}"))
+        .collect();
     format!(
         "{{\"apiVersion\": \"v1\", \"kind\": \"Service\", \"metadata\": {{\"name\": \"{name}\", \"namespace\": \"default\"}}, \
          \"spec\": {{\"type\": \"{kind}\", \"clusterIP\": \"{cluster_ip}\", \"clusterIPs\": [\"{cluster_ip}\"], \
@@ -172,5 +204,25 @@ mod tests {
             desired_states.push(desired);
         }
         assert_eq!(desired_states[0], desired_states[1]);
+    }
+
+    #[test]
+    fn endpoints_written_on_a_node_are_that_nodes_and_no_others() {
+        let services = generate(3, &[std::net::Ipv4Addr::new(10, 244, 1, 2)], None).unwrap();
+        for format in [ManifestFormat::Yaml, ManifestFormat::Json] {
+            for (node_of_endpoints, local) in [(Some("n"), true), (None, false)] {
+                let set = match node_of_endpoints {
+                    Some(node) => ManifestSet::write_on_node(&services, TARGET_PORT, format, node),
+                    None => ManifestSet::write_as(&services, TARGET_PORT, format),
+                }
+                .unwrap();
+                let node = NodeInfo { name: "n".into(), addresses: vec![std::net::Ipv4Addr::new(198, 51, 100, 1).into()] };
+                let (desired, problems) = translate(&load_dir(set.path()).unwrap().snapshot, &node);
+                assert!(problems.is_empty(), "{format:?}: {problems:?}");
+                let backends: Vec<_> = desired.frontends.values().flat_map(|state| &state.backends).collect();
+                assert!(!backends.is_empty());
+                assert!(backends.iter().all(|backend| backend.local == local), "{format:?}, {node_of_endpoints:?}: {backends:?}");
+            }
+        }
     }
 }

@@ -233,7 +233,12 @@ impl<'a> SizeBench<'a> {
     fn new(lab: &'a Lab, config: &'a Config, n: usize, change: bool, stop: &'a AtomicBool) -> Result<SizeBench<'a>> {
         let echo: Vec<Ipv4Addr> = ECHO_PODS.iter().map(|p| pod_ip(lab, p)).collect::<Result<_>>()?;
         let mut services = services::generate(n, &echo, config.filler_endpoints)?;
-        let manifests = ManifestSet::write_as(&services, services::TARGET_PORT, config.manifest_format)?;
+        // The pods are the lab node's, and say so, as a cluster's
+        // EndpointSlices do: the agent then keeps a client's address for
+        // them (kube-proxy's rules masquerade NodePort traffic whatever the
+        // pod's node). Before 2026-12-05 11:30 UTC they named no node, and
+        // the agent source-translated every flow as to another node's pods.
+        let manifests = ManifestSet::write_on_node(&services, services::TARGET_PORT, config.manifest_format, crate::agent::NODE_NAME)?;
         let rules = iptables::ruleset(&services);
         let measured = services.last().context("no Services")?.clone();
         let changed = Service { endpoints: vec![pod_ip(lab, NEW_ENDPOINT_POD)?], ..measured.clone() };
