@@ -1,9 +1,9 @@
 //! Host routing: a packet translated where it enters the node is sent on by
 //! the program itself, where the node's own forwarding would send it, so it
 //! skips the node's IP stack: routing, netfilter, the neighbour layer and
-//! the backlog queue of a second veth. As Cilium's BPF host routing, when the
-//! agent's `--host-routing` lets the programs route, and only to the interfaces it lists in
-//! `HOST_IFACES`: those it attached the programs to.
+//! the backlog queue of a second veth. As Cilium's BPF host routing, when
+//! the agent's `--host-routing` lets the programs route, and only to the
+//! interfaces it lists in `HOST_IFACES`: those it attached the programs to.
 //!
 //! - The node's FIB, asked from the ingress interface as forwarding would
 //!   (`bpf_fib_lookup`), names the egress interface and both MACs. Without
@@ -69,7 +69,6 @@ fn loaded_with_host_routing() -> bool {
     // SAFETY: reads a global the loader set.
     unsafe { core::ptr::read_volatile(&HOST_ROUTING) != 0 }
 }
-
 
 /// Where a routed packet may go.
 #[derive(Clone, Copy, PartialEq, Eq)]
