@@ -522,6 +522,23 @@ pub const HOST_IFACE_POD: u32 = 2;
 /// uplink, which takes it off: the reply has nothing left to translate.
 pub const ROUTED_REPLY_MARK: u32 = 0x6c62_7272;
 
+/// Tail-call tables (pinned program arrays, filled by the agent when it
+/// loads the programs): the ICMP error translation of each hook is a
+/// program of its own (`icmp_error`), which the hook's program jumps to when
+/// it meets an ICMP error. Inline, the verifier walked it again on every
+/// path that reaches it: 57% of the uplink program's walk, for a packet
+/// that is rare. TC programs jump through `TAIL_TC_MAP`, XDP through
+/// `TAIL_XDP_MAP` (a table holds one program type).
+pub const TAIL_TC_MAP: &str = "lb_tail_tc";
+pub const TAIL_XDP_MAP: &str = "lb_tail_xdp";
+/// The slots: ICMP errors met at an uplink's ingress (XDP or TC), at a pod
+/// veth's ingress, and at any egress. An empty slot lets the error pass
+/// untranslated, as the stack would.
+pub const TAIL_ICMP_UPLINK: u32 = 0;
+pub const TAIL_ICMP_POD: u32 = 1;
+pub const TAIL_ICMP_OUT: u32 = 2;
+pub const TAIL_SLOTS: u32 = 3;
+
 /// An interface the programs route to (see `HOST_IFACES_MAP`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

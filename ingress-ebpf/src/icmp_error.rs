@@ -52,11 +52,14 @@ use ingress_common::stats::{
 };
 use ingress_common::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 
+use ingress_common::maps::{TAIL_ICMP_OUT, TAIL_ICMP_POD, TAIL_ICMP_UPLINK};
+
 use crate::hairpin;
 use crate::lb;
+use crate::maps::{TAIL_TC, TAIL_XDP};
 use crate::nat::{Side, Translation};
 use crate::outcome::Outcome;
-use crate::packet::Packet;
+use crate::packet::{Packet, TcPacket, XdpPacket};
 use crate::parse::{
     self, ETH_HLEN, ICMP_DEST_UNREACH, ICMP_HLEN, ICMP_QUOTED_L4, ICMP_TIME_EXCEEDED, ICMPV6_DEST_UNREACH, ICMPV6_PACKET_TOO_BIG,
     ICMPV6_TIME_EXCEEDED, IPV4_HLEN, IPV6_HLEN, Network,
@@ -68,6 +71,43 @@ use crate::snat;
 const ICMP_CSUM: usize = 2;
 /// Covers every offset of a header `rewrite` writes (see there).
 const OFFSET_MASK: usize = 0xff;
+
+/// A program that can hand a packet over to the ICMP error translation of
+/// its hook (see the module comment).
+pub trait HandOver {
+    /// Jumps to the program in `slot` of the hook's tail-call table; returns
+    /// only when the slot is empty.
+    fn hand_over(&self, slot: u32);
+}
+
+impl HandOver for TcPacket<'_> {
+    #[inline(always)]
+    fn hand_over(&self, slot: u32) {
+        // SAFETY: the slot holds one of the agent's `lb_icmp_tc_*` programs
+        // or nothing; control does not come back when it holds one.
+        unsafe { TAIL_TC.tail_call(self.0, slot) }
+    }
+}
+
+impl HandOver for XdpPacket<'_> {
+    #[inline(always)]
+    fn hand_over(&self, slot: u32) {
+        // SAFETY: as for TC, with `lb_icmp_xdp`.
+        unsafe { TAIL_XDP.tail_call(self.0, slot) }
+    }
+}
+
+/// Hands an ICMP error met on `way` over to its translation; what is left
+/// to do when that program is not there: pass the error untouched.
+#[inline(always)]
+pub fn hand_over<P: HandOver>(packet: &P, way: Way) -> Outcome {
+    packet.hand_over(match way {
+        Way::In(Origin::Uplink) => TAIL_ICMP_UPLINK,
+        Way::In(Origin::Pod) => TAIL_ICMP_POD,
+        Way::Out => TAIL_ICMP_OUT,
+    });
+    Outcome::Pass(PASS_OTHER_PROTOCOL)
+}
 
 /// An ICMP error about a translated flow translated (see the module
 /// comment); anything else passes as the other protocol it is. Calls of

@@ -50,6 +50,7 @@ use ingress_common::stats::{
 };
 
 use host_route::{Egresses, Router};
+use icmp_error::HandOver;
 use nat::{Rewriter, Translation};
 use outcome::Outcome;
 use packet::{Packet, Reshape, TcPacket, XdpPacket};
@@ -60,6 +61,21 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
     let packet = XdpPacket(&ctx);
     let bytes = (packet.end() - packet.start()) as u64;
     let outcome = run(&packet, Way::In(Origin::Uplink), bytes);
+    xdp_verdict(outcome, bytes)
+}
+
+/// `lb_xdp`'s ICMP errors, handed over by tail call (see `icmp_error`).
+#[xdp]
+pub fn lb_icmp_xdp(ctx: XdpContext) -> u32 {
+    let packet = XdpPacket(&ctx);
+    let bytes = (packet.end() - packet.start()) as u64;
+    xdp_verdict(icmp(&packet, Way::In(Origin::Uplink)), bytes)
+}
+
+/// Counts the packet under its outcome's reason, the one place an XDP
+/// program's outcome becomes its verdict.
+#[inline(always)]
+fn xdp_verdict(outcome: Outcome, bytes: u64) -> u32 {
     stats::count(outcome.reason(), bytes);
     match outcome {
         Outcome::Drop(_) => xdp_action::XDP_DROP,
@@ -96,18 +112,58 @@ fn tc(ctx: &TcContext, way: Way) -> i32 {
         Ok(()) => run(&packet, way, bytes),
         Err(()) => Outcome::Drop(DROP_REWRITE_FAILED),
     };
+    tc_verdict(&packet, outcome, bytes)
+}
+
+/// The TC programs' ICMP errors, one program per hook, handed over by tail
+/// call (see `icmp_error`) once `tc` made the headers linear.
+#[classifier]
+pub fn lb_icmp_tc_uplink(ctx: TcContext) -> i32 {
+    icmp_tc(&ctx, Way::In(Origin::Uplink))
+}
+
+#[classifier]
+pub fn lb_icmp_tc_in(ctx: TcContext) -> i32 {
+    icmp_tc(&ctx, Way::In(Origin::Pod))
+}
+
+#[classifier]
+pub fn lb_icmp_tc_out(ctx: TcContext) -> i32 {
+    icmp_tc(&ctx, Way::Out)
+}
+
+#[inline(always)]
+fn icmp_tc(ctx: &TcContext, way: Way) -> i32 {
+    let packet = TcPacket(ctx);
+    tc_verdict(&packet, icmp(&packet, way), ctx.len() as u64)
+}
+
+/// An ICMP error `run` handed over, translated.
+#[inline(always)]
+fn icmp<P: Packet>(packet: &P, way: Way) -> Outcome {
+    match parse::network(packet) {
+        Ok(network) => icmp_error::translate(packet, &network, way),
+        Err(pass_reason) => Outcome::Pass(pass_reason),
+    }
+}
+
+/// Counts the packet under its outcome's reason, the one place a TC
+/// program's outcome becomes its verdict.
+#[inline(always)]
+fn tc_verdict(packet: &TcPacket, outcome: Outcome, bytes: u64) -> i32 {
+    let ctx = packet.0;
     stats::count(outcome.reason(), bytes);
     match outcome {
         Outcome::Drop(_) => TC_ACT_SHOT,
         Outcome::Translated(reason) if hairpin::turns_around(reason) => hairpin::send_back(ctx),
-        Outcome::Routed(reason) => host_route::send(&packet, reason, bytes),
+        Outcome::Routed(reason) => host_route::send(packet, reason, bytes),
         Outcome::Pass(_) | Outcome::Translated(_) => TC_ACT_OK,
         Outcome::Reject(_) => packet.redirect_back(),
     }
 }
 
 #[inline(always)]
-fn run<P: Packet + Rewriter + Reshape + Router>(packet: &P, way: Way, bytes: u64) -> Outcome {
+fn run<P: Packet + Rewriter + Reshape + Router + HandOver>(packet: &P, way: Way, bytes: u64) -> Outcome {
     let network = match parse::network(packet) {
         Ok(network) => network,
         Err(pass_reason) => return Outcome::Pass(pass_reason),
@@ -115,7 +171,7 @@ fn run<P: Packet + Rewriter + Reshape + Router>(packet: &P, way: Way, bytes: u64
     let flow = match parse::transport(packet, &network) {
         Ok(flow) => flow,
         // An ICMP error about a translated flow is translated with it.
-        Err(PASS_OTHER_PROTOCOL) => return icmp_error::translate(packet, &network, way),
+        Err(PASS_OTHER_PROTOCOL) => return icmp_error::hand_over(packet, way),
         Err(pass_reason) => return Outcome::Pass(pass_reason),
     };
     if matches!(way, Way::In(Origin::Pod))

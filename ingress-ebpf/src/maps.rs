@@ -2,7 +2,7 @@
 //! flowing while the agent restarts. Layouts live in `ingress_common::maps`.
 
 use aya_ebpf::macros::map;
-use aya_ebpf::maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray};
+use aya_ebpf::maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray};
 use ingress_common::maps::*;
 use ingress_common::stats::{Counter, REASON_COUNT};
 
@@ -70,3 +70,13 @@ pub static SNAT_CONFIG: Array<SnatConfig> = Array::pinned(1, 0);
 /// the agent; all zero unless host routing is on.
 #[map(name = "lb_host_iface_kinds")]
 pub static HOST_IFACES: Array<HostIface> = Array::pinned(HOST_IFACE_INDEX_LIMIT, 0);
+
+/// The TC programs' ICMP error translation, by `TAIL_ICMP_*` slot (see
+/// `TAIL_TC_MAP`). Written only by the agent.
+#[map(name = "lb_tail_tc")]
+pub static TAIL_TC: ProgramArray = ProgramArray::pinned(TAIL_SLOTS, 0);
+
+/// `lb_xdp`'s ICMP error translation, at `TAIL_ICMP_UPLINK`. Written only by
+/// the agent.
+#[map(name = "lb_tail_xdp")]
+pub static TAIL_XDP: ProgramArray = ProgramArray::pinned(TAIL_SLOTS, 0);

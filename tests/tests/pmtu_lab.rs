@@ -23,7 +23,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use ingress_common::stats::ICMP_ERROR_TRANSLATED;
-use ingress_tests::agent::{InProcessAgent, ManifestDir, dataplane_packets};
+use ingress_tests::agent::{AgentProcess, InProcessAgent, ManifestDir, agent_binary, dataplane_packets};
+use ingress_tests::pins::PinDir;
+use ingress_userspace::dataplane::ebpf::PinnedMaps;
 use ingress_tests::lab::{CLIENT_IP, CLIENT_IP6};
 use ingress_tests::{Lab, LabSpec, NetNs, is_root};
 
@@ -50,28 +52,54 @@ fn upload(lab: &Lab, to: SocketAddr) -> String {
     answer
 }
 
-#[test]
-fn an_upload_larger_than_the_pod_link_mtu_gets_through_a_node_port() {
+/// The lab with the node's side of every pod link narrowed to
+/// `POD_LINK_MTU`; `None`, with a note, when not root.
+fn lab_with_narrow_pod_links() -> Option<Lab> {
     if !is_root() {
         eprintln!("skipped: network namespaces and eBPF need root");
-        return;
+        return None;
     }
     let lab = Lab::build(LabSpec::default()).expect("building the lab");
     for pod in lab.pods() {
         lab.node().ip(&["link", "set", &pod.host_iface, "mtu", POD_LINK_MTU]).unwrap();
     }
-    let manifests = ManifestDir::examples().unwrap();
-    let _agent = InProcessAgent::start(&lab, manifests.path()).unwrap();
+    Some(lab)
+}
 
+/// Uploads through the NodePort of each family, each of which must get
+/// through with ICMP errors translated (`translated`: the count so far).
+fn uploads_get_through(lab: &Lab, translated: impl Fn() -> u64) {
     for node_ip in [IpAddr::V4(lab.node_ip()), IpAddr::V6(lab.node_ip6())] {
-        let before = dataplane_packets(lab.node(), ICMP_ERROR_TRANSLATED);
+        let before = translated();
         let to = SocketAddr::new(node_ip, NODE_PORT);
-        let answer = upload(&lab, to);
+        let answer = upload(lab, to);
         assert!(answer.starts_with("pod-"), "{to}: answered {answer:?}");
-        let translated = dataplane_packets(lab.node(), ICMP_ERROR_TRANSLATED) - before;
+        let translated = translated() - before;
         assert!(translated > 0, "{to}: the upload got through without a translated ICMP error: was the MTU smaller?");
         println!("{to}: {UPLOAD} bytes through a {POD_LINK_MTU}-byte pod link, {translated} ICMP error(s) translated; {}", answer.trim());
     }
+}
+
+#[test]
+fn an_upload_larger_than_the_pod_link_mtu_gets_through_a_node_port() {
+    let Some(lab) = lab_with_narrow_pod_links() else { return };
+    let manifests = ManifestDir::examples().unwrap();
+    let _agent = InProcessAgent::start(&lab, manifests.path()).unwrap();
+    uploads_get_through(&lab, || dataplane_packets(lab.node(), ICMP_ERROR_TRANSLATED));
+}
+
+/// The programs hand ICMP errors over to programs of their own through a
+/// pinned table (`TAIL_TC_MAP`), which must keep them when the agent is
+/// gone (killed: no clean-up), as the maps keep the flows.
+#[test]
+fn an_upload_larger_than_the_pod_link_mtu_gets_through_with_the_agent_killed() {
+    let Some(lab) = lab_with_narrow_pod_links() else { return };
+    let manifests = ManifestDir::examples().unwrap();
+    let pins = PinDir::unique("pmtu-killed");
+    let agent = AgentProcess::spawn(&agent_binary().unwrap(), &lab, manifests.path(), pins.path()).unwrap();
+    agent.crash().unwrap();
+    let stats = || PinnedMaps::open(pins.path()).and_then(|maps| maps.stats()).expect("the pinned stats");
+    uploads_get_through(&lab, || stats()[ICMP_ERROR_TRANSLATED as usize].packets);
 }
 
 /// The router's side of its link to the far client; the far client keeps 1500.

@@ -9,7 +9,7 @@
 use ingress_tests::figures;
 use ingress_tests::is_root;
 use ingress_tests::pins::PinDir;
-use ingress_userspace::dataplane::ebpf::{Dataplane, TC_IN_PROGRAM, TC_OUT_PROGRAM, TC_UPLINK_PROGRAM, XDP_PROGRAM};
+use ingress_userspace::dataplane::ebpf::{Dataplane, ICMP_PROGRAMS, TC_IN_PROGRAM, TC_OUT_PROGRAM, TC_UPLINK_PROGRAM, XDP_PROGRAM};
 use ingress_userspace::dataplane::sizes::MapSizes;
 
 /// 80% of the verifier's limit.
@@ -28,7 +28,7 @@ fn every_program_stays_well_under_the_verifiers_limit_with_host_routing_off_and_
         let pins = PinDir::unique("verifier-budget");
         let mut dataplane = Dataplane::maps_only(pins.path(), &MapSizes::default(), host_routing).expect("loading the object");
         let mut counts = Vec::new();
-        for name in [XDP_PROGRAM, TC_UPLINK_PROGRAM, TC_IN_PROGRAM, TC_OUT_PROGRAM] {
+        for name in [XDP_PROGRAM, TC_UPLINK_PROGRAM, TC_IN_PROGRAM, TC_OUT_PROGRAM].into_iter().chain(ICMP_PROGRAMS) {
             let Some(count) = dataplane.verified_instructions(name).unwrap() else {
                 eprintln!("skipped: this kernel does not report the verifier's instruction count");
                 return;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use aya::Pod;
-use aya::maps::{Array, HashMap, IterableMap, LpmTrie, MapData, MapError, PerCpuArray, lpm_trie};
+use aya::maps::{Array, HashMap, IterableMap, LpmTrie, MapData, MapError, PerCpuArray, ProgramArray, lpm_trie};
 use aya::programs::links::{FdLink, LinkError, PinnedLink};
 use aya::programs::{Program, SchedClassifier, TcAttachType, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
@@ -32,6 +32,23 @@ pub const TC_UPLINK_PROGRAM: &str = "lb_tc_uplink";
 pub const TC_IN_PROGRAM: &str = "lb_tc_in";
 /// Translates replies back on the way out (uplink and pod veth egress).
 pub const TC_OUT_PROGRAM: &str = "lb_tc_out";
+/// The programs the four above hand ICMP errors over to, in their order (a
+/// tail call, see `TAIL_TC_MAP`): each is verified and put in its slot with
+/// the program it serves.
+pub const ICMP_PROGRAMS: [&str; 4] = ["lb_icmp_xdp", "lb_icmp_tc_uplink", "lb_icmp_tc_in", "lb_icmp_tc_out"];
+
+/// The program `name` hands its ICMP errors over to, its table and slot.
+fn icmp_program_of(name: &str) -> Option<(&'static str, &'static str, u32)> {
+    let [xdp, uplink, pod, out] = ICMP_PROGRAMS;
+    match name {
+        XDP_PROGRAM => Some((xdp, TAIL_XDP_MAP, TAIL_ICMP_UPLINK)),
+        TC_UPLINK_PROGRAM => Some((uplink, TAIL_TC_MAP, TAIL_ICMP_UPLINK)),
+        TC_IN_PROGRAM => Some((pod, TAIL_TC_MAP, TAIL_ICMP_POD)),
+        TC_OUT_PROGRAM => Some((out, TAIL_TC_MAP, TAIL_ICMP_OUT)),
+        _ => None,
+    }
+}
+
 /// Where the maps are pinned unless configured otherwise.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/k8s-ebpf-lb";
 
@@ -131,20 +148,39 @@ impl Dataplane {
     /// (hundreds of thousands of instructions each), and the programs are
     /// independent of each other: they are verified side by side, one thread
     /// each, so a start takes the longest program's time where cores allow.
+    /// Each program's ICMP error program is verified with it, and put in
+    /// its slot once both are in.
     pub fn verify(&mut self, names: &[&str]) -> anyhow::Result<()> {
+        let icmp_programs = names.iter().filter_map(|name| icmp_program_of(name)).map(|(icmp, ..)| icmp);
+        let all: Vec<&str> = names.iter().copied().chain(icmp_programs).collect();
         std::thread::scope(|scope| {
             let loads: Vec<_> = self
                 .ebpf
                 .programs_mut()
-                .filter(|(name, _)| names.contains(name))
+                .filter(|(name, program)| all.contains(name) && program.fd().is_err())
                 .map(|(name, program)| (name.to_owned(), scope.spawn(move || load_program(program))))
                 .collect();
             for (name, load) in loads {
                 let loaded = load.join().map_err(|_| anyhow::anyhow!("loading {name} panicked"))?;
                 loaded.with_context(|| format!("the verifier rejected {name}"))?;
             }
-            Ok(())
-        })
+            anyhow::Ok(())
+        })?;
+        names.iter().try_for_each(|name| self.hand_icmp_errors_over(name))
+    }
+
+    /// Puts `name`'s ICMP error program, verified, in its slot of the
+    /// pinned table (a restarted agent's replaces the last one's).
+    fn hand_icmp_errors_over(&mut self, name: &str) -> anyhow::Result<()> {
+        let Some((icmp, table, slot)) = icmp_program_of(name) else { return Ok(()) };
+        let program = self.ebpf.program_mut(icmp).with_context(|| format!("{icmp} missing from the object"))?;
+        if program.fd().is_err() {
+            load_program(program).with_context(|| format!("the verifier rejected {icmp}"))?;
+        }
+        let fd = program.fd()?.try_clone().with_context(|| format!("duplicating the descriptor of {icmp}"))?;
+        let map = self.ebpf.map_mut(table).with_context(|| format!("{table} missing from the object"))?;
+        let mut slots = ProgramArray::try_from(map)?;
+        slots.set(slot, &fd, 0).with_context(|| format!("putting {icmp} in slot {slot} of {table}"))
     }
 
     pub fn pin_dir(&self) -> &Path {
@@ -174,8 +210,9 @@ impl Dataplane {
         let program = self.ebpf.program_mut(name).with_context(|| format!("{name} missing from the object"))?;
         if program.fd().is_err() {
             load_program(program).with_context(|| format!("the verifier rejected {name}"))?;
+            self.hand_icmp_errors_over(name)?;
         }
-        Ok(program)
+        self.ebpf.program_mut(name).with_context(|| format!("{name} missing from the object"))
     }
 
     /// Where the link of a program on an interface's hook is pinned. bpffs
