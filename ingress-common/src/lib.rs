@@ -10,6 +10,7 @@ pub mod addr;
 pub mod checksum;
 pub mod hash;
 pub mod maps;
+pub mod sockets;
 pub mod stats;
 
 /// IANA protocol numbers the dataplane translates.

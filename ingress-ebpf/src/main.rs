@@ -38,6 +38,7 @@ mod reject;
 mod scratch;
 mod service;
 mod snat;
+mod socket_shortcut;
 mod source_range;
 mod stats;
 

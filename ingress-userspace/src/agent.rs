@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,8 +18,10 @@ use crate::dataplane::host_routing::{self, HostRouting};
 use crate::dataplane::left_out;
 use crate::dataplane::plan::describe;
 use crate::dataplane::sizes::MapSizes;
+use crate::dataplane::socket_shortcut;
 use crate::dataplane::uplink_hook::UplinkHookChoice;
 use crate::dataplane::usage::KernelMapUsage;
+use ingress_common::sockets::PROXY_SOCKET_MARK;
 use ingress_common::maps::{
     AFFINITY_MAP, BACKENDS_MAP, CONNTRACK_MAP, MAGLEV_MAP, REV_NAT_MAP, SERVICES_MAP, SNAT_MAP,
 };
@@ -73,11 +75,17 @@ pub struct AgentConfig {
     pub l7: L7Config,
     /// Conntrack idle timeouts and the sweep of expired entries.
     pub conntrack: ConntrackConfig,
+    /// The L7 proxy's socket shortcut to pods on this node (see
+    /// `dataplane::socket_shortcut`).
+    pub socket_shortcut: bool,
+    /// The cgroup v2 root the shortcut attaches to; `None` finds it in
+    /// `/proc/self/mountinfo`.
+    pub cgroup_root: Option<PathBuf>,
 }
 
 /// Runs until `shutdown` completes. The programs are detached on return; the
 /// pinned maps stay, so the next start picks the programmed state up.
-pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(mut config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     // The source first: reading a large manifest directory then overlaps
     // with loading and attaching the programs.
@@ -126,6 +134,9 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> any
     let mut snat = conntrack_gc::SnatConfigWriter::open(&config.pin_dir, config.conntrack.snat_ports)?;
     snat.update(&config.node.addresses)?;
 
+    if config.socket_shortcut && (config.l7.http.is_some() || config.l7.https.is_some()) {
+        config.l7.proxy.upstream_mark = attach_socket_shortcut(&mut dataplane, config.cgroup_root.as_deref());
+    }
     let l7_metrics = config.l7.proxy.metrics.clone();
     let l7 = L7Server::start(config.l7).await?;
 
@@ -412,5 +423,25 @@ fn report(problem: &Problem, metrics: &Metrics) {
     match problem.severity {
         Severity::Warning => tracing::warn!(kind, "{problem}"),
         Severity::Error => tracing::error!(kind, "{problem}"),
+    }
+}
+
+/// The proxy's upstream mark once the shortcut is attached; a node where it
+/// cannot be (no cgroup v2, an old kernel) proxies over TCP as before.
+fn attach_socket_shortcut(dataplane: &mut Dataplane, cgroup_root: Option<&Path>) -> Option<u32> {
+    let attached = match cgroup_root {
+        Some(root) => Ok(root.to_owned()),
+        None => socket_shortcut::cgroup2_root(),
+    }
+    .and_then(|root| dataplane.attach_socket_shortcut(&root).map(|()| root));
+    match attached {
+        Ok(root) => {
+            tracing::info!(cgroup = %root.display(), "L7 socket shortcut to local pods attached");
+            Some(PROXY_SOCKET_MARK)
+        }
+        Err(error) => {
+            tracing::warn!("L7 socket shortcut off, proxying to local pods over TCP: {error:#}");
+            None
+        }
     }
 }

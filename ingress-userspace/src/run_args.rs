@@ -90,6 +90,16 @@ pub struct RunArgs {
     /// Close connections for hosts no rule serves instead of answering 404.
     #[arg(long)]
     close_unknown_hosts: bool,
+    /// The L7 proxy's bytes to and from pods on this node go socket to
+    /// socket (eBPF sockmap) instead of through TCP/IP and the pod's veth,
+    /// so the node's netfilter and TC hooks do not see them, as with
+    /// Cilium's socket acceleration. `off` keeps them on TCP.
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    socket_shortcut: Switch,
+    /// Where the cgroup v2 hierarchy's root is mounted, for the socket
+    /// shortcut (default: found in /proc/self/mountinfo).
+    #[arg(long)]
+    cgroup_root: Option<PathBuf>,
     /// Seconds an established TCP flow may be idle before its conntrack
     /// entry expires (kube-proxy's conntrack.tcpEstablishedTimeout).
     #[arg(long, default_value_t = CtTimeouts::DEFAULT.tcp_established_ms / 1000, value_parser = clap::value_parser!(u32).range(1..=4_000_000))]
@@ -210,6 +220,8 @@ impl RunArgs {
                 proxy: ProxyOptions { close_unknown_hosts: self.close_unknown_hosts, ..ProxyOptions::default() },
                 routes: L7Options::default(),
             },
+            socket_shortcut: self.socket_shortcut == Switch::On,
+            cgroup_root: self.cgroup_root,
             conntrack: ConntrackConfig {
                 timeouts: CtTimeouts {
                     tcp_established_ms: self.ct_tcp_established_timeout * 1000,
@@ -299,4 +311,10 @@ mod tests {
             assert!(error.contains("--snat-ports") && error.contains(reason), "{range}: {error}");
         }
     }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Switch {
+    On,
+    Off,
 }

@@ -62,6 +62,8 @@ fn config_with(node: NodeInfo, uplink: &str, pod_ifaces: &[&str], manifests: &Pa
             routes: L7Options::default(),
         },
         conntrack: Default::default(),
+        socket_shortcut: true,
+        cgroup_root: None,
     }
 }
 

@@ -14,12 +14,14 @@ use aya::programs::links::{FdLink, LinkError, PinnedLink};
 use aya::programs::{Program, SchedClassifier, TcAttachType, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use ingress_common::maps::*;
+use ingress_common::sockets::PROXY_NETNS_GLOBAL;
 use ingress_common::stats::{Counter, REASON_COUNT};
 
 use super::batch::{self, BatchError};
 use super::host_ifaces::{self, HostIfaceKind, HostIfaces};
 use super::pin_dir::ensure_bpffs;
 use super::sizes::MapSizes;
+use super::socket_shortcut;
 use super::uplink_hook::{self, UplinkHook, UplinkHookChoice};
 use super::{FlowsOfLeaving, MapContents, MapOp, MapWriter, conntrack_gc};
 
@@ -105,6 +107,7 @@ impl Dataplane {
         let ebpf = loader
             .override_global(MAGLEV_TABLE_SIZE_GLOBAL, &sizes.maglev_table_size, true)
             .override_global(HOST_ROUTING_GLOBAL, &u32::from(host_routing), true)
+            .override_global(PROXY_NETNS_GLOBAL, &socket_shortcut::netns_cookie(), true)
             .load(OBJECT)
             .with_context(|| format!("loading the eBPF object with maps pinned in {}", pin_dir.display()))?;
         let host_ifaces = HostIfaces::open(pin_dir, host_routing)?;
@@ -194,6 +197,12 @@ impl Dataplane {
 
     pub fn pin_dir(&self) -> &Path {
         &self.pin_dir
+    }
+
+    /// The L7 proxy's socket shortcut to local pods (see `socket_shortcut`),
+    /// on the cgroup v2 root `cgroup`.
+    pub fn attach_socket_shortcut(&mut self, cgroup: &Path) -> anyhow::Result<()> {
+        socket_shortcut::attach(&mut self.ebpf, cgroup)
     }
 
     /// `lb_xdp`, verified first if it was not yet.

@@ -18,6 +18,7 @@ pub mod pin_dir;
 pub mod plan;
 pub mod rollback;
 pub mod sizes;
+pub mod socket_shortcut;
 pub mod uplink_hook;
 pub mod usage;
 

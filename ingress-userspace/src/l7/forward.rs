@@ -83,7 +83,7 @@ enum Failure {
 
 impl Upstreams {
     pub(crate) fn new(options: &ProxyOptions) -> Upstreams {
-        Upstreams { pool: Pool::new(options.connect_timeout, options.upstream_idle_timeout) }
+        Upstreams { pool: Pool::new(options.connect_timeout, options.upstream_idle_timeout, options.upstream_mark) }
     }
 
     pub(crate) fn pool(&self) -> &Arc<Pool> {

@@ -29,6 +29,9 @@ pub struct ProxyOptions {
     pub max_header_bytes: usize,
     /// Request body (413 above it).
     pub max_body_bytes: u64,
+    /// `SO_MARK` on upstream connections, set by the agent when the socket
+    /// shortcut to local pods is attached (`PROXY_SOCKET_MARK`).
+    pub upstream_mark: Option<u32>,
     pub metrics: Arc<L7Metrics>,
 }
 
@@ -44,6 +47,7 @@ impl Default for ProxyOptions {
             upstream_idle_timeout: Duration::from_secs(60),
             max_header_bytes: 16 * 1024,
             max_body_bytes: 16 * 1024 * 1024,
+            upstream_mark: None,
             metrics: Arc::default(),
         }
     }

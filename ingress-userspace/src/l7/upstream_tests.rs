@@ -72,7 +72,7 @@ async fn read_request(stream: &mut TcpStream, buffer: &mut BytesMut) -> Option<V
 }
 
 fn pool() -> Arc<Pool> {
-    Pool::new(Duration::from_secs(2), Duration::from_secs(60))
+    Pool::new(Duration::from_secs(2), Duration::from_secs(60), None)
 }
 
 fn get() -> Request<ProxyBody> {
@@ -259,5 +259,41 @@ async fn an_answer_before_the_body_is_sent_is_passed_on() {
     for (name, addr, request, expected) in cases {
         let answered = tokio::time::timeout(Duration::from_secs(20), outcome(&pool(), addr, request)).await;
         assert_eq!(answered.ok(), Some(expected), "{name}");
+    }
+}
+
+/// `SO_MARK` of a pooled connection's socket.
+fn mark_of(conn: &Conn) -> u32 {
+    use std::os::fd::AsFd;
+    nix::sys::socket::getsockopt(&conn.stream.as_fd(), nix::sys::socket::sockopt::Mark).unwrap()
+}
+
+#[tokio::test]
+async fn connections_to_an_endpoint_that_closes_after_each_answer_are_not_marked_for_the_shortcut() {
+    // Setting SO_MARK needs CAP_NET_ADMIN.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: marking sockets needs root");
+        return;
+    }
+    const MARK: u32 = 0x20eb;
+    let (addr, _seen) = scripted(|connection, _| match connection {
+        0 => Some(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()),
+        _ => Some(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()),
+    })
+    .await;
+    let pool = Pool::new(Duration::from_secs(2), Duration::from_secs(60), Some(MARK));
+    let marks = [
+        // The first connection is marked, and its answer closes it: the endpoint is short-lived.
+        None,
+        // So the next one is not; its answer keeps it alive.
+        Some(0),
+        // So the one after is marked again.
+        Some(MARK),
+    ];
+    for (request, expected) in marks.into_iter().enumerate() {
+        assert_eq!(outcome(&pool, addr, get()).await, Outcome::Answer(200, "ok".into()), "request {request}");
+        let pooled = pool.checkout(addr);
+        assert_eq!(pooled.as_ref().map(mark_of), expected, "request {request}: the mark of the connection left in the pool");
     }
 }
