@@ -136,6 +136,7 @@ pub async fn run(mut config: AgentConfig, shutdown: impl Future<Output = ()>) ->
 
     if config.socket_shortcut && (config.l7.http.is_some() || config.l7.https.is_some()) {
         config.l7.proxy.upstream_mark = attach_socket_shortcut(&mut dataplane, config.cgroup_root.as_deref());
+        metrics.set_socket_shortcut(config.l7.proxy.upstream_mark.is_some());
     }
     let l7_metrics = config.l7.proxy.metrics.clone();
     let l7 = L7Server::start(config.l7).await?;
@@ -427,7 +428,8 @@ fn report(problem: &Problem, metrics: &Metrics) {
 }
 
 /// The proxy's upstream mark once the shortcut is attached; a node where it
-/// cannot be (no cgroup v2, an old kernel) proxies over TCP as before.
+/// cannot be (no cgroup v2, an old kernel) proxies over TCP as before, and
+/// says so in the log and in `lb_l7_socket_shortcut`.
 fn attach_socket_shortcut(dataplane: &mut Dataplane, cgroup_root: Option<&Path>) -> Option<u32> {
     let attached = match cgroup_root {
         Some(root) => Ok(root.to_owned()),

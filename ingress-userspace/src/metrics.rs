@@ -29,6 +29,8 @@ pub struct Metrics {
     /// 1 while the programs route translated packets themselves (host
     /// routing in force), 0 while the node's stack routes them.
     host_routing: AtomicU64,
+    /// 1 while the L7 proxy's socket shortcut to local pods is attached.
+    socket_shortcut: AtomicU64,
     /// Scans of the node's netfilter hooks that failed (host routing, auto).
     netfilter_scan_errors: AtomicU64,
     /// Seconds from a new snapshot to its maps written.
@@ -114,6 +116,10 @@ impl Metrics {
         self.host_routing.store(u64::from(on), Relaxed);
     }
 
+    pub fn set_socket_shortcut(&self, attached: bool) {
+        self.socket_shortcut.store(u64::from(attached), Relaxed);
+    }
+
     pub fn count_netfilter_scan_error(&self) {
         self.netfilter_scan_errors.fetch_add(1, Relaxed);
     }
@@ -157,6 +163,7 @@ impl Metrics {
             ("lb_conntrack_swept_total", "counter", &self.conntrack_swept),
             ("lb_conntrack_udp_flushed_total", "counter", &self.conntrack_udp_flushed),
             ("lb_host_routing", "gauge", &self.host_routing),
+            ("lb_l7_socket_shortcut", "gauge", &self.socket_shortcut),
             ("lb_netfilter_scan_errors_total", "counter", &self.netfilter_scan_errors),
         ];
         for (series, kind, value) in simple {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use ingress_tests::agent::{HTTP_PORT, InProcessAgent, ManifestDir, NODE_NAME};
+use ingress_tests::agent::{HTTP_PORT, InProcessAgent, ManifestDir, NODE_NAME, metric};
 use ingress_tests::{Lab, LabSpec, NetNs, is_root};
 use ingress_userspace::l7::INGRESS_CONTROLLER;
 
@@ -82,6 +82,8 @@ fn exchange(family: Family, shortcut: bool) -> u64 {
     manifests.write("manifests.yaml", &manifests_yaml(endpoint, vip, family_name)).unwrap();
     let _agent = InProcessAgent::start_configured(&lab, manifests.path(), |config| config.socket_shortcut = shortcut).unwrap();
     let proxy = SocketAddr::new(IpAddr::from(lab.node_ip()), HTTP_PORT);
+    let attached = metric_when_served(lab.node(), "lb_l7_socket_shortcut");
+    assert_eq!(attached, u64::from(shortcut), "lb_l7_socket_shortcut of an agent with the shortcut {}", if shortcut { "on" } else { "off" });
 
     let before = veth_bytes(lab.node(), &pod.host_iface);
     let clients: Vec<_> = (0..CLIENTS).map(|client| lab.client().spawn(move || run_client(proxy, client)).unwrap()).collect();
@@ -112,6 +114,17 @@ fn manifests_yaml(endpoint: IpAddr, vip: IpAddr, family: &str) -> String {
         ),
     ]
     .concat()
+}
+
+/// `series` from the agent's admin endpoint, once it answers.
+fn metric_when_served(node: &NetNs, series: &str) -> u64 {
+    for _ in 0..100 {
+        if let Ok(value) = metric(node, series) {
+            return value;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{series} was not served");
 }
 
 /// Requests on one connection, each a body of its own pattern, each answered
