@@ -15,6 +15,8 @@ pub const SOCKET_PAIRS_MAX_ENTRIES: u32 = 65_536;
 /// Sized above the sockhash: an entry is evicted only long after its
 /// socket closed, and a proxy socket without one is left on TCP.
 pub const PROXY_SOCKETS_MAX_ENTRIES: u32 = 131_072;
+/// Per-CPU counters of the proxy's upstream connections, by `SOCKET_STAT_*`.
+pub const SOCKET_STATS_MAP: &str = "lb_sock_stats";
 /// The sock_ops program (attached to the cgroup v2 root) and the sk_msg
 /// program (attached to `SOCKET_PAIRS_MAP`).
 pub const SOCK_OPS_PROGRAM: &str = "lb_sock_ops";
@@ -40,6 +42,17 @@ pub const SHORTCUT_TAKEN: u32 = 1;
 /// established): the socket stays on TCP for good, so its bytes are never
 /// split between the two ways, which the receiver could read out of order.
 pub const SHORTCUT_REFUSED: u32 = 2;
+
+/// A proxy connection whose first send found its peer paired: all its
+/// sends go socket to socket.
+pub const SOCKET_STAT_TAKEN: u32 = 0;
+/// A proxy connection whose first send found no paired peer (a pod on
+/// another node): it stays on TCP.
+pub const SOCKET_STAT_REFUSED: u32 = 1;
+/// A socket the proxy-socket map or the sockhash could not store (full):
+/// its connection stays on TCP.
+pub const SOCKET_STAT_NOT_STORED: u32 = 2;
+pub const SOCKET_STAT_COUNT: u32 = 3;
 
 /// One end of a TCP connection as that end's socket sees it. The peer's key
 /// is the same with the two ends swapped (`peer`).

@@ -25,7 +25,7 @@ use aya_ebpf::bindings::{
 };
 use aya_ebpf::helpers::generated::bpf_get_netns_cookie;
 use aya_ebpf::macros::{map, sk_msg, sock_ops};
-use aya_ebpf::maps::{LruHashMap, SockHash};
+use aya_ebpf::maps::{LruHashMap, PerCpuArray, SockHash};
 use aya_ebpf::programs::{SkMsgContext, SockOpsContext};
 use ingress_common::addr::Addr;
 use ingress_common::sockets::*;
@@ -38,6 +38,10 @@ static SOCKET_PAIRS: SockHash<SocketKey> = SockHash::with_max_entries(SOCKET_PAI
 /// The proxy's sockets by `SocketKey`: its choice (`SHORTCUT_*`).
 #[map(name = "lb_proxy_socks")]
 static PROXY_SOCKETS: LruHashMap<SocketKey, ProxySocket> = LruHashMap::with_max_entries(PROXY_SOCKETS_MAX_ENTRIES, 0);
+
+/// The proxy's connections by what became of them (`SOCKET_STAT_*`).
+#[map(name = "lb_sock_stats")]
+static SOCKET_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(SOCKET_STAT_COUNT, 0);
 
 /// `PROXY_NETNS_GLOBAL`; read-only data.
 #[unsafe(no_mangle)]
@@ -62,8 +66,10 @@ pub fn lb_sock_ops(ctx: SockOpsContext) -> u32 {
             let undecided = ProxySocket { shortcut: SHORTCUT_UNDECIDED };
             // Without its entry the socket would count as a pod's: then it
             // is not paired at all.
-            if PROXY_SOCKETS.insert(&key, &undecided, BPF_ANY as u64).is_ok() {
-                let _ = SOCKET_PAIRS.update(&mut key, &mut *ops, BPF_ANY as u64);
+            let stored = PROXY_SOCKETS.insert(&key, &undecided, BPF_ANY as u64).is_ok()
+                && SOCKET_PAIRS.update(&mut key, &mut *ops, BPF_ANY as u64).is_ok();
+            if !stored {
+                count(SOCKET_STAT_NOT_STORED);
             }
         }
         BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB => {
@@ -71,8 +77,8 @@ pub fn lb_sock_ops(ctx: SockOpsContext) -> u32 {
                 return SOCK_OPS_OK;
             };
             // SAFETY: a map value read once, no reference kept.
-            if unsafe { PROXY_SOCKETS.get(&key.peer()) }.is_some() {
-                let _ = SOCKET_PAIRS.update(&mut key, &mut *ops, BPF_NOEXIST as u64);
+            if unsafe { PROXY_SOCKETS.get(&key.peer()) }.is_some() && SOCKET_PAIRS.update(&mut key, &mut *ops, BPF_NOEXIST as u64).is_err() {
+                count(SOCKET_STAT_NOT_STORED);
             }
         }
         _ => {}
@@ -99,6 +105,7 @@ pub fn lb_sk_msg(ctx: SkMsgContext) -> u32 {
             SHORTCUT_UNDECIDED => {
                 let taken = SOCKET_PAIRS.redirect_msg(&ctx, &mut peer, BPF_F_INGRESS as u64) == i64::from(sk_action::SK_PASS);
                 choice.shortcut = if taken { SHORTCUT_TAKEN } else { SHORTCUT_REFUSED };
+                count(if taken { SOCKET_STAT_TAKEN } else { SOCKET_STAT_REFUSED });
                 return sk_action::SK_PASS;
             }
             _ => return sk_action::SK_PASS,
@@ -108,6 +115,14 @@ pub fn lb_sk_msg(ctx: SkMsgContext) -> u32 {
     // sends the bytes over TCP, where the peer's close is already on its way.
     let _ = SOCKET_PAIRS.redirect_msg(&ctx, &mut peer, BPF_F_INGRESS as u64);
     sk_action::SK_PASS
+}
+
+#[inline(always)]
+fn count(stat: u32) {
+    if let Some(counter) = SOCKET_STATS.get_ptr_mut(stat) {
+        // SAFETY: a per-CPU slot, touched only by programs on this CPU.
+        unsafe { *counter += 1 };
+    }
 }
 
 /// A socket of the proxy's: `sk` (null where the context has none) carries

@@ -134,9 +134,11 @@ pub async fn run(mut config: AgentConfig, shutdown: impl Future<Output = ()>) ->
     let mut snat = conntrack_gc::SnatConfigWriter::open(&config.pin_dir, config.conntrack.snat_ports)?;
     snat.update(&config.node.addresses)?;
 
+    let mut shortcut_counters = None;
     if config.socket_shortcut && (config.l7.http.is_some() || config.l7.https.is_some()) {
-        config.l7.proxy.upstream_mark = attach_socket_shortcut(&mut dataplane, config.cgroup_root.as_deref());
-        metrics.set_socket_shortcut(config.l7.proxy.upstream_mark.is_some());
+        shortcut_counters = attach_socket_shortcut(&mut dataplane, config.cgroup_root.as_deref());
+        config.l7.proxy.upstream_mark = shortcut_counters.is_some().then_some(PROXY_SOCKET_MARK);
+        metrics.set_socket_shortcut(shortcut_counters.is_some());
     }
     let l7_metrics = config.l7.proxy.metrics.clone();
     let l7 = L7Server::start(config.l7).await?;
@@ -144,7 +146,10 @@ pub async fn run(mut config: AgentConfig, shutdown: impl Future<Output = ()>) ->
     if let Some(addr) = config.admin {
         let counters_maps = dataplane.maps()?;
         let counters: admin::DataplaneCounters = Arc::new(move || counters_maps.stats().unwrap_or_default());
-        let more: admin::MoreMetrics = Arc::new(move || l7_metrics.render());
+        let more: admin::MoreMetrics = Arc::new(move || {
+            let shortcut = shortcut_counters.as_ref().map(|counters| crate::metrics::socket_shortcut_connections(&counters.read()));
+            l7_metrics.render() + &shortcut.unwrap_or_default()
+        });
         let metrics = metrics.clone();
         tokio::spawn(async move {
             if let Err(error) = admin::serve(addr, metrics, counters, more).await {
@@ -427,19 +432,19 @@ fn report(problem: &Problem, metrics: &Metrics) {
     }
 }
 
-/// The proxy's upstream mark once the shortcut is attached; a node where it
-/// cannot be (no cgroup v2, an old kernel) proxies over TCP as before, and
-/// says so in the log and in `lb_l7_socket_shortcut`.
-fn attach_socket_shortcut(dataplane: &mut Dataplane, cgroup_root: Option<&Path>) -> Option<u32> {
+/// The shortcut's counters once it is attached; a node where it cannot be
+/// (no cgroup v2, an old kernel) proxies over TCP as before, and says so in
+/// the log and in `lb_l7_socket_shortcut`.
+fn attach_socket_shortcut(dataplane: &mut Dataplane, cgroup_root: Option<&Path>) -> Option<socket_shortcut::ShortcutCounters> {
     let attached = match cgroup_root {
         Some(root) => Ok(root.to_owned()),
         None => socket_shortcut::cgroup2_root(),
     }
-    .and_then(|root| dataplane.attach_socket_shortcut(&root).map(|()| root));
+    .and_then(|root| dataplane.attach_socket_shortcut(&root).map(|counters| (root, counters)));
     match attached {
-        Ok(root) => {
+        Ok((root, counters)) => {
             tracing::info!(cgroup = %root.display(), "L7 socket shortcut to local pods attached");
-            Some(PROXY_SOCKET_MARK)
+            Some(counters)
         }
         Err(error) => {
             tracing::warn!("L7 socket shortcut off, proxying to local pods over TCP: {error:#}");

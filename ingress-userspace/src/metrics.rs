@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use ingress_common::stats::{Counter, REASON_NAMES};
 
+use crate::dataplane::socket_shortcut::ShortcutCounts;
 use crate::dataplane::usage::SnatFlows;
 
 #[derive(Default)]
@@ -211,6 +212,22 @@ impl Metrics {
     }
 }
 
+/// The socket shortcut's counters of the proxy's upstream connections, as
+/// the programs count them (only while it is attached).
+pub fn socket_shortcut_connections(counts: &ShortcutCounts) -> String {
+    let [taken, refused, not_stored] = *counts;
+    format!(
+        "# HELP lb_l7_socket_shortcut_connections_total The L7 proxy's upstream connections, by the way their requests went: \
+         socket (paired with a local pod's socket) or tcp (no paired peer at the first send: a pod on another node).\n\
+         # TYPE lb_l7_socket_shortcut_connections_total counter\n\
+         lb_l7_socket_shortcut_connections_total{{way=\"socket\"}} {taken}\n\
+         lb_l7_socket_shortcut_connections_total{{way=\"tcp\"}} {refused}\n\
+         # HELP lb_l7_socket_shortcut_not_stored_total Sockets the shortcut's maps could not take (full): their connections stayed on TCP.\n\
+         # TYPE lb_l7_socket_shortcut_not_stored_total counter\n\
+         lb_l7_socket_shortcut_not_stored_total {not_stored}\n"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +265,19 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
         assert!(metrics.is_ready());
+    }
+
+    #[test]
+    fn renders_the_socket_shortcut_connections_by_way() {
+        let text = socket_shortcut_connections(&[7, 2, 1]);
+        for line in [
+            "lb_l7_socket_shortcut_connections_total{way=\"socket\"} 7",
+            "lb_l7_socket_shortcut_connections_total{way=\"tcp\"} 2",
+            "lb_l7_socket_shortcut_not_stored_total 1",
+            "# TYPE lb_l7_socket_shortcut_connections_total counter",
+        ] {
+            assert!(text.lines().any(|rendered| rendered == line), "missing {line:?} in\n{text}");
+        }
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! 1 MiB each way, several requests per client connection and several
 //! clients at once, arrive whole and in order, over IPv4 and IPv6; with the
 //! shortcut the bytes no longer cross the pod's veth (its counters stay put),
-//! without it (`--socket-shortcut off`) they do.
+//! without it (`--socket-shortcut off`) they do. The agent counts the
+//! upstream connections that went socket to socket.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
@@ -92,7 +93,20 @@ fn exchange(family: Family, shortcut: bool) -> u64 {
             std::panic::resume_unwind(panic);
         }
     }
-    veth_bytes(lab.node(), &pod.host_iface) - before
+    let crossed = veth_bytes(lab.node(), &pod.host_iface) - before;
+    if shortcut {
+        // The pod is local: every upstream connection took the shortcut.
+        let connections = |way: &str| metric(lab.node(), &format!("lb_l7_socket_shortcut_connections_total{{way=\"{way}\"}}")).unwrap();
+        let (socket, tcp) = (connections("socket"), connections("tcp"));
+        let not_stored = metric(lab.node(), "lb_l7_socket_shortcut_not_stored_total").unwrap();
+        eprintln!("{family:?}: upstream connections socket to socket {socket}, over TCP {tcp}, not stored {not_stored}");
+        assert!(socket >= 1, "{family:?}: no upstream connection counted as paired");
+        assert_eq!((tcp, not_stored), (0, 0), "{family:?}: upstream connections to a local pod counted on TCP or not stored");
+    } else {
+        let metrics = ingress_tests::agent::admin_get(lab.node(), "/metrics").unwrap();
+        assert!(!metrics.contains("lb_l7_socket_shortcut_connections_total"), "connections counted without the shortcut:\n{metrics}");
+    }
+    crossed
 }
 
 fn manifests_yaml(endpoint: IpAddr, vip: IpAddr, family: &str) -> String {

@@ -201,7 +201,7 @@ impl Dataplane {
 
     /// The L7 proxy's socket shortcut to local pods (see `socket_shortcut`),
     /// on the cgroup v2 root `cgroup`.
-    pub fn attach_socket_shortcut(&mut self, cgroup: &Path) -> anyhow::Result<()> {
+    pub fn attach_socket_shortcut(&mut self, cgroup: &Path) -> anyhow::Result<socket_shortcut::ShortcutCounters> {
         socket_shortcut::attach(&mut self.ebpf, cgroup)
     }
 

@@ -9,15 +9,33 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use aya::Ebpf;
-use aya::maps::SockHash;
+use aya::maps::{MapData, PerCpuArray, SockHash};
 use aya::programs::{CgroupAttachMode, Program, SkMsg, SockOps};
-use ingress_common::sockets::{SK_MSG_PROGRAM, SOCK_OPS_PROGRAM, SOCKET_PAIRS_MAP, SocketKey};
+use ingress_common::sockets::{SK_MSG_PROGRAM, SOCK_OPS_PROGRAM, SOCKET_PAIRS_MAP, SOCKET_STAT_COUNT, SOCKET_STATS_MAP, SocketKey};
+
+/// The proxy's upstream connections by what became of them, by
+/// `SOCKET_STAT_*` (see `metrics::socket_shortcut_connections`).
+pub type ShortcutCounts = [u64; SOCKET_STAT_COUNT as usize];
+
+/// The programs' per-CPU counters of the proxy's connections.
+pub struct ShortcutCounters(PerCpuArray<MapData, u64>);
+
+impl ShortcutCounters {
+    /// Summed over CPUs; a slot the kernel would not read counts 0.
+    pub fn read(&self) -> ShortcutCounts {
+        let mut counts = ShortcutCounts::default();
+        for (stat, count) in (0..).zip(counts.iter_mut()) {
+            *count = self.0.get(&stat, 0).map_or(0, |per_cpu| per_cpu.iter().sum());
+        }
+        counts
+    }
+}
 
 /// Verifies and attaches both programs of `object`; `cgroup` is the cgroup
 /// v2 root directory (see `cgroup2_root`). Attached through a BPF link,
 /// which leaves other programs on that cgroup in place (a link's mode must
 /// be the default, `Single`: the kernel refuses flags on links).
-pub(super) fn attach(object: &mut Ebpf, cgroup: &Path) -> anyhow::Result<()> {
+pub(super) fn attach(object: &mut Ebpf, cgroup: &Path) -> anyhow::Result<ShortcutCounters> {
     let pairs = object.map(SOCKET_PAIRS_MAP).with_context(|| format!("{SOCKET_PAIRS_MAP} missing from the object"))?;
     let pairs: SockHash<_, SocketKey> = pairs.try_into()?;
     let pairs = pairs.fd().try_clone().context("duplicating the sockhash's descriptor")?;
@@ -30,7 +48,8 @@ pub(super) fn attach(object: &mut Ebpf, cgroup: &Path) -> anyhow::Result<()> {
     sock_ops
         .attach(root, CgroupAttachMode::Single)
         .with_context(|| format!("attaching {SOCK_OPS_PROGRAM} to the cgroup {}", cgroup.display()))?;
-    Ok(())
+    let stats = object.take_map(SOCKET_STATS_MAP).with_context(|| format!("{SOCKET_STATS_MAP} missing from the object"))?;
+    Ok(ShortcutCounters(stats.try_into()?))
 }
 
 fn program<'a>(object: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut Program> {

@@ -15,6 +15,7 @@ mod plot;
 mod proxies;
 mod report;
 mod routes;
+mod targets;
 mod wrk;
 
 use std::net::SocketAddrV4;
@@ -265,5 +266,6 @@ fn write_outputs(config: &Config, cells: Vec<Cell>, churn: Vec<Churn>, proxy_cpu
         cells,
         churn,
     };
-    Outputs::write(&config.out_dir, "l7", "l7.png", report.markdown(), &report, |plot_file| plot::bars_png(plot_file, &report))
+    let markdown = report.markdown() + &targets::markdown(&report);
+    Outputs::write(&config.out_dir, "l7", "l7.png", markdown, &report, |plot_file| plot::bars_png(plot_file, &report))
 }

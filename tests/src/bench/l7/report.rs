@@ -101,6 +101,12 @@ impl Cell {
         };
         Cell { contender, pods, median, rounds }
     }
+
+    /// The lowest and highest requests/s of its rounds.
+    pub fn requests_range(&self) -> (f64, f64) {
+        let rates = self.rounds.iter().map(|round| round.requests_per_s);
+        (rates.clone().fold(f64::NAN, f64::min), rates.fold(f64::NAN, f64::max))
+    }
 }
 
 /// One run of a proxy during which a route changed again and again.
@@ -143,8 +149,8 @@ impl Report {
              pods keep their connections (HTTP/1.1).\n\n",
             self.date, self.machine, self.command, self.connections, self.seconds_per_run, self.wrk_cpus, self.proxy_cpus
         );
-        md.push_str("| contender | pods | rounds | req/s | p50 µs | p99 µs | added p50 µs | added p99 µs | peak RSS MiB | failed |\n");
-        md.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        md.push_str("| contender | pods | rounds | req/s | req/s range | p50 µs | p99 µs | added p50 µs | added p99 µs | peak RSS MiB | failed |\n");
+        md.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for cell in &self.cells {
             let direct = self.cells.iter().find(|c| c.contender == Contender::Direct && c.pods == cell.pods).map(|c| c.median);
             let f = &cell.median;
@@ -152,9 +158,10 @@ impl Report {
                 (Contender::Direct, _) | (_, None) => "-".to_owned(),
                 (_, Some(base)) => format!("{:.0}", v - base),
             };
+            let (low, high) = cell.requests_range();
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {:.0} |",
+                "| {} | {} | {} | {:.0} | {low:.0}-{high:.0} | {:.0} | {:.0} | {} | {} | {} | {:.0} |",
                 cell.contender.name(),
                 cell.pods.name(),
                 cell.rounds.len(),
@@ -193,6 +200,25 @@ impl Report {
 }
 
 #[cfg(test)]
+impl Report {
+    /// A report of these figures from a made-up run.
+    pub(super) fn of_test(cells: Vec<Cell>, churn: Vec<Churn>) -> Report {
+        Report {
+            suite: "l7",
+            date: "today".into(),
+            machine: "test".into(),
+            command: "bench".into(),
+            proxy_cpus: "1".into(),
+            wrk_cpus: "0".into(),
+            connections: 16,
+            seconds_per_run: 10,
+            cells,
+            churn,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -212,22 +238,14 @@ mod tests {
     #[test]
     fn medians_added_latency_and_route_changes_in_the_table() {
         let figures = |p50: f64, rss| Figures { requests_per_s: 1000.0, p50_us: p50, p99_us: 2.0 * p50, failed: 0.0, peak_rss_mib: rss };
-        let report = Report {
-            suite: "l7",
-            date: "today".into(),
-            machine: "test".into(),
-            command: "bench".into(),
-            proxy_cpus: "1".into(),
-            wrk_cpus: "0".into(),
-            connections: 16,
-            seconds_per_run: 10,
-            cells: vec![
+        let report = Report::of_test(
+            vec![
                 Cell::new(Contender::Direct, Pods::Close, vec![figures(100.0, None), figures(300.0, None), figures(200.0, None)]),
                 Cell::new(Contender::Nginx, Pods::Close, vec![figures(250.0, Some(3.0)), figures(270.0, Some(5.0))]),
                 Cell::new(Contender::Direct, Pods::KeepAlive, vec![figures(50.0, None)]),
                 Cell::new(Contender::Nginx, Pods::KeepAlive, vec![figures(80.0, Some(4.0))]),
             ],
-            churn: vec![Churn {
+            vec![Churn {
                 contender: Contender::Nginx,
                 how: "nginx -s reload",
                 changes: 1000,
@@ -237,11 +255,11 @@ mod tests {
                 requests_per_s: 500.0,
                 last_route_served: true,
             }],
-        };
+        );
         let md = report.markdown();
-        assert!(md.contains("| direct | close | 3 | 1000 | 200 | 400 | - | - | - | 0 |"), "{md}");
-        assert!(md.contains("| nginx | close | 2 | 1000 | 260 | 520 | 60 | 120 | 4.0 | 0 |"), "{md}");
-        assert!(md.contains("| nginx | keep-alive | 1 | 1000 | 80 | 160 | 30 | 60 | 4.0 | 0 |"), "{md}");
+        assert!(md.contains("| direct | close | 3 | 1000 | 1000-1000 | 200 | 400 | - | - | - | 0 |"), "{md}");
+        assert!(md.contains("| nginx | close | 2 | 1000 | 1000-1000 | 260 | 520 | 60 | 120 | 4.0 | 0 |"), "{md}");
+        assert!(md.contains("| nginx | keep-alive | 1 | 1000 | 1000-1000 | 80 | 160 | 30 | 60 | 4.0 | 0 |"), "{md}");
         assert!(md.contains("| nginx | nginx -s reload | 1000 | - | 5000 | 12 | 500 | yes |"), "{md}");
     }
 }
