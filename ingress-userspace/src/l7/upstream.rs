@@ -39,6 +39,10 @@ const MAX_IDLE_PER_ENDPOINT: usize = 32;
 const READ_SIZE: usize = 8 * 1024;
 /// Request body bytes gathered before they are written out.
 const WRITE_BATCH: usize = 16 * 1024;
+/// What a new connection's write buffer starts with: a usual request head
+/// fits at once, where growing from empty reallocated at every doubling
+/// (with `close` pods, for every request).
+const WRITE_HEAD_CAPACITY: usize = 1024;
 
 /// One HTTP/1.1 connection to an upstream and its buffers, kept with it.
 pub(crate) struct Conn {
@@ -153,7 +157,7 @@ impl Pool {
 
     async fn connect(&self, endpoint: SocketAddr) -> Result<Conn, UpstreamError> {
         let stream = self.connect_stream(endpoint).await?;
-        Ok(Conn { stream, read: BytesMut::new(), write: Vec::new() })
+        Ok(Conn { stream, read: BytesMut::new(), write: Vec::with_capacity(WRITE_HEAD_CAPACITY) })
     }
 
     async fn connect_stream(&self, endpoint: SocketAddr) -> Result<TcpStream, UpstreamError> {
