@@ -18,28 +18,22 @@ use crate::l7::metrics::MirrorOutcome;
 use crate::l7::mirror::MIRRORS_IN_FLIGHT;
 use crate::l7::options::ProxyOptions;
 use crate::l7::proxy::serve;
+use crate::l7::proxy::tests::hyper_upstream;
 use crate::l7::{L7Options, RouteTable, shared_routes};
 use crate::manifests::parse_documents;
 
 /// Answers `METHOD URI` and one `name: value` line per request header,
 /// with `x-upstream: 1` and `x-drop: 1` in its answer.
 async fn echo_upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
-                let mut text = format!("{} {}\n", request.method(), request.uri());
-                for (name, value) in request.headers() {
-                    text.push_str(&format!("{name}: {}\n", value.to_str().unwrap_or("?")));
-                }
-                let response = Response::builder().header("x-upstream", "1").header("x-drop", "1").body(Full::new(Bytes::from(text)));
-                Ok::<_, hyper::http::Error>(response.unwrap())
-            });
-            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+    hyper_upstream(hyper::service::service_fn(|request: Request<Incoming>| async move {
+        let mut text = format!("{} {}\n", request.method(), request.uri());
+        for (name, value) in request.headers() {
+            text.push_str(&format!("{name}: {}\n", value.to_str().unwrap_or("?")));
         }
-    });
-    addr
+        let response = Response::builder().header("x-upstream", "1").header("x-drop", "1").body(Full::new(Bytes::from(text)));
+        Ok::<_, hyper::http::Error>(response.unwrap())
+    }))
+    .await
 }
 
 /// The proxy serving one HTTPRoute for host `f.test` on an HTTP listener,

@@ -9,8 +9,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
+
+use super::response::BoxError;
 
 /// Why a client's body ended early.
 #[derive(Debug)]
@@ -18,7 +20,7 @@ pub(crate) enum ClientBodyError {
     /// No byte of it for the body read timeout (nginx's `client_body_timeout`).
     TimedOut(Duration),
     /// Malformed (a bad chunk size, say) or cut by the client.
-    Failed(hyper::Error),
+    Failed(BoxError),
 }
 
 impl fmt::Display for ClientBodyError {
@@ -34,25 +36,29 @@ impl std::error::Error for ClientBodyError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ClientBodyError::TimedOut(_) => None,
-            ClientBodyError::Failed(error) => Some(error),
+            ClientBodyError::Failed(error) => Some(error.as_ref()),
         }
     }
 }
 
-pub(crate) struct ClientBody {
-    body: Incoming,
+pub(crate) struct ClientBody<B> {
+    body: B,
     timeout: Duration,
     /// Restarted by every frame the client sends.
     deadline: Pin<Box<Sleep>>,
 }
 
-impl ClientBody {
-    pub(crate) fn new(body: Incoming, timeout: Duration) -> ClientBody {
+impl<B> ClientBody<B> {
+    pub(crate) fn new(body: B, timeout: Duration) -> ClientBody<B> {
         ClientBody { body, timeout, deadline: Box::pin(tokio::time::sleep(timeout)) }
     }
 }
 
-impl Body for ClientBody {
+impl<B> Body for ClientBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
     type Data = Bytes;
     type Error = ClientBodyError;
 
@@ -61,7 +67,7 @@ impl Body for ClientBody {
             Poll::Ready(frame) => {
                 let next = Instant::now() + self.timeout;
                 self.deadline.as_mut().reset(next);
-                Poll::Ready(frame.map(|frame| frame.map_err(ClientBodyError::Failed)))
+                Poll::Ready(frame.map(|frame| frame.map_err(|error| ClientBodyError::Failed(error.into()))))
             }
             Poll::Pending => match self.deadline.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Some(Err(ClientBodyError::TimedOut(self.timeout)))),

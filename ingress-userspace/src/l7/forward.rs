@@ -7,7 +7,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
-use hyper::body::{Body, Incoming};
+use bytes::Bytes;
+use hyper::body::Body;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::uri::PathAndQuery;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
@@ -90,13 +91,17 @@ impl Upstreams {
         &self.pool
     }
 
-    pub(crate) async fn forward(
+    pub(crate) async fn forward<B>(
         &self,
-        mut request: Request<Incoming>,
+        mut request: Request<B>,
         route: &Route,
         forwarded: Forwarded<'_>,
         options: &ProxyOptions,
-    ) -> Response<ProxyBody> {
+    ) -> Response<ProxyBody>
+    where
+        B: Body<Data = Bytes> + Send + Sync + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
         let Some(upstream) = route.pick_upstream() else {
             return local(StatusCode::INTERNAL_SERVER_ERROR, "no usable backend\n");
         };

@@ -94,7 +94,7 @@ pub(crate) fn write_request_head(out: &mut Vec<u8>, method: &Method, target: &st
     out.extend_from_slice(b"\r\n");
 }
 
-fn write_field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+pub(super) fn write_field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
     out.extend_from_slice(name.as_str().as_bytes());
     out.extend_from_slice(b": ");
     out.extend_from_slice(value.as_bytes());
@@ -229,7 +229,7 @@ fn framing(method: &Method, status: StatusCode, headers: &HeaderMap) -> Result<F
 }
 
 /// Digits only (no sign, no spaces), at most what fits a u64.
-fn parse_length(text: &[u8]) -> Option<u64> {
+pub(super) fn parse_length(text: &[u8]) -> Option<u64> {
     if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
         return None;
     }

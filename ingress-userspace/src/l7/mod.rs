@@ -1,11 +1,16 @@
 //! L7 host/path routing: Ingress v1 and annotated pods to one route table,
-//! served by a hyper proxy that reads the table through an atomic swap (no
-//! reload, no dropped connection when routes change).
+//! served by a proxy that reads the table through an atomic swap (no
+//! reload, no dropped connection when routes change). Plain HTTP/1.1
+//! requests are served by the proxy's own server (`client_conn`), the rest
+//! (HTTP/2, request bodies, upgrades) by hyper's.
 
 pub mod annotations;
 pub mod balancer;
 pub mod canary;
+mod body_out;
 mod client_body;
+mod client_conn;
+mod client_wire;
 pub mod conditions;
 pub mod endpoints;
 pub mod filters;

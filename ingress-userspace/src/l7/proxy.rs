@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use hyper::body::Incoming;
+use hyper::body::Body;
 use hyper::server::conn::{http1, http2};
 use hyper::header::{HOST, HeaderValue, SERVER};
 use hyper::{Method, Request, Response, StatusCode, Version};
@@ -26,7 +26,7 @@ use super::misdirected::TlsSession;
 use super::mirror::Mirrors;
 use super::options::ProxyOptions;
 use super::policy;
-use super::response::{ProxyBody, SERVER_NAME, local};
+use super::response::{BoxError, ProxyBody, SERVER_NAME, local};
 use super::table::Decision;
 
 /// How an HTTP/2 client with prior knowledge begins (RFC 9113 3.4), up to
@@ -142,30 +142,52 @@ impl Proxy {
         // already read tells the protocol; hyper's `auto` builder would read
         // and rewind it once more.
         let h2 = h2_negotiated || head.starts_with(H2_PREFACE_HEAD);
-        let io = TokioIo::new(Prefixed { head: head.freeze(), io });
-        let proxy = self.clone();
         let client = Arc::new(Client::new(peer));
-        let service = hyper::service::service_fn(move |request| proxy.clone().handle(request, client.clone(), tls.clone()));
-        let served = if h2 {
-            let mut builder = http2::Builder::new(TokioExecutor::new());
-            builder
-                .timer(TokioTimer::new())
-                .max_header_list_size(u32::try_from(self.options.max_header_bytes).unwrap_or(u32::MAX))
-                .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
-                .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESET_STREAMS)
-                .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESET_STREAMS)
-                .keep_alive_interval(Some(self.options.client_idle_timeout));
-            builder.serve_connection(io, service).await
+        if h2 {
+            self.serve_h2(Prefixed { head: head.freeze(), io }, client, tls).await;
         } else {
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                // hyper times idle keep-alive connections with the same timer.
-                .header_read_timeout(self.options.client_idle_timeout)
-                .max_buf_size(self.options.max_header_bytes.max(8192));
-            builder.serve_connection(io, service).with_upgrades().await
-        };
-        if let Err(error) = served {
+            self.serve_http1(io, head, client, tls).await;
+        }
+    }
+
+    async fn serve_h2<IO>(self: Arc<Self>, io: Prefixed<IO>, client: Arc<Client>, tls: Option<Arc<TlsSession>>)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let peer = client.addr;
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(self.options.max_header_bytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+            .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESET_STREAMS)
+            .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESET_STREAMS)
+            .keep_alive_interval(Some(self.options.client_idle_timeout));
+        let proxy = self.clone();
+        let service = hyper::service::service_fn(move |request| proxy.clone().handle(request, client.clone(), tls.clone()));
+        if let Err(error) = builder.serve_connection(TokioIo::new(io), service).await {
+            tracing::debug!(%peer, %error, "L7 client connection ended");
+        }
+    }
+
+    /// The rest of an HTTP/1 connection, from the bytes in `read` on, as
+    /// hyper's server serves it (see `client_conn` for which requests come
+    /// here).
+    pub(super) async fn serve_with_hyper<IO>(self: Arc<Self>, io: IO, read: Bytes, client: Arc<Client>, tls: Option<Arc<TlsSession>>)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let peer = client.addr;
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            // hyper times idle keep-alive connections with the same timer.
+            .header_read_timeout(self.options.client_idle_timeout)
+            .max_buf_size(self.options.max_header_bytes.max(8192));
+        let proxy = self.clone();
+        let service = hyper::service::service_fn(move |request| proxy.clone().handle(request, client.clone(), tls.clone()));
+        let io = TokioIo::new(Prefixed { head: read, io });
+        if let Err(error) = builder.serve_connection(io, service).with_upgrades().await {
             tracing::debug!(%peer, %error, "L7 client connection ended");
         }
     }
@@ -203,12 +225,17 @@ impl Proxy {
         }
     }
 
-    async fn handle(
+    /// Routes and answers one request, whichever server side read it.
+    pub(super) async fn handle<B>(
         self: Arc<Self>,
-        request: Request<Incoming>,
+        request: Request<B>,
         client: Arc<Client>,
         tls: Option<Arc<TlsSession>>,
-    ) -> Result<Response<ProxyBody>, CloseConnection> {
+    ) -> Result<Response<ProxyBody>, CloseConnection>
+    where
+        B: Body<Data = Bytes> + Send + Sync + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
         let started = Instant::now();
         let peer = client.addr;
         let scheme = if tls.is_some() { "https" } else { "http" };
@@ -366,4 +393,4 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
 
 #[cfg(test)]
 #[path = "proxy_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -18,8 +18,6 @@ use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures::FutureExt;
-use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1;
 use hyper::header::HeaderMap;
@@ -30,15 +28,14 @@ use nix::sys::socket::{setsockopt, sockopt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
-use super::h1_wire::{self, Added, Chunked, Decoded, Framing, LAST_CHUNK, Malformed, Outgoing, ResponseHead};
+use super::body_out::{self, BodyOutError};
+use super::h1_wire::{self, Added, Chunked, Decoded, Framing, Malformed, Outgoing, ResponseHead};
 use super::response::{BoxError, ProxyBody};
 
 /// Idle connections kept per endpoint, as nginx's `keepalive 32` in the benchmark.
 const MAX_IDLE_PER_ENDPOINT: usize = 32;
 /// What one read asks for at least; a response head and a small body fit.
 const READ_SIZE: usize = 8 * 1024;
-/// Request body bytes gathered before they are written out.
-const WRITE_BATCH: usize = 16 * 1024;
 /// What a new connection's write buffer starts with: a usual request head
 /// fits at once, where growing from empty reallocated at every doubling
 /// (with `close` pods, for every request).
@@ -300,61 +297,14 @@ impl Exchange<'_> {
             Outgoing::Length { length, .. } => Some(length),
             Outgoing::Chunked => None,
         };
-        let mut sent: u64 = 0;
-        loop {
-            self.body_taken = true;
-            // What the client already sent goes out with the head; a body
-            // still on its way does not hold back what came before it.
-            let frame = match self.body.frame().now_or_never() {
-                Some(frame) => frame,
-                None => {
-                    flush(stream, write).await?;
-                    self.body.frame().await
-                }
-            };
-            let data = match frame {
-                None => break,
-                Some(Err(error)) => return Err(UpstreamError::RequestBody(error)),
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) if !data.is_empty() => data,
-                    // Trailers, and empty frames, are not sent on.
-                    _ => continue,
-                },
-            };
-            sent += data.len() as u64;
-            if length.is_some_and(|length| sent > length) {
-                return Err(UpstreamError::RequestBody("the request body is longer than its Content-Length".into()));
-            }
-            if length.is_none() {
-                h1_wire::write_chunk_size(write, data.len());
-            }
-            if write.len() + data.len() > WRITE_BATCH {
-                flush(stream, write).await?;
-                stream.write_all(&data).await.map_err(UpstreamError::Io)?;
-            } else {
-                write.extend_from_slice(&data);
-            }
-            if length.is_none() {
-                write.extend_from_slice(b"\r\n");
-            }
-        }
-        match length {
-            Some(length) if sent != length => {
-                return Err(UpstreamError::RequestBody("the request body is shorter than its Content-Length".into()));
-            }
-            Some(_) => {}
-            None => write.extend_from_slice(LAST_CHUNK),
-        }
-        flush(stream, write).await
+        self.body_taken = true;
+        body_out::write_body(stream, write, self.body, length).await.map_err(|error| match error {
+            BodyOutError::Io(error) => UpstreamError::Io(error),
+            BodyOutError::Body(error) => UpstreamError::RequestBody(error),
+            BodyOutError::LongerThanDeclared => UpstreamError::RequestBody("the request body is longer than its Content-Length".into()),
+            BodyOutError::ShorterThanDeclared => UpstreamError::RequestBody("the request body is shorter than its Content-Length".into()),
+        })
     }
-}
-
-async fn flush(stream: &mut (impl AsyncWrite + Unpin), write: &mut Vec<u8>) -> Result<(), UpstreamError> {
-    if !write.is_empty() {
-        stream.write_all(write).await.map_err(UpstreamError::Io)?;
-        write.clear();
-    }
-    Ok(())
 }
 
 /// What came of writing a request: it went out whole (or failed), or the
