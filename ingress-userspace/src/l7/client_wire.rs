@@ -36,6 +36,10 @@ pub(crate) enum NextRequest {
 /// Takes the next request head off the front of `buffer` when it is
 /// complete, at most `max_head` bytes long, and one the fast path serves.
 pub(crate) fn take_request(buffer: &mut BytesMut, max_head: usize) -> NextRequest {
+    // Asked first thing after every answer, before the next request came.
+    if buffer.is_empty() {
+        return NextRequest::Partial;
+    }
     let parsed = {
         let mut fields = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_REQUEST_HEADERS];
         let mut request = httparse::Request::new(&mut []);

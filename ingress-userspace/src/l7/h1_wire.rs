@@ -133,6 +133,11 @@ pub(crate) struct ResponseHead {
 /// them). `Ok(None)`: not complete yet. A 101 is refused: only a request
 /// that asked to switch protocols may get one, and those do not come here.
 pub(crate) fn take_response_head(buffer: &mut BytesMut, method: &Method) -> Result<Option<ResponseHead>, Malformed> {
+    // Asked first thing after every request goes out, before any answer
+    // came: the parser's setup is not free.
+    if buffer.is_empty() {
+        return Ok(None);
+    }
     loop {
         let Some((length, status, version, fields)) = parse_head(&buffer[..])? else {
             if buffer.len() > MAX_RESPONSE_HEAD {
