@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::body_out::{self, BodyOutError};
-use super::client_wire::{self, BodyFraming, NextRequest};
+use super::client_wire::{self, AnswerTo, BodyFraming, NextRequest, Written};
 use super::forward::Client;
 use super::misdirected::TlsSession;
 use super::proxy::Proxy;
@@ -80,10 +80,10 @@ impl Proxy {
             let Ok(response) = self.clone().handle(request, client.clone(), tls.clone()).await else {
                 return;
             };
-            let close = asked_close || client_wire::response_closes(response.headers());
-            if write_response(&mut io, &mut write, response, head_request, close).await.is_err() {
-                return tracing::debug!(peer = %client.addr, "L7 client connection ended while answering");
-            }
+            let close = match write_response(&mut io, &mut write, response, head_request, asked_close).await {
+                Ok(close) => close,
+                Err(_) => return tracing::debug!(peer = %client.addr, "L7 client connection ended while answering"),
+            };
             if close {
                 let _ = io.shutdown().await;
                 return;
@@ -92,26 +92,27 @@ impl Proxy {
     }
 }
 
-/// Writes the whole response, its head batched with the body that is ready.
+/// Writes the whole response, its head batched with the body that is
+/// ready; `Ok(true)`: the connection closes after it.
 async fn write_response(
     io: &mut (impl AsyncWrite + Unpin),
     write: &mut Vec<u8>,
     response: hyper::Response<ProxyBody>,
     head_request: bool,
-    close: bool,
-) -> Result<(), BodyOutError> {
+    asked_close: bool,
+) -> Result<bool, BodyOutError> {
     let (parts, mut body) = response.into_parts();
-    let framing = client_wire::response_framing(head_request, parts.status, &parts.headers, body.size_hint().exact());
+    let to = AnswerTo { head_request, exact_length: body.size_hint().exact(), asked_close };
     write.clear();
-    with_date(|date| client_wire::write_response_head(write, parts.status, &parts.headers, framing, close, date));
+    let Written { framing, close } = with_date(|date| client_wire::write_response_head(write, parts.status, &parts.headers, to, date));
     let length = match framing {
         // Dropped unread: an upstream's body that is complete hands its
         // connection back to the pool as it drops.
-        BodyFraming::None => return body_out::flush(io, write).await,
+        BodyFraming::None => return body_out::flush(io, write).await.map(|()| close),
         BodyFraming::Length { length, .. } => Some(length),
         BodyFraming::Chunked => None,
     };
-    body_out::write_body(io, write, &mut body, length).await
+    body_out::write_body(io, write, &mut body, length).await.map(|()| close)
 }
 
 /// The `Date` of a response as hyper renders it, once a second per thread.

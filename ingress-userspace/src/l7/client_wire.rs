@@ -9,7 +9,7 @@ use std::io::Write as _;
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
-use hyper::header::{CONNECTION, CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue, TRANSFER_ENCODING};
+use hyper::header::{CONNECTION, CONTENT_LENGTH, DATE, HeaderMap, HeaderName, HeaderValue, TRANSFER_ENCODING};
 use hyper::{Method, Request, StatusCode, Uri, Version};
 
 use super::h1_wire::{parse_length, write_field};
@@ -103,7 +103,7 @@ fn fast_path_fields(request: &httparse::Request, buffer: &[u8]) -> Option<Fields
             return None;
         }
         if name.eq_ignore_ascii_case(b"connection") {
-            close |= field.value.split(|&byte| byte == b',').any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
+            close |= asks_close(field.value);
         }
         headers.push((at(name), at(field.value)));
     }
@@ -139,12 +139,12 @@ pub(crate) enum BodyFraming {
     Chunked,
 }
 
-/// As hyper's server frames a response to an HTTP/1.1 request.
-pub(crate) fn response_framing(head_request: bool, status: StatusCode, headers: &HeaderMap, exact_length: Option<u64>) -> BodyFraming {
+/// As hyper's server frames a response to an HTTP/1.1 request, from the
+/// response's first Content-Length (`declared`) and the body's own length.
+pub(crate) fn response_framing(head_request: bool, status: StatusCode, declared: Option<u64>, exact_length: Option<u64>) -> BodyFraming {
     if head_request || status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return BodyFraming::None;
     }
-    let declared = headers.get(CONTENT_LENGTH).and_then(|value| parse_length(value.as_bytes()));
     match (declared, exact_length) {
         (Some(length), _) => BodyFraming::Length { length, add_header: false },
         (None, Some(length)) => BodyFraming::Length { length, add_header: true },
@@ -152,32 +152,57 @@ pub(crate) fn response_framing(head_request: bool, status: StatusCode, headers: 
     }
 }
 
-/// Whether the response asks for the connection to close after it.
-pub(crate) fn response_closes(headers: &HeaderMap) -> bool {
-    let values = headers.get_all(CONNECTION).iter();
-    values.flat_map(|value| value.as_bytes().split(|&byte| byte == b',')).any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+/// What the proxy knows of an answer besides its status and headers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AnswerTo {
+    /// The request was a HEAD: no body goes out.
+    pub head_request: bool,
+    /// The body's length, when it is known.
+    pub exact_length: Option<u64>,
+    /// The client asked to close the connection after this answer.
+    pub asked_close: bool,
+}
+
+/// What the written head committed the connection to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Written {
+    pub framing: BodyFraming,
+    /// The connection closes after the body: the client or the response asked.
+    pub close: bool,
 }
 
 /// Appends the response head: the status line, `headers` but any
 /// Transfer-Encoding (the framing is this hop's), a `Date` unless there is
-/// one, the framing header, and `connection: close` when the proxy closes
-/// the connection after it and the headers do not say so already.
-pub(crate) fn write_response_head(out: &mut Vec<u8>, status: StatusCode, headers: &HeaderMap, framing: BodyFraming, close: bool, date: &[u8]) {
+/// one, the framing header, and `connection: close` when the client asked
+/// to close and the headers do not say so already. The headers are read
+/// once, as they are written: looking up the few that decide the framing
+/// and the close cost more than the pass itself.
+pub(crate) fn write_response_head(out: &mut Vec<u8>, status: StatusCode, headers: &HeaderMap, to: AnswerTo, date: &[u8]) -> Written {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
+    let (mut dated, mut first_length, mut says_close) = (false, None, false);
     for (name, value) in headers {
-        if name != TRANSFER_ENCODING {
-            write_field(out, name, value);
+        if name == TRANSFER_ENCODING {
+            continue;
         }
+        if name == DATE {
+            dated = true;
+        } else if name == CONTENT_LENGTH {
+            first_length.get_or_insert_with(|| parse_length(value.as_bytes()));
+        } else if name == CONNECTION {
+            says_close |= asks_close(value.as_bytes());
+        }
+        write_field(out, name, value);
     }
-    if !headers.contains_key(hyper::header::DATE) {
+    if !dated {
         out.extend_from_slice(b"date: ");
         out.extend_from_slice(date);
         out.extend_from_slice(b"\r\n");
     }
+    let framing = response_framing(to.head_request, status, first_length.flatten(), to.exact_length);
     match framing {
         BodyFraming::Length { length, add_header: true } => {
             let _ = write!(out, "content-length: {length}\r\n");
@@ -185,10 +210,16 @@ pub(crate) fn write_response_head(out: &mut Vec<u8>, status: StatusCode, headers
         BodyFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         BodyFraming::None | BodyFraming::Length { .. } => {}
     }
-    if close && !response_closes(headers) {
+    if to.asked_close && !says_close {
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
+    Written { framing, close: to.asked_close || says_close }
+}
+
+/// Whether a `Connection` value lists `close`.
+fn asks_close(value: &[u8]) -> bool {
+    value.split(|&byte| byte == b',').any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
 }
 
 #[cfg(test)]

@@ -80,18 +80,16 @@ fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
 
 #[test]
 fn responses_are_framed_as_hyper_frames_them() {
-    let with_length = headers(&[("content-length", "12")]);
-    let none = HeaderMap::new();
     let cases = [
-        (false, StatusCode::OK, &with_length, None, BodyFraming::Length { length: 12, add_header: false }),
-        (false, StatusCode::OK, &none, Some(3), BodyFraming::Length { length: 3, add_header: true }),
-        (false, StatusCode::OK, &none, None, BodyFraming::Chunked),
-        (true, StatusCode::OK, &with_length, Some(0), BodyFraming::None),
-        (false, StatusCode::NO_CONTENT, &none, Some(0), BodyFraming::None),
-        (false, StatusCode::NOT_MODIFIED, &with_length, None, BodyFraming::None),
+        (false, StatusCode::OK, Some(12), None, BodyFraming::Length { length: 12, add_header: false }),
+        (false, StatusCode::OK, None, Some(3), BodyFraming::Length { length: 3, add_header: true }),
+        (false, StatusCode::OK, None, None, BodyFraming::Chunked),
+        (true, StatusCode::OK, Some(12), Some(0), BodyFraming::None),
+        (false, StatusCode::NO_CONTENT, None, Some(0), BodyFraming::None),
+        (false, StatusCode::NOT_MODIFIED, Some(12), None, BodyFraming::None),
     ];
-    for (head_request, status, headers, exact, expected) in cases {
-        assert_eq!(response_framing(head_request, status, headers, exact), expected, "{head_request} {status} {headers:?} {exact:?}");
+    for (head_request, status, declared, exact, expected) in cases {
+        assert_eq!(response_framing(head_request, status, declared, exact), expected, "{head_request} {status} {declared:?} {exact:?}");
     }
 }
 
@@ -100,39 +98,44 @@ fn the_response_head_carries_its_framing_a_date_and_the_close() {
     const DATE: &[u8] = b"Sat, 05 Dec 2026 20:00:00 GMT";
     let upstream = headers(&[("content-type", "text/plain"), ("transfer-encoding", "chunked")]);
     let dated = headers(&[("date", "Fri, 04 Dec 2026 00:00:00 GMT"), ("connection", "close")]);
+    let sized = headers(&[("content-length", "12"), ("content-length", "x"), ("connection", "keep-alive, CLOSE")]);
+    let answer = |head_request, exact_length, asked_close| AnswerTo { head_request, exact_length, asked_close };
+    let written = |framing, close| Written { framing, close };
     let cases = [
         (
             StatusCode::OK,
             &upstream,
-            BodyFraming::Length { length: 5, add_header: true },
-            false,
+            answer(false, Some(5), false),
             "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ndate: Sat, 05 Dec 2026 20:00:00 GMT\r\ncontent-length: 5\r\n\r\n",
+            written(BodyFraming::Length { length: 5, add_header: true }, false),
         ),
         (
             StatusCode::NOT_FOUND,
             &upstream,
-            BodyFraming::Chunked,
-            true,
+            answer(false, None, true),
             "HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\ndate: Sat, 05 Dec 2026 20:00:00 GMT\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+            written(BodyFraming::Chunked, true),
         ),
         (
             StatusCode::REQUEST_TIMEOUT,
             &dated,
-            BodyFraming::None,
-            true,
+            answer(true, Some(0), true),
             "HTTP/1.1 408 Request Timeout\r\ndate: Fri, 04 Dec 2026 00:00:00 GMT\r\nconnection: close\r\n\r\n",
+            written(BodyFraming::None, true),
+        ),
+        // The first Content-Length frames the body; a response asking to close closes.
+        (
+            StatusCode::OK,
+            &sized,
+            answer(false, None, false),
+            "HTTP/1.1 200 OK\r\ncontent-length: 12\r\ncontent-length: x\r\nconnection: keep-alive, CLOSE\r\ndate: Sat, 05 Dec 2026 20:00:00 GMT\r\n\r\n",
+            written(BodyFraming::Length { length: 12, add_header: false }, true),
         ),
     ];
-    for (status, headers, framing, close, expected) in cases {
+    for (status, headers, to, expected_head, expected) in cases {
         let mut out = Vec::new();
-        write_response_head(&mut out, status, headers, framing, close, DATE);
-        assert_eq!(String::from_utf8(out).unwrap(), expected);
+        let written = write_response_head(&mut out, status, headers, to, DATE);
+        assert_eq!(String::from_utf8(out).unwrap(), expected_head);
+        assert_eq!(written, expected, "{headers:?} {to:?}");
     }
-}
-
-#[test]
-fn a_response_asking_to_close_is_recognised() {
-    assert!(response_closes(&headers(&[("connection", "keep-alive, CLOSE")])));
-    assert!(!response_closes(&headers(&[("connection", "keep-alive")])));
-    assert!(!response_closes(&HeaderMap::new()));
 }

@@ -16,6 +16,7 @@ use hyper_util::rt::TokioIo;
 
 use super::client_body::{ClientBody, ClientBodyError};
 use super::path::PathMatch;
+use super::request_timer::{RequestTimers, TimedOut};
 use super::options::ProxyOptions;
 use super::response::{BoxError, ProxyBody, local};
 use super::rewrite::rewrite;
@@ -44,6 +45,7 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 
 pub(crate) struct Upstreams {
     pool: Arc<Pool>,
+    timers: RequestTimers,
 }
 
 /// The client of a connection, its address as header text made once per
@@ -84,7 +86,7 @@ enum Failure {
 
 impl Upstreams {
     pub(crate) fn new(options: &ProxyOptions) -> Upstreams {
-        Upstreams { pool: Pool::new(options.connect_timeout, options.upstream_idle_timeout, options.upstream_mark) }
+        Upstreams { pool: Pool::new(options.connect_timeout, options.upstream_idle_timeout, options.upstream_mark), timers: RequestTimers::default() }
     }
 
     pub(crate) fn pool(&self) -> &Arc<Pool> {
@@ -151,15 +153,15 @@ impl Upstreams {
                 _ => Empty::new().map_err(|never| match never {}).boxed(),
             };
             let sent = match &client_upgrade {
-                None => tokio::time::timeout(request_timeout, self.pool.send(endpoint, &head, attempt_body)).await,
+                None => self.timers.within(request_timeout, self.pool.send(endpoint, &head, attempt_body)).await,
                 Some(_) => {
                     let sending = self.pool.send_upgrade(endpoint, head.to_request(attempt_body));
-                    tokio::time::timeout(request_timeout, sending).await.map(|sent| sent.map(|response| response.map(|body| body.map_err(BoxError::from).boxed())))
+                    self.timers.within(request_timeout, sending).await.map(|sent| sent.map(|response| response.map(|body| body.map_err(BoxError::from).boxed())))
                 }
             };
             match sent {
                 Ok(Ok(response)) => return respond(response, client_upgrade),
-                Err(_elapsed) => return local(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n"),
+                Err(TimedOut) => return local(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n"),
                 Ok(Err(error)) => {
                     tracing::warn!(route = route.name, %endpoint, error = %error_chain(error.as_ref()), "upstream request failed");
                     last_failure = classify(error.as_ref());
@@ -248,8 +250,9 @@ fn is_idempotent(method: &Method) -> bool {
 
 /// The protocol a client asks to switch to, when `Connection` says so.
 pub(super) fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
-    let asks = connection_tokens(headers).any(|token| token.eq_ignore_ascii_case("upgrade"));
-    headers.get(header::UPGRADE).filter(|_| asks).cloned()
+    // `Upgrade` first: almost no request has one, and most have a `Connection`.
+    let protocol = headers.get(header::UPGRADE)?;
+    connection_tokens(headers).any(|token| token.eq_ignore_ascii_case("upgrade")).then(|| protocol.clone())
 }
 
 fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {

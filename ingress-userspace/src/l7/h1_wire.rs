@@ -159,14 +159,17 @@ pub(crate) fn take_response_head(buffer: &mut BytesMut, method: &Method) -> Resu
         // response-header filter's header), so that adding it does not
         // grow and rehash the map.
         let mut headers = HeaderMap::with_capacity(fields.len() + ROOM_FOR_ADDED);
+        let mut seen = Seen::default();
         for field in &fields {
             let name = HeaderName::from_bytes(&head[field.name.0..field.name.1]).map_err(|_| Malformed("invalid header name"))?;
             let value = HeaderValue::from_maybe_shared(head.slice(field.value.0..field.value.1))
                 .map_err(|_| Malformed("invalid header value"))?;
+            seen.note(&name);
             headers.append(name, value);
         }
-        let framing = framing(method, status, &headers)?;
-        let keep_alive = framing != Framing::UntilClose && keeps_alive(version, &headers);
+        let framing = framing(method, status, &headers, seen)?;
+        // HTTP/1.1 keeps the connection unless `Connection` says otherwise.
+        let keep_alive = framing != Framing::UntilClose && (if seen.connection { keeps_alive(version, &headers) } else { version == Version::HTTP_11 });
         return Ok(Some(ResponseHead { status, version, headers, framing, keep_alive }));
     }
 }
@@ -205,20 +208,41 @@ fn parse_head(buffer: &[u8]) -> Result<Option<ParsedHead>, Malformed> {
     Ok(Some((length, status, version, fields)))
 }
 
+/// Which of the headers that decide the framing and the keep-alive a head
+/// has, noted as its fields are read: most heads have one of them, and
+/// looking each up afterwards cost more than the comparisons.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    transfer_encoding: bool,
+    content_length: bool,
+    connection: bool,
+}
+
+impl Seen {
+    fn note(&mut self, name: &HeaderName) {
+        self.transfer_encoding |= name == TRANSFER_ENCODING;
+        self.content_length |= name == CONTENT_LENGTH;
+        self.connection |= name == CONNECTION;
+    }
+}
+
 /// RFC 9112 6.3, strictly: no body for HEAD, 1xx, 204 and 304; a
 /// Transfer-Encoding must be `chunked` alone and never come with a
 /// Content-Length; Content-Length values must all be one number.
-fn framing(method: &Method, status: StatusCode, headers: &HeaderMap) -> Result<Framing, Malformed> {
+fn framing(method: &Method, status: StatusCode, headers: &HeaderMap, seen: Seen) -> Result<Framing, Malformed> {
     if *method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return Ok(Framing::Empty);
     }
-    if headers.contains_key(TRANSFER_ENCODING) {
-        if headers.contains_key(CONTENT_LENGTH) {
+    if seen.transfer_encoding {
+        if seen.content_length {
             return Err(Malformed("both Content-Length and Transfer-Encoding"));
         }
         let mut codings = headers.get_all(TRANSFER_ENCODING).iter().flat_map(|value| value.as_bytes().split(|&byte| byte == b','));
         let only_chunked = codings.next().is_some_and(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked")) && codings.next().is_none();
         return if only_chunked { Ok(Framing::Chunked) } else { Err(Malformed("a Transfer-Encoding other than chunked")) };
+    }
+    if !seen.content_length {
+        return Ok(Framing::UntilClose);
     }
     let mut length = None;
     for value in headers.get_all(CONTENT_LENGTH) {

@@ -25,6 +25,7 @@ pub mod options;
 pub mod path;
 pub mod policy;
 pub mod proxy;
+mod request_timer;
 pub mod response;
 pub mod rewrite;
 pub mod route;
