@@ -4,6 +4,7 @@
 
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::pin;
 use std::sync::Arc;
 
 use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
@@ -153,9 +154,9 @@ impl Upstreams {
                 _ => Empty::new().map_err(|never| match never {}).boxed(),
             };
             let sent = match &client_upgrade {
-                None => self.timers.within(request_timeout, self.pool.send(endpoint, &head, attempt_body)).await,
+                None => self.timers.within(request_timeout, pin!(self.pool.send(endpoint, &head, attempt_body))).await,
                 Some(_) => {
-                    let sending = self.pool.send_upgrade(endpoint, head.to_request(attempt_body));
+                    let sending = pin!(self.pool.send_upgrade(endpoint, head.to_request(attempt_body)));
                     self.timers.within(request_timeout, sending).await.map(|sent| sent.map(|response| response.map(|body| body.map_err(BoxError::from).boxed())))
                 }
             };

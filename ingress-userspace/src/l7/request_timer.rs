@@ -7,7 +7,7 @@
 //! early it is moved to the true deadline then, once per timeout at most.
 
 use std::future::{Future, poll_fn};
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Poll, ready};
 use std::time::Duration;
@@ -31,11 +31,12 @@ pub(crate) struct TimedOut;
 
 impl RequestTimers {
     /// `future`'s output, or `TimedOut` once `limit` has passed first. A
-    /// request given up on (its client went away) drops its timer.
-    pub(crate) async fn within<F: Future>(&self, limit: Duration, future: F) -> Result<F::Output, TimedOut> {
+    /// request given up on (its client went away) drops its timer. The
+    /// future is borrowed pinned where the caller made it: moved in, the
+    /// request's large future was copied twice per request.
+    pub(crate) async fn within<F: Future>(&self, limit: Duration, mut future: Pin<&mut F>) -> Result<F::Output, TimedOut> {
         let deadline = Instant::now() + limit;
         let mut timer = self.take(deadline);
-        let mut future = pin!(future);
         let outcome = poll_fn(|cx| {
             if let Poll::Ready(output) = future.as_mut().poll(cx) {
                 return Poll::Ready(Ok(output));
@@ -78,27 +79,29 @@ impl RequestTimers {
 
 #[cfg(test)]
 mod tests {
+    use std::pin::pin;
+
     use super::*;
 
     #[tokio::test(start_paused = true)]
     async fn a_reused_timer_times_out_at_its_new_deadline_not_its_old_one() {
         let timers = RequestTimers::default();
         let limit = Duration::from_secs(10);
-        assert_eq!(timers.within(limit, async { 1 }).await, Ok(1));
+        assert_eq!(timers.within(limit, pin!(async { 1 })).await, Ok(1));
         // The spare is still due 10 s after the first request started.
         tokio::time::sleep(Duration::from_secs(6)).await;
         let started = Instant::now();
-        assert_eq!(timers.within(limit, std::future::pending::<()>()).await, Err(TimedOut));
+        assert_eq!(timers.within(limit, pin!(std::future::pending::<()>())).await, Err(TimedOut));
         assert_eq!(started.elapsed(), limit);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_shorter_limit_than_the_spare_was_made_for_still_holds() {
         let timers = RequestTimers::default();
-        assert_eq!(timers.within(Duration::from_secs(60), async {}).await, Ok(()));
+        assert_eq!(timers.within(Duration::from_secs(60), pin!(async {})).await, Ok(()));
         let started = Instant::now();
         let limit = Duration::from_secs(2);
-        assert_eq!(timers.within(limit, std::future::pending::<()>()).await, Err(TimedOut));
+        assert_eq!(timers.within(limit, pin!(std::future::pending::<()>())).await, Err(TimedOut));
         assert_eq!(started.elapsed(), limit);
     }
 
@@ -111,7 +114,7 @@ mod tests {
                 tokio::time::sleep(Duration::from_secs(4)).await;
                 "answer"
             };
-            assert_eq!(timers.within(limit, answer).await, Ok("answer"));
+            assert_eq!(timers.within(limit, pin!(answer)).await, Ok("answer"));
         }
     }
 }
