@@ -142,7 +142,7 @@ pub(crate) enum BodyFraming {
 /// As hyper's server frames a response to an HTTP/1.1 request, from the
 /// response's first Content-Length (`declared`) and the body's own length.
 pub(crate) fn response_framing(head_request: bool, status: StatusCode, declared: Option<u64>, exact_length: Option<u64>) -> BodyFraming {
-    if head_request || status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+    if head_request || !may_have_length(status) {
         return BodyFraming::None;
     }
     match (declared, exact_length) {
@@ -150,6 +150,11 @@ pub(crate) fn response_framing(head_request: bool, status: StatusCode, declared:
         (None, Some(length)) => BodyFraming::Length { length, add_header: true },
         (None, None) => BodyFraming::Chunked,
     }
+}
+
+/// 1xx, 204 and 304 answers carry neither a body nor a length.
+fn may_have_length(status: StatusCode) -> bool {
+    !(status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED)
 }
 
 /// What the proxy knows of an answer besides its status and headers.
@@ -208,7 +213,15 @@ pub(crate) fn write_response_head(out: &mut Vec<u8>, status: StatusCode, headers
             let _ = write!(out, "content-length: {length}\r\n");
         }
         BodyFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        BodyFraming::None | BodyFraming::Length { .. } => {}
+        // A HEAD answer tells the length of the body it does not carry, as
+        // hyper's does (not a zero length: that may not be the GET's).
+        BodyFraming::None => match to.exact_length {
+            Some(length) if to.head_request && first_length.is_none() && length > 0 && may_have_length(status) => {
+                let _ = write!(out, "content-length: {length}\r\n");
+            }
+            _ => {}
+        },
+        BodyFraming::Length { .. } => {}
     }
     if to.asked_close && !says_close {
         out.extend_from_slice(b"connection: close\r\n");

@@ -131,6 +131,21 @@ fn the_response_head_carries_its_framing_a_date_and_the_close() {
             "HTTP/1.1 200 OK\r\ncontent-length: 12\r\ncontent-length: x\r\nconnection: keep-alive, CLOSE\r\ndate: Sat, 05 Dec 2026 20:00:00 GMT\r\n\r\n",
             written(BodyFraming::Length { length: 12, add_header: false }, true),
         ),
+        // A HEAD answer carries the length of the body it leaves out.
+        (
+            StatusCode::NOT_FOUND,
+            &upstream,
+            answer(true, Some(21), false),
+            "HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\ndate: Sat, 05 Dec 2026 20:00:00 GMT\r\ncontent-length: 21\r\n\r\n",
+            written(BodyFraming::None, false),
+        ),
+        (
+            StatusCode::NOT_MODIFIED,
+            &upstream,
+            answer(true, Some(21), false),
+            "HTTP/1.1 304 Not Modified\r\ncontent-type: text/plain\r\ndate: Sat, 05 Dec 2026 20:00:00 GMT\r\n\r\n",
+            written(BodyFraming::None, false),
+        ),
     ];
     for (status, headers, to, expected_head, expected) in cases {
         let mut out = Vec::new();
