@@ -8,6 +8,7 @@
 
 pub mod addr;
 pub mod checksum;
+pub mod flow_filter;
 pub mod hash;
 pub mod maps;
 pub mod sockets;

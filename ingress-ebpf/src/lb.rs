@@ -7,6 +7,7 @@ use ingress_common::stats::*;
 
 use crate::affinity;
 use crate::conntrack;
+use crate::flow_filter;
 use crate::maglev;
 use crate::reject;
 use crate::snat;
@@ -23,6 +24,9 @@ use crate::service::{Origin, slot_key};
 /// to a node address on the way in would make the packet a martian.
 #[inline(never)]
 pub fn reverse(flow: &Flow) -> Result<Translation, Outcome> {
+    if !flow_filter::may_be_backend(&flow.saddr, flow.sport) {
+        return Err(Outcome::Pass(PASS_NOT_A_REPLY));
+    }
     let entry = conntrack::reply(flow).ok_or(Outcome::Pass(PASS_NOT_A_REPLY))?;
     // SAFETY: map values are plain data; the agent replaces them whole.
     let frontend = unsafe { REV_NAT.get(entry.rev_nat_id) }.ok_or(Outcome::Pass(PASS_NOT_A_REPLY))?;
@@ -51,9 +55,15 @@ fn scoped(flow: &Flow, header: ServiceValue, origin: Origin) -> (u8, ServiceValu
 /// chain leave room for it, and drops the packet if there is none.
 #[inline(never)]
 pub fn forward(flow: &Flow, bytes: u64, origin: Origin) -> Result<(Translation, bool), Outcome> {
-    // SAFETY (all map reads below): plain data, replaced whole by the agent.
-    let Some(header) = (unsafe { SERVICES.get(slot_key(flow, SCOPE_EXTERNAL, 0)) }).copied() else {
-        if flow.opens_connection() {
+    let header = if flow_filter::may_be_frontend(&flow.daddr, flow.dport) {
+        // SAFETY (all map reads below): plain data, replaced whole by the agent.
+        unsafe { SERVICES.get(slot_key(flow, SCOPE_EXTERNAL, 0)) }.copied()
+    } else {
+        None
+    };
+    let Some(header) = header else {
+        // Only a backend's flows have entries keyed by its address and port.
+        if flow.opens_connection() && flow_filter::may_be_backend(&flow.daddr, flow.dport) {
             // A new connection straight to a backend may reuse the ports of
             // an old translated one; its replies must not be rewritten.
             conntrack::forget_translated_flow_replying_as(flow);

@@ -24,6 +24,7 @@
 mod affinity;
 mod clock;
 mod conntrack;
+mod flow_filter;
 mod hairpin;
 mod host_route;
 mod icmp_error;

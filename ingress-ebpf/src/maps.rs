@@ -3,6 +3,7 @@
 
 use aya_ebpf::macros::map;
 use aya_ebpf::maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray};
+use ingress_common::flow_filter::FlowFilter;
 use ingress_common::maps::*;
 use ingress_common::stats::{Counter, REASON_COUNT};
 
@@ -80,3 +81,9 @@ pub static TAIL_TC: ProgramArray = ProgramArray::pinned(TAIL_SLOTS, 0);
 /// the agent.
 #[map(name = "lb_tail_xdp")]
 pub static TAIL_XDP: ProgramArray = ProgramArray::pinned(TAIL_SLOTS, 0);
+
+/// Index 0: which addresses and ports can be frontends, backends or
+/// backends on other nodes (see `ingress_common::flow_filter`). Written only
+/// by the agent; not ready (no filtering) until it does.
+#[map(name = "lb_flow_filter")]
+pub static FLOW_FILTER: Array<FlowFilter> = Array::pinned(1, 0);

@@ -41,6 +41,7 @@ use ingress_common::stats::{DROP_REWRITE_FAILED, DROP_SNAT_PORTS_EXHAUSTED, SNAT
 
 use crate::clock;
 use crate::conntrack;
+use crate::flow_filter;
 use crate::maps::{SNAT, SNAT_CONFIG};
 use crate::nat::{Side, Translation};
 use crate::outcome::Outcome;
@@ -188,6 +189,9 @@ fn own_key(flow: &Flow, direction: u8) -> SnatKey {
 /// flow's port. `None` for any packet of no live translated flow.
 #[inline(never)]
 pub fn source(flow: &Flow) -> Option<Translation> {
+    if !flow_filter::may_be_remote_backend(&flow.daddr, flow.dport) {
+        return None;
+    }
     let key = scratch::snat(0, own_key(flow, SNAT_FORWARD))?;
     // SAFETY: plain data.
     let node = (unsafe { SNAT.get(key) }).copied()?;

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::{Context, bail};
 use aya::Pod;
@@ -13,11 +13,13 @@ use aya::maps::{Array, HashMap, IterableMap, LpmTrie, MapData, MapError, PerCpuA
 use aya::programs::links::{FdLink, LinkError, PinnedLink};
 use aya::programs::{Program, SchedClassifier, TcAttachType, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
+use ingress_common::flow_filter::{FLOW_FILTER_MAP, FlowFilter};
 use ingress_common::maps::*;
 use ingress_common::sockets::PROXY_NETNS_GLOBAL;
 use ingress_common::stats::{Counter, REASON_COUNT};
 
 use super::batch::{self, BatchError};
+use super::flow_filter::{FilterState, FilterWrites};
 use super::host_ifaces::{self, HostIfaceKind, HostIfaces};
 use super::pin_dir::ensure_bpffs;
 use super::sizes::MapSizes;
@@ -503,6 +505,10 @@ pub struct PinnedMaps {
     snat_config: Array<MapData, SnatConfig>,
     /// An LRU hash in the kernel, like `conntrack`.
     affinity: HashMap<MapData, AffinityKey, AffinityValue>,
+    flow_filter: Array<MapData, FlowFilter>,
+    /// The filter of what the maps hold, from the last `read` on, kept with
+    /// every write; unknown after a failed one.
+    filter_state: Mutex<Option<FilterState>>,
     sizes: MapSizes,
 }
 
@@ -562,6 +568,8 @@ impl PinnedMaps {
             snat: open_pinned(dir, SNAT_MAP)?,
             snat_config: open_pinned(dir, SNAT_CONFIG_MAP)?,
             affinity: open_pinned(dir, AFFINITY_MAP)?,
+            flow_filter: open_pinned(dir, FLOW_FILTER_MAP)?,
+            filter_state: Mutex::new(None),
             sizes: MapSizes::default(),
         })
     }
@@ -703,6 +711,55 @@ impl PinnedMaps {
         }
     }
 
+    /// What the agent-owned maps hold.
+    fn read_contents(&self) -> anyhow::Result<MapContents> {
+        let services = read_hash_map(&self.services).with_context(|| format!("reading {SERVICES_MAP}"))?;
+        Ok(MapContents {
+            backends: read_hash_map(&self.backends).with_context(|| format!("reading {BACKENDS_MAP}"))?,
+            rev_nat: read_hash_map(&self.rev_nat).with_context(|| format!("reading {REV_NAT_MAP}"))?,
+            source_ranges: self
+                .source_ranges
+                .keys()
+                .map(|key| key.map(|key| (key.prefix_len(), key.data())))
+                .collect::<Result<_, _>>()?,
+            maglev: self.tables_rows(&services)?,
+            services,
+        })
+    }
+
+    /// The filter writes around `ops`, from what the maps hold (read now
+    /// when not known).
+    fn filter_writes(&self, ops: &[MapOp]) -> anyhow::Result<FilterWrites> {
+        let mut state = self.filter_state.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = match state.as_mut() {
+            Some(state) => state,
+            None => state.insert(FilterState::of(&self.read_contents()?)),
+        };
+        Ok(state.take(ops))
+    }
+
+    fn write_filter(&mut self, filter: &FlowFilter) -> anyhow::Result<()> {
+        self.flow_filter.set(0, filter, 0).with_context(|| format!("writing {FLOW_FILTER_MAP}"))
+    }
+
+    /// One op, as a single map write.
+    fn write_op(&mut self, op: &MapOp) -> anyhow::Result<()> {
+        match op {
+            MapOp::PutBackend(id, b) => self.backends.insert(id, b, 0),
+            MapOp::PutRevNat(id, r) => self.rev_nat.insert(id, r, 0),
+            MapOp::PutService(k, v) => self.services.insert(k, v, 0),
+            MapOp::DeleteService(k) => self.services.remove(k),
+            MapOp::DeleteBackend(id) => self.backends.remove(id),
+            MapOp::DeleteRevNat(id) => self.rev_nat.remove(id),
+            // The value is unused: a hit is what allows the client.
+            MapOp::PutSourceRange((len, data)) => self.source_ranges.insert(&lpm_trie::Key::new(*len, *data), 1, 0),
+            MapOp::DeleteSourceRange((len, data)) => self.source_ranges.remove(&lpm_trie::Key::new(*len, *data)),
+            MapOp::PutMaglevRow(key, row) => self.maglev.set(self.maglev_index(key), **row, 0),
+            MapOp::DeleteMaglevRow(key) => self.maglev.set(self.maglev_index(key), ABSENT_ROW, 0),
+        }
+        .with_context(|| format!("{op:?}"))
+    }
+
     /// Ops of one kind: batch calls, or single writes where the kernel has
     /// no batch op for the map. On a failure, the index in `run`.
     fn apply_run(&mut self, run: &[MapOp]) -> Result<(), (usize, anyhow::Error)> {
@@ -735,7 +792,7 @@ impl PinnedMaps {
             Err((start, BatchError::Unsupported)) => run[start..]
                 .iter()
                 .enumerate()
-                .try_for_each(|(index, op)| self.apply(op).map_err(|error| (start + index, error))),
+                .try_for_each(|(index, op)| self.write_op(op).map_err(|error| (start + index, error))),
         }
     }
 }
@@ -815,18 +872,9 @@ fn sum(per_cpu: &[Counter]) -> Counter {
 
 impl MapWriter for PinnedMaps {
     fn read(&self) -> anyhow::Result<MapContents> {
-        let services = read_hash_map(&self.services).with_context(|| format!("reading {SERVICES_MAP}"))?;
-        Ok(MapContents {
-            backends: read_hash_map(&self.backends).with_context(|| format!("reading {BACKENDS_MAP}"))?,
-            rev_nat: read_hash_map(&self.rev_nat).with_context(|| format!("reading {REV_NAT_MAP}"))?,
-            source_ranges: self
-                .source_ranges
-                .keys()
-                .map(|key| key.map(|key| (key.prefix_len(), key.data())))
-                .collect::<Result<_, _>>()?,
-            maglev: self.tables_rows(&services)?,
-            services,
-        })
+        let contents = self.read_contents()?;
+        *self.filter_state.lock().unwrap_or_else(PoisonError::into_inner) = Some(FilterState::of(&contents));
+        Ok(contents)
     }
 
     fn sizes(&self) -> MapSizes {
@@ -834,30 +882,33 @@ impl MapWriter for PinnedMaps {
     }
 
     fn apply(&mut self, op: &MapOp) -> anyhow::Result<()> {
-        match op {
-            MapOp::PutBackend(id, b) => self.backends.insert(id, b, 0),
-            MapOp::PutRevNat(id, r) => self.rev_nat.insert(id, r, 0),
-            MapOp::PutService(k, v) => self.services.insert(k, v, 0),
-            MapOp::DeleteService(k) => self.services.remove(k),
-            MapOp::DeleteBackend(id) => self.backends.remove(id),
-            MapOp::DeleteRevNat(id) => self.rev_nat.remove(id),
-            // The value is unused: a hit is what allows the client.
-            MapOp::PutSourceRange((len, data)) => self.source_ranges.insert(&lpm_trie::Key::new(*len, *data), 1, 0),
-            MapOp::DeleteSourceRange((len, data)) => self.source_ranges.remove(&lpm_trie::Key::new(*len, *data)),
-            MapOp::PutMaglevRow(key, row) => self.maglev.set(self.maglev_index(key), **row, 0),
-            MapOp::DeleteMaglevRow(key) => self.maglev.set(self.maglev_index(key), ABSENT_ROW, 0),
-        }
-        .with_context(|| format!("{op:?}"))
+        self.apply_all(std::slice::from_ref(op)).map_err(|(_, error)| error)
     }
 
     /// Each run of consecutive ops of one kind (so on one map) is written
     /// in batch calls: the kernel applies their entries in order, so packets
     /// see the same states as with single writes, and a failure names its op.
+    /// The flow filter gains the ops' new bits before them and loses the
+    /// bits they free after them; after a failure it keeps both (a "maybe"
+    /// too many costs a lookup, never a translation) until the next `read`.
     fn apply_all(&mut self, ops: &[MapOp]) -> Result<(), (usize, anyhow::Error)> {
+        let writes = self.filter_writes(ops).map_err(|error| (0, error))?;
+        if let Some(before) = &writes.before {
+            self.write_filter(before).map_err(|error| (0, error))?;
+        }
         let mut start = 0;
         for run in ops.chunk_by(|a, b| std::mem::discriminant(a) == std::mem::discriminant(b)) {
-            self.apply_run(run).map_err(|(done, error)| (start + done, error))?;
+            if let Err((done, error)) = self.apply_run(run) {
+                *self.filter_state.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                return Err((start + done, error));
+            }
             start += run.len();
+        }
+        if let Some(after) = &writes.after
+            && let Err(error) = self.write_filter(after)
+        {
+            // Every op is written; the filter holds a bit too many at worst.
+            tracing::warn!("{error:#}");
         }
         Ok(())
     }

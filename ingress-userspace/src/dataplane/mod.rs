@@ -8,6 +8,7 @@ pub mod conntrack_gc;
 pub mod diff;
 pub mod ebpf;
 pub mod fake;
+pub mod flow_filter;
 pub mod host_ifaces;
 pub mod host_routing;
 pub mod ids;

@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use anyhow::bail;
+use ingress_common::flow_filter::FLOW_FILTER_MAP;
 use ingress_common::maps::{
     AFFINITY_MAP, BACKENDS_MAP, CONNTRACK_MAP, FRONTEND_STATS_MAP, MAGLEV_MAP, REV_NAT_MAP, SERVICES_MAP,
     SNAT_CONFIG_MAP, SNAT_MAP, SOURCE_RANGES_MAP, STATS_MAP,
@@ -16,7 +17,7 @@ const STANDARD_ROOT: &str = "/sys/fs/bpf";
 
 /// The maps a reader of the pins (`state`, tests) opens: the ones every
 /// agent of this layout pins.
-pub const READ_MAPS: [&str; 11] = [
+pub const READ_MAPS: [&str; 12] = [
     SERVICES_MAP,
     BACKENDS_MAP,
     REV_NAT_MAP,
@@ -28,6 +29,7 @@ pub const READ_MAPS: [&str; 11] = [
     SNAT_MAP,
     SNAT_CONFIG_MAP,
     AFFINITY_MAP,
+    FLOW_FILTER_MAP,
 ];
 
 /// The bpffs mount a pin directory must be on: the standard one for
