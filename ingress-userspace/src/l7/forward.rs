@@ -32,7 +32,8 @@ const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Hop-by-hop headers (RFC 9110 7.6.1): they describe one connection, not
 /// the message. Names, not strings, so that removing them parses nothing.
-const HOP_BY_HOP: [HeaderName; 9] = [
+const HOP_BY_HOP_COUNT: usize = 9;
+const HOP_BY_HOP: [HeaderName; HOP_BY_HOP_COUNT] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -263,18 +264,30 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 
 pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // A message rarely carries any: one pass over its names costs less
-    // than looking up each hop-by-hop name (every name `Connection` lists is
-    // only removed when `Connection` is there).
+    // than looking up each hop-by-hop name.
     if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
         return;
     }
-    // The names `Connection` lists go too; only those present are copied out
-    // (`close` and `keep-alive` name no header).
-    let listed: Vec<String> = connection_tokens(headers).filter(|token| headers.contains_key(*token)).map(str::to_owned).collect();
+    // The names `Connection` lists go too; only those present are copied
+    // out. The usual tokens, `close` and `keep-alive`, name no header to
+    // look up (`Keep-Alive` goes below in any case).
+    let names_a_header = |token: &&str| !token.eq_ignore_ascii_case("close") && !token.eq_ignore_ascii_case("keep-alive");
+    let listed: Vec<String> =
+        connection_tokens(headers).filter(names_a_header).filter(|token| headers.contains_key(*token)).map(str::to_owned).collect();
     for name in listed {
         headers.remove(name.as_str());
     }
-    for name in &HOP_BY_HOP {
+    // Only those there (an answer that closes has `Connection` alone):
+    // removing one that is not costs a lookup. The names are made once;
+    // each use of the constant makes and drops them again.
+    let hop_by_hop = HOP_BY_HOP;
+    let mut present = [false; HOP_BY_HOP_COUNT];
+    for name in headers.keys() {
+        if let Some(at) = hop_by_hop.iter().position(|hop| hop == name) {
+            present[at] = true;
+        }
+    }
+    for (name, _) in hop_by_hop.iter().zip(present).filter(|(_, there)| *there) {
         headers.remove(name);
     }
 }
@@ -333,23 +346,37 @@ mod tests {
 
     #[test]
     fn hop_by_hop_headers_and_those_connection_names_are_removed() {
-        let mut headers = HeaderMap::new();
-        for (name, value) in [
-            ("connection", "keep-alive, X-Secret"),
-            ("keep-alive", "timeout=5"),
-            ("x-secret", "1"),
-            ("te", "trailers"),
-            ("transfer-encoding", "chunked"),
-            ("proxy-authorization", "Basic x"),
-            ("upgrade", "h2c"),
-            ("accept", "*/*"),
-        ] {
-            headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+        type Case = (&'static str, &'static [(&'static str, &'static str)], &'static [&'static str]);
+        let cases: &[Case] = &[
+            (
+                "all of them",
+                &[
+                    ("connection", "keep-alive, X-Secret"),
+                    ("keep-alive", "timeout=5"),
+                    ("x-secret", "1"),
+                    ("te", "trailers"),
+                    ("transfer-encoding", "chunked"),
+                    ("proxy-authorization", "Basic x"),
+                    ("upgrade", "h2c"),
+                    ("accept", "*/*"),
+                ],
+                &["accept"],
+            ),
+            ("an answer that closes", &[("content-length", "3"), ("connection", "close")], &["content-length"]),
+            ("none", &[("content-length", "3"), ("x-secret", "1")], &["content-length", "x-secret"]),
+            ("a name no Connection lists stays", &[("trailer", "x-secret"), ("x-secret", "1")], &["x-secret"]),
+            ("the last hop-by-hop name alone", &[("accept", "*/*"), ("upgrade", "h2c")], &["accept"]),
+        ];
+        for (name, fields, left) in cases {
+            let mut headers = HeaderMap::new();
+            for (field, value) in *fields {
+                headers.insert(HeaderName::from_static(field), HeaderValue::from_static(value));
+            }
+            assert_eq!(upgrade_protocol(&headers), None, "{name}");
+            strip_hop_by_hop(&mut headers);
+            let kept: Vec<_> = headers.keys().map(HeaderName::as_str).collect();
+            assert_eq!(kept, *left, "{name}");
         }
-        assert_eq!(upgrade_protocol(&headers), None);
-        strip_hop_by_hop(&mut headers);
-        let left: Vec<_> = headers.keys().map(HeaderName::as_str).collect();
-        assert_eq!(left, ["accept"]);
     }
 
     #[test]
