@@ -1,19 +1,23 @@
 //! The flow filter in the kernel (BPF_PROG_TEST_RUN): the agent's writes
-//! keep it holding every frontend and backend the maps hold, the programs
-//! skip the conntrack lookup for a reply from an address and port it rules
-//! out, and a backend kept for its TCP flows keeps its replies translated.
+//! keep it holding every frontend and backend the maps hold (its first pass
+//! writes it even when no entry changes), the programs skip the conntrack
+//! lookup for a reply from an address and port it rules out, and a backend
+//! kept for its TCP flows keeps its replies translated.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use aya::maps::{Array, HashMap, Map, MapData};
 use ingress_common::addr::Addr;
-use ingress_common::flow_filter::{FILTER_BACKENDS, FILTER_FRONTENDS, FILTER_REMOTE_BACKENDS, FLOW_FILTER_MAP, FlowFilter};
+use ingress_common::flow_filter::{
+    FILTER_BACKENDS, FILTER_FRONTENDS, FILTER_REMOTE_BACKENDS, FLOW_FILTER_MAP, FLOW_FILTER_READY, FlowFilter,
+};
 use ingress_common::IPPROTO_TCP;
 use ingress_common::maps::{CONNTRACK_MAP, CT_REPLY, CtEntry, CtKey};
 use ingress_common::stats::{PASS_NOT_A_REPLY, REPLY_TRANSLATED};
 use ingress_tests::packet::{self, ACK, Frame, SYN};
 use ingress_tests::prog_run::{Programmed, TC_ACT_OK, XDP_PASS, add_tcp_and_udp_service, backends};
+use ingress_userspace::dataplane::ebpf::PinnedMaps;
 use ingress_userspace::model::DesiredState;
 use ingress_userspace::reconcile::reconcile;
 
@@ -54,7 +58,7 @@ fn may_hold(filter: &FlowFilter, set: usize, ip: Ipv4Addr, port: u16) -> bool {
 fn the_filter_holds_what_the_agent_wrote_and_lets_go_of_what_it_removed() {
     let Some(mut programs) = Programmed::load("flow-filter-sets", &desired(true)) else { return };
     let written = filter(programs.pins.path());
-    assert_eq!(written.ready, ingress_common::flow_filter::FLOW_FILTER_READY, "ready once written");
+    assert_eq!(written.ready, FLOW_FILTER_READY, "ready once written");
     for (what, set, ip, port, held) in [
         ("the frontend, TCP", FILTER_FRONTENDS, VIP, 80, true),
         ("the frontend, UDP", FILTER_FRONTENDS, VIP, 53, true),
@@ -74,6 +78,26 @@ fn the_filter_holds_what_the_agent_wrote_and_lets_go_of_what_it_removed() {
     assert!(!may_hold(&after, FILTER_BACKENDS, REMOTE_POD, POD_PORT));
     assert!(!may_hold(&after, FILTER_REMOTE_BACKENDS, REMOTE_POD, POD_PORT));
     assert!(may_hold(&after, FILTER_BACKENDS, LOCAL_POD, POD_PORT), "the other pod stays");
+}
+
+/// As after an upgrade that adds the filter's map to an agent's pins: the
+/// maps already hold what the agent wants, so its first pass writes no
+/// entry, and still writes the filter.
+#[test]
+fn a_filter_not_ready_is_written_at_the_agents_first_pass_when_nothing_else_changes() {
+    let Some(programs) = Programmed::load("flow-filter-first", &desired(true)) else { return };
+    let pins = programs.pins.path();
+    let mut not_ready = filter(pins);
+    not_ready.ready = 0;
+    filter_map(pins).set(0, *not_ready, 0).unwrap();
+
+    let mut restarted = PinnedMaps::open(pins).unwrap();
+    let report = reconcile(&mut restarted, &desired(true)).unwrap();
+    assert_eq!(report.ops.values().sum::<usize>(), 0, "nothing to write: {:?}", report.ops);
+    let written = filter(pins);
+    assert_eq!(written.ready, FLOW_FILTER_READY);
+    assert!(may_hold(&written, FILTER_BACKENDS, REMOTE_POD, POD_PORT));
+    assert!(may_hold(&written, FILTER_FRONTENDS, VIP, 80));
 }
 
 /// A conntrack reply entry for the stranger, copied from a real flow's: the

@@ -893,8 +893,11 @@ impl MapWriter for PinnedMaps {
     /// too many costs a lookup, never a translation) until the next `read`.
     fn apply_all(&mut self, ops: &[MapOp]) -> Result<(), (usize, anyhow::Error)> {
         let writes = self.filter_writes(ops).map_err(|error| (0, error))?;
-        if let Some(before) = &writes.before {
-            self.write_filter(before).map_err(|error| (0, error))?;
+        if let Some(before) = &writes.before
+            && let Err(error) = self.write_filter(before)
+        {
+            *self.filter_state.lock().unwrap_or_else(PoisonError::into_inner) = None;
+            return Err((0, error));
         }
         let mut start = 0;
         for run in ops.chunk_by(|a, b| std::mem::discriminant(a) == std::mem::discriminant(b)) {

@@ -23,6 +23,10 @@ pub struct FilterState {
     /// The frontend headers and backends the maps hold.
     headers: HashSet<ServiceKey>,
     backends: HashMap<u32, Backend>,
+    /// Whether the filter went out since it was made from the maps: the
+    /// pinned one may be another's until then (not ready, as a map just
+    /// created after an upgrade, when nothing else changes).
+    written: bool,
 }
 
 /// The filter writes around a run of map writes: `before` them (the old
@@ -53,6 +57,7 @@ impl FilterState {
             counts: Default::default(),
             headers: HashSet::new(),
             backends: HashMap::new(),
+            written: false,
         };
         for key in contents.services.keys() {
             state.put_header(key);
@@ -68,8 +73,9 @@ impl FilterState {
     }
 
     /// Takes `ops` in (as if all were written) and says how to write the
-    /// filter around them.
+    /// filter around them; the first time, `before` in any case.
     pub fn take(&mut self, ops: &[MapOp]) -> FilterWrites {
+        let first = !std::mem::replace(&mut self.written, true);
         let old = self.filter.clone();
         for op in ops {
             match op {
@@ -81,7 +87,7 @@ impl FilterState {
             }
         }
         if *self.filter == *old {
-            return FilterWrites::default();
+            return FilterWrites { before: first.then_some(old), after: None };
         }
         let mut widened = old.clone();
         for (wide, new) in widened.sets.iter_mut().zip(&self.filter.sets) {
@@ -90,7 +96,7 @@ impl FilterState {
             }
         }
         let after = (*widened != *self.filter).then(|| self.filter.clone());
-        let before = (*widened != *old).then_some(widened);
+        let before = (first || *widened != *old).then_some(widened);
         FilterWrites { before, after }
     }
 
@@ -236,9 +242,21 @@ mod tests {
     }
 
     #[test]
+    fn the_filter_of_what_the_maps_hold_goes_out_once_even_when_nothing_changes() {
+        let contents = contents_after(&[MapOp::PutBackend(1, backend(2, 8080, 0))]);
+        let mut state = FilterState::of(&contents);
+        let first = state.take(&[]).before.expect("the first pass writes the filter");
+        assert_eq!(held(&first, &PROBES), [vec![], vec![(2, 8080)], vec![(2, 8080)]]);
+        assert_eq!(first.ready, FLOW_FILTER_READY);
+        let again = state.take(&[]);
+        assert!(again.before.is_none() && again.after.is_none(), "then only changes");
+    }
+
+    #[test]
     fn bits_are_set_before_the_writes_and_cleared_after_them() {
         let value = ServiceValue::default();
         let mut state = FilterState::of(&MapContents::default());
+        state.take(&[]);
         let writes = state.take(&[MapOp::PutService(header(1, 80), value), MapOp::PutBackend(1, backend(2, 8080, 0))]);
         let before = writes.before.expect("new bits are written before the entries");
         assert_eq!(held(&before, &PROBES), [vec![(1, 80)], vec![(2, 8080)], vec![(2, 8080)]]);
