@@ -75,6 +75,15 @@ impl FilterState {
     /// Takes `ops` in (as if all were written) and says how to write the
     /// filter around them; the first time, `before` in any case.
     pub fn take(&mut self, ops: &[MapOp]) -> FilterWrites {
+        // Runs of Maglev rows, reverse-NAT and source-range entries: the
+        // filter stays as it is, and two copies of it (48 KiB each) and
+        // their compare are not made.
+        let about_filter = |op: &MapOp| {
+            matches!(op, MapOp::PutService(..) | MapOp::DeleteService(_) | MapOp::PutBackend(..) | MapOp::DeleteBackend(_))
+        };
+        if self.written && !ops.iter().any(about_filter) {
+            return FilterWrites::default();
+        }
         let first = !std::mem::replace(&mut self.written, true);
         let old = self.filter.clone();
         for op in ops {
