@@ -101,6 +101,28 @@ pub fn peak_rss_mib(root: u32) -> f64 {
     kib as f64 / 1024.0
 }
 
+/// CPU time, user and system, of `root` and the processes below it, in
+/// seconds: what the kernel charged them, which with tick-based accounting
+/// (no `CONFIG_IRQ_TIME_ACCOUNTING`) includes the packet processing that
+/// runs in their system calls, the receiving end's included.
+pub fn cpu_seconds(root: u32) -> f64 {
+    let ticks: u64 = std::iter::once(root)
+        .chain(descendants(root))
+        .filter_map(|pid| cpu_ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?))
+        .sum();
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    ticks as f64 / per_second as f64
+}
+
+/// utime + stime of a `/proc/PID/stat` line (fields 14 and 15), in clock ticks.
+fn cpu_ticks(stat: &str) -> Option<u64> {
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 1..)?.split_whitespace().collect();
+    // Field 3 (the state) is the first after the command name.
+    let field = |number: usize| fields.get(number - 3)?.parse::<u64>().ok();
+    Some(field(14)? + field(15)?)
+}
+
 fn vm_hwm_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()
@@ -115,6 +137,14 @@ mod tests {
         assert_eq!(parent_of("42 (nginx: worker) S 41 42 42 0"), Some(41));
         assert_eq!(parent_of("7 (a) b) R 1 7"), Some(1));
         assert_eq!(parent_of("garbage"), None);
+    }
+
+    #[test]
+    fn cpu_ticks_are_user_and_system_time() {
+        let stat = "42 (nginx: worker) S 41 42 42 0 -1 4194624 89 0 0 0 120 35 0 0 20 0 1 0 100";
+        assert_eq!(cpu_ticks(stat), Some(155));
+        assert_eq!(cpu_ticks("7 (a) b) R 1 7 7 0 -1 0 0 0 0 0 3 4 0"), Some(7));
+        assert_eq!(cpu_ticks("7 (short) R 1"), None);
     }
 
     #[test]

@@ -187,16 +187,26 @@ impl Bench<'_> {
 
     fn measure(&self, contender: Contender) -> Result<Figures> {
         let load = self.load(self.config.duration)?;
-        let (result, peak_rss_mib) = if contender == Contender::Direct {
+        let (result, proxy_figures) = if contender == Contender::Direct {
             (load.run(self.bed.pods[0])?, None)
         } else {
             let mut proxy = self.bed.start(contender)?;
+            let cpu_before = daemon::cpu_seconds(proxy.pid());
             let result = load.run(proxy.addr())?;
+            let cpu = daemon::cpu_seconds(proxy.pid()) - cpu_before;
             proxy.check_running()?;
-            (result, Some(daemon::peak_rss_mib(proxy.pid())))
+            let cpu_us_per_request = cpu * 1e6 / result.requests.max(1) as f64;
+            (result, Some((daemon::peak_rss_mib(proxy.pid()), cpu_us_per_request)))
         };
         let WrkResult { requests_per_s, p50_us, p99_us, failed, .. } = result;
-        Ok(Figures { requests_per_s, p50_us, p99_us, failed: failed as f64, peak_rss_mib })
+        Ok(Figures {
+            requests_per_s,
+            p50_us,
+            p99_us,
+            failed: failed as f64,
+            peak_rss_mib: proxy_figures.map(|(rss, _)| rss),
+            proxy_cpu_us: proxy_figures.map(|(_, cpu)| cpu),
+        })
     }
 
     /// One load run while the changed route gets `changes` new versions,

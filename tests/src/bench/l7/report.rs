@@ -79,6 +79,9 @@ pub struct Figures {
     pub failed: f64,
     /// VmHWM of the proxy's processes (master and workers summed); none for `direct`.
     pub peak_rss_mib: Option<f64>,
+    /// The proxy's processes' CPU time (user and system) over the run's
+    /// requests, in µs; none for `direct`.
+    pub proxy_cpu_us: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -98,6 +101,7 @@ impl Cell {
             p99_us: m(|f| f.p99_us),
             failed: m(|f| f.failed),
             peak_rss_mib: median(rounds.iter().filter_map(|f| f.peak_rss_mib).collect()),
+            proxy_cpu_us: median(rounds.iter().filter_map(|f| f.proxy_cpu_us).collect()),
         };
         Cell { contender, pods, median, rounds }
     }
@@ -146,11 +150,12 @@ impl Report {
              `shop.example/` (one route over 10 pods); every proxy pinned to CPU {}. Medians over rounds \
              (contenders alternated within each round); added = over `direct` to the same pods in this run. \
              Pods `close` answer in HTTP/1.0 and close (a new upstream connection per request), `keep-alive` \
-             pods keep their connections (HTTP/1.1).\n\n",
+             pods keep their connections (HTTP/1.1). Proxy CPU: the user and system time of the proxy's \
+             processes over the run's requests (from /proc; the packet work run in their system calls included).\n\n",
             self.date, self.machine, self.command, self.connections, self.seconds_per_run, self.wrk_cpus, self.proxy_cpus
         );
-        md.push_str("| contender | pods | rounds | req/s | req/s range | p50 µs | p99 µs | added p50 µs | added p99 µs | peak RSS MiB | failed |\n");
-        md.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        md.push_str("| contender | pods | rounds | req/s | req/s range | p50 µs | p99 µs | added p50 µs | added p99 µs | proxy CPU µs/req | peak RSS MiB | failed |\n");
+        md.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for cell in &self.cells {
             let direct = self.cells.iter().find(|c| c.contender == Contender::Direct && c.pods == cell.pods).map(|c| c.median);
             let f = &cell.median;
@@ -161,7 +166,7 @@ impl Report {
             let (low, high) = cell.requests_range();
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {:.0} | {low:.0}-{high:.0} | {:.0} | {:.0} | {} | {} | {} | {:.0} |",
+                "| {} | {} | {} | {:.0} | {low:.0}-{high:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {:.0} |",
                 cell.contender.name(),
                 cell.pods.name(),
                 cell.rounds.len(),
@@ -170,6 +175,7 @@ impl Report {
                 f.p99_us,
                 added(f.p50_us, direct.map(|d| d.p50_us)),
                 added(f.p99_us, direct.map(|d| d.p99_us)),
+                f.proxy_cpu_us.map_or("-".into(), |v| format!("{v:.1}")),
                 f.peak_rss_mib.map_or("-".into(), |v| format!("{v:.1}")),
                 f.failed,
             );
@@ -237,7 +243,14 @@ mod tests {
 
     #[test]
     fn medians_added_latency_and_route_changes_in_the_table() {
-        let figures = |p50: f64, rss| Figures { requests_per_s: 1000.0, p50_us: p50, p99_us: 2.0 * p50, failed: 0.0, peak_rss_mib: rss };
+        let figures = |p50: f64, rss: Option<f64>| Figures {
+            requests_per_s: 1000.0,
+            p50_us: p50,
+            p99_us: 2.0 * p50,
+            failed: 0.0,
+            peak_rss_mib: rss,
+            proxy_cpu_us: rss.map(|rss| 10.0 * rss),
+        };
         let report = Report::of_test(
             vec![
                 Cell::new(Contender::Direct, Pods::Close, vec![figures(100.0, None), figures(300.0, None), figures(200.0, None)]),
@@ -257,9 +270,9 @@ mod tests {
             }],
         );
         let md = report.markdown();
-        assert!(md.contains("| direct | close | 3 | 1000 | 1000-1000 | 200 | 400 | - | - | - | 0 |"), "{md}");
-        assert!(md.contains("| nginx | close | 2 | 1000 | 1000-1000 | 260 | 520 | 60 | 120 | 4.0 | 0 |"), "{md}");
-        assert!(md.contains("| nginx | keep-alive | 1 | 1000 | 1000-1000 | 80 | 160 | 30 | 60 | 4.0 | 0 |"), "{md}");
+        assert!(md.contains("| direct | close | 3 | 1000 | 1000-1000 | 200 | 400 | - | - | - | - | 0 |"), "{md}");
+        assert!(md.contains("| nginx | close | 2 | 1000 | 1000-1000 | 260 | 520 | 60 | 120 | 40.0 | 4.0 | 0 |"), "{md}");
+        assert!(md.contains("| nginx | keep-alive | 1 | 1000 | 1000-1000 | 80 | 160 | 30 | 60 | 40.0 | 4.0 | 0 |"), "{md}");
         assert!(md.contains("| nginx | nginx -s reload | 1000 | - | 5000 | 12 | 500 | yes |"), "{md}");
     }
 }

@@ -82,7 +82,7 @@ mod tests {
     use crate::bench::l7::report::Figures;
 
     fn cell(contender: Contender, pods: Pods, rates: &[f64], p50_us: f64, p99_us: f64) -> Cell {
-        let rounds = rates.iter().map(|&requests_per_s| Figures { requests_per_s, p50_us, p99_us, failed: 0.0, peak_rss_mib: None }).collect();
+        let rounds = rates.iter().map(|&requests_per_s| Figures { requests_per_s, p50_us, p99_us, failed: 0.0, peak_rss_mib: None, proxy_cpu_us: None }).collect();
         Cell::new(contender, pods, rounds)
     }
 
