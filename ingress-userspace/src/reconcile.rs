@@ -4,9 +4,10 @@
 //! The maps are the only state: after a failed write (a full map, say) the
 //! next pass reads what they hold and carries on from there.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context;
+use foldhash::{HashMap, HashMapExt};
 use ingress_common::maps::{MaglevKey, ServiceKey};
 
 use crate::dataplane::diff::{diff, removals};

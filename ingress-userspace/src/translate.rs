@@ -5,10 +5,11 @@
 pub(crate) mod addresses;
 mod patch;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use foldhash::{HashMap, HashMapExt, HashSet};
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 

@@ -5,7 +5,7 @@
 //! around the maps' (a bit is set before its entry appears and cleared
 //! after it is gone).
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use ingress_common::addr::Addr;
 use ingress_common::flow_filter::{

@@ -4,10 +4,11 @@
 //! ids, so a plan keeps every id an object already has. An established flow
 //! then keeps its backend across any change that does not remove it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-
 use std::net::IpAddr;
+
+use foldhash::{HashMap, HashMapExt};
 
 use ingress_common::maps::{
     BACKENDS_MAP, MAGLEV_MAP, MaglevKey, REV_NAT_MAP, SCOPE_EXTERNAL, SCOPE_LOCAL,
@@ -78,7 +79,7 @@ pub fn plan(desired: &DesiredState, current: &MapContents, sizes: &MapSizes) -> 
     for (part, table) in unfilled {
         planner.fill(table, &mut services[part].1);
     }
-    let values: foldhash::HashMap<u32, _> = planner.backends.iter().map(|(id, backend)| (*id, abi::backend_value(backend))).collect();
+    let values: HashMap<u32, _> = planner.backends.iter().map(|(id, backend)| (*id, abi::backend_value(backend))).collect();
     for (_, part) in &mut services {
         for id in std::mem::take(&mut part.backends).into_keys() {
             part.backends.insert(id, values[&id]);
@@ -164,7 +165,7 @@ struct Planner<'a> {
     sizes: MapSizes,
     /// `lb_services` entries planned so far.
     planned_services: usize,
-    backends: foldhash::HashMap<u32, Backend>,
+    backends: HashMap<u32, Backend>,
     /// Maglev tables planned so far.
     tables: u32,
     /// Maglev tables' rows by slot set: computed beside the plan, or as filled.
@@ -187,7 +188,7 @@ impl<'a> Planner<'a> {
             table_ids: Ids::new(IdStart::Smallest, &index.tables),
             sizes: *sizes,
             planned_services: 0,
-            backends: foldhash::HashMap::default(),
+            backends: HashMap::default(),
             tables: 0,
             maglev_tables: maglev::Tables::default(),
             unfilled: Vec::new(),

@@ -3,7 +3,7 @@
 //! Service port's name selects the EndpointSlice port, whose number is the
 //! pod's targetPort (so a named targetPort may differ per slice).
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::net::{IpAddr, SocketAddr};
 
 use k8s_openapi::api::core::v1::Service;

@@ -2,8 +2,10 @@
 //! the translator says changed, the Service ports to re-plan and the
 //! values of their backends, without a walk of every Service port.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+
+use foldhash::HashMap;
 
 use crate::dataplane::plan::{ServiceFrontends, backend_values};
 use crate::model::{Backend, BackendAddr, DesiredState, Frontend, FrontendState, ServicePortRef};
@@ -13,9 +15,9 @@ use crate::model::{Backend, BackendAddr, DesiredState, Frontend, FrontendState, 
 /// hundreds of thousands of them, and three strings each added up.
 #[derive(Default)]
 pub struct ServiceIndex {
-    owners: foldhash::HashMap<Frontend, Arc<ServicePortRef>>,
+    owners: HashMap<Frontend, Arc<ServicePortRef>>,
     /// The Service ports whose frontends list each backend address.
-    users: foldhash::HashMap<BackendAddr, BTreeSet<Arc<ServicePortRef>>>,
+    users: HashMap<BackendAddr, BTreeSet<Arc<ServicePortRef>>>,
 }
 
 /// Service ports with their frontends, in name order.

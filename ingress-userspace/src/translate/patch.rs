@@ -4,7 +4,9 @@
 //! frontends over the old ones, when that is certain to give what
 //! translating everything gives; otherwise the caller translates everything.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
+
+use foldhash::{HashSet, HashSetExt};
 
 use super::{Family, Indexed, Inputs, Item, ServiceKey, Translated, Translator, name_of, slice_service};
 use crate::manifests::{Snapshot, Versions};
