@@ -11,9 +11,13 @@ use std::time::Duration;
 
 use ingress_common::stats::REJECT_NO_BACKEND;
 use ingress_tests::agent::{InProcessAgent, ManifestDir, NODE_NAME, dataplane_packets};
+use ingress_tests::backend_choice::{NewFlow, fresh_choice};
+use ingress_tests::packet::{TCP, UDP};
 use ingress_tests::traffic::{connect_outcome, udp_exchange_outcome};
 use ingress_tests::{ECHO_PORT, Lab, LabSpec, NetNs, Tally, TcpSession, UdpSession, is_root};
 use ingress_tests::{tcp_request, udp_request};
+use ingress_userspace::dataplane::MapWriter;
+use ingress_userspace::dataplane::ebpf::PinnedMaps;
 
 const ECHO_PODS: [&str; 3] = ["pod-a", "pod-b", "pod-c"];
 /// Service `echo6`: IPv6 only, 80/TCP and 53/UDP, NodePorts, the echo pods.
@@ -100,7 +104,7 @@ fn manifests(lab: &Lab) -> ManifestDir {
 /// The lab (three echo pods and a toolbox pod) with the agent on `manifests`.
 struct V6Lab {
     // Dropped in this order: the agent before its manifests and its lab.
-    _agent: InProcessAgent,
+    agent: InProcessAgent,
     _manifests: ManifestDir,
     lab: Lab,
 }
@@ -114,25 +118,34 @@ fn v6_lab() -> Option<V6Lab> {
     let lab = Lab::build(spec).expect("building the lab");
     let manifests = manifests(&lab);
     let agent = InProcessAgent::start(&lab, manifests.path()).expect("starting the agent");
-    Some(V6Lab { _agent: agent, _manifests: manifests, lab })
+    Some(V6Lab { agent, _manifests: manifests, lab })
 }
 
 fn toolbox(lab: &Lab) -> &NetNs {
     &lab.pod("toolbox").unwrap().ns
 }
 
-/// `count` requests from `from` to `to`, each on a new connection (TCP) or
-/// from a new source port (UDP); every one must be answered by an echo pod
-/// that saw `peer` as its client.
-fn tally(from: &NetNs, to: SocketAddr, udp: bool, count: usize, peer: IpAddr) -> Tally {
-    let mut tally = Tally::new();
-    for i in 0..count {
-        let reply = if udp { udp_request(from, to) } else { tcp_request(from, to) };
-        let reply = reply.unwrap_or_else(|e| panic!("request {i} to {to} (udp: {udp}): {e:#}"));
-        assert_eq!(reply.peer.ip(), peer, "{} saw its caller through {to} as {}", reply.pod, reply.peer);
-        tally.add(&reply);
+impl V6Lab {
+    /// `count` requests from `from` to `to`, each on a new connection (TCP)
+    /// or from a new source port (UDP); every one must be answered by the
+    /// echo pod the programmed maps choose for its flow (the Maglev table
+    /// read back), which saw `peer` as its client.
+    fn tally(&self, from: &NetNs, to: SocketAddr, udp: bool, count: usize, peer: IpAddr) -> Tally {
+        let maps = PinnedMaps::open(self.agent.pins()).and_then(|maps| maps.read()).expect("reading the pinned maps");
+        let proto = if udp { UDP } else { TCP };
+        let mut tally = Tally::new();
+        for i in 0..count {
+            let reply = if udp { udp_request(from, to) } else { tcp_request(from, to) };
+            let reply = reply.unwrap_or_else(|e| panic!("request {i} to {to} (udp: {udp}): {e:#}"));
+            assert_eq!(reply.peer.ip(), peer, "{} saw its caller through {to} as {}", reply.pod, reply.peer);
+            let flow = NewFlow { client: peer, sport: reply.peer.port(), frontend: to.ip(), port: to.port(), proto };
+            let chosen = fresh_choice(&maps, flow);
+            let answered = self.lab.pod(&reply.pod).map(|pod| pod.ip_like(to.ip()));
+            assert_eq!(answered, Some(chosen), "request {i} to {to} from port {} (udp: {udp}): {} answered", flow.sport, reply.pod);
+            tally.add(&reply);
+        }
+        tally
     }
-    tally
 }
 
 fn assert_all_echo_pods(tally: &Tally, what: &str) {
@@ -154,11 +167,11 @@ fn an_ipv6_nodeport_and_clusterip_spread_tcp_and_udp_over_the_pods() {
         ("ClusterIP from a pod", toolbox(lab), SocketAddr::new(ECHO6_VIP.into(), 80), toolbox_ip6.into()),
     ];
     for (name, from, to, peer) in cases {
-        assert_all_echo_pods(&tally(from, to, false, 60, peer), &format!("TCP {name}"));
+        assert_all_echo_pods(&v6.tally(from, to, false, 60, peer), &format!("TCP {name}"));
         // A connected UDP socket only accepts datagrams from `to`: an answer
         // arriving at all proves the reply was reverse-translated.
         let udp_to = SocketAddr::new(to.ip(), if to.port() == 80 { 53 } else { to.port() });
-        assert_all_echo_pods(&tally(from, udp_to, true, 30, peer), &format!("UDP {name}"));
+        assert_all_echo_pods(&v6.tally(from, udp_to, true, 60, peer), &format!("UDP {name}"));
     }
 }
 
@@ -184,8 +197,8 @@ fn a_dual_stack_service_answers_on_both_of_its_cluster_ips() {
     for vip in [IpAddr::from(DUAL_VIP4), IpAddr::from(DUAL_VIP6)] {
         // The pod is seen with its own address of the frontend's family.
         let peer = toolbox_pod.ip_like(vip);
-        assert_all_echo_pods(&tally(toolbox(lab), SocketAddr::new(vip, 80), false, 60, peer), &format!("TCP to {vip}"));
-        assert_all_echo_pods(&tally(toolbox(lab), SocketAddr::new(vip, 53), true, 30, peer), &format!("UDP to {vip}"));
+        assert_all_echo_pods(&v6.tally(toolbox(lab), SocketAddr::new(vip, 80), false, 60, peer), &format!("TCP to {vip}"));
+        assert_all_echo_pods(&v6.tally(toolbox(lab), SocketAddr::new(vip, 53), true, 60, peer), &format!("UDP to {vip}"));
     }
 }
 
