@@ -58,14 +58,17 @@ pub fn table(backends: &[BackendAddr], size: u32) -> Vec<BackendAddr> {
     let mut backends = backends.to_vec();
     backends.sort();
     backends.dedup();
-    table_indices(&backends, size).into_iter().map(|index| backends[index as usize]).collect()
+    let indices: Vec<u32> = (0..).take(backends.len()).collect();
+    fill(&backends, &indices, u32::MAX, size).into_iter().map(|index| backends[index as usize]).collect()
 }
 
-/// `table` for backends already sorted and without duplicates (a
-/// `BTreeMap`'s keys), as indices into `backends`: the planner maps them to
-/// ids without looking every entry up.
-pub fn table_indices(backends: &[BackendAddr], size: u32) -> Vec<u32> {
+/// The table of `size` entries over `backends` (sorted, without duplicates),
+/// each entry the value of its backend in `values`; `free` is a value none
+/// of them has. Written straight in the form the caller keeps (slots for the
+/// programs' rows, indices for [`table`]), with no second pass to translate.
+fn fill<T: Copy + PartialEq>(backends: &[BackendAddr], values: &[T], free: T, size: u32) -> Vec<T> {
     debug_assert!(backends.is_sorted_by(|a, b| a < b), "sorted, without duplicates");
+    debug_assert!(values.len() == backends.len() && !values.contains(&free));
     if backends.is_empty() {
         return Vec::new();
     }
@@ -101,19 +104,17 @@ pub fn table_indices(backends: &[BackendAddr], size: u32) -> Vec<u32> {
             *position -= m;
         }
     };
-    const FREE: u32 = u32::MAX;
-    let mut entries = vec![FREE; size as usize];
+    let mut entries = vec![free; size as usize];
     let mut filled = 0;
     // Backends take turns claiming their next preferred free entry, so the
     // counts differ by at most one and a removal only frees its own entries
     // (plus a few claimed differently in the reshuffled turns).
     'fill: loop {
-        for (backend, (_, skip)) in (0..).zip(&permutations) {
-            let position = &mut next[backend as usize];
-            while entries[*position as usize] != FREE {
+        for ((position, (_, skip)), value) in next.iter_mut().zip(&permutations).zip(values) {
+            while entries[*position as usize] != free {
                 advance(position, *skip);
             }
-            entries[*position as usize] = backend;
+            entries[*position as usize] = *value;
             advance(position, *skip);
             filled += 1;
             if filled == entries.len() {
@@ -135,16 +136,16 @@ pub type Tables = HashMap<SlotSet, Vec<Arc<MaglevRow>>>;
 /// programs read them: each entry is its backend's slot; entries past the
 /// table's end are 0.
 pub fn rows(slots: &[(BackendAddr, u16)], size: u32) -> Vec<Arc<MaglevRow>> {
-    let addrs: Vec<BackendAddr> = slots.iter().map(|(addr, _)| *addr).collect();
-    let indices = table_indices(&addrs, size);
-    let row = |chunk: &[u32]| {
+    let (addrs, values): (Vec<BackendAddr>, Vec<u16>) = slots.iter().copied().unzip();
+    // Slots start at 1 (0 is the header), and 0 is what the programs read
+    // as "no entry": it marks free entries while the table fills.
+    let entries = fill(&addrs, &values, 0, size);
+    let row = |chunk: &[u16]| {
         let mut row = MaglevRow { slots: [0; MAGLEV_ROW_LEN] };
-        for (entry, index) in row.slots.iter_mut().zip(chunk) {
-            *entry = slots[*index as usize].1;
-        }
+        row.slots[..chunk.len()].copy_from_slice(chunk);
         Arc::new(row)
     };
-    indices.chunks(MAGLEV_ROW_LEN).map(row).collect()
+    entries.chunks(MAGLEV_ROW_LEN).map(row).collect()
 }
 
 /// Fewer tables than this per thread are computed on the calling thread:
