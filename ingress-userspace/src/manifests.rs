@@ -2,11 +2,11 @@
 //! `kubectl apply` (YAML or JSON). Parsing is lenient the way an operator expects: one bad
 //! document or file is reported and skipped, the rest is still programmed.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use foldhash::HashMap;
 use k8s_openapi::Metadata;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -58,7 +58,10 @@ pub struct Snapshot {
     pub nodes: Vec<Node>,
     /// Keyed by `object_label`; empty for objects from the API server.
     /// Shared: a snapshot patched in place keeps every object's source.
-    pub sources: Arc<BTreeMap<String, Source>>,
+    /// Hashed: a pass looks every Service and EndpointSlice up by its
+    /// label, and labels share long prefixes that a tree compares again at
+    /// every level.
+    pub sources: Arc<HashMap<String, Source>>,
     /// What the source knows about which objects stayed the same.
     pub versions: Versions,
 }
