@@ -12,8 +12,8 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
 use serde_yaml::Value;
 
 use crate::gateway::types::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
@@ -269,17 +269,32 @@ pub fn parse_file(file: &str, text: &str) -> ParsedFile {
 /// reads without any problem. Anything else gives `None`, and the general
 /// path reads the whole file, reporting exactly as it does.
 fn parse_plain(file: &str, text: &str) -> Option<ParsedFile> {
-    let (documents, format) = match is_json_name(file) {
-        true => (plain_json::split(text)?, Format::Json),
-        false => (plain_documents::split(text)?, Format::Yaml),
+    let docs = match is_json_name(file) {
+        true => plain_json::read(text, &PlainJson { file })?,
+        false => {
+            let mut docs = Vec::new();
+            for document in plain_documents::split(text)? {
+                let at = Location { file: Some(file.to_owned()), document: Some(document.number), object: None };
+                let reader = FromDeserializer { at, object: serde_yaml::Deserializer::from_str(document.text) };
+                docs.push(read_kind(document.api_version, document.kind, reader)??);
+            }
+            docs
+        }
     };
-    let mut parsed = ParsedFile::default();
-    for document in documents {
-        let at = Location { file: Some(file.to_owned()), document: Some(document.number), object: None };
-        let reader = FromText { at, text: document.text, format };
-        parsed.docs.push(read_kind(document.api_version, document.kind, reader)??);
+    Some(ParsedFile { docs, ignored: 0 })
+}
+
+/// Reads the objects of a plain JSON file (its one document).
+struct PlainJson<'a> {
+    file: &'a str,
+}
+
+impl plain_json::ReadObject for PlainJson<'_> {
+    type Object = Doc;
+    fn read<'de, D: Deserializer<'de>>(&self, api_version: &str, kind: &str, object: D) -> Option<Doc> {
+        let at = Location { file: Some(self.file.to_owned()), document: Some(1), object: None };
+        read_kind(api_version, kind, FromDeserializer { at, object })?
     }
-    Some(parsed)
 }
 
 /// [`parse_file`] for any text (JSON is YAML too): each document parsed to
@@ -551,32 +566,20 @@ impl ReadAs for FromValue {
     }
 }
 
-/// The syntax of a plain object's text.
-#[derive(Clone, Copy)]
-enum Format {
-    Yaml,
-    Json,
-}
-
-/// One object's text, read only if it has no problem at all.
-struct FromText<'a> {
+/// One object, read only if it has no problem at all.
+struct FromDeserializer<D> {
     at: Location,
-    text: &'a str,
-    format: Format,
+    object: D,
 }
 
-impl ReadAs for FromText<'_> {
+impl<'de, D: Deserializer<'de>> ReadAs for FromDeserializer<D> {
     type Read = Option<Doc>;
     fn read_as<T>(self, wrap: fn(T) -> Object) -> Option<Doc>
     where
         T: DeserializeOwned + Metadata<Ty = ObjectMeta>,
     {
         let mut unknown_fields = false;
-        let unknown = |_: serde_ignored::Path| unknown_fields = true;
-        let object: T = match self.format {
-            Format::Yaml => serde_ignored::deserialize(serde_yaml::Deserializer::from_str(self.text), unknown).ok()?,
-            Format::Json => serde_ignored::deserialize(&mut serde_json::Deserializer::from_str(self.text), unknown).ok()?,
-        };
+        let object: T = serde_ignored::deserialize(self.object, |_: serde_ignored::Path| unknown_fields = true).ok()?;
         let named = !object.metadata().name.as_deref().unwrap_or("").is_empty();
         (named && !unknown_fields).then(|| read_object(self.at, object, Vec::new(), wrap))
     }
@@ -838,6 +841,8 @@ mod tests {
         let json_service = r#"{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"clusterIP": "10.96.0.1", "ports": [{"port": 80, "targetPort": 8080}]}}"#;
         let json_slice = r#"{"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "metadata": {"name": "web-1", "namespace": "shop"}, "addressType": "IPv4", "endpoints": [{"addresses": ["10.0.0.1"], "conditions": {"ready": true}}]}"#;
         let json_list = |items: &str| format!(r#"{{"apiVersion": "v1", "kind": "List", "metadata": {{"resourceVersion": ""}}, "items": [{items}]}}"#);
+        let sorted_slice = r#"{"addressType": "IPv4", "apiVersion": "discovery.k8s.io/v1", "endpoints": [{"addresses": ["10.0.0.1"], "conditions": {"ready": true}}], "kind": "EndpointSlice", "metadata": {"name": "web-1", "namespace": "shop"}}"#;
+        let json_sorted_list = |items: &str| format!(r#"{{"apiVersion": "v1", "items": [{items}], "kind": "List", "metadata": {{"resourceVersion": ""}}}}"#);
         // (name, file, text, read by the plain path)
         let cases: &[(&str, &str, String, bool)] = &[
             ("two kinds, a head comment", "f.yaml", format!("# shop\n---\n{service}---\n{slice}"), true),
@@ -849,6 +854,7 @@ mod tests {
             ("a syntax error", "f.yaml", format!("{service}---\nkind: Service\napiVersion: v1\nmetadata: {{name: [\n"), false),
             ("a YAML List", "f.yaml", format!("apiVersion: v1\nkind: List\nitems:\n- {json_service}\n- {json_slice}\n"), false),
             ("a JSON List", "f.json", json_list(&format!("{json_service}, {json_slice}")), true),
+            ("a JSON List as kubectl prints it (members sorted)", "f.json", json_sorted_list(&format!("{json_service}, {sorted_slice}")), true),
             ("a JSON List with an unknown field", "f.json", json_list(&format!("{json_service}, {}", json_slice.replace("\"addressType\"", "\"adressType\": 1, \"addressType\""))), false),
             ("a JSON List with a nameless item", "f.json", json_list(&format!("{json_service}, {}", json_slice.replace("\"name\": \"web-1\", ", ""))), false),
             ("a JSON syntax error", "f.json", json_list(&format!("{json_service}, {json_slice}")).replace("\"port\": 80", "\"port\": 80,,"), false),
