@@ -20,6 +20,8 @@ use crate::gateway::types::{Gateway, GatewayClass, HttpRoute, ReferenceGrant};
 
 mod plain_documents;
 mod plain_json;
+#[cfg(test)]
+mod plain_paths_tests;
 use crate::problem::{Location, Problem, ProblemKind};
 
 /// Where an object was read from, so that problems `translate` finds later

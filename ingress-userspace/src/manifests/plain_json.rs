@@ -6,7 +6,9 @@
 //! first, as the API server writes them) are kept as raw text and read
 //! again, the rest are read once. A large directory of JSON is mostly this
 //! pass, and finding each object's kind in a pass of its own, then its type
-//! in another, read every byte three times.
+//! in another, read every byte three times. An object's member given twice
+//! sends the file the general way; inside a member's value, as on the YAML
+//! plain path, the type reads a repeated key as its last value.
 
 use serde::de::value::{BorrowedStrDeserializer, MapAccessDeserializer};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -59,9 +61,10 @@ impl<'de, R: ReadObject> Visitor<'de> for ObjectSeed<'_, R> {
         // A List's `items` may come before its `kind` (kubectl sorts the
         // members of what it prints): read as items on sight.
         let mut items = None;
+        let mut seen = Vec::new();
         let (api_version, kind) = loop {
-            let key: &'de str = map.next_key()?.ok_or_else(not_plain)?;
-            if key == "items" && !self.in_list && items.is_none() {
+            let key = next_new_key(&mut map, &mut seen)?.ok_or_else(not_plain)?;
+            if key == "items" && !self.in_list {
                 items = Some(map.next_value_seed(Items { reader: self.reader })?);
             } else {
                 let value: &'de RawValue = map.next_value()?;
@@ -80,10 +83,9 @@ impl<'de, R: ReadObject> Visitor<'de> for ObjectSeed<'_, R> {
             if self.in_list {
                 return Err(not_plain());
             }
-            while let Some(key) = map.next_key::<&'de str>()? {
+            while let Some(key) = next_new_key(&mut map, &mut seen)? {
                 match key {
-                    "items" if items.is_none() => items = Some(map.next_value_seed(Items { reader: self.reader })?),
-                    "items" => return Err(not_plain()),
+                    "items" => items = Some(map.next_value_seed(Items { reader: self.reader })?),
                     _ => drop(map.next_value::<IgnoredAny>()?),
                 }
             }
@@ -92,7 +94,7 @@ impl<'de, R: ReadObject> Visitor<'de> for ObjectSeed<'_, R> {
         if items.is_some() {
             return Err(not_plain());
         }
-        let members = Members { ahead: ahead.into_iter(), ahead_value: None, rest: map };
+        let members = Members { ahead: ahead.into_iter(), ahead_value: None, rest: map, seen };
         let object = self.reader.read(api_version, kind, MapAccessDeserializer::new(members)).ok_or_else(not_plain)?;
         Ok(vec![object])
     }
@@ -134,6 +136,8 @@ struct Members<'de, A> {
     /// The value of the member read ahead whose key was given last.
     ahead_value: Option<&'de RawValue>,
     rest: A,
+    /// Every key given so far.
+    seen: Vec<&'de str>,
 }
 
 impl<'de, A: MapAccess<'de>> MapAccess<'de> for Members<'de, A> {
@@ -145,7 +149,10 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Members<'de, A> {
                 self.ahead_value = Some(value);
                 seed.deserialize(BorrowedStrDeserializer::new(key)).map(Some)
             }
-            None => self.rest.next_key_seed(seed),
+            None => match next_new_key(&mut self.rest, &mut self.seen)? {
+                Some(key) => seed.deserialize(BorrowedStrDeserializer::new(key)).map(Some),
+                None => Ok(None),
+            },
         }
     }
 
@@ -155,6 +162,18 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Members<'de, A> {
             None => self.rest.next_value_seed(seed),
         }
     }
+}
+
+/// The next key of `map`, one not in `seen` (then added to it). A member
+/// given twice is read by the general path as an error, and by a type's
+/// `Deserialize` as its last value: it sends the file the general way.
+fn next_new_key<'de, A: MapAccess<'de>>(map: &mut A, seen: &mut Vec<&'de str>) -> Result<Option<&'de str>, A::Error> {
+    let Some(key) = map.next_key::<&'de str>()? else { return Ok(None) };
+    if seen.contains(&key) {
+        return Err(not_plain());
+    }
+    seen.push(key);
+    Ok(Some(key))
 }
 
 /// A string without escapes.
@@ -205,6 +224,8 @@ mod tests {
             ("a List inside a List", nested, None),
             ("a List without items", r#"{"apiVersion":"v1","kind":"List"}"#.to_owned(), None),
             ("a List with items twice", r#"{"apiVersion":"v1","kind":"List","items":[],"items":[]}"#.to_owned(), None),
+            ("a List with items twice, before its kind", r#"{"apiVersion":"v1","items":[],"items":[],"kind":"List"}"#.to_owned(), None),
+            ("a member twice", r#"{"apiVersion":"v1","kind":"Service","metadata":{},"metadata":{"name":"a"}}"#.to_owned(), None),
             ("items in an object not a List", format!(r#"{{"items":[{service}],"apiVersion":"v1","kind":"Service"}}"#), None),
             ("an item the reader refuses", format!(r#"{{"apiVersion":"v1","kind":"List","items":[{service},{refused}]}}"#), None),
             ("an item not an object", format!(r#"{{"apiVersion":"v1","kind":"List","items":[{service},3]}}"#), None),
