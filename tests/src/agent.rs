@@ -267,7 +267,23 @@ impl AgentProcess {
         log: &AgentLog,
         configure: impl FnOnce(&mut Command),
     ) -> Result<AgentProcess> {
-        AgentProcess::start(binary, lab, AgentSource::Manifests(manifests), pins, log, configure)
+        let mut process = AgentProcess::launch(binary, lab, AgentSource::Manifests(manifests), pins, log, configure)?;
+        process.wait_ready(lab, log)?;
+        Ok(process)
+    }
+
+    /// [`AgentProcess::spawn_with`] without waiting for `/readyz`: for a
+    /// benchmark that times the start by traffic, which is served before the
+    /// agent says it is ready (see [`AgentProcess::wait_ready`]).
+    pub fn launch_with(
+        binary: &Path,
+        lab: &Lab,
+        manifests: &Path,
+        pins: &Path,
+        log: &AgentLog,
+        configure: impl FnOnce(&mut Command),
+    ) -> Result<AgentProcess> {
+        AgentProcess::launch(binary, lab, AgentSource::Manifests(manifests), pins, log, configure)
     }
 
     /// The agent watching the API server `kubeconfig` points at (e.g. the
@@ -286,10 +302,12 @@ impl AgentProcess {
         log: &AgentLog,
         configure: impl FnOnce(&mut Command),
     ) -> Result<AgentProcess> {
-        AgentProcess::start(binary, lab, AgentSource::Kubernetes { kubeconfig }, pins, log, configure)
+        let mut process = AgentProcess::launch(binary, lab, AgentSource::Kubernetes { kubeconfig }, pins, log, configure)?;
+        process.wait_ready(lab, log)?;
+        Ok(process)
     }
 
-    fn start(
+    fn launch(
         binary: &Path,
         lab: &Lab,
         source: AgentSource,
@@ -316,17 +334,28 @@ impl AgentProcess {
         log.apply(&mut command)?;
         configure(&mut command);
         let child = command.spawn().with_context(|| format!("starting {}", binary.display()))?;
-        let mut process = AgentProcess { child };
-        if let Err(error) = wait_ready(lab.node(), READY_WITHIN) {
-            if let Ok(Some(status)) = process.child.try_wait() {
-                match log {
-                    AgentLog::File(path) => bail!("the agent exited ({status}) before it was ready; its log: {}", path.display()),
-                    AgentLog::Terminal => bail!("the agent exited ({status}) before it was ready"),
-                }
+        Ok(AgentProcess { child })
+    }
+
+    /// Waits until `/readyz` says the first pass is programmed (its maps
+    /// written, and what the agent keeps for the next pass built) and the
+    /// admin endpoint is up; says so if the agent exited instead (`log` is
+    /// where its output went).
+    pub fn wait_ready(&mut self, lab: &Lab, log: &AgentLog) -> Result<()> {
+        let Err(error) = wait_ready(lab.node(), READY_WITHIN) else { return Ok(()) };
+        self.running(log)?;
+        Err(error)
+    }
+
+    /// An error naming the exit status and the log if the agent has exited.
+    pub fn running(&mut self, log: &AgentLog) -> Result<()> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            match log {
+                AgentLog::File(path) => bail!("the agent exited ({status}) before it was ready; its log: {}", path.display()),
+                AgentLog::Terminal => bail!("the agent exited ({status}) before it was ready"),
             }
-            return Err(error);
         }
-        Ok(process)
+        Ok(())
     }
 
     pub fn pid(&self) -> u32 {

@@ -263,16 +263,27 @@ impl<'a> SizeBench<'a> {
                 let pins = PinDir::unique("bench");
                 let started = Instant::now();
                 let log = AgentLog::File(self.config.out_dir.join("agent.log"));
-                let agent = AgentProcess::spawn_with(&self.config.agent, self.lab, self.manifests.path(), pins.path(), &log, |command| {
+                let mut agent = AgentProcess::launch_with(&self.config.agent, self.lab, self.manifests.path(), pins.path(), &log, |command| {
                     command.args(["--uplink-hook", &self.config.uplink_hook.to_string()]).args(&self.map_size_flags);
                     if contender == Contender::EbpfForwarded {
                         command.args(["--host-routing", "off"]);
                     }
                 })?;
-                expect_host_routing(self.lab, contender == Contender::Ebpf)?;
                 // Programmed means serving: the agent may fill its maps
-                // before its programs are attached.
-                let programmed = self.first_answer(node_port, started)?;
+                // before its programs are attached, and it serves before it
+                // is ready (its readiness waits for what it keeps for the
+                // next pass), so the probes start with the agent.
+                let programmed = workload::first_answer_while(
+                    self.lab.client(),
+                    node_port,
+                    &ECHO_PODS,
+                    started,
+                    self.bounds(PROGRAMMING_LIMIT),
+                    || agent.running(&log),
+                );
+                agent.wait_ready(self.lab, &log)?;
+                let programmed = programmed?;
+                expect_host_routing(self.lab, contender == Contender::Ebpf)?;
                 // Measured once the agent is done, as iptables is once
                 // iptables-restore has exited.
                 agent.wait_idle(AGENT_QUIET, AGENT_QUIET_LIMIT)?;

@@ -149,8 +149,22 @@ pub fn throughput(from: &NetNs, to: SocketAddrV4, threads: usize, per_thread: us
 /// Sends a request on a new connection every millisecond until one of
 /// `pods` answers; returns how long after `since` that was.
 pub fn first_answer_from(from: &NetNs, to: SocketAddrV4, pods: &[&str], since: Instant, bounds: Bounds) -> Result<Duration> {
+    first_answer_while(from, to, pods, since, bounds, || Ok(()))
+}
+
+/// [`first_answer_from`], giving up with `going`'s error (the programming
+/// process exited, say) instead of probing on until the limit.
+pub fn first_answer_while(
+    from: &NetNs,
+    to: SocketAddrV4,
+    pods: &[&str],
+    since: Instant,
+    bounds: Bounds,
+    mut going: impl FnMut() -> Result<()>,
+) -> Result<Duration> {
     while since.elapsed() < bounds.limit {
         bounds.check()?;
+        going()?;
         // A failed probe is normal while the rules are swapped: keep probing.
         if let Ok(reply) = TcpSession::open_timeout(from, to, Duration::from_millis(200)).and_then(|mut s| s.request())
             && pods.contains(&reply.pod.as_str())
