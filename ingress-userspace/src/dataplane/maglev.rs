@@ -105,22 +105,21 @@ fn fill<T: Copy + PartialEq>(backends: &[BackendAddr], values: &[T], free: T, si
         }
     };
     let mut entries = vec![free; size as usize];
-    let mut filled = 0;
     // Backends take turns claiming their next preferred free entry, so the
     // counts differ by at most one and a removal only frees its own entries
     // (plus a few claimed differently in the reshuffled turns).
-    'fill: loop {
-        for ((position, (_, skip)), value) in next.iter_mut().zip(&permutations).zip(values) {
-            while entries[*position as usize] != free {
-                advance(position, *skip);
-            }
-            entries[*position as usize] = *value;
-            advance(position, *skip);
-            filled += 1;
-            if filled == entries.len() {
-                break 'fill;
-            }
+    let mut turn = 0;
+    for _ in 0..size {
+        // In a local, not behind a reference into `next`: the probe loop
+        // then keeps it in a register.
+        let (mut position, skip) = (next[turn], permutations[turn].1);
+        while entries[position as usize] != free {
+            advance(&mut position, skip);
         }
+        entries[position as usize] = values[turn];
+        advance(&mut position, skip);
+        next[turn] = position;
+        turn = if turn + 1 == backends.len() { 0 } else { turn + 1 };
     }
     entries
 }
@@ -331,6 +330,26 @@ mod tests {
         let distinct = || (0..13 * 17).map(|i| slotted(&pods[i % 13..i % 13 + 1 + i % 17]));
         assert_eq!(TableWork::new(distinct(), 1021).helpers(1), 0, "one CPU");
         assert_eq!(TableWork::new(distinct(), 1021).helpers(8), 3, "a thread per 64 tables");
+    }
+
+    #[test]
+    fn whole_tables_are_pinned() {
+        // (backends, M, FNV-1a of the entries' third octets): every entry,
+        // where the test above pins four; any change to the fill shows.
+        let cases = [
+            (1u8, 101u32, 0x0595_6715_cf2e_25e8u64),
+            (2, 1021, 0xe760_7ec3_43be_94d4),
+            (3, 1021, 0x29ed_0a65_939f_1c4c),
+            (10, 1021, 0x5399_6c3a_e3da_2622),
+            (100, 16381, 0xc57b_3e8a_a834_c38e),
+            (7, 65521, 0x8343_1aee_e1ea_b3d0),
+        ];
+        for (count, size, pinned) in cases {
+            let fingerprint = table(&pods(count), size).iter().fold(0xcbf2_9ce4_8422_2325u64, |h, backend| {
+                (h ^ u64::from(third_octet(backend.addr))).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+            assert_eq!(fingerprint, pinned, "{count} backends, M={size}: {fingerprint:#x}");
+        }
     }
 
     fn third_octet(addr: IpAddr) -> u8 {
