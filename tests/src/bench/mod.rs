@@ -281,8 +281,9 @@ impl<'a> SizeBench<'a> {
                     self.bounds(PROGRAMMING_LIMIT),
                     || agent.running(&log),
                 );
-                agent.wait_ready(self.lab, &log)?;
+                // An agent that exited is named by the probes' error.
                 let programmed = programmed?;
+                agent.wait_ready(self.lab, &log)?;
                 expect_host_routing(self.lab, contender == Contender::Ebpf)?;
                 // Measured once the agent is done, as iptables is once
                 // iptables-restore has exited.
