@@ -2,8 +2,13 @@
 //! one self-contained binary. With INGRESS_EBPF_STUB set (clippy, pure unit
 //! tests on a machine without the eBPF toolchain) an empty object is embedded
 //! and loading the dataplane fails at run time with a message saying so.
+//! On the way in, the object's BTF is made acceptable to the kernel
+//! (`build_btf.rs`).
 
 use std::path::PathBuf;
+
+#[path = "build_btf.rs"]
+mod build_btf;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=INGRESS_EBPF_STUB");
@@ -18,12 +23,18 @@ fn main() {
             .join("../ingress-ebpf/target/bpfel-unknown-none/release/ingress-ebpf")
     });
     println!("cargo:rerun-if-changed={}", object.display());
-    if let Err(error) = std::fs::copy(&object, &out) {
+    let mut bytes = std::fs::read(&object).unwrap_or_else(|error| {
         panic!(
             "the eBPF object {} is missing ({error}).\n\
              Build it first with `cargo xtask build`, or set INGRESS_EBPF_STUB=1 to build \
              without it (the agent then cannot load its dataplane).",
             object.display()
-        );
+        )
+    });
+    if let Err(error) = build_btf::fix_union_offsets(&mut bytes) {
+        // Still a working object: the agent warns that the kernel refused
+        // its BTF, and verifying its programs takes longer.
+        println!("cargo:warning=the BTF of {} was left as it is: {error}", object.display());
     }
+    std::fs::write(&out, bytes).unwrap();
 }

@@ -20,6 +20,7 @@ pub enum Side {
     Source,
 }
 
+#[derive(Clone, Copy)]
 pub struct Translation {
     pub side: Side,
     /// New address, of the packet's family.

@@ -22,6 +22,7 @@ const IP_MF_OR_OFFSET_BE: u16 = 0x3fffu16.to_be();
 
 /// One packet's 5-tuple and where its headers are. Addresses and ports are
 /// in network byte order, as in the maps.
+#[derive(Clone, Copy)]
 pub struct Flow {
     pub saddr: Addr,
     pub daddr: Addr,

@@ -37,6 +37,8 @@ pub struct Scratch {
     quote: Quoted,
     /// The FIB lookup of a packet the program routes itself, and its answer.
     route: Route,
+    /// What `snat::prepare` hands its global function.
+    snat_request: SnatRequest,
 }
 
 #[map(name = "lb_scratch")]
@@ -77,6 +79,16 @@ pub fn snat(slot: usize, key: SnatKey) -> Option<&'static SnatKey> {
 pub fn snat_entry(slot: usize, entry: SnatEntry) -> Option<&'static SnatEntry> {
     // SAFETY: as in `ct`.
     store(unsafe { &raw mut (*scratch()?).snat_entries }, slot, entry)
+}
+
+/// Stores a SNAT port request and returns it there.
+#[inline(always)]
+pub fn snat_request(flow: Flow, to_backend: Translation) -> Option<&'static SnatRequest> {
+    let scratch = scratch()?;
+    // SAFETY: as in `store`.
+    let place = unsafe { &mut (*scratch).snat_request };
+    *place = SnatRequest { flow, to_backend };
+    Some(place)
 }
 
 /// The memory a reject's headers are built in.
@@ -134,4 +146,11 @@ pub struct Quoted {
     /// The other end's translation as well, for an error between a
     /// hairpinned pod and itself.
     pub then: Option<Translation>,
+}
+
+/// A client's packet on its way to a backend on another node, whose flow
+/// needs a SNAT port (`snat::prepare`).
+pub struct SnatRequest {
+    pub flow: Flow,
+    pub to_backend: Translation,
 }

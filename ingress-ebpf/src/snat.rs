@@ -88,8 +88,37 @@ fn forward_key(flow: &Flow, to_backend: &Translation) -> SnatKey {
 /// Makes sure the flow of `flow` (a client's packet on its way to the backend
 /// of `to_backend`, before that DNAT) has a SNAT port: keeps a live one, refreshed, else takes
 /// a free one. Nothing to do while SNAT is off.
-#[inline(never)]
+#[inline(always)]
 pub fn prepare(flow: &Flow, to_backend: &Translation) -> Result<(), Outcome> {
+    let request = scratch::snat_request(*flow, *to_backend).ok_or(Outcome::Drop(DROP_REWRITE_FAILED))?;
+    match lb_snat_prepare(request) {
+        0 => Ok(()),
+        reason => Err(Outcome::Drop(reason)),
+    }
+}
+
+/// `prepare` as a global function (exported, with BTF: see
+/// `.cargo/config.toml`), which the verifier checks once, on its own,
+/// rather than once for every state its callers reach it in, each walk
+/// going through all `SNAT_PORT_TRIES` tries (half of `lb_tc_uplink`'s
+/// verification when it was static). 0, else the reason to drop the packet.
+/// Its argument is in scratch memory, not on the caller's stack: the
+/// verifier takes a global function to write what it is given, and would
+/// forget what it knew of the caller's stack (a flow's L4 offset among it).
+#[unsafe(no_mangle)]
+#[inline(never)]
+fn lb_snat_prepare(request: *const scratch::SnatRequest) -> u32 {
+    // SAFETY: null or this CPU's scratch (the verifier has the global
+    // function check for null).
+    let Some(request) = (unsafe { request.as_ref() }) else { return DROP_REWRITE_FAILED };
+    match reserve(&request.flow, &request.to_backend) {
+        Ok(()) => 0,
+        Err(outcome) => outcome.reason(),
+    }
+}
+
+#[inline(always)]
+fn reserve(flow: &Flow, to_backend: &Translation) -> Result<(), Outcome> {
     let Some((node, config)) = config(&to_backend.addr) else { return Ok(()) };
     let forward = scratch::snat(0, forward_key(flow, to_backend)).ok_or(Outcome::Drop(DROP_REWRITE_FAILED))?;
     let now = clock::now_ns();

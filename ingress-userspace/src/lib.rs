@@ -23,3 +23,7 @@ pub mod l7;
 pub mod gateway;
 #[cfg(test)]
 mod test_rng;
+/// `build.rs`'s BTF fix, tested here (a build script has no tests).
+#[cfg(test)]
+#[path = "../build_btf.rs"]
+mod build_btf;

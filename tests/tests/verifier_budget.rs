@@ -42,3 +42,24 @@ fn every_program_stays_well_under_the_verifiers_limit_with_host_routing_off_and_
     }
     assert!(over.is_empty(), "the verifier processed more than the budget of {BUDGET} instructions: {}", over.join(", "));
 }
+
+/// `lb_snat_prepare` is a global function only while the kernel takes the
+/// object's BTF (see `ingress-ebpf/src/snat.rs` and
+/// `ingress-userspace/build_btf.rs`); without it the verifier walks it once
+/// per caller state again, and `lb_tc_uplink`'s walk grows from about
+/// 60,000 instructions to about 240,000 (Linux 6.18).
+#[test]
+fn the_programs_carry_their_btf_so_the_snat_port_search_is_verified_once() {
+    if !is_root() {
+        eprintln!("skipped: loading eBPF programs needs root");
+        return;
+    }
+    let pins = PinDir::unique("verifier-btf");
+    let mut dataplane = Dataplane::maps_only(pins.path(), &MapSizes::default(), false).expect("loading the object");
+    for name in [XDP_PROGRAM, TC_UPLINK_PROGRAM, TC_IN_PROGRAM, TC_OUT_PROGRAM] {
+        assert!(dataplane.carries_btf(name).unwrap(), "{name} was loaded without the object's BTF");
+    }
+    if let Some(count) = dataplane.verified_instructions(TC_UPLINK_PROGRAM).unwrap() {
+        assert!(count < 120_000, "{TC_UPLINK_PROGRAM}: {count} instructions processed, as if lb_snat_prepare were static");
+    }
+}

@@ -161,6 +161,14 @@ impl Dataplane {
     /// the JIT images' placement is the suspect.
     pub fn verify(&mut self, names: &[&str]) -> anyhow::Result<()> {
         self.verify_side_by_side(names)?;
+        if let Some(name) = names.first()
+            && !self.carries_btf(name)?
+        {
+            tracing::warn!(
+                "the kernel refused the eBPF object's BTF, so the programs were verified without it: \
+                 the verifier walked lb_snat_prepare once per caller state, which makes a start slower"
+            );
+        }
         let icmp_programs: Vec<&str> = names.iter().filter_map(|name| icmp_program_of(name)).map(|(icmp, ..)| icmp).collect();
         self.verify_side_by_side(&icmp_programs)?;
         names.iter().try_for_each(|name| self.hand_icmp_errors_over(name))
@@ -224,6 +232,13 @@ impl Dataplane {
     /// (before 5.16).
     pub fn verified_instructions(&mut self, name: &str) -> anyhow::Result<Option<u32>> {
         Ok(self.loaded(name)?.info()?.verified_instruction_count())
+    }
+
+    /// Whether program `name` was loaded with the object's BTF (its function
+    /// records), which makes `lb_snat_prepare` a global function to the
+    /// verifier; verifying it first if it was not yet.
+    pub fn carries_btf(&mut self, name: &str) -> anyhow::Result<bool> {
+        Ok(self.loaded(name)?.info()?.btf_id().is_some())
     }
 
     fn loaded(&mut self, name: &str) -> anyhow::Result<&mut Program> {
@@ -337,6 +352,10 @@ fn load_program(program: &mut Program) -> anyhow::Result<()> {
         Program::Xdp(xdp) => xdp.load()?,
         Program::SchedClassifier(classifier) => classifier.load()?,
         other => bail!("a program of an unexpected kind: {:?}", other.prog_type()),
+    }
+    if let Ok(info) = program.info() {
+        let name = info.name_as_str().unwrap_or("?");
+        tracing::debug!(program = name, instructions = ?info.verified_instruction_count(), "verified");
     }
     Ok(())
 }
