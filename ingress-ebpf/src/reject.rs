@@ -112,7 +112,6 @@ fn ip_total_len<P: Packet>(packet: &P, flow: &Flow) -> Option<u32> {
 fn zeroed_frame<const HLEN: usize, const N: usize>()
 -> Option<(&'static mut [u8; N], [usize; 2])> {
     let frame: &mut [u8; N] = scratch::frame()?.first_chunk_mut::<N>()?;
-    frame.fill(0);
     Some((frame, [ETH_HLEN, ETH_HLEN + HLEN]))
 }
 
